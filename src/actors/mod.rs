@@ -1,0 +1,86 @@
+//! Actors: one [`ThreadActor`] per Slack thread, found through the [`ThreadRegistry`].
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::conversation::ThreadKey;
+use crate::interpret::Interpreter;
+use crate::metrics::Metrics;
+use crate::sql::SqlGuard;
+use crate::store::StateStore;
+use crate::warehouse::{QueryResult, Warehouse};
+
+pub mod registry;
+pub mod thread;
+
+pub use registry::ThreadRegistry;
+pub use thread::{ThreadActor, UserMessage};
+
+/// An answer to show: a summary, the result and the context line's facts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub summary: String,
+    pub result: QueryResult,
+    /// Rows the query returned (the table shows the first `max_rows`).
+    pub total_rows: usize,
+    /// True when the result reached the fetch cap, so there may be more rows.
+    pub capped: bool,
+    pub duration: Duration,
+    pub query_id: String,
+    pub version: usize,
+}
+
+/// What a thread says back.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Answer(Box<Answer>),
+    /// The exact SQL of a version.
+    Sql(String),
+    /// A file for the thread (CSV export).
+    File {
+        filename: String,
+        content_type: String,
+        bytes: Vec<u8>,
+        title: String,
+    },
+    /// Help, notices and errors, in mrkdwn.
+    Text(String),
+}
+
+/// Where a thread's replies go: Slack's Web API, or the terminal in `threadql demo`.
+#[async_trait]
+pub trait Replier: Send + Sync {
+    async fn reply(&self, thread: &ThreadKey, reply: Reply) -> anyhow::Result<()>;
+}
+
+/// Row caps and timeouts for turns.
+#[derive(Debug, Clone, Copy)]
+pub struct TurnLimits {
+    /// Rows shown in an answer.
+    pub max_rows: usize,
+    /// Rows fetched for an answer (to count them); more means "N+ rows".
+    pub answer_fetch_cap: usize,
+    pub export_max_rows: usize,
+    pub query_timeout: Duration,
+    /// A thread actor idle this long is persisted and stopped.
+    pub idle_after: Duration,
+}
+
+/// Everything a thread actor needs, shared by all of them.
+pub struct ThreadServices {
+    pub interpreter: Arc<dyn Interpreter>,
+    pub guard: SqlGuard,
+    pub warehouse: Arc<dyn Warehouse>,
+    pub store: Arc<dyn StateStore>,
+    pub replier: Arc<dyn Replier>,
+    pub metrics: Metrics,
+    pub limits: TurnLimits,
+    pub timezone: chrono_tz::Tz,
+}
+
+impl ThreadServices {
+    pub fn today(&self) -> chrono::NaiveDate {
+        chrono::Utc::now().with_timezone(&self.timezone).date_naive()
+    }
+}

@@ -1,0 +1,76 @@
+//! Finds the live actor of a thread, starting it (from its snapshot) on a miss. Live actors are
+//! looked up in a `DashMap`, so routing never queues behind another thread's work.
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use actix::prelude::*;
+use dashmap::DashMap;
+
+use super::thread::{ThreadActor, UserMessage};
+use super::ThreadServices;
+use crate::conversation::ThreadKey;
+
+/// Live thread actors by thread.
+pub type ThreadMap = DashMap<ThreadKey, Addr<ThreadActor>>;
+
+/// Routes messages to thread actors, which run on a pool of arbiters (one per core).
+pub struct ThreadRegistry {
+    threads: Arc<ThreadMap>,
+    arbiters: Vec<ArbiterHandle>,
+    services: Arc<ThreadServices>,
+    /// Keeps the arbiters' threads alive as long as the registry.
+    _owned_arbiters: Vec<Arbiter>,
+}
+
+impl ThreadRegistry {
+    /// Starts `arbiter_count` arbiters for thread actors. Must run inside an actix `System`.
+    pub fn start(services: Arc<ThreadServices>, arbiter_count: usize) -> Arc<Self> {
+        let owned: Vec<Arbiter> = (0..arbiter_count.max(1)).map(|_| Arbiter::new()).collect();
+        let arbiters = owned.iter().map(Arbiter::handle).collect();
+        Arc::new(Self {
+            threads: Arc::new(DashMap::new()),
+            arbiters,
+            services,
+            _owned_arbiters: owned,
+        })
+    }
+
+    /// Delivers a message to its thread's actor, activating it if needed. Never waits.
+    pub fn dispatch(&self, thread: ThreadKey, message: UserMessage) {
+        // Two tries: an actor found stopped (passivated between lookup and send) is replaced once.
+        for _ in 0..2 {
+            let address = self
+                .threads
+                .entry(thread.clone())
+                .or_insert_with(|| self.spawn(thread.clone()))
+                .clone();
+            if address.connected() {
+                address.do_send(message);
+                return;
+            }
+            self.threads.remove_if(&thread, |_, live| *live == address);
+        }
+        tracing::error!(%thread, "Failed to deliver a message: the thread actor stopped twice in a row");
+    }
+
+    /// Number of live thread actors.
+    pub fn live_threads(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// Whether a thread has a live actor.
+    pub fn is_live(&self, thread: &ThreadKey) -> bool {
+        self.threads.contains_key(thread)
+    }
+
+    fn spawn(&self, thread: ThreadKey) -> Addr<ThreadActor> {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        thread.hash(&mut hasher);
+        let index = (hasher.finish() % self.arbiters.len() as u64) as usize;
+        let arbiter = &self.arbiters[index];
+        let services = self.services.clone();
+        let threads = Arc::downgrade(&self.threads);
+        self.services.metrics.live_threads.inc();
+        ThreadActor::start_in_arbiter(arbiter, move |_| ThreadActor::new(thread, services, threads))
+    }
+}

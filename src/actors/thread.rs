@@ -1,0 +1,567 @@
+//! One actor per Slack thread. It owns the thread's state, handles its messages one at a time
+//! in arrival order, persists a snapshot after every turn and only then posts the answer.
+use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use futures::FutureExt;
+use tokio_util::sync::CancellationToken;
+
+use super::registry::ThreadMap;
+use super::{Answer, Reply, ThreadServices};
+use crate::conversation::{Command, ThreadKey, ThreadState, Turn};
+use crate::interpret::{InterpretRequest, Interpretation, ProposedQuery};
+use crate::slack::events::Origin;
+use crate::store::{AuditRecord, QueryRecord, QueryStatus, StoreError};
+use crate::warehouse::{QueryResult, WarehouseError};
+
+/// A user's message in this thread.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct UserMessage {
+    pub user: String,
+    pub text: String,
+    pub message_ts: String,
+    pub origin: Origin,
+    /// Fired once the turn is over (its replies posted or failed): the terminal demo and
+    /// benchmarks wait on it; Slack ingress does not.
+    pub done: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// How often an actor checks whether it has been idle long enough to passivate.
+const IDLE_CHECK_EVERY: Duration = Duration::from_secs(5);
+
+pub struct ThreadActor {
+    key: ThreadKey,
+    services: Arc<ThreadServices>,
+    threads: Weak<ThreadMap>,
+    state: ThreadState,
+    /// Version of the snapshot `state` was read from or written as (0 = none yet).
+    snapshot_version: i64,
+    /// The snapshot could not be read at start; the next turn tries again before acting.
+    needs_reload: bool,
+    queue: VecDeque<UserMessage>,
+    busy: bool,
+    last_activity: Instant,
+}
+
+impl ThreadActor {
+    pub fn new(key: ThreadKey, services: Arc<ThreadServices>, threads: Weak<ThreadMap>) -> Self {
+        Self {
+            key,
+            services,
+            threads,
+            state: ThreadState::default(),
+            snapshot_version: 0,
+            needs_reload: true,
+            queue: VecDeque::new(),
+            busy: false,
+            last_activity: Instant::now(),
+        }
+    }
+
+    /// Starts the next queued message, if any and if none is running.
+    fn start_next(&mut self, ctx: &mut Context<Self>) {
+        if self.busy {
+            return;
+        }
+        let Some(message) = self.queue.pop_front() else { return };
+        self.busy = true;
+        let turn = TurnContext {
+            key: self.key.clone(),
+            services: self.services.clone(),
+            state: self.state.clone(),
+            snapshot_version: self.snapshot_version,
+            needs_reload: self.needs_reload,
+        };
+        let key = self.key.clone();
+        let services = self.services.clone();
+        let work = AssertUnwindSafe(turn.run(message)).catch_unwind().then(move |outcome| async move {
+            match outcome {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    // A bug in one turn must not take the thread down: report it and carry on
+                    // from the last durable snapshot.
+                    tracing::error!(thread = %key, "A turn panicked; reloading the thread from its snapshot");
+                    services.metrics.turns.with_label_values(&["unknown", "panicked"]).inc();
+                    let _ = services
+                        .replier
+                        .reply(&key, Reply::Text("Sorry, something went wrong while handling that message. The thread is intact; please try again.".into()))
+                        .await;
+                    TurnOutcome { state: None, snapshot_version: None, needs_reload: true }
+                }
+            }
+        });
+        ctx.spawn(work.into_actor(self).map(|outcome, actor, ctx| {
+            if let Some(state) = outcome.state {
+                actor.state = state;
+            }
+            if let Some(version) = outcome.snapshot_version {
+                actor.snapshot_version = version;
+            }
+            actor.needs_reload = outcome.needs_reload;
+            actor.busy = false;
+            actor.last_activity = Instant::now();
+            actor.start_next(ctx);
+        }));
+    }
+
+    fn deregister(&self, ctx: &Context<Self>) {
+        if let Some(threads) = self.threads.upgrade() {
+            let me = ctx.address();
+            if threads.remove_if(&self.key, |_, live| *live == me).is_some() {
+                self.services.metrics.live_threads.dec();
+            }
+        }
+    }
+}
+
+impl Actor for ThreadActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Load the snapshot before any message is handled: `wait` holds the mailbox meanwhile.
+        let store = self.services.store.clone();
+        let key = self.key.clone();
+        ctx.wait(async move { store.load_snapshot(&key).await }.into_actor(self).map(
+            |loaded, actor, _| match loaded {
+                Ok(snapshot) => {
+                    if let Some(snapshot) = snapshot {
+                        actor.state = snapshot.state;
+                        actor.snapshot_version = snapshot.version;
+                    }
+                    actor.needs_reload = false;
+                }
+                Err(error) => {
+                    tracing::error!(thread = %actor.key, ?error, "Failed to load a thread snapshot; will retry")
+                }
+            },
+        ));
+        let idle_after = self.services.limits.idle_after;
+        ctx.run_interval(IDLE_CHECK_EVERY.min(idle_after), move |actor, ctx| {
+            if !actor.busy && actor.queue.is_empty() && actor.last_activity.elapsed() >= idle_after {
+                tracing::debug!(thread = %actor.key, "Passivating an idle thread");
+                actor.deregister(ctx);
+                ctx.stop();
+            }
+        });
+    }
+
+    fn stopped(&mut self, ctx: &mut Self::Context) {
+        self.deregister(ctx);
+    }
+}
+
+impl Handler<UserMessage> for ThreadActor {
+    type Result = ();
+
+    fn handle(&mut self, message: UserMessage, ctx: &mut Self::Context) {
+        self.last_activity = Instant::now();
+        self.queue.push_back(message);
+        self.start_next(ctx);
+    }
+}
+
+/// What a finished turn hands back to its actor.
+struct TurnOutcome {
+    /// The new state, when the turn changed it.
+    state: Option<ThreadState>,
+    snapshot_version: Option<i64>,
+    needs_reload: bool,
+}
+
+/// A turn's inputs, owned, so the turn runs as a `'static` future while the actor keeps
+/// receiving messages.
+struct TurnContext {
+    key: ThreadKey,
+    services: Arc<ThreadServices>,
+    state: ThreadState,
+    snapshot_version: i64,
+    needs_reload: bool,
+}
+
+/// The outcome of a warehouse run for a version.
+struct Execution {
+    result: QueryResult,
+    sql: String,
+    duration: Duration,
+}
+
+impl TurnContext {
+    async fn run(self, mut message: UserMessage) -> TurnOutcome {
+        let done = message.done.take();
+        let outcome = self.run_turn(message).await;
+        if let Some(done) = done {
+            let _ = done.send(());
+        }
+        outcome
+    }
+
+    async fn run_turn(mut self, message: UserMessage) -> TurnOutcome {
+        let started = Instant::now();
+        if self.needs_reload {
+            match self.services.store.load_snapshot(&self.key).await {
+                Ok(snapshot) => {
+                    if let Some(snapshot) = snapshot {
+                        self.state = snapshot.state;
+                        self.snapshot_version = snapshot.version;
+                    }
+                    self.needs_reload = false;
+                }
+                Err(error) => {
+                    tracing::error!(thread = %self.key, ?error, "Failed to load a thread snapshot");
+                    self.say(Reply::Text("I can't reach my state store right now, so I can't continue this thread. Please try again in a minute.".into())).await;
+                    return TurnOutcome {
+                        state: None,
+                        snapshot_version: None,
+                        needs_reload: true,
+                    };
+                }
+            }
+        }
+        if message.origin == Origin::ThreadReply && !self.state.engaged {
+            // A reply in a thread the bot was never asked in: not for us.
+            return TurnOutcome {
+                state: None,
+                snapshot_version: None,
+                needs_reload: false,
+            };
+        }
+        self.state.engaged = true;
+        self.state.record_turn(Turn {
+            user: message.user.clone(),
+            text: message.text.clone(),
+            message_ts: message.message_ts.clone(),
+        });
+
+        let command = Command::parse(&message.text);
+        let intent = match &command {
+            Command::Help => "help",
+            Command::ShowSql => "show_sql",
+            Command::ExportCsv => "export_csv",
+            Command::Undo => "undo",
+            Command::Ask(_) => "ask",
+        };
+        let replies = match command {
+            Command::Help => vec![Reply::Text(self.help())],
+            Command::ShowSql => self.show_sql(),
+            Command::ExportCsv => self.export_csv(&message).await,
+            Command::Undo => self.undo(&message).await,
+            Command::Ask(text) => self.ask(&message, &text).await,
+        };
+        tracing::info!(thread = %self.key, intent, elapsed_ms = started.elapsed().as_millis() as u64, "Turn handled");
+
+        // The answer goes out only once the state it shows is durable.
+        let version = match self
+            .services
+            .store
+            .save_snapshot(&self.key, self.snapshot_version, &self.state)
+            .await
+        {
+            Ok(version) => version,
+            Err(error) => {
+                self.services
+                    .metrics
+                    .turns
+                    .with_label_values(&[intent, "not_persisted"])
+                    .inc();
+                let text = match error {
+                    StoreError::StaleSnapshot { .. } => "This thread was changed elsewhere at the same time; I reloaded it. Please send that again.",
+                    StoreError::Unexpected(_) => "I couldn't save this thread's state, so I didn't post the answer. Please try again in a minute.",
+                };
+                tracing::error!(thread = %self.key, ?error, "Failed to persist a thread snapshot");
+                self.say(Reply::Text(text.into())).await;
+                return TurnOutcome {
+                    state: None,
+                    snapshot_version: None,
+                    needs_reload: true,
+                };
+            }
+        };
+        for reply in replies {
+            self.say(reply).await;
+        }
+        self.services.metrics.turns.with_label_values(&[intent, "ok"]).inc();
+        TurnOutcome {
+            state: Some(self.state),
+            snapshot_version: Some(version),
+            needs_reload: false,
+        }
+    }
+
+    async fn say(&self, reply: Reply) {
+        if let Err(error) = self.services.replier.reply(&self.key, reply).await {
+            tracing::error!(thread = %self.key, ?error, "Failed to post a reply");
+        }
+    }
+
+    fn help(&self) -> String {
+        format!(
+            "{}\n\n*In a thread* you can refine the last answer (`only EMEA`, `by week`, `top 5`, `exclude refunded`, \
+             `and by channel`, `remove the region filter`, `last year instead`) and use:\n\
+             • `show sql`: the exact SQL of the current answer\n\
+             • `export csv`: the full result as a CSV file\n\
+             • `undo`: back to the previous version\n\
+             • `help`: this message",
+            self.services.interpreter.help()
+        )
+    }
+
+    fn show_sql(&self) -> Vec<Reply> {
+        match self.state.current() {
+            Some(version) => match self
+                .services
+                .guard
+                .check(&version.query.sql, self.services.limits.answer_fetch_cap as u64)
+            {
+                Ok(guarded) => vec![Reply::Sql(guarded.as_str().to_string())],
+                Err(_) => vec![Reply::Sql(version.query.sql.clone())],
+            },
+            None => vec![Reply::Text(
+                "There is no query in this thread yet. Ask a question first, e.g. `revenue by region last month`."
+                    .into(),
+            )],
+        }
+    }
+
+    async fn ask(&mut self, message: &UserMessage, text: &str) -> Vec<Reply> {
+        let today = self.services.today();
+        let current = self.state.current().map(|v| &v.query);
+        let interpretation = self
+            .services
+            .interpreter
+            .interpret(InterpretRequest { text, current, today })
+            .await;
+        let proposed = match interpretation {
+            Ok(Interpretation::Query(proposed)) => *proposed,
+            Ok(Interpretation::Clarify(question)) => return vec![Reply::Text(question)],
+            Ok(Interpretation::NotUnderstood(explanation)) => return vec![Reply::Text(explanation)],
+            Err(error) => {
+                tracing::error!(thread = %self.key, ?error, "The interpreter failed");
+                return vec![Reply::Text(format!(
+                    "I couldn't interpret that: {error}. Please try again."
+                ))];
+            }
+        };
+        let query_id = new_query_id();
+        match self
+            .execute(
+                message,
+                text,
+                &query_id,
+                &proposed,
+                self.services.limits.answer_fetch_cap,
+            )
+            .await
+        {
+            Ok(execution) => {
+                let version = self.state.push_version(text, proposed, query_id.clone()).number;
+                let summary = self
+                    .state
+                    .current()
+                    .map(|v| v.query.summary.clone())
+                    .unwrap_or_default();
+                vec![self.answer(summary, execution, query_id, version)]
+            }
+            Err(reply) => vec![reply],
+        }
+    }
+
+    async fn undo(&mut self, message: &UserMessage) -> Vec<Reply> {
+        let version = match self.state.undo() {
+            Ok(version) => version.clone(),
+            Err(error) => return vec![Reply::Text(format!("Nothing to undo: {error}."))],
+        };
+        match self
+            .execute(
+                message,
+                &version.question,
+                &version.query_id,
+                &version.query,
+                self.services.limits.answer_fetch_cap,
+            )
+            .await
+        {
+            Ok(execution) => {
+                let summary = format!("Back to version {}: {}", version.number, version.query.summary);
+                vec![self.answer(summary, execution, version.query_id, version.number)]
+            }
+            Err(reply) => vec![reply],
+        }
+    }
+
+    async fn export_csv(&mut self, message: &UserMessage) -> Vec<Reply> {
+        let Some(version) = self.state.current().cloned() else {
+            return vec![Reply::Text(
+                "There is nothing to export yet. Ask a question first.".into(),
+            )];
+        };
+        let cap = self.services.limits.export_max_rows;
+        match self
+            .execute(message, &version.question, &version.query_id, &version.query, cap)
+            .await
+        {
+            Ok(execution) => {
+                let rows = execution.result.rows.len();
+                self.audit(
+                    message,
+                    "csv_exported",
+                    format!("query {} ({rows} rows)", version.query_id),
+                )
+                .await;
+                let mut title = format!("{} ({} rows)", version.query.summary, format_count(rows));
+                if rows >= cap {
+                    title.push_str(&format!(", cut at the export limit of {}", format_count(cap)));
+                }
+                vec![Reply::File {
+                    filename: format!("threadql-{}.csv", version.query_id),
+                    content_type: "text/csv".into(),
+                    bytes: crate::render::csv::to_csv(&execution.result),
+                    title,
+                }]
+            }
+            Err(reply) => vec![reply],
+        }
+    }
+
+    fn answer(&self, summary: String, execution: Execution, query_id: String, version: usize) -> Reply {
+        let total_rows = execution.result.rows.len();
+        let _ = execution.sql;
+        Reply::Answer(Box::new(Answer {
+            summary,
+            capped: total_rows >= self.services.limits.answer_fetch_cap,
+            total_rows,
+            result: execution.result,
+            duration: execution.duration,
+            query_id,
+            version,
+        }))
+    }
+
+    /// Guards and runs a proposed query, recording it in the query history. A failure comes
+    /// back as the reply that explains it.
+    async fn execute(
+        &self,
+        message: &UserMessage,
+        question: &str,
+        query_id: &str,
+        proposed: &ProposedQuery,
+        row_cap: usize,
+    ) -> Result<Execution, Reply> {
+        let services = &self.services;
+        let record =
+            |status: QueryStatus, sql: &str, duration: Duration, rows: Option<usize>, error: Option<String>| {
+                QueryRecord {
+                    query_id: query_id.to_string(),
+                    thread: self.key.clone(),
+                    user: message.user.clone(),
+                    question: question.to_string(),
+                    sql: sql.to_string(),
+                    status,
+                    duration_ms: duration.as_millis() as i64,
+                    row_count: rows.map(|r| r as i64),
+                    error,
+                }
+            };
+        let guarded = match services.guard.check(&proposed.sql, row_cap as u64) {
+            Ok(guarded) => guarded,
+            Err(error) => {
+                self.audit(message, "sql_refused", format!("{error}: {}", proposed.sql))
+                    .await;
+                self.history(record(
+                    QueryStatus::Refused,
+                    &proposed.sql,
+                    Duration::ZERO,
+                    None,
+                    Some(error.to_string()),
+                ))
+                .await;
+                return Err(Reply::Text(format!("I won't run that query: {error}.")));
+            }
+        };
+        let started = Instant::now();
+        let outcome = services
+            .warehouse
+            .execute(&guarded, services.limits.query_timeout, &CancellationToken::new())
+            .await;
+        let duration = started.elapsed();
+        match outcome {
+            Ok(mut result) => {
+                services
+                    .metrics
+                    .query_seconds
+                    .with_label_values(&["ok"])
+                    .observe(duration.as_secs_f64());
+                result.apply_formats(&proposed.formats);
+                self.history(record(
+                    QueryStatus::Succeeded,
+                    guarded.as_str(),
+                    duration,
+                    Some(result.rows.len()),
+                    None,
+                ))
+                .await;
+                Ok(Execution {
+                    result,
+                    sql: guarded.as_str().to_string(),
+                    duration,
+                })
+            }
+            Err(error) => {
+                let (status, label) = match &error {
+                    WarehouseError::Timeout(_) => (QueryStatus::TimedOut, "timeout"),
+                    WarehouseError::Cancelled => (QueryStatus::Cancelled, "cancelled"),
+                    _ => (QueryStatus::Failed, "error"),
+                };
+                services
+                    .metrics
+                    .query_seconds
+                    .with_label_values(&[label])
+                    .observe(duration.as_secs_f64());
+                tracing::warn!(thread = %self.key, %error, "A query failed");
+                self.history(record(
+                    status,
+                    guarded.as_str(),
+                    duration,
+                    None,
+                    Some(error.to_string()),
+                ))
+                .await;
+                Err(Reply::Text(format!("The query failed: {error}")))
+            }
+        }
+    }
+
+    async fn history(&self, record: QueryRecord) {
+        if let Err(error) = self.services.store.record_query(&record).await {
+            tracing::error!(thread = %self.key, ?error, "Failed to record query history");
+        }
+    }
+
+    async fn audit(&self, message: &UserMessage, action: &str, detail: String) {
+        let record = AuditRecord {
+            thread: self.key.clone(),
+            user: message.user.clone(),
+            action: action.to_string(),
+            detail,
+        };
+        if let Err(error) = self.services.store.record_audit(&record).await {
+            tracing::error!(thread = %self.key, ?error, "Failed to record an audit row");
+        }
+    }
+}
+
+/// A short, unique query id shown in answers ("q-1a2b3c4d").
+fn new_query_id() -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("q-{}", &id[..8])
+}
+
+fn format_count(n: usize) -> String {
+    crate::render::number::format_value(
+        &crate::warehouse::Value::Int(n as i64),
+        crate::warehouse::ColumnFormat::Integer,
+    )
+}

@@ -1,0 +1,379 @@
+//! Typed configuration from the environment (and a `.env` file when present). Parsed once at
+//! start; a bad or missing value stops start-up with a message naming the variable.
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use url::Url;
+
+pub const THREADQL_LISTEN: &str = "THREADQL_LISTEN";
+pub const SLACK_SIGNING_SECRET: &str = "SLACK_SIGNING_SECRET";
+pub const SLACK_BOT_TOKEN: &str = "SLACK_BOT_TOKEN";
+pub const SLACK_APP_TOKEN: &str = "SLACK_APP_TOKEN";
+pub const SLACK_API_URL: &str = "SLACK_API_URL";
+pub const DATABASE_URL: &str = "DATABASE_URL";
+pub const REDIS_URL: &str = "REDIS_URL";
+pub const WAREHOUSE_URL: &str = "WAREHOUSE_URL";
+pub const OPENAI_API_KEY: &str = "OPENAI_API_KEY";
+pub const OPENAI_BASE_URL: &str = "OPENAI_BASE_URL";
+pub const OPENAI_MODEL: &str = "OPENAI_MODEL";
+pub const THREADQL_RATE_LIMIT_PER_MINUTE: &str = "THREADQL_RATE_LIMIT_PER_MINUTE";
+pub const THREADQL_MAX_ROWS: &str = "THREADQL_MAX_ROWS";
+pub const THREADQL_EXPORT_MAX_ROWS: &str = "THREADQL_EXPORT_MAX_ROWS";
+pub const THREADQL_QUERY_TIMEOUT_SECS: &str = "THREADQL_QUERY_TIMEOUT_SECS";
+pub const THREADQL_IDLE_SECS: &str = "THREADQL_IDLE_SECS";
+pub const THREADQL_TIMEZONE: &str = "THREADQL_TIMEZONE";
+pub const THREADQL_CONFIG: &str = "THREADQL_CONFIG";
+pub const THREADQL_DEMO_WAREHOUSE: &str = "THREADQL_DEMO_WAREHOUSE";
+pub const THREADQL_LOG_FORMAT: &str = "THREADQL_LOG_FORMAT";
+
+pub const DEFAULT_SLACK_API_URL: &str = "https://slack.com/api/";
+pub const DEFAULT_OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
+pub const DEFAULT_OPENAI_MODEL: &str = "gpt-4o-mini";
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://threadql.db";
+
+/// A configuration value that cannot be used, with the variable it came from.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}: {message}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(variable: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            variable,
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where answers come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WarehouseSource {
+    /// The embedded demo data set, generated on first use at this path.
+    Demo(PathBuf),
+    /// A real warehouse: `postgres://…`, `mysql://…` or `sqlite://…`.
+    Url(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct SlackConfig {
+    pub signing_secret: Option<SecretString>,
+    pub bot_token: Option<SecretString>,
+    pub app_token: Option<SecretString>,
+    /// Web API base, always ending in `/` (`https://slack.com/api/`).
+    pub api_url: Url,
+}
+
+#[derive(Debug, Clone)]
+pub struct OpenAiConfig {
+    pub api_key: SecretString,
+    pub base_url: Url,
+    pub model: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub slack: SlackConfig,
+    pub database_url: String,
+    pub redis_url: Option<String>,
+    pub warehouse: WarehouseSource,
+    pub openai: Option<OpenAiConfig>,
+    pub rate_limit_per_minute: NonZeroU32,
+    pub max_rows: usize,
+    pub export_max_rows: usize,
+    pub query_timeout: Duration,
+    pub idle_after: Duration,
+    pub timezone: chrono_tz::Tz,
+    /// `threadql.toml` (semantic model, glossary); `None` = the built-in demo model.
+    pub model_path: Option<PathBuf>,
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// Reads the process environment, after loading `.env` when present.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        // A missing .env is normal; a malformed one is reported by the values it leaves unset.
+        let _ = dotenvy::dotenv();
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Parses configuration from any variable lookup (tests pass a map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let secret = |name: &str| get(name).map(SecretString::from);
+
+        let listen = parse_or(get(THREADQL_LISTEN), THREADQL_LISTEN, "127.0.0.1:3000".parse().ok())?;
+        let api_url = get(SLACK_API_URL).unwrap_or_else(|| DEFAULT_SLACK_API_URL.to_string());
+        let api_url = parse_url_with_slash(&api_url, SLACK_API_URL)?;
+        let bot_token = secret(SLACK_BOT_TOKEN);
+        if let Some(token) = get(SLACK_BOT_TOKEN) {
+            if !token.starts_with("xoxb-") {
+                return Err(ConfigError::new(
+                    SLACK_BOT_TOKEN,
+                    "must be a bot token starting with xoxb-",
+                ));
+            }
+        }
+        if let Some(token) = get(SLACK_APP_TOKEN) {
+            if !token.starts_with("xapp-") {
+                return Err(ConfigError::new(
+                    SLACK_APP_TOKEN,
+                    "must be an app-level token starting with xapp-",
+                ));
+            }
+        }
+        let slack = SlackConfig {
+            signing_secret: secret(SLACK_SIGNING_SECRET),
+            bot_token,
+            app_token: secret(SLACK_APP_TOKEN),
+            api_url,
+        };
+
+        let database_url = get(DATABASE_URL).unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string());
+        if !["postgres://", "postgresql://", "sqlite:"]
+            .iter()
+            .any(|p| database_url.starts_with(p))
+        {
+            return Err(ConfigError::new(DATABASE_URL, "must start with postgres:// or sqlite:"));
+        }
+        let redis_url = get(REDIS_URL);
+        if let Some(url) = &redis_url {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(ConfigError::new(REDIS_URL, "must start with redis:// or rediss://"));
+            }
+        }
+        let warehouse = match get(WAREHOUSE_URL) {
+            Some(url) => {
+                if !["postgres://", "postgresql://", "mysql://", "sqlite:"]
+                    .iter()
+                    .any(|p| url.starts_with(p))
+                {
+                    return Err(ConfigError::new(
+                        WAREHOUSE_URL,
+                        "must start with postgres://, mysql:// or sqlite:",
+                    ));
+                }
+                WarehouseSource::Url(url)
+            }
+            None => WarehouseSource::Demo(
+                get(THREADQL_DEMO_WAREHOUSE)
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| PathBuf::from("threadql-demo.db")),
+            ),
+        };
+        let openai = match secret(OPENAI_API_KEY) {
+            Some(api_key) => {
+                let base = get(OPENAI_BASE_URL).unwrap_or_else(|| DEFAULT_OPENAI_BASE_URL.to_string());
+                let base_url = Url::parse(base.trim_end_matches('/'))
+                    .map_err(|e| ConfigError::new(OPENAI_BASE_URL, format!("not a URL: {e}")))?;
+                Some(OpenAiConfig {
+                    api_key,
+                    base_url,
+                    model: get(OPENAI_MODEL).unwrap_or_else(|| DEFAULT_OPENAI_MODEL.to_string()),
+                })
+            }
+            None => None,
+        };
+        let rate_limit_per_minute = parse_or(
+            get(THREADQL_RATE_LIMIT_PER_MINUTE),
+            THREADQL_RATE_LIMIT_PER_MINUTE,
+            NonZeroU32::new(10),
+        )?;
+        let max_rows = positive(get(THREADQL_MAX_ROWS), THREADQL_MAX_ROWS, 20)?;
+        let export_max_rows = positive(get(THREADQL_EXPORT_MAX_ROWS), THREADQL_EXPORT_MAX_ROWS, 100_000)?;
+        let query_timeout =
+            Duration::from_secs(positive(get(THREADQL_QUERY_TIMEOUT_SECS), THREADQL_QUERY_TIMEOUT_SECS, 30)? as u64);
+        let idle_after = Duration::from_secs(positive(get(THREADQL_IDLE_SECS), THREADQL_IDLE_SECS, 900)? as u64);
+        let timezone = match get(THREADQL_TIMEZONE) {
+            Some(zone) => zone.parse::<chrono_tz::Tz>().map_err(|_| {
+                ConfigError::new(
+                    THREADQL_TIMEZONE,
+                    format!("unknown time zone {zone:?} (use an IANA name such as Europe/Paris)"),
+                )
+            })?,
+            None => chrono_tz::UTC,
+        };
+        let model_path = match get(THREADQL_CONFIG) {
+            Some(path) => {
+                let path = PathBuf::from(path);
+                if !path.is_file() {
+                    return Err(ConfigError::new(
+                        THREADQL_CONFIG,
+                        format!("no file at {}", path.display()),
+                    ));
+                }
+                Some(path)
+            }
+            None => Some(PathBuf::from("threadql.toml")).filter(|p| p.is_file()),
+        };
+        let log_format = match get(THREADQL_LOG_FORMAT).as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    THREADQL_LOG_FORMAT,
+                    format!("{other:?} is not text or json"),
+                ))
+            }
+        };
+        Ok(Self {
+            listen,
+            slack,
+            database_url,
+            redis_url,
+            warehouse,
+            openai,
+            rate_limit_per_minute,
+            max_rows,
+            export_max_rows,
+            query_timeout,
+            idle_after,
+            timezone,
+            model_path,
+            log_format,
+        })
+    }
+
+    /// Today's date where "last month" and "yesterday" are meant.
+    pub fn today(&self) -> chrono::NaiveDate {
+        chrono::Utc::now().with_timezone(&self.timezone).date_naive()
+    }
+}
+
+fn parse_or<T: std::str::FromStr>(
+    value: Option<String>,
+    variable: &'static str,
+    default: Option<T>,
+) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match value {
+        Some(v) => v
+            .parse::<T>()
+            .map_err(|e| ConfigError::new(variable, format!("{v:?} is not valid: {e}"))),
+        None => default.ok_or_else(|| ConfigError::new(variable, "is required")),
+    }
+}
+
+fn positive(value: Option<String>, variable: &'static str, default: usize) -> Result<usize, ConfigError> {
+    match value {
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(ConfigError::new(
+                variable,
+                format!("{v:?} is not a positive whole number"),
+            )),
+        },
+        None => Ok(default),
+    }
+}
+
+fn parse_url_with_slash(value: &str, variable: &'static str) -> Result<Url, ConfigError> {
+    let with_slash = if value.ends_with('/') {
+        value.to_string()
+    } else {
+        format!("{value}/")
+    };
+    let url =
+        Url::parse(&with_slash).map_err(|e| ConfigError::new(variable, format!("{value:?} is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(ConfigError::new(variable, "must be an http:// or https:// URL"));
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    fn config_from(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_documented_table() {
+        let config = config_from(&[]).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:3000");
+        assert_eq!(config.slack.api_url.as_str(), "https://slack.com/api/");
+        assert_eq!(config.database_url, "sqlite://threadql.db");
+        assert_eq!(
+            config.warehouse,
+            WarehouseSource::Demo(PathBuf::from("threadql-demo.db"))
+        );
+        assert_eq!(config.rate_limit_per_minute.get(), 10);
+        assert_eq!((config.max_rows, config.export_max_rows), (20, 100_000));
+        assert_eq!(config.query_timeout, Duration::from_secs(30));
+        assert_eq!(config.idle_after, Duration::from_secs(900));
+        assert_eq!(config.timezone, chrono_tz::UTC);
+        assert!(config.openai.is_none());
+    }
+
+    #[test]
+    fn each_bad_value_is_reported_with_its_variable() {
+        let cases = [
+            (THREADQL_LISTEN, "not-an-address"),
+            (THREADQL_MAX_ROWS, "0"),
+            (THREADQL_QUERY_TIMEOUT_SECS, "soon"),
+            (THREADQL_TIMEZONE, "Mars/Olympus"),
+            (DATABASE_URL, "mongodb://x"),
+            (WAREHOUSE_URL, "oracle://x"),
+            (REDIS_URL, "http://x"),
+            (SLACK_BOT_TOKEN, "xoxp-user-token"),
+            (SLACK_API_URL, "ftp://example.com"),
+            (THREADQL_LOG_FORMAT, "xml"),
+            (THREADQL_CONFIG, "/nonexistent/threadql.toml"),
+        ];
+        for (variable, value) in cases {
+            let error = config_from(&[(variable, value)]).expect_err(variable);
+            assert_eq!(error.variable, variable, "{variable}={value} blamed {}", error.variable);
+        }
+    }
+
+    #[test]
+    fn slack_api_url_gets_a_trailing_slash_and_openai_key_enables_the_llm() {
+        let config = config_from(&[
+            (SLACK_API_URL, "http://127.0.0.1:9999/api"),
+            (OPENAI_API_KEY, "sk-test"),
+            (OPENAI_BASE_URL, "http://127.0.0.1:9998/v1/"),
+            (THREADQL_TIMEZONE, "Europe/Paris"),
+        ])
+        .unwrap();
+        assert_eq!(config.slack.api_url.as_str(), "http://127.0.0.1:9999/api/");
+        let openai = config.openai.unwrap();
+        assert_eq!(openai.api_key.expose_secret(), "sk-test");
+        assert_eq!(openai.base_url.as_str(), "http://127.0.0.1:9998/v1");
+        assert_eq!(config.timezone, chrono_tz::Europe::Paris);
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let config = config_from(&[
+            (SLACK_SIGNING_SECRET, "very-secret-value"),
+            (SLACK_BOT_TOKEN, "xoxb-secret-token"),
+        ])
+        .unwrap();
+        let debug = format!("{config:?}");
+        assert!(
+            !debug.contains("very-secret-value") && !debug.contains("xoxb-secret-token"),
+            "{debug}"
+        );
+    }
+}

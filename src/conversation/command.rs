@@ -1,0 +1,59 @@
+//! Commands that act on a thread's state without interpreting a question.
+
+/// What a message in a thread asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Help,
+    ShowSql,
+    ExportCsv,
+    Undo,
+    /// A question or a refinement, for the interpreter.
+    Ask(String),
+}
+
+impl Command {
+    /// Classifies a message (with the bot mention already stripped).
+    pub fn parse(text: &str) -> Self {
+        let normalized: String = text
+            .trim()
+            .trim_end_matches(['?', '!', '.'])
+            .split_whitespace()
+            .map(str::to_lowercase)
+            .collect::<Vec<_>>()
+            .join(" ");
+        match normalized.as_str() {
+            "" | "help" | "what can you do" | "commands" => Self::Help,
+            "show sql" | "sql" | "show the sql" | "show me the sql" | "show query" | "show the query" => Self::ShowSql,
+            "export csv" | "export" | "csv" | "export as csv" | "download csv" | "export to csv" => Self::ExportCsv,
+            "undo" | "back" | "go back" | "undo that" | "previous" => Self::Undo,
+            _ => Self::Ask(text.trim().to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn follow_ups_are_recognised_in_their_usual_wordings() {
+        let cases = [
+            ("help", Command::Help),
+            ("", Command::Help),
+            ("Show SQL", Command::ShowSql),
+            ("show me the sql?", Command::ShowSql),
+            ("export csv", Command::ExportCsv),
+            ("Export  CSV", Command::ExportCsv),
+            ("undo", Command::Undo),
+            ("back", Command::Undo),
+            ("only EMEA", Command::Ask("only EMEA".into())),
+            (
+                "revenue by region last month",
+                Command::Ask("revenue by region last month".into()),
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(Command::parse(text), expected, "text {text:?}");
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! The pure conversation domain: which thread, what the user asked for, and the thread's
+//! history of query versions. No I/O here; thread actors drive it.
+use serde::{Deserialize, Serialize};
+
+use crate::interpret::ProposedQuery;
+
+mod command;
+
+pub use command::Command;
+
+/// How many versions a thread keeps; older ones cannot be undone to.
+pub const MAX_VERSIONS: usize = 50;
+/// How many turns a thread remembers for context.
+pub const MAX_TURNS: usize = 50;
+
+/// A Slack thread: team, channel and the ts of the thread's root message.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ThreadKey {
+    team: String,
+    channel: String,
+    thread_ts: String,
+}
+
+impl ThreadKey {
+    /// Builds a key; every part must be non-empty (Slack always sends them).
+    pub fn parse(team: &str, channel: &str, thread_ts: &str) -> Option<Self> {
+        if team.is_empty() || channel.is_empty() || thread_ts.is_empty() {
+            return None;
+        }
+        Some(Self {
+            team: team.to_string(),
+            channel: channel.to_string(),
+            thread_ts: thread_ts.to_string(),
+        })
+    }
+
+    pub fn team(&self) -> &str {
+        &self.team
+    }
+    pub fn channel(&self) -> &str {
+        &self.channel
+    }
+    pub fn thread_ts(&self) -> &str {
+        &self.thread_ts
+    }
+}
+
+impl std::fmt::Display for ThreadKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.team, self.channel, self.thread_ts)
+    }
+}
+
+/// One question or refinement that produced a query, kept so it can be shown, undone and re-run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueryVersion {
+    /// 1-based number within the thread, shown to users ("version 3").
+    pub number: usize,
+    /// Stable id shown in answers and recorded in the query history.
+    pub query_id: String,
+    pub question: String,
+    pub query: ProposedQuery,
+    /// The version this one refined, if any; `undo` goes back to it.
+    pub parent: Option<usize>,
+}
+
+/// Something a user said in the thread.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Turn {
+    pub user: String,
+    pub text: String,
+    pub message_ts: String,
+}
+
+/// Everything a thread remembers. Snapshotted after every turn.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ThreadState {
+    versions: Vec<QueryVersion>,
+    /// Number of the current version, `None` before the first answer.
+    current: Option<usize>,
+    turns: Vec<Turn>,
+    /// Set when the thread was started by a mention, a DM or a command: the bot is in it.
+    #[serde(default)]
+    pub engaged: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UndoError {
+    #[error("there is nothing to undo yet: ask a question first")]
+    NoQuery,
+    #[error("this is the first version of the query; there is nothing before it")]
+    AtFirstVersion,
+    #[error("the previous version is too old to restore")]
+    Forgotten,
+}
+
+impl ThreadState {
+    pub fn current(&self) -> Option<&QueryVersion> {
+        let number = self.current?;
+        self.versions.iter().find(|v| v.number == number)
+    }
+
+    pub fn version(&self, number: usize) -> Option<&QueryVersion> {
+        self.versions.iter().find(|v| v.number == number)
+    }
+
+    pub fn versions(&self) -> &[QueryVersion] {
+        &self.versions
+    }
+
+    pub fn turns(&self) -> &[Turn] {
+        &self.turns
+    }
+
+    pub fn record_turn(&mut self, turn: Turn) {
+        self.turns.push(turn);
+        if self.turns.len() > MAX_TURNS {
+            self.turns.remove(0);
+        }
+    }
+
+    /// Adds a version refining the current one and makes it current.
+    pub fn push_version(&mut self, question: &str, query: ProposedQuery, query_id: String) -> &QueryVersion {
+        let number = self.versions.last().map_or(1, |v| v.number + 1);
+        self.versions.push(QueryVersion {
+            number,
+            query_id,
+            question: question.to_string(),
+            query,
+            parent: self.current,
+        });
+        if self.versions.len() > MAX_VERSIONS {
+            self.versions.remove(0);
+        }
+        self.current = Some(number);
+        let index = self.versions.len() - 1;
+        &self.versions[index]
+    }
+
+    /// Makes the current version's parent current again.
+    pub fn undo(&mut self) -> Result<&QueryVersion, UndoError> {
+        let current = self.current().ok_or(UndoError::NoQuery)?;
+        let parent = current.parent.ok_or(UndoError::AtFirstVersion)?;
+        if self.version(parent).is_none() {
+            return Err(UndoError::Forgotten);
+        }
+        self.current = Some(parent);
+        self.current().ok_or(UndoError::Forgotten)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(sql: &str) -> ProposedQuery {
+        ProposedQuery {
+            sql: sql.into(),
+            structured: None,
+            summary: sql.into(),
+            formats: vec![],
+            explanation: String::new(),
+        }
+    }
+
+    #[test]
+    fn undo_walks_back_through_parents_and_a_new_version_branches_from_the_current_one() {
+        let mut state = ThreadState::default();
+        assert_eq!(state.undo().unwrap_err(), UndoError::NoQuery);
+        state.push_version("revenue by region", query("q1"), "a".into());
+        assert_eq!(state.undo().unwrap_err(), UndoError::AtFirstVersion);
+        state.push_version("only EMEA", query("q2"), "b".into());
+        state.push_version("by week", query("q3"), "c".into());
+        assert_eq!(state.undo().unwrap().query.sql, "q2");
+        assert_eq!(state.undo().unwrap().query.sql, "q1");
+        let v4 = state.push_version("top 5", query("q4"), "d".into());
+        assert_eq!((v4.number, v4.parent), (4, Some(1)));
+        assert_eq!(state.undo().unwrap().query.sql, "q1");
+    }
+
+    #[test]
+    fn versions_and_turns_are_bounded() {
+        let mut state = ThreadState::default();
+        for i in 0..(MAX_VERSIONS + 5) {
+            state.push_version("q", query(&format!("q{i}")), i.to_string());
+            state.record_turn(Turn {
+                user: "U".into(),
+                text: "t".into(),
+                message_ts: i.to_string(),
+            });
+        }
+        assert_eq!(state.versions().len(), MAX_VERSIONS);
+        assert_eq!(state.turns().len(), MAX_TURNS);
+        assert_eq!(state.current().unwrap().number, MAX_VERSIONS + 5);
+    }
+
+    #[test]
+    fn thread_state_round_trips_through_json() {
+        let mut state = ThreadState {
+            engaged: true,
+            ..Default::default()
+        };
+        state.push_version("revenue", query("SELECT 1"), "q-1".into());
+        let json = serde_json::to_value(&state).unwrap();
+        assert_eq!(serde_json::from_value::<ThreadState>(json).unwrap(), state);
+    }
+
+    #[test]
+    fn thread_key_requires_every_part() {
+        assert!(ThreadKey::parse("T1", "C1", "").is_none());
+        assert_eq!(ThreadKey::parse("T1", "C1", "1.2").unwrap().to_string(), "T1/C1/1.2");
+    }
+}

@@ -1,0 +1,20 @@
+//! threadql: ask data questions in Slack threads and refine them back and forth.
+//!
+//! Modules mirror the runtime picture in the README: Slack ingress and outbox at the edge,
+//! one actor per thread, a pure conversation domain, interpreters, the SQL guard, warehouses,
+//! the state store and renderers.
+pub mod actors;
+pub mod check;
+pub mod config;
+pub mod conversation;
+pub mod demo;
+pub mod interpret;
+pub mod limits;
+pub mod metrics;
+pub mod render;
+pub mod slack;
+pub mod sql;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod warehouse;

@@ -1,0 +1,101 @@
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use threadql::config::Config;
+
+const ENVIRONMENT_HELP: &str = "\
+Configuration (environment, or a .env file):
+  THREADQL_LISTEN                 HTTP listen address [127.0.0.1:3000]
+  SLACK_SIGNING_SECRET            verifies inbound Slack requests (required by serve)
+  SLACK_BOT_TOKEN                 xoxb- token for the Web API (required by serve)
+  SLACK_API_URL                   Web API base URL [https://slack.com/api/]
+  DATABASE_URL                    state store: postgres://… or sqlite:… [sqlite://threadql.db]
+  WAREHOUSE_URL                   data to query: postgres://… or sqlite:… [embedded demo data set]
+  THREADQL_DEMO_WAREHOUSE         path of the generated demo data set [threadql-demo.db]
+  THREADQL_CONFIG                 threadql.toml with the semantic model [./threadql.toml, else the demo model]
+  THREADQL_MAX_ROWS               rows shown in an answer [20]
+  THREADQL_EXPORT_MAX_ROWS        rows in a CSV export [100000]
+  THREADQL_QUERY_TIMEOUT_SECS     statement timeout [30]
+  THREADQL_IDLE_SECS              passivate an idle thread after [900]
+  THREADQL_TIMEZONE               zone for \"last month\", \"yesterday\" [UTC]
+  THREADQL_LOG_FORMAT             text or json [text]; RUST_LOG filters";
+
+/// Ask data questions in Slack threads and refine them back and forth.
+#[derive(Parser)]
+#[command(name = "threadql", version, about, after_help = ENVIRONMENT_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve Slack's Events API, interactivity and slash commands over HTTP.
+    Serve,
+    /// An interactive thread in the terminal over the embedded defaults (no Slack, no LLM).
+    Demo,
+    /// Apply pending migrations to DATABASE_URL.
+    Migrate,
+    /// Validate the configuration and reach every configured dependency.
+    Check,
+}
+
+#[actix_web::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("threadql: configuration error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let default_filter = match cli.command {
+        Command::Demo => "warn",
+        _ => "info",
+    };
+    threadql::telemetry::init(config.log_format, default_filter);
+    let outcome = match cli.command {
+        Command::Serve => serve(config).await,
+        Command::Demo => threadql::demo::run(config).await,
+        Command::Migrate => threadql::store::connect_and_migrate(&config.database_url)
+            .await
+            .map(|_| {
+                println!("Migrations applied to {}", redact(&config.database_url));
+            }),
+        Command::Check => {
+            return if threadql::check::run(&config).await {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+        }
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = ?error, "threadql stopped with an error");
+            eprintln!("threadql: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let application = threadql::startup::Application::build(config).await?;
+    tracing::info!(port = application.port(), "threadql is serving Slack");
+    application.run_until_stopped().await?;
+    Ok(())
+}
+
+/// Hides a password in a connection URL.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}

@@ -1,0 +1,8 @@
+//! The Slack edge: request verification, event parsing, HTTP routes and the Web API client.
+pub mod blocks;
+pub mod dedupe;
+pub mod events;
+pub mod outbox;
+pub mod replier;
+pub mod routes;
+pub mod verify;

@@ -1,0 +1,257 @@
+//! Wiring: state store, warehouse, interpreter, thread actors and the HTTP server.
+use std::collections::HashSet;
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use secrecy::SecretString;
+use tokio_util::sync::CancellationToken;
+use tracing_actix_web::TracingLogger;
+
+use crate::actors::{Replier, ThreadRegistry, ThreadServices, TurnLimits};
+use crate::config::{Config, WarehouseSource, SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET};
+use crate::interpret::model::SemanticModel;
+use crate::interpret::rules::RulesInterpreter;
+use crate::interpret::Interpreter;
+use crate::metrics::Metrics;
+use crate::slack::dedupe::Deduplicator;
+use crate::slack::outbox::SlackWebApi;
+use crate::slack::replier::SlackReplier;
+use crate::slack::routes::{self, Readiness, SlackIngress};
+use crate::slack::verify::SignatureVerifier;
+use crate::sql::SqlGuard;
+use crate::store::StateStore;
+use crate::warehouse::postgres::PostgresWarehouse;
+use crate::warehouse::sqlite::SqliteWarehouse;
+use crate::warehouse::{demo, Value, Warehouse};
+
+/// Rows fetched for an answer so its rows can be counted; beyond it the count reads "N+".
+const ANSWER_FETCH_CAP: usize = 10_000;
+/// Distinct values loaded per dimension for matching `only EMEA`-style filters.
+const VALUES_PER_DIMENSION: u64 = 500;
+
+/// What every front end (Slack server, terminal demo) shares.
+pub struct Backends {
+    pub store: Arc<dyn StateStore>,
+    pub warehouse: Arc<dyn Warehouse>,
+    pub interpreter: Arc<dyn Interpreter>,
+    pub guard: SqlGuard,
+    pub metrics: Metrics,
+}
+
+impl Backends {
+    /// Connects the state store (applying migrations), the warehouse (generating the demo data
+    /// set when none is configured) and builds the interpreter over the warehouse's schema.
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        let metrics = Metrics::new().context("Failed to register metrics")?;
+        let store = crate::store::connect_and_migrate(&config.database_url).await?;
+        let warehouse = connect_warehouse(config).await?;
+        let schema = warehouse
+            .schema()
+            .await
+            .context("Failed to read the warehouse schema (WAREHOUSE_URL)")?;
+        let tables: HashSet<String> = schema.iter().map(|t| t.name.to_lowercase()).collect();
+        let guard = SqlGuard::new(warehouse.dialect(), Some(tables));
+
+        let mut model = match &config.model_path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("Failed to read THREADQL_CONFIG file {}", path.display()))?;
+                SemanticModel::from_toml_str(&text)
+                    .with_context(|| format!("THREADQL_CONFIG file {} is not valid", path.display()))?
+            }
+            None => SemanticModel::demo().context("The built-in demo model is invalid")?,
+        };
+        model.extend_from_schema(&schema);
+        let values = load_dimension_values(&model, warehouse.as_ref(), &guard, config).await;
+        let interpreter: Arc<dyn Interpreter> = Arc::new(RulesInterpreter::new(model, values, warehouse.dialect()));
+        Ok(Self {
+            store,
+            warehouse,
+            interpreter,
+            guard,
+            metrics,
+        })
+    }
+
+    /// Thread-actor services replying through `replier`.
+    pub fn thread_services(&self, config: &Config, replier: Arc<dyn Replier>) -> Arc<ThreadServices> {
+        Arc::new(ThreadServices {
+            interpreter: self.interpreter.clone(),
+            guard: self.guard.clone(),
+            warehouse: self.warehouse.clone(),
+            store: self.store.clone(),
+            replier,
+            metrics: self.metrics.clone(),
+            limits: TurnLimits {
+                max_rows: config.max_rows,
+                answer_fetch_cap: ANSWER_FETCH_CAP.max(config.max_rows),
+                export_max_rows: config.export_max_rows,
+                query_timeout: config.query_timeout,
+                idle_after: config.idle_after,
+            },
+            timezone: config.timezone,
+        })
+    }
+}
+
+/// Opens the configured warehouse, or the demo data set (generated on first use).
+pub async fn connect_warehouse(config: &Config) -> anyhow::Result<Arc<dyn Warehouse>> {
+    match &config.warehouse {
+        WarehouseSource::Demo(path) => {
+            demo::ensure_demo_warehouse(path, config.today())
+                .await
+                .with_context(|| {
+                    format!(
+                        "Failed to create the demo warehouse at {} (THREADQL_DEMO_WAREHOUSE)",
+                        path.display()
+                    )
+                })?;
+            let url = format!("sqlite://{}", path.display());
+            Ok(Arc::new(
+                SqliteWarehouse::connect(&url)
+                    .await
+                    .context("Failed to open the demo warehouse")?,
+            ))
+        }
+        WarehouseSource::Url(url) if url.starts_with("postgres") => Ok(Arc::new(
+            PostgresWarehouse::connect(url)
+                .await
+                .context("Failed to connect to WAREHOUSE_URL")?,
+        )),
+        WarehouseSource::Url(url) if url.starts_with("sqlite:") => Ok(Arc::new(
+            SqliteWarehouse::connect(url)
+                .await
+                .context("Failed to open WAREHOUSE_URL")?,
+        )),
+        WarehouseSource::Url(_) => {
+            anyhow::bail!("WAREHOUSE_URL: MySQL warehouses are not supported yet; use postgres:// or sqlite:")
+        }
+    }
+}
+
+/// Reads each dimension's distinct values through the guard. A dimension whose values cannot
+/// be read still works in `by` clauses; it only cannot be filtered by value.
+async fn load_dimension_values(
+    model: &SemanticModel,
+    warehouse: &dyn Warehouse,
+    guard: &SqlGuard,
+    config: &Config,
+) -> Vec<(String, Vec<String>)> {
+    let mut values = Vec::new();
+    for dimension in model.dimensions.iter().map(|d| d.name.clone()) {
+        let Some(sql) = model.distinct_values_sql(&dimension, warehouse.dialect()) else {
+            continue;
+        };
+        let outcome = match guard.check(&sql, VALUES_PER_DIMENSION) {
+            Ok(guarded) => warehouse
+                .execute(&guarded, config.query_timeout, &CancellationToken::new())
+                .await
+                .map_err(|e| e.to_string()),
+            Err(error) => Err(error.to_string()),
+        };
+        match outcome {
+            Ok(result) => {
+                let list = result
+                    .rows
+                    .into_iter()
+                    .filter_map(|row| match row.into_iter().next() {
+                        Some(Value::Text(text)) => Some(text),
+                        Some(Value::Int(n)) => Some(n.to_string()),
+                        _ => None,
+                    })
+                    .collect();
+                values.push((dimension, list));
+            }
+            Err(error) => tracing::warn!(dimension, %error, "Failed to read a dimension's values"),
+        }
+    }
+    values
+}
+
+/// The Slack server: HTTP listener plus thread actors.
+pub struct Application {
+    port: u16,
+    server: Server,
+    registry: Arc<ThreadRegistry>,
+}
+
+impl Application {
+    /// Builds everything and binds the listener (port 0 picks a free port). Must run inside an
+    /// actix `System` (`#[actix_web::main]`, `actix_rt::System`).
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let signing_secret: SecretString = config
+            .slack
+            .signing_secret
+            .clone()
+            .with_context(|| format!("{SLACK_SIGNING_SECRET} is required to serve Slack over HTTP"))?;
+        let bot_token = config
+            .slack
+            .bot_token
+            .clone()
+            .with_context(|| format!("{SLACK_BOT_TOKEN} is required to post answers"))?;
+        let backends = Backends::build(&config).await?;
+        let api = SlackWebApi::new(&config.slack.api_url, &bot_token, backends.metrics.clone())?;
+        let bot_user = match api.bot_user_id().await {
+            Ok(user) => Some(user),
+            Err(error) => {
+                tracing::warn!(%error, "auth.test failed; the bot's user id will come from each event's authorizations");
+                None
+            }
+        };
+        let replier: Arc<dyn Replier> = Arc::new(SlackReplier::new(api, config.max_rows));
+        let services = backends.thread_services(&config, replier);
+        let registry = ThreadRegistry::start(services, std::thread::available_parallelism().map_or(2, |n| n.get()));
+
+        let ingress = web::Data::new(SlackIngress {
+            verifier: SignatureVerifier::new(signing_secret),
+            registry: registry.clone(),
+            dedupe: Deduplicator::default(),
+            bot_user,
+            metrics: backends.metrics.clone(),
+        });
+        let readiness = web::Data::new(Readiness {
+            store: backends.store.clone(),
+            warehouse: backends.warehouse.clone(),
+        });
+        let metrics = web::Data::new(backends.metrics.clone());
+        let listener = TcpListener::bind(config.listen)
+            .with_context(|| format!("Failed to bind THREADQL_LISTEN {}", config.listen))?;
+        let port = listener
+            .local_addr()
+            .context("Failed to read the bound address")?
+            .port();
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(TracingLogger::default())
+                .app_data(ingress.clone())
+                .app_data(readiness.clone())
+                .app_data(metrics.clone())
+                .configure(routes::configure)
+        })
+        .listen(listener)
+        .context("Failed to start the HTTP server")?
+        .run();
+        Ok(Self { port, server, registry })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the HTTP server (tests use it to restart).
+    pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    pub fn registry(&self) -> Arc<ThreadRegistry> {
+        self.registry.clone()
+    }
+
+    /// Serves until the server is stopped (SIGINT/SIGTERM stop it gracefully).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

@@ -1,0 +1,107 @@
+//! The state store: thread snapshots, query history and audit rows. Postgres in production
+//! (and for several replicas), SQLite as the embedded single-node default.
+use async_trait::async_trait;
+
+use crate::conversation::{ThreadKey, ThreadState};
+
+mod postgres;
+mod sqlite;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// A thread's persisted state with the version it was written as.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub version: i64,
+    pub state: ThreadState,
+}
+
+/// One row of `query_history`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryRecord {
+    pub query_id: String,
+    pub thread: ThreadKey,
+    pub user: String,
+    pub question: String,
+    pub sql: String,
+    pub status: QueryStatus,
+    pub duration_ms: i64,
+    pub row_count: Option<i64>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryStatus {
+    Succeeded,
+    Failed,
+    Refused,
+    TimedOut,
+    Cancelled,
+}
+
+impl QueryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Refused => "refused",
+            Self::TimedOut => "timed_out",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// One row of `audit_logs`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRecord {
+    pub thread: ThreadKey,
+    pub user: String,
+    /// e.g. `sql_refused`, `csv_exported`.
+    pub action: String,
+    pub detail: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The snapshot changed since `expected` was read: another writer got there first.
+    #[error("snapshot of {thread} changed since version {expected}")]
+    StaleSnapshot { thread: String, expected: i64 },
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    async fn load_snapshot(&self, thread: &ThreadKey) -> Result<Option<Snapshot>, StoreError>;
+    /// Writes `state` if the stored version is still `expected` (0 = no snapshot yet) and
+    /// returns the new version; otherwise [`StoreError::StaleSnapshot`].
+    async fn save_snapshot(&self, thread: &ThreadKey, expected: i64, state: &ThreadState) -> Result<i64, StoreError>;
+    async fn record_query(&self, record: &QueryRecord) -> Result<(), StoreError>;
+    async fn record_audit(&self, record: &AuditRecord) -> Result<(), StoreError>;
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Connects to `DATABASE_URL` (creating an embedded SQLite file when needed) and applies
+/// pending migrations.
+pub async fn connect_and_migrate(database_url: &str) -> anyhow::Result<std::sync::Arc<dyn StateStore>> {
+    if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+        let store = PostgresStore::connect(database_url).await?;
+        store.migrate().await?;
+        Ok(std::sync::Arc::new(store))
+    } else {
+        let store = SqliteStore::connect(database_url).await?;
+        store.migrate().await?;
+        Ok(std::sync::Arc::new(store))
+    }
+}
+
+fn encode_state(state: &ThreadState) -> Result<serde_json::Value, StoreError> {
+    serde_json::to_value(state)
+        .map_err(|e| StoreError::Unexpected(anyhow::anyhow!("Failed to encode thread state: {e}")))
+}
+
+fn decode_state(thread: &ThreadKey, value: serde_json::Value) -> Result<ThreadState, StoreError> {
+    serde_json::from_value(value)
+        .map_err(|e| StoreError::Unexpected(anyhow::anyhow!("Failed to decode the snapshot of {thread}: {e}")))
+}

@@ -1,0 +1,149 @@
+//! SQLite state store.
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use std::str::FromStr;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::Row;
+
+use super::{decode_state, encode_state, AuditRecord, QueryRecord, Snapshot, StateStore, StoreError};
+use crate::conversation::{ThreadKey, ThreadState};
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .context("DATABASE_URL is not a valid sqlite: URL")?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .context("Failed to connect to the SQLite state store (DATABASE_URL)")?;
+        Ok(Self { pool })
+    }
+
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&self.pool)
+            .await
+            .context("Failed to apply SQLite migrations")
+    }
+}
+
+#[async_trait]
+impl StateStore for SqliteStore {
+    async fn load_snapshot(&self, thread: &ThreadKey) -> Result<Option<Snapshot>, StoreError> {
+        let row = sqlx::query(
+            "SELECT version, state FROM thread_snapshots WHERE team_id = $1 AND channel_id = $2 AND thread_ts = $3",
+        )
+        .bind(thread.team())
+        .bind(thread.channel())
+        .bind(thread.thread_ts())
+        .fetch_optional(&self.pool)
+        .await
+        .context("Failed to load a thread snapshot")?;
+        match row {
+            None => Ok(None),
+            Some(row) => {
+                let version: i64 = row.try_get("version").context("Failed to read snapshot version")?;
+                let state: serde_json::Value = row.try_get("state").context("Failed to read snapshot state")?;
+                Ok(Some(Snapshot {
+                    version,
+                    state: decode_state(thread, state)?,
+                }))
+            }
+        }
+    }
+
+    async fn save_snapshot(&self, thread: &ThreadKey, expected: i64, state: &ThreadState) -> Result<i64, StoreError> {
+        let state = encode_state(state)?;
+        // A new thread inserts version 1; an existing one moves on only from the version it was
+        // read at, so a writer holding an older snapshot can never overwrite a newer one.
+        let version: Option<i64> = if expected == 0 {
+            sqlx::query_scalar(
+                "INSERT INTO thread_snapshots (team_id, channel_id, thread_ts, version, state) \
+                 VALUES ($1, $2, $3, 1, $4) ON CONFLICT DO NOTHING RETURNING version",
+            )
+            .bind(thread.team())
+            .bind(thread.channel())
+            .bind(thread.thread_ts())
+            .bind(&state)
+            .fetch_optional(&self.pool)
+            .await
+        } else {
+            sqlx::query_scalar(
+                "UPDATE thread_snapshots SET version = version + 1, state = $5, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
+                 WHERE team_id = $1 AND channel_id = $2 AND thread_ts = $3 AND version = $4 RETURNING version",
+            )
+            .bind(thread.team())
+            .bind(thread.channel())
+            .bind(thread.thread_ts())
+            .bind(expected)
+            .bind(&state)
+            .fetch_optional(&self.pool)
+            .await
+        }
+        .context("Failed to save a thread snapshot")?;
+        version.ok_or_else(|| StoreError::StaleSnapshot {
+            thread: thread.to_string(),
+            expected,
+        })
+    }
+
+    async fn record_query(&self, record: &QueryRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO query_history (query_id, team_id, channel_id, thread_ts, user_id, question, sql, status, \
+             duration_ms, row_count, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(&record.query_id)
+        .bind(record.thread.team())
+        .bind(record.thread.channel())
+        .bind(record.thread.thread_ts())
+        .bind(&record.user)
+        .bind(&record.question)
+        .bind(&record.sql)
+        .bind(record.status.as_str())
+        .bind(record.duration_ms)
+        .bind(record.row_count)
+        .bind(&record.error)
+        .execute(&self.pool)
+        .await
+        .context("Failed to record query history")?;
+        Ok(())
+    }
+
+    async fn record_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_logs (team_id, channel_id, thread_ts, user_id, action, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(record.thread.team())
+        .bind(record.thread.channel())
+        .bind(record.thread.thread_ts())
+        .bind(&record.user)
+        .bind(&record.action)
+        .bind(&record.detail)
+        .execute(&self.pool)
+        .await
+        .context("Failed to record an audit row")?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .context("Failed to reach the SQLite state store")?;
+        Ok(())
+    }
+}

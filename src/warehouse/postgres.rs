@@ -1,0 +1,506 @@
+//! PostgreSQL warehouse. Each statement runs in its own `BEGIN READ ONLY` transaction with a
+//! local `statement_timeout`; cancelling calls `pg_cancel_backend` for the backend running it,
+//! so the work stops in the server, not only in this process.
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use rust_decimal::Decimal;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Column as _, Connection, Executor, Row, Statement, TypeInfo};
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    infer_column_format, Column, ColumnFormat, ColumnKind, ColumnSchema, Dialect, QueryResult, TableSchema, Value,
+    Warehouse, WarehouseError,
+};
+use crate::sql::GuardedSql;
+
+const DEFAULT_MAX_CONNECTIONS: u32 = 8;
+/// Connections reserved for `pg_cancel_backend`, so a cancel never waits behind the very
+/// queries it is meant to stop when the main pool is exhausted.
+const CONTROL_CONNECTIONS: u32 = 2;
+/// Extra time the server-side statement timeout gets before the client gives up on it too.
+const CLIENT_TIMEOUT_GRACE: Duration = Duration::from_secs(2);
+/// How long a cancelled statement may take to end before the connection is abandoned.
+const CANCEL_GRACE: Duration = Duration::from_secs(5);
+/// SQLSTATE `query_canceled`: raised both by `statement_timeout` and by `pg_cancel_backend`.
+const QUERY_CANCELED: &str = "57014";
+
+/// Postgres types decoded natively; every other type is cast to text by the server.
+const NATIVE_TYPES: [&str; 14] = [
+    "INT2",
+    "INT4",
+    "INT8",
+    "FLOAT4",
+    "FLOAT8",
+    "NUMERIC",
+    "TEXT",
+    "VARCHAR",
+    "CHAR",
+    "NAME",
+    "DATE",
+    "TIMESTAMP",
+    "TIMESTAMPTZ",
+    "BOOL",
+];
+
+/// A PostgreSQL database read through read-only transactions.
+#[derive(Debug, Clone)]
+pub struct PostgresWarehouse {
+    pool: PgPool,
+    control: PgPool,
+}
+
+/// Who asked the running statement to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopReason {
+    Cancel,
+    Timeout,
+}
+
+impl PostgresWarehouse {
+    /// Connects to `url` (`postgres://…`) and checks the server is reachable.
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        Self::connect_with_max_connections(url, DEFAULT_MAX_CONNECTIONS).await
+    }
+
+    /// Like [`PostgresWarehouse::connect`] with a pool of at most `max_connections`.
+    pub async fn connect_with_max_connections(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+        let options = PgConnectOptions::from_str(url).context("Failed to parse the Postgres warehouse URL")?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .connect_with(options.clone())
+            .await
+            .context("Failed to connect to the Postgres warehouse")?;
+        let control = PgPoolOptions::new()
+            .max_connections(CONTROL_CONNECTIONS)
+            .connect_lazy_with(options);
+        Ok(Self { pool, control })
+    }
+
+    /// Runs `sql` with the guarantees of [`Warehouse::execute`]. Takes any text so unit tests
+    /// can show that the transaction refuses writes even without the guard.
+    async fn run(
+        &self,
+        sql: &str,
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<QueryResult, WarehouseError> {
+        if cancel.is_cancelled() {
+            return Err(WarehouseError::Cancelled);
+        }
+        let deadline = Instant::now() + timeout;
+        let mut conn = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Err(WarehouseError::Cancelled),
+            acquired = tokio::time::timeout_at(deadline.into(), self.pool.acquire()) => match acquired {
+                Err(_) => return Err(WarehouseError::Timeout(timeout)),
+                Ok(Err(error)) => return Err(map_error(error)),
+                Ok(Ok(conn)) => conn,
+            },
+        };
+
+        // Dropping a `Transaction` rolls it back before the connection is used again, so an
+        // abandoned future never leaves the connection inside this transaction.
+        let mut tx = conn.begin_with("BEGIN READ ONLY").await.map_err(map_error)?;
+        let timeout_ms = timeout.as_millis().clamp(1, i64::MAX as u128).to_string();
+        // The pid names the backend to cancel; the transaction start tells this statement apart
+        // from whatever the backend runs later for someone else.
+        let (_, pid, started): (String, i32, DateTime<Utc>) =
+            sqlx::query_as("SELECT set_config('statement_timeout', $1, true), pg_backend_pid(), now()")
+                .bind(&timeout_ms)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(map_error)?;
+        let backend = Backend {
+            pid,
+            transaction_started: started,
+        };
+        // If the caller drops this future mid-statement, cancel the statement in the server.
+        let mut cancel_on_drop = CancelOnDrop {
+            control: self.control.clone(),
+            backend: Some(backend),
+        };
+
+        let (outcome, stop) = {
+            let work = fetch(&mut tx, sql);
+            tokio::pin!(work);
+            tokio::select! {
+                biased;
+                result = &mut work => (Some(result), None),
+                _ = cancel.cancelled() => {
+                    cancel_backend(&self.control, backend).await;
+                    (tokio::time::timeout(CANCEL_GRACE, &mut work).await.ok(), Some(StopReason::Cancel))
+                }
+                // The server's statement_timeout normally fires first; this covers a server or
+                // network that stopped answering.
+                _ = tokio::time::sleep_until((deadline + CLIENT_TIMEOUT_GRACE).into()) => {
+                    cancel_backend(&self.control, backend).await;
+                    (tokio::time::timeout(CANCEL_GRACE, &mut work).await.ok(), Some(StopReason::Timeout))
+                }
+            }
+        };
+        cancel_on_drop.backend = None;
+
+        if outcome.is_some() {
+            // Read-only, so there is nothing to commit; an aborted transaction needs this too.
+            if let Err(error) = tx.rollback().await {
+                tracing::warn!(%error, "failed to roll back the warehouse transaction");
+            }
+        } else {
+            tracing::warn!(
+                pid,
+                "the cancelled statement did not stop in time; closing its connection"
+            );
+            drop(tx);
+            conn.close_on_drop();
+        }
+
+        match (stop, outcome) {
+            (Some(StopReason::Cancel), _) => Err(WarehouseError::Cancelled),
+            (Some(StopReason::Timeout), Some(Err(_)) | None) => Err(WarehouseError::Timeout(timeout)),
+            (None, None) => Err(WarehouseError::Timeout(timeout)),
+            (_, Some(Err(error))) => {
+                // Only the server's statement_timeout raises query_canceled without our asking.
+                match &error {
+                    sqlx::Error::Database(db) if db.code().as_deref() == Some(QUERY_CANCELED) => {
+                        Err(WarehouseError::Timeout(timeout))
+                    }
+                    _ => Err(map_error(error)),
+                }
+            }
+            (_, Some(Ok(result))) => Ok(result),
+        }
+    }
+}
+
+/// The server process running one of our transactions.
+#[derive(Debug, Clone, Copy)]
+struct Backend {
+    pid: i32,
+    transaction_started: DateTime<Utc>,
+}
+
+/// Asks the server to cancel the statement `backend` is running, but only while that backend is
+/// still inside our transaction: once the connection has gone back to the pool the backend may
+/// be running someone else's statement.
+async fn cancel_backend(control: &PgPool, backend: Backend) {
+    let cancelled: Result<Option<bool>, sqlx::Error> =
+        sqlx::query_scalar("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND xact_start = $2")
+            .bind(backend.pid)
+            .bind(backend.transaction_started)
+            .fetch_optional(control)
+            .await;
+    match cancelled {
+        Ok(Some(true)) => tracing::debug!(pid = backend.pid, "cancelled the warehouse statement"),
+        Ok(Some(false) | None) => tracing::debug!(pid = backend.pid, "the warehouse statement had already ended"),
+        Err(error) => tracing::warn!(pid = backend.pid, %error, "failed to cancel the warehouse statement"),
+    }
+}
+
+/// Cancels the statement in the server when `run` is dropped before it finished, so dropping
+/// the future (as `tokio::select!` or a timeout does) stops the work too.
+struct CancelOnDrop {
+    control: PgPool,
+    backend: Option<Backend>,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let Some(backend) = self.backend.take() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let control = self.control.clone();
+                runtime.spawn(async move { cancel_backend(&control, backend).await });
+            }
+            // Without a runtime the statement runs on until its statement_timeout.
+            Err(_) => tracing::warn!(pid = backend.pid, "cannot cancel a dropped warehouse statement"),
+        }
+    }
+}
+
+/// Describes the statement, has the server cast every column we do not decode natively to
+/// text, and converts the rows.
+async fn fetch(conn: &mut sqlx::PgConnection, sql: &str) -> Result<QueryResult, sqlx::Error> {
+    let statement = conn.prepare(sql).await?;
+    let declared: Vec<(String, String)> = statement
+        .columns()
+        .iter()
+        .map(|c| (c.name().to_owned(), c.type_info().name().to_owned()))
+        .collect();
+    let needs_cast = declared.iter().any(|(_, ty)| !NATIVE_TYPES.contains(&ty.as_str()));
+    let rows = if needs_cast {
+        sqlx::query(&cast_to_text(sql, &declared)).fetch_all(&mut *conn).await?
+    } else {
+        sqlx::query(sql).fetch_all(&mut *conn).await?
+    };
+    Ok(convert_rows(&declared, &rows))
+}
+
+/// Wraps `sql` so the server casts non-native columns to text. Columns are renamed
+/// positionally (`q(c1, c2, …)`), which also copes with duplicate or unnamed columns; a plain
+/// projection of a subquery keeps its order.
+fn cast_to_text(sql: &str, declared: &[(String, String)]) -> String {
+    let aliases: Vec<String> = (1..=declared.len()).map(|i| format!("c{i}")).collect();
+    let projection: Vec<String> = declared
+        .iter()
+        .zip(&aliases)
+        .map(|((_, ty), alias)| {
+            if NATIVE_TYPES.contains(&ty.as_str()) {
+                format!("q.{alias}")
+            } else {
+                format!("q.{alias}::text AS {alias}")
+            }
+        })
+        .collect();
+    format!(
+        "SELECT {} FROM ({sql}) AS q({})",
+        projection.join(", "),
+        aliases.join(", ")
+    )
+}
+
+fn convert_rows(declared: &[(String, String)], rows: &[PgRow]) -> QueryResult {
+    let converted: Vec<Vec<Value>> = rows
+        .iter()
+        .map(|row| {
+            (0..declared.len())
+                .map(|index| convert_value(row, index, &declared[index].1))
+                .collect()
+        })
+        .collect();
+    let columns = declared
+        .iter()
+        .enumerate()
+        .map(|(index, (name, ty))| Column {
+            name: name.clone(),
+            format: infer_column_format(converted.iter().filter_map(|row| row.get(index)), declared_format(ty)),
+        })
+        .collect();
+    QueryResult {
+        columns,
+        rows: converted,
+    }
+}
+
+fn convert_value(row: &PgRow, index: usize, ty: &str) -> Value {
+    let decoded = match ty {
+        "INT2" => row
+            .try_get::<Option<i16>, _>(index)
+            .map(|v| v.map(|v| Value::Int(i64::from(v)))),
+        "INT4" => row
+            .try_get::<Option<i32>, _>(index)
+            .map(|v| v.map(|v| Value::Int(i64::from(v)))),
+        "INT8" => row.try_get::<Option<i64>, _>(index).map(|v| v.map(Value::Int)),
+        "FLOAT4" => row
+            .try_get::<Option<f32>, _>(index)
+            .map(|v| v.map(|v| Value::Float(f64::from(v)))),
+        "FLOAT8" => row.try_get::<Option<f64>, _>(index).map(|v| v.map(Value::Float)),
+        "NUMERIC" => row.try_get::<Option<Decimal>, _>(index).map(|v| v.map(Value::Decimal)),
+        "DATE" => row.try_get::<Option<NaiveDate>, _>(index).map(|v| v.map(Value::Date)),
+        "TIMESTAMP" => row
+            .try_get::<Option<NaiveDateTime>, _>(index)
+            .map(|v| v.map(Value::Timestamp)),
+        "TIMESTAMPTZ" => row
+            .try_get::<Option<DateTime<Utc>>, _>(index)
+            .map(|v| v.map(|v| Value::Timestamp(v.naive_utc()))),
+        "BOOL" => row.try_get::<Option<bool>, _>(index).map(|v| v.map(Value::Bool)),
+        // Text types, and every other type (cast to text by the server, see `cast_to_text`).
+        _ => row.try_get::<Option<String>, _>(index).map(|v| v.map(Value::Text)),
+    };
+    match decoded {
+        Ok(value) => value.unwrap_or(Value::Null),
+        // NaN or out-of-range numerics, infinite dates: nothing Value can hold.
+        Err(error) => {
+            tracing::warn!(column = index, ty, %error, "a warehouse value could not be decoded; showing NULL");
+            Value::Null
+        }
+    }
+}
+
+/// The format of a column from its Postgres type, used when all its values are NULL.
+fn declared_format(ty: &str) -> ColumnFormat {
+    match ty {
+        "INT2" | "INT4" | "INT8" => ColumnFormat::Integer,
+        "FLOAT4" | "FLOAT8" | "NUMERIC" => ColumnFormat::Number,
+        "DATE" => ColumnFormat::Date,
+        _ => ColumnFormat::Text,
+    }
+}
+
+/// The broad kind of an `information_schema.columns.data_type`.
+fn column_kind(data_type: &str) -> ColumnKind {
+    match data_type {
+        "smallint" | "integer" | "bigint" => ColumnKind::Integer,
+        "numeric" | "real" | "double precision" | "money" => ColumnKind::Decimal,
+        "text" | "character varying" | "character" | "name" | "\"char\"" | "citext" => ColumnKind::Text,
+        "date" => ColumnKind::Date,
+        "timestamp without time zone" | "timestamp with time zone" => ColumnKind::Timestamp,
+        "boolean" => ColumnKind::Boolean,
+        _ => ColumnKind::Other,
+    }
+}
+
+fn map_error(error: sqlx::Error) -> WarehouseError {
+    match error {
+        sqlx::Error::Database(db) => WarehouseError::Query(db.message().to_owned()),
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Configuration(_) => WarehouseError::Unavailable(error.to_string()),
+        other => WarehouseError::Query(other.to_string()),
+    }
+}
+
+#[async_trait]
+impl Warehouse for PostgresWarehouse {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    async fn execute(
+        &self,
+        sql: &GuardedSql,
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<QueryResult, WarehouseError> {
+        self.run(sql.as_str(), timeout, cancel).await
+    }
+
+    async fn schema(&self) -> Result<Vec<TableSchema>, WarehouseError> {
+        let columns: Vec<(String, String, String, String)> = sqlx::query_as(
+            "SELECT c.table_schema::text, c.table_name::text, c.column_name::text, c.data_type::text \
+             FROM information_schema.columns c \
+             JOIN information_schema.tables t \
+               ON t.table_schema = c.table_schema AND t.table_name = c.table_name \
+             WHERE c.table_schema NOT IN ('pg_catalog', 'information_schema') \
+               AND c.table_schema NOT LIKE 'pg\\_%' \
+             ORDER BY c.table_schema, c.table_name, c.ordinal_position",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_error)?;
+        let mut tables: Vec<TableSchema> = Vec::new();
+        for (schema, table, column, data_type) in columns {
+            // Tables in `public` are reached without a schema, as users write them.
+            let name = if schema == "public" {
+                table
+            } else {
+                format!("{schema}.{table}")
+            };
+            let column = ColumnSchema {
+                kind: column_kind(&data_type),
+                name: column,
+                data_type,
+            };
+            match tables.last_mut() {
+                Some(last) if last.name == name => last.columns.push(column),
+                _ => tables.push(TableSchema {
+                    name,
+                    columns: vec![column],
+                }),
+            }
+        }
+        Ok(tables)
+    }
+
+    async fn ping(&self) -> Result<(), WarehouseError> {
+        let mut conn = self.pool.acquire().await.map_err(map_error)?;
+        conn.ping()
+            .await
+            .map_err(|e| WarehouseError::Unavailable(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A throwaway database on the local server, dropped by [`TestDb::drop_database`].
+    struct TestDb {
+        name: String,
+        admin: PgPool,
+    }
+
+    const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+    impl TestDb {
+        async fn create() -> Self {
+            let admin = PgPool::connect(ADMIN_URL).await.unwrap();
+            let name = format!("threadql_test_{}", uuid::Uuid::new_v4().simple());
+            sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+                .execute(&admin)
+                .await
+                .unwrap();
+            Self { name, admin }
+        }
+
+        fn url(&self) -> String {
+            format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
+        }
+
+        async fn drop_database(self) {
+            sqlx::query(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name))
+                .execute(&self.admin)
+                .await
+                .unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn the_transaction_refuses_writes_even_without_the_guard() {
+        let db = TestDb::create().await;
+        let setup = PgPool::connect(&db.url()).await.unwrap();
+        sqlx::raw_sql("CREATE TABLE t (id int); CREATE SEQUENCE s")
+            .execute(&setup)
+            .await
+            .unwrap();
+        setup.close().await;
+        let warehouse = PostgresWarehouse::connect(&db.url()).await.unwrap();
+        let never = CancellationToken::new();
+
+        for write in [
+            "INSERT INTO t VALUES (1)",
+            "WITH w AS (INSERT INTO t VALUES (2) RETURNING id) SELECT id FROM w",
+            "CREATE TABLE u (id int)",
+            "SELECT nextval('s')",
+        ] {
+            let result = warehouse.run(write, Duration::from_secs(5), &never).await;
+            assert!(matches!(result, Err(WarehouseError::Query(_))), "{write}: {result:?}");
+        }
+        let inserted = warehouse
+            .run("INSERT INTO t VALUES (3)", Duration::from_secs(5), &never)
+            .await;
+        assert!(
+            matches!(&inserted, Err(WarehouseError::Query(m)) if m.contains("read-only transaction")),
+            "{inserted:?}"
+        );
+        let count = warehouse
+            .run("SELECT count(*) AS n FROM t", Duration::from_secs(5), &never)
+            .await
+            .unwrap();
+        assert_eq!(count.rows, vec![vec![Value::Int(0)]]);
+
+        warehouse.pool.close().await;
+        warehouse.control.close().await;
+        db.drop_database().await;
+    }
+
+    #[test]
+    fn non_native_columns_are_cast_to_text_by_position() {
+        let declared = vec![
+            ("a".to_owned(), "INT4".to_owned()),
+            ("a".to_owned(), "JSONB".to_owned()),
+        ];
+        assert_eq!(
+            cast_to_text("SELECT 1, '{}'::jsonb", &declared),
+            "SELECT q.c1, q.c2::text AS c2 FROM (SELECT 1, '{}'::jsonb) AS q(c1, c2)"
+        );
+    }
+}

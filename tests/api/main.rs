@@ -1,0 +1,7 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! End-to-end tests: the real server on a free port, a real Postgres state store, the demo
+//! warehouse, and a local fake Slack Web API reached through SLACK_API_URL.
+mod helpers;
+
+mod conversation;
+mod slack_ingress;

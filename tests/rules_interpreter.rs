@@ -1,0 +1,892 @@
+//! The rules interpreter against the generated demo data set: each question (or refinement
+//! sequence) is interpreted, compiled, passed through the SQL guard and run, and its rows are
+//! compared with those of SQL written by hand for the same question.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use sqlx::{Column, Row, TypeInfo, ValueRef};
+use threadql::interpret::{
+    InterpretRequest, Interpretation, Interpreter, ProposedQuery, RulesInterpreter, SemanticModel,
+};
+use threadql::sql::SqlGuard;
+use threadql::warehouse::demo::ensure_demo_warehouse;
+use threadql::warehouse::Dialect;
+use tokio::sync::OnceCell;
+
+/// A Sunday: "last week" and "this week" are both visible in the data.
+fn today() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 11, 22).unwrap()
+}
+
+/// One demo data set for the whole binary (generating it takes seconds).
+async fn demo_path() -> &'static Path {
+    static DEMO: OnceCell<(tempfile::TempDir, PathBuf)> = OnceCell::const_new();
+    let (_, path) = DEMO
+        .get_or_init(|| async {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("demo.db");
+            ensure_demo_warehouse(&path, today()).await.unwrap();
+            (dir, path)
+        })
+        .await;
+    path
+}
+
+struct Demo {
+    pool: SqlitePool,
+    interpreter: RulesInterpreter,
+}
+
+/// Opens the demo data set in this test's runtime and builds the interpreter from the demo model
+/// and the dimensions' distinct values, read the way the server reads them.
+async fn demo() -> Demo {
+    let options = SqliteConnectOptions::new().filename(demo_path().await).read_only(true);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(2)
+        .connect_with(options)
+        .await
+        .unwrap();
+    let model = SemanticModel::demo().unwrap();
+    let mut values = Vec::new();
+    for dimension in &model.dimensions {
+        let sql = model.distinct_values_sql(&dimension.name, Dialect::Sqlite).unwrap();
+        let list: Vec<String> = sqlx::query_scalar(&sql).fetch_all(&pool).await.unwrap();
+        assert!(!list.is_empty(), "dimension {} has values", dimension.name);
+        values.push((dimension.name.clone(), list));
+    }
+    Demo {
+        pool,
+        interpreter: RulesInterpreter::new(model, values, Dialect::Sqlite),
+    }
+}
+
+/// Column names, then rows with numbers rounded to two decimals.
+type Rows = (Vec<String>, Vec<Vec<String>>);
+
+async fn run(pool: &SqlitePool, sql: &str) -> Rows {
+    let rows = match sqlx::query(sql).fetch_all(pool).await {
+        Ok(rows) => rows,
+        Err(error) => panic!("query failed: {error}\n{sql}"),
+    };
+    let columns = rows
+        .first()
+        .map(|row| row.columns().iter().map(|c| c.name().to_string()).collect())
+        .unwrap_or_default();
+    let cells = rows
+        .iter()
+        .map(|row| {
+            (0..row.len())
+                .map(|i| {
+                    let raw = row.try_get_raw(i).unwrap();
+                    if raw.is_null() {
+                        return "NULL".to_string();
+                    }
+                    match raw.type_info().name() {
+                        "INTEGER" => format!("{:.2}", row.get::<i64, _>(i) as f64),
+                        "REAL" => format!("{:.2}", row.get::<f64, _>(i)),
+                        _ => row.get::<String, _>(i),
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    (columns, cells)
+}
+
+impl Demo {
+    /// Interprets each text in turn as one thread would, each refining the previous answer.
+    fn thread(&self, texts: &[&str]) -> ProposedQuery {
+        let mut current: Option<ProposedQuery> = None;
+        for text in texts {
+            match self.interpreter.interpret_text(text, current.as_ref(), today()) {
+                Interpretation::Query(query) => current = Some(*query),
+                other => panic!("{texts:?}: '{text}' was not interpreted as a query: {other:?}"),
+            }
+        }
+        current.unwrap()
+    }
+
+    /// The answer to the thread through the guard, compared with the hand-written SQL's rows.
+    /// `ordered` also compares row order (for top N and time series).
+    async fn assert_same(&self, texts: &[&str], expected_sql: &str, ordered: bool) -> ProposedQuery {
+        let proposed = self.thread(texts);
+        let guarded = match SqlGuard::new(Dialect::Sqlite, None).check(&proposed.sql, 100_000) {
+            Ok(guarded) => guarded,
+            Err(error) => panic!(
+                "{texts:?}: the guard refused the compiled SQL ({error}):\n{}",
+                proposed.sql
+            ),
+        };
+        let (got_columns, mut got) = run(&self.pool, guarded.as_str()).await;
+        let (want_columns, mut want) = run(&self.pool, expected_sql).await;
+        assert!(
+            !want.is_empty(),
+            "{texts:?}: the hand-written SQL returns no rows, the case proves nothing"
+        );
+        assert_eq!(
+            got_columns, want_columns,
+            "{texts:?}: columns differ\ncompiled:\n{}",
+            proposed.sql
+        );
+        if !ordered {
+            got.sort();
+            want.sort();
+        }
+        assert_eq!(
+            got, want,
+            "{texts:?}: rows differ\ncompiled:\n{}\nexpected:\n{expected_sql}",
+            proposed.sql
+        );
+        proposed
+    }
+
+    fn not_understood(&self, texts: &[&str]) -> String {
+        let (last, first) = texts.split_last().unwrap();
+        let current = if first.is_empty() {
+            None
+        } else {
+            Some(self.thread(first))
+        };
+        match self.interpreter.interpret_text(last, current.as_ref(), today()) {
+            Interpretation::NotUnderstood(message) => message,
+            other => panic!("{texts:?} should not be understood, got {other:?}"),
+        }
+    }
+}
+
+// Date ranges below are written out by hand for today = 2026-11-22 (data ends 2026-11-21).
+
+#[tokio::test]
+async fn revenue_by_region_last_month_matches_hand_written_sql() {
+    let demo = demo().await;
+    let proposed = demo
+        .assert_same(
+            &["revenue by region last month"],
+            "SELECT c.region AS region, SUM(o.total) AS revenue FROM orders o JOIN customers c ON c.id = o.customer_id \
+             WHERE o.status = 'completed' AND o.order_date BETWEEN '2026-10-01' AND '2026-10-31' GROUP BY c.region",
+            false,
+        )
+        .await;
+    assert_eq!(proposed.summary, "Revenue by region · last month (Oct 2026)");
+}
+
+#[tokio::test]
+async fn only_emea_filters_the_region() {
+    demo()
+        .await
+        .assert_same(
+            &["revenue by region last month", "only EMEA"],
+            "SELECT 'EMEA' AS region, SUM(o.total) AS revenue FROM orders o \
+             WHERE o.status = 'completed' AND o.order_date LIKE '2026-10-%' \
+             AND o.customer_id IN (SELECT id FROM customers WHERE region = 'EMEA')",
+            false,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn by_week_replaces_the_grouping_and_keeps_the_filter() {
+    demo()
+        .await
+        .assert_same(
+            &["revenue by region last month", "only EMEA", "by week"],
+            "SELECT date(o.order_date, '-' || ((CAST(strftime('%w', o.order_date) AS INTEGER) + 6) % 7) || ' days') AS week, \
+             SUM(o.total) AS revenue FROM orders o JOIN customers c ON c.id = o.customer_id \
+             WHERE o.status = 'completed' AND o.order_date BETWEEN '2026-10-01' AND '2026-10-31' AND c.region = 'EMEA' \
+             GROUP BY 1 ORDER BY 1",
+            true,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn top_5_after_by_week_keeps_the_five_best_weeks() {
+    let proposed = demo()
+        .await
+        .assert_same(
+            &["revenue by region last month", "only EMEA", "by week", "top 5"],
+            "SELECT date(o.order_date, '-' || ((CAST(strftime('%w', o.order_date) AS INTEGER) + 6) % 7) || ' days') AS week, \
+             SUM(o.total) AS revenue FROM orders o JOIN customers c ON c.id = o.customer_id \
+             WHERE o.status = 'completed' AND o.order_date BETWEEN '2026-10-01' AND '2026-10-31' AND c.region = 'EMEA' \
+             GROUP BY 1 ORDER BY 2 DESC LIMIT 5",
+            true,
+        )
+        .await;
+    assert_eq!(
+        proposed.summary,
+        "Revenue by week · last month (Oct 2026) · region: EMEA · top 5"
+    );
+}
+
+#[tokio::test]
+async fn orders_by_channel_this_year_counts_every_status() {
+    demo()
+        .await
+        .assert_same(
+            &["orders by channel this year"],
+            "SELECT channel, COUNT(*) AS orders FROM orders WHERE order_date >= '2026-01-01' GROUP BY channel",
+            false,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn exclude_partner_adds_a_negated_filter() {
+    demo()
+        .await
+        .assert_same(
+            &["orders by channel this year", "exclude partner"],
+            "SELECT channel, COUNT(*) AS orders FROM orders WHERE order_date >= '2026-01-01' AND channel <> 'partner' \
+             GROUP BY channel",
+            false,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn a_second_exclusion_adds_to_the_first() {
+    demo()
+        .await
+        .assert_same(
+            &["orders by channel this year", "exclude partner", "without mobile"],
+            "SELECT channel, COUNT(*) AS orders FROM orders WHERE strftime('%Y', order_date) = '2026' \
+             AND channel = 'web' GROUP BY channel",
+            false,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn revenue_by_category_in_2025_uses_item_lines() {
+    demo()
+        .await
+        .assert_same(
+            &["revenue by category in 2025"],
+            "SELECT p.category AS category, SUM(i.quantity * i.unit_price * (1 - i.discount)) AS revenue \
+             FROM order_items i JOIN orders o ON o.id = i.order_id JOIN products p ON p.id = i.product_id \
+             WHERE o.status = 'completed' AND strftime('%Y', o.order_date) = '2025' GROUP BY p.category",
+            false,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn revenue_by_category_adds_up_to_revenue_of_completed_orders() {
+    let demo = demo().await;
+    let by_category = demo.thread(&["revenue by category in 2025"]);
+    let (_, rows) = run(&demo.pool, &format!("SELECT SUM(revenue) FROM ({})", by_category.sql)).await;
+    let (_, total) = run(
+        &demo.pool,
+        "SELECT SUM(total) FROM orders WHERE status = 'completed' AND order_date BETWEEN '2025-01-01' AND '2025-12-31'",
+    )
+    .await;
+    assert_eq!(rows, total);
+}
+
+#[tokio::test]
+async fn units_by_product_top_10_orders_by_units() {
+    demo()
+        .await
+        .assert_same(
+            &["units by product top 10"],
+            "SELECT p.name AS product, SUM(i.quantity) AS units FROM order_items i JOIN products p ON p.id = i.product_id \
+             GROUP BY p.name ORDER BY units DESC, product LIMIT 10",
+            true,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn active_users_by_platform_last_7_days() {
+    demo()
+        .await
+        .assert_same(
+            &["active users by platform last 7 days"],
+            "SELECT platform, SUM(active_users) AS active_users FROM app_metrics \
+             WHERE day BETWEEN '2026-11-15' AND '2026-11-21' GROUP BY platform",
+            false,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn average_order_value_by_segment_in_q3_2025() {
+    demo()
+        .await
+        .assert_same(
+            &["average order value by segment Q3 2025"],
+            "SELECT c.segment AS segment, SUM(o.total) / COUNT(*) AS average_order_value \
+             FROM orders o JOIN customers c ON c.id = o.customer_id \
+             WHERE o.status = 'completed' AND o.order_date BETWEEN '2025-07-01' AND '2025-09-30' GROUP BY c.segment",
+            false,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn refunds_by_month_since_march() {
+    demo()
+        .await
+        .assert_same(
+            &["refunds by month since March"],
+            "SELECT substr(order_date, 1, 7) || '-01' AS month, COUNT(*) AS refunds FROM orders \
+             WHERE status = 'refunded' AND order_date >= '2026-03-01' GROUP BY 1 ORDER BY 1",
+            true,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn revenue_by_country_in_emea() {
+    demo()
+        .await
+        .assert_same(
+            &["revenue by country in EMEA"],
+            "SELECT c.country AS country, SUM(o.total) AS revenue FROM orders o JOIN customers c ON c.id = o.customer_id \
+             WHERE o.status = 'completed' AND c.region = 'EMEA' GROUP BY c.country",
+            false,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn removing_the_region_filter_shows_every_country() {
+    demo()
+        .await
+        .assert_same(
+            &["revenue by country in EMEA", "remove the region filter"],
+            "SELECT c.country AS country, SUM(o.total) AS revenue FROM orders o JOIN customers c ON c.id = o.customer_id \
+             WHERE o.status = 'completed' GROUP BY c.country",
+            false,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn all_regions_removes_only_the_region_filter() {
+    demo()
+        .await
+        .assert_same(
+            &["revenue by country in EMEA for mobile", "all regions"],
+            "SELECT c.country AS country, SUM(o.total) AS revenue FROM orders o JOIN customers c ON c.id = o.customer_id \
+             WHERE o.status = 'completed' AND o.channel = 'mobile' GROUP BY c.country",
+            false,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn revenue_last_month_is_one_total() {
+    demo()
+        .await
+        .assert_same(
+            &["revenue last month"],
+            "SELECT SUM(total) AS revenue FROM orders WHERE status = 'completed' AND order_date LIKE '2026-10-%'",
+            false,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn what_about_last_year_replaces_the_time_range() {
+    let proposed = demo()
+        .await
+        .assert_same(
+            &["revenue last month", "what about last year?"],
+            "SELECT SUM(total) AS revenue FROM orders WHERE status = 'completed' AND order_date LIKE '2025-%'",
+            false,
+        )
+        .await;
+    assert_eq!(proposed.summary, "Revenue · last year (2025)");
+}
+
+#[tokio::test]
+async fn removing_the_time_range_covers_all_time() {
+    demo()
+        .await
+        .assert_same(
+            &["revenue last month", "remove the time range"],
+            "SELECT SUM(total) AS revenue FROM orders WHERE status = 'completed'",
+            false,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn sales_and_orders_by_region_count_their_own_rows() {
+    demo()
+        .await
+        .assert_same(
+            &["sales and orders by region"],
+            "SELECT r.region, r.revenue, n.orders FROM \
+             (SELECT c.region, SUM(o.total) AS revenue FROM orders o JOIN customers c ON c.id = o.customer_id \
+              WHERE o.status = 'completed' GROUP BY c.region) r \
+             JOIN (SELECT c.region, COUNT(*) AS orders FROM orders o JOIN customers c ON c.id = o.customer_id \
+              GROUP BY c.region) n ON n.region = r.region",
+            false,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn revenue_and_refunds_by_channel_last_quarter() {
+    demo()
+        .await
+        .assert_same(
+            &["revenue and refunds by channel last quarter"],
+            "SELECT r.channel, r.revenue, f.refunds FROM \
+             (SELECT channel, SUM(total) AS revenue FROM orders WHERE status = 'completed' \
+              AND order_date BETWEEN '2026-07-01' AND '2026-09-30' GROUP BY channel) r \
+             JOIN (SELECT channel, SUM(status = 'refunded') AS refunds FROM orders \
+              WHERE order_date BETWEEN '2026-07-01' AND '2026-09-30' GROUP BY channel) f ON f.channel = r.channel",
+            false,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn daily_active_users_last_week() {
+    demo()
+        .await
+        .assert_same(
+            &["daily active users last week"],
+            "SELECT day, SUM(active_users) AS active_users FROM app_metrics \
+             WHERE day BETWEEN '2026-11-09' AND '2026-11-15' GROUP BY day ORDER BY day",
+            true,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn sessions_by_platform_by_month_in_2025() {
+    demo()
+        .await
+        .assert_same(
+            &["sessions by platform by month in 2025"],
+            "SELECT substr(day, 1, 7) || '-01' AS month, platform, SUM(sessions) AS sessions FROM app_metrics \
+             WHERE day LIKE '2025-%' GROUP BY 1, 2",
+            false,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn crashes_yesterday_by_platform() {
+    demo()
+        .await
+        .assert_same(
+            &["crashes yesterday by platform"],
+            "SELECT platform, crashes FROM app_metrics WHERE day = '2026-11-21'",
+            false,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn orders_by_status_last_month() {
+    demo()
+        .await
+        .assert_same(
+            &["orders by status last month"],
+            "SELECT status, COUNT(*) AS orders FROM orders WHERE order_date LIKE '2026-10-%' GROUP BY status",
+            false,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn excluding_two_statuses_at_once() {
+    demo()
+        .await
+        .assert_same(
+            &["orders by status", "exclude cancelled and refunded"],
+            "SELECT status, COUNT(*) AS orders FROM orders WHERE status = 'completed' GROUP BY status",
+            false,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn revenue_by_segment_and_channel_this_year() {
+    demo()
+        .await
+        .assert_same(
+            &["revenue by segment and channel this year"],
+            "SELECT c.segment AS segment, o.channel AS channel, SUM(o.total) AS revenue \
+             FROM orders o JOIN customers c ON c.id = o.customer_id \
+             WHERE o.status = 'completed' AND o.order_date >= '2026-01-01' GROUP BY 1, 2",
+            false,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn revenue_in_two_regions_by_country_last_quarter() {
+    demo()
+        .await
+        .assert_same(
+            &["revenue in EMEA and APAC by country last quarter"],
+            "SELECT c.country AS country, SUM(o.total) AS revenue FROM orders o JOIN customers c ON c.id = o.customer_id \
+             WHERE o.status = 'completed' AND c.region IN ('APAC', 'EMEA') \
+             AND o.order_date BETWEEN '2026-07-01' AND '2026-09-30' GROUP BY c.country",
+            false,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn bottom_3_countries_by_revenue_in_2025() {
+    demo()
+        .await
+        .assert_same(
+            &["bottom 3 countries by revenue in 2025"],
+            "SELECT c.country AS country, SUM(o.total) AS revenue FROM orders o JOIN customers c ON c.id = o.customer_id \
+             WHERE o.status = 'completed' AND o.order_date LIKE '2025-%' GROUP BY c.country \
+             ORDER BY revenue ASC, country LIMIT 3",
+            true,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn a_multi_word_country_and_a_channel_are_both_filters() {
+    demo()
+        .await
+        .assert_same(
+            &["orders for mobile in united kingdom last month"],
+            "SELECT COUNT(*) AS orders FROM orders o JOIN customers c ON c.id = o.customer_id \
+             WHERE o.channel = 'mobile' AND c.country = 'United Kingdom' AND o.order_date LIKE '2026-10-%'",
+            false,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn units_by_category_refined_to_top_products_of_one_category() {
+    demo()
+        .await
+        .assert_same(
+            &["units by category", "only electronics", "by product instead", "top 5"],
+            "SELECT p.name AS product, SUM(i.quantity) AS units FROM order_items i JOIN products p ON p.id = i.product_id \
+             WHERE p.category = 'Electronics' GROUP BY p.name ORDER BY units DESC, product LIMIT 5",
+            true,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn revenue_by_month_in_2025_then_by_quarter() {
+    demo()
+        .await
+        .assert_same(
+            &["revenue by month in 2025", "by quarter instead"],
+            "SELECT CASE WHEN order_date < '2025-04-01' THEN '2025-01-01' WHEN order_date < '2025-07-01' THEN '2025-04-01' \
+             WHEN order_date < '2025-10-01' THEN '2025-07-01' ELSE '2025-10-01' END AS quarter, SUM(total) AS revenue \
+             FROM orders WHERE status = 'completed' AND order_date LIKE '2025-%' GROUP BY 1 ORDER BY 1",
+            true,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn revenue_by_year_buckets_into_years() {
+    demo()
+        .await
+        .assert_same(
+            &["yearly revenue"],
+            "SELECT substr(order_date, 1, 4) || '-01-01' AS year, SUM(total) AS revenue FROM orders \
+             WHERE status = 'completed' GROUP BY 1 ORDER BY 1",
+            true,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn and_by_segment_adds_a_dimension() {
+    demo()
+        .await
+        .assert_same(
+            &["orders by region", "and by segment"],
+            "SELECT c.region AS region, c.segment AS segment, COUNT(*) AS orders \
+             FROM orders o JOIN customers c ON c.id = o.customer_id GROUP BY 1, 2",
+            false,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn orders_instead_replaces_the_metric() {
+    demo()
+        .await
+        .assert_same(
+            &["revenue by region last month", "orders instead"],
+            "SELECT c.region AS region, COUNT(*) AS orders FROM orders o JOIN customers c ON c.id = o.customer_id \
+             WHERE o.order_date LIKE '2026-10-%' GROUP BY c.region",
+            false,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn and_units_adds_a_metric_on_the_item_lines() {
+    demo()
+        .await
+        .assert_same(
+            &["revenue by category", "and units"],
+            "SELECT p.category AS category, \
+             SUM(CASE WHEN o.status = 'completed' THEN i.quantity * i.unit_price * (1 - i.discount) ELSE 0 END) AS revenue, \
+             SUM(i.quantity) AS units \
+             FROM order_items i JOIN orders o ON o.id = i.order_id JOIN products p ON p.id = i.product_id \
+             GROUP BY p.category",
+            false,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn aov_by_channel_in_october() {
+    demo()
+        .await
+        .assert_same(
+            &["aov by channel in October"],
+            "SELECT channel, AVG(total) AS average_order_value FROM orders \
+             WHERE status = 'completed' AND order_date BETWEEN '2026-10-01' AND '2026-10-31' GROUP BY channel",
+            false,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn refunds_by_category_count_refunded_orders_per_category() {
+    demo()
+        .await
+        .assert_same(
+            &["refunds by category this year"],
+            "SELECT p.category AS category, COUNT(DISTINCT o.id) AS refunds \
+             FROM orders o JOIN order_items i ON i.order_id = o.id JOIN products p ON p.id = i.product_id \
+             WHERE o.status = 'refunded' AND o.order_date >= '2026-01-01' GROUP BY p.category",
+            false,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn orders_by_product_in_a_category_with_an_ampersand() {
+    demo()
+        .await
+        .assert_same(
+            &["orders by product in Home & Kitchen last month"],
+            "SELECT p.name AS product, COUNT(DISTINCT i.order_id) AS orders \
+             FROM order_items i JOIN orders o ON o.id = i.order_id JOIN products p ON p.id = i.product_id \
+             WHERE p.category = 'Home & Kitchen' AND o.order_date LIKE '2026-10-%' GROUP BY p.name",
+            false,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn enterprise_revenue_by_quarter_in_2025() {
+    demo()
+        .await
+        .assert_same(
+            &["Enterprise revenue by quarter in 2025"],
+            "SELECT printf('2025-%02d-01', ((CAST(substr(o.order_date, 6, 2) AS INTEGER) - 1) / 3) * 3 + 1) AS quarter, \
+             SUM(o.total) AS revenue FROM orders o JOIN customers c ON c.id = o.customer_id \
+             WHERE o.status = 'completed' AND c.segment = 'Enterprise' AND o.order_date LIKE '2025-%' \
+             GROUP BY 1 ORDER BY 1",
+            true,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn units_by_category_last_3_months() {
+    demo()
+        .await
+        .assert_same(
+            &["units by category last 3 months"],
+            "SELECT p.category AS category, SUM(i.quantity) AS units \
+             FROM order_items i JOIN orders o ON o.id = i.order_id JOIN products p ON p.id = i.product_id \
+             WHERE o.order_date BETWEEN '2026-08-01' AND '2026-10-31' GROUP BY p.category",
+            false,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn and_apac_widens_an_only_filter() {
+    demo()
+        .await
+        .assert_same(
+            &["revenue by week last month", "only EMEA", "and APAC"],
+            "SELECT date(o.order_date, '-' || ((CAST(strftime('%w', o.order_date) AS INTEGER) + 6) % 7) || ' days') AS week, \
+             SUM(o.total) AS revenue FROM orders o JOIN customers c ON c.id = o.customer_id \
+             WHERE o.status = 'completed' AND o.order_date LIKE '2026-10-%' AND c.region IN ('EMEA', 'APAC') \
+             GROUP BY 1 ORDER BY 1",
+            true,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn web_is_a_platform_for_active_users() {
+    demo()
+        .await
+        .assert_same(
+            &["active users on web by month this year"],
+            "SELECT substr(day, 1, 7) || '-01' AS month, SUM(active_users) AS active_users FROM app_metrics \
+             WHERE platform = 'web' AND day >= '2026-01-01' GROUP BY 1 ORDER BY 1",
+            true,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn web_is_a_channel_for_revenue() {
+    demo()
+        .await
+        .assert_same(
+            &["revenue on web by month this year"],
+            "SELECT substr(order_date, 1, 7) || '-01' AS month, SUM(total) AS revenue FROM orders \
+             WHERE status = 'completed' AND channel = 'web' AND order_date >= '2026-01-01' GROUP BY 1 ORDER BY 1",
+            true,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn in_q3_2025_replaces_the_time_range_of_a_breakdown() {
+    demo()
+        .await
+        .assert_same(
+            &["revenue by region last month", "in Q3 2025"],
+            "SELECT c.region AS region, SUM(o.total) AS revenue FROM orders o JOIN customers c ON c.id = o.customer_id \
+             WHERE o.status = 'completed' AND o.order_date >= '2025-07-01' AND o.order_date <= '2025-09-30' \
+             GROUP BY c.region",
+            false,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn top_5_products_by_revenue_last_year() {
+    demo()
+        .await
+        .assert_same(
+            &["top 5 products by revenue last year"],
+            "SELECT p.name AS product, SUM(i.quantity * i.unit_price * (1 - i.discount)) AS revenue \
+             FROM order_items i JOIN orders o ON o.id = i.order_id JOIN products p ON p.id = i.product_id \
+             WHERE o.status = 'completed' AND o.order_date LIKE '2025-%' GROUP BY p.name \
+             ORDER BY revenue DESC, product LIMIT 5",
+            true,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn sessions_and_crashes_by_platform_last_month() {
+    demo()
+        .await
+        .assert_same(
+            &["sessions and crashes by platform last month"],
+            "SELECT platform, SUM(sessions) AS sessions, SUM(crashes) AS crashes FROM app_metrics \
+             WHERE day LIKE '2026-10-%' GROUP BY platform",
+            false,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn a_product_named_without_its_parenthetical() {
+    demo()
+        .await
+        .assert_same(
+            &["units of analytics suite by month since September"],
+            "SELECT substr(o.order_date, 1, 7) || '-01' AS month, SUM(i.quantity) AS units \
+             FROM order_items i JOIN orders o ON o.id = i.order_id JOIN products p ON p.id = i.product_id \
+             WHERE p.name = 'Analytics Suite (annual seat)' AND o.order_date >= '2026-09-01' GROUP BY 1 ORDER BY 1",
+            true,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn a_new_question_in_a_thread_does_not_carry_filters_over() {
+    demo()
+        .await
+        .assert_same(
+            &[
+                "revenue by region last month",
+                "only EMEA",
+                "orders by channel this year",
+            ],
+            "SELECT channel, COUNT(*) AS orders FROM orders WHERE order_date >= '2026-01-01' GROUP BY channel",
+            false,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn the_interpreter_trait_answers_like_the_sync_core() {
+    let demo = demo().await;
+    let answer = demo
+        .interpreter
+        .interpret(InterpretRequest {
+            text: "revenue by region last month",
+            current: None,
+            today: today(),
+        })
+        .await
+        .unwrap();
+    let Interpretation::Query(query) = answer else {
+        panic!("{answer:?}")
+    };
+    assert_eq!(*query, demo.thread(&["revenue by region last month"]));
+    assert!(demo.interpreter.help().contains("active users"));
+}
+
+#[tokio::test]
+async fn unknown_words_are_named_in_the_reply() {
+    let demo = demo().await;
+    let message = demo.not_understood(&["revenue by planet"]);
+    assert!(message.contains("\"planet\""), "{message}");
+    assert!(message.contains("Metrics: revenue"), "{message}");
+    let message = demo.not_understood(&["how many widgets did we sell last month"]);
+    assert!(message.contains("\"widgets\" and \"sell\""), "{message}");
+    let message = demo.not_understood(&["revenue by region", "compared to last year"]);
+    assert!(message.contains("\"compared\""), "{message}");
+}
+
+#[tokio::test]
+async fn a_refinement_without_a_question_asks_for_one() {
+    let message = demo().await.not_understood(&["only EMEA"]);
+    assert!(message.contains("Ask one first"), "{message}");
+}
+
+#[tokio::test]
+async fn metrics_from_different_tables_are_refused() {
+    let message = demo().await.not_understood(&["revenue and active users last month"]);
+    assert!(
+        message.contains("revenue and active users are counted over different tables"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_dimension_the_metric_cannot_reach_is_refused() {
+    let demo = demo().await;
+    let message = demo.not_understood(&["active users by region"]);
+    assert!(
+        message.contains("cannot be broken down or filtered by region"),
+        "{message}"
+    );
+    let message = demo.not_understood(&["average order value by category"]);
+    assert!(
+        message.contains("cannot be broken down or filtered by category"),
+        "{message}"
+    );
+    let message = demo.not_understood(&["revenue by region", "for ios"]);
+    assert!(message.contains("by platform"), "{message}");
+}
