@@ -28,6 +28,9 @@ pub const THREADQL_TIMEZONE: &str = "THREADQL_TIMEZONE";
 pub const THREADQL_CONFIG: &str = "THREADQL_CONFIG";
 pub const THREADQL_DEMO_WAREHOUSE: &str = "THREADQL_DEMO_WAREHOUSE";
 pub const THREADQL_LOG_FORMAT: &str = "THREADQL_LOG_FORMAT";
+pub const THREADQL_MAX_QUERIES_PER_USER: &str = "THREADQL_MAX_QUERIES_PER_USER";
+pub const THREADQL_MAX_QUERIES: &str = "THREADQL_MAX_QUERIES";
+pub const THREADQL_REDIS_PREFIX: &str = "THREADQL_REDIS_PREFIX";
 
 pub const DEFAULT_SLACK_API_URL: &str = "https://slack.com/api/";
 pub const DEFAULT_OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
@@ -91,6 +94,12 @@ pub struct Config {
     pub warehouse: WarehouseSource,
     pub openai: Option<OpenAiConfig>,
     pub rate_limit_per_minute: NonZeroU32,
+    /// Queries one user may have running at once.
+    pub max_queries_per_user: usize,
+    /// Queries running at once against the warehouse, all users together.
+    pub max_queries: usize,
+    /// Prefix of every Redis key, so deployments (and tests) sharing a Redis stay apart.
+    pub redis_prefix: String,
     pub max_rows: usize,
     pub export_max_rows: usize,
     pub query_timeout: Duration,
@@ -191,6 +200,9 @@ impl Config {
             THREADQL_RATE_LIMIT_PER_MINUTE,
             NonZeroU32::new(10),
         )?;
+        let max_queries_per_user = positive(get(THREADQL_MAX_QUERIES_PER_USER), THREADQL_MAX_QUERIES_PER_USER, 2)?;
+        let max_queries = positive(get(THREADQL_MAX_QUERIES), THREADQL_MAX_QUERIES, 8)?;
+        let redis_prefix = get(THREADQL_REDIS_PREFIX).unwrap_or_else(|| "threadql:".to_string());
         let max_rows = positive(get(THREADQL_MAX_ROWS), THREADQL_MAX_ROWS, 20)?;
         let export_max_rows = positive(get(THREADQL_EXPORT_MAX_ROWS), THREADQL_EXPORT_MAX_ROWS, 100_000)?;
         let query_timeout =
@@ -236,6 +248,9 @@ impl Config {
             warehouse,
             openai,
             rate_limit_per_minute,
+            max_queries_per_user,
+            max_queries,
+            redis_prefix,
             max_rows,
             export_max_rows,
             query_timeout,

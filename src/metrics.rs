@@ -1,5 +1,7 @@
 //! Prometheus metrics: one explicit registry, handles in a struct, bounded labels only.
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
 
 /// Metric handles. Labels are bounded enums (endpoint, outcome, intent), never users or threads.
 #[derive(Clone)]
@@ -15,6 +17,20 @@ pub struct Metrics {
     pub live_threads: IntGauge,
     /// Slack Web API calls, by method and outcome.
     pub slack_api_calls: IntCounterVec,
+    /// Outbound Slack messages waiting for their channel's pace or a retry.
+    pub slack_outbox_waiting: IntGauge,
+    /// Chat completions, by kind (`interpret`, `revise`) and outcome (`query`, `clarify`,
+    /// `not_understood`, `unavailable`, `error`).
+    pub llm_completions: IntCounterVec,
+    /// Tokens sent to and received from the language model, by direction (`prompt`, `completion`).
+    pub llm_tokens: IntCounterVec,
+    /// Time one chat completion took (retries included), by outcome (`ok`, `error`).
+    pub llm_seconds: HistogramVec,
+    /// HTTP requests to the language model that were retried, by reason (`rate_limited`,
+    /// `server_error`, `timeout`, `connect`).
+    pub llm_retries: IntCounterVec,
+    /// Chat completions one question needed (1 = no correction), observed once per answered question.
+    pub llm_attempts: Histogram,
 }
 
 impl Metrics {
@@ -38,11 +54,45 @@ impl Metrics {
             Opts::new("threadql_slack_api_calls_total", "Slack Web API calls"),
             &["method", "outcome"],
         )?;
+        let llm_completions = IntCounterVec::new(
+            Opts::new(
+                "threadql_llm_completions_total",
+                "Chat completions requested from the language model",
+            ),
+            &["kind", "outcome"],
+        )?;
+        let llm_tokens = IntCounterVec::new(
+            Opts::new("threadql_llm_tokens_total", "Language model tokens"),
+            &["direction"],
+        )?;
+        let llm_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "threadql_llm_request_seconds",
+                "Chat completion duration, retries included",
+            )
+            .buckets(vec![0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0]),
+            &["outcome"],
+        )?;
+        let llm_retries = IntCounterVec::new(
+            Opts::new("threadql_llm_retries_total", "Language model HTTP requests retried"),
+            &["reason"],
+        )?;
+        let llm_attempts = Histogram::with_opts(
+            HistogramOpts::new("threadql_llm_attempts", "Chat completions per answered question")
+                .buckets(vec![1.0, 2.0, 3.0, 4.0, 5.0]),
+        )?;
+        registry.register(Box::new(llm_completions.clone()))?;
+        registry.register(Box::new(llm_tokens.clone()))?;
+        registry.register(Box::new(llm_seconds.clone()))?;
+        registry.register(Box::new(llm_retries.clone()))?;
+        registry.register(Box::new(llm_attempts.clone()))?;
         registry.register(Box::new(slack_requests.clone()))?;
         registry.register(Box::new(turns.clone()))?;
         registry.register(Box::new(query_seconds.clone()))?;
         registry.register(Box::new(live_threads.clone()))?;
         registry.register(Box::new(slack_api_calls.clone()))?;
+        let slack_outbox_waiting = IntGauge::new("threadql_slack_outbox_waiting", "Slack messages waiting to be sent")?;
+        registry.register(Box::new(slack_outbox_waiting.clone()))?;
         Ok(Self {
             registry,
             slack_requests,
@@ -50,6 +100,12 @@ impl Metrics {
             query_seconds,
             live_threads,
             slack_api_calls,
+            slack_outbox_waiting,
+            llm_completions,
+            llm_tokens,
+            llm_seconds,
+            llm_retries,
+            llm_attempts,
         })
     }
 

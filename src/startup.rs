@@ -14,7 +14,8 @@ use crate::actors::{Replier, ThreadRegistry, ThreadServices, TurnLimits};
 use crate::config::{Config, WarehouseSource, SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET};
 use crate::interpret::model::SemanticModel;
 use crate::interpret::rules::RulesInterpreter;
-use crate::interpret::Interpreter;
+use crate::interpret::{Interpreter, LlmInterpreter, LlmSettings};
+use crate::limits::{QuerySlots, RateLimiter, RedisBackend};
 use crate::metrics::Metrics;
 use crate::slack::dedupe::Deduplicator;
 use crate::slack::outbox::SlackWebApi;
@@ -39,6 +40,10 @@ pub struct Backends {
     pub interpreter: Arc<dyn Interpreter>,
     pub guard: SqlGuard,
     pub metrics: Metrics,
+    /// Shared Redis for rate limits and dedupe; `None` keeps them in process.
+    pub redis: Option<RedisBackend>,
+    /// Caps on queries running at once (per user, and for the warehouse).
+    pub slots: QuerySlots,
 }
 
 impl Backends {
@@ -46,6 +51,11 @@ impl Backends {
     /// set when none is configured) and builds the interpreter over the warehouse's schema.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         let metrics = Metrics::new().context("Failed to register metrics")?;
+        let redis = match &config.redis_url {
+            // Start-up does not wait for Redis: the backend connects (and reconnects) lazily.
+            Some(url) => Some(RedisBackend::connect(url).await.context("REDIS_URL is not usable")?),
+            None => None,
+        };
         let store = crate::store::connect_and_migrate(&config.database_url).await?;
         let warehouse = connect_warehouse(config).await?;
         let schema = warehouse
@@ -62,17 +72,46 @@ impl Backends {
                 SemanticModel::from_toml_str(&text)
                     .with_context(|| format!("THREADQL_CONFIG file {} is not valid", path.display()))?
             }
-            None => SemanticModel::demo().context("The built-in demo model is invalid")?,
+            // The demo model describes the demo data set; any other warehouse without a
+            // threadql.toml gets a model derived from its own schema.
+            None if matches!(config.warehouse, WarehouseSource::Demo(_)) => {
+                SemanticModel::demo().context("The built-in demo model is invalid")?
+            }
+            None => SemanticModel::default(),
         };
         model.extend_from_schema(&schema);
         let values = load_dimension_values(&model, warehouse.as_ref(), &guard, config).await;
-        let interpreter: Arc<dyn Interpreter> = Arc::new(RulesInterpreter::new(model, values, warehouse.dialect()));
+        let interpreter: Arc<dyn Interpreter> = match &config.openai {
+            Some(openai) => {
+                let warehouse_url = match &config.warehouse {
+                    WarehouseSource::Url(url) => url.clone(),
+                    WarehouseSource::Demo(path) => format!("sqlite://{}", path.display()),
+                };
+                Arc::new(
+                    LlmInterpreter::connect(
+                        LlmSettings::from_config(openai),
+                        warehouse.clone(),
+                        guard.clone(),
+                        Some(&warehouse_url),
+                        model,
+                        Some(store.clone()),
+                        Some(metrics.clone()),
+                    )
+                    .await
+                    .context("Failed to set up the LLM interpreter (OPENAI_*)")?,
+                )
+            }
+            None => Arc::new(RulesInterpreter::new(model, values, warehouse.dialect())),
+        };
+        let slots = QuerySlots::new(config.max_queries_per_user, config.max_queries);
         Ok(Self {
             store,
             warehouse,
             interpreter,
             guard,
             metrics,
+            redis,
+            slots,
         })
     }
 
@@ -85,6 +124,7 @@ impl Backends {
             store: self.store.clone(),
             replier,
             metrics: self.metrics.clone(),
+            slots: self.slots.clone(),
             limits: TurnLimits {
                 max_rows: config.max_rows,
                 answer_fetch_cap: ANSWER_FETCH_CAP.max(config.max_rows),
@@ -201,14 +241,24 @@ impl Application {
                 None
             }
         };
-        let replier: Arc<dyn Replier> = Arc::new(SlackReplier::new(api, config.max_rows));
+        let replier: Arc<dyn Replier> = Arc::new(SlackReplier::new(api.clone(), config.max_rows));
         let services = backends.thread_services(&config, replier);
         let registry = ThreadRegistry::start(services, std::thread::available_parallelism().map_or(2, |n| n.get()));
 
         let ingress = web::Data::new(SlackIngress {
             verifier: SignatureVerifier::new(signing_secret),
             registry: registry.clone(),
-            dedupe: Deduplicator::default(),
+            dedupe: match &backends.redis {
+                Some(redis) => Deduplicator::with_redis(redis.clone(), config.redis_prefix.clone()),
+                None => Deduplicator::default(),
+            },
+            limiter: RateLimiter::per_minute(
+                config.rate_limit_per_minute,
+                backends.redis.clone(),
+                config.redis_prefix.clone(),
+            ),
+            rate_limit_per_minute: config.rate_limit_per_minute.get(),
+            slack: api,
             bot_user,
             metrics: backends.metrics.clone(),
         });

@@ -837,6 +837,8 @@ async fn the_interpreter_trait_answers_like_the_sync_core() {
             text: "revenue by region last month",
             current: None,
             today: today(),
+            history: &[],
+            clarifying: None,
         })
         .await
         .unwrap();

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 
 use crate::conversation::ThreadKey;
 use crate::interpret::Interpreter;
+use crate::limits::QuerySlots;
 use crate::metrics::Metrics;
 use crate::sql::SqlGuard;
 use crate::store::StateStore;
@@ -75,6 +76,8 @@ pub struct ThreadServices {
     pub store: Arc<dyn StateStore>,
     pub replier: Arc<dyn Replier>,
     pub metrics: Metrics,
+    /// Caps on queries running at once, per user and for the warehouse.
+    pub slots: QuerySlots,
     pub limits: TurnLimits,
     pub timezone: chrono_tz::Tz,
 }

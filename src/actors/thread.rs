@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::registry::ThreadMap;
 use super::{Answer, Reply, ThreadServices};
 use crate::conversation::{Command, ThreadKey, ThreadState, Turn};
-use crate::interpret::{InterpretRequest, Interpretation, ProposedQuery};
+use crate::interpret::{InterpretError, InterpretRequest, Interpretation, PendingClarification, ProposedQuery};
 use crate::slack::events::Origin;
 use crate::store::{AuditRecord, QueryRecord, QueryStatus, StoreError};
 use crate::warehouse::{QueryResult, WarehouseError};
@@ -43,8 +44,43 @@ pub struct ThreadActor {
     /// The snapshot could not be read at start; the next turn tries again before acting.
     needs_reload: bool,
     queue: VecDeque<UserMessage>,
-    busy: bool,
+    /// The turn being handled, if any.
+    running: Option<RunningTurn>,
     last_activity: Instant,
+}
+
+/// Why a running query was stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CancelReason {
+    /// The user said `cancel`.
+    ByUser,
+    /// A newer question or refinement arrived while it ran.
+    Superseded,
+}
+
+/// Stops a turn's query in the warehouse and remembers why.
+#[derive(Clone, Default)]
+struct CancelSignal {
+    token: CancellationToken,
+    reason: Arc<std::sync::OnceLock<CancelReason>>,
+}
+
+impl CancelSignal {
+    fn cancel(&self, reason: CancelReason) {
+        // The first reason wins: a supersede after a cancel is still a cancel.
+        let _ = self.reason.set(reason);
+        self.token.cancel();
+    }
+
+    fn reason(&self) -> Option<CancelReason> {
+        self.reason.get().copied()
+    }
+}
+
+struct RunningTurn {
+    signal: CancelSignal,
+    /// Whether the turn runs a warehouse query (so `cancel` and newer questions stop it).
+    runs_query: bool,
 }
 
 impl ThreadActor {
@@ -57,28 +93,39 @@ impl ThreadActor {
             snapshot_version: 0,
             needs_reload: true,
             queue: VecDeque::new(),
-            busy: false,
+            running: None,
             last_activity: Instant::now(),
         }
     }
 
     /// Starts the next queued message, if any and if none is running.
     fn start_next(&mut self, ctx: &mut Context<Self>) {
-        if self.busy {
+        if self.running.is_some() {
             return;
         }
         let Some(message) = self.queue.pop_front() else { return };
-        self.busy = true;
+        let signal = CancelSignal::default();
+        let runs_query = matches!(
+            Command::parse(&message.text),
+            Command::Ask(_) | Command::Undo | Command::ExportCsv
+        );
+        self.running = Some(RunningTurn {
+            signal: signal.clone(),
+            runs_query,
+        });
         let turn = TurnContext {
             key: self.key.clone(),
             services: self.services.clone(),
             state: self.state.clone(),
             snapshot_version: self.snapshot_version,
             needs_reload: self.needs_reload,
+            signal,
         };
         let key = self.key.clone();
         let services = self.services.clone();
-        let work = AssertUnwindSafe(turn.run(message)).catch_unwind().then(move |outcome| async move {
+        // Every log line of the turn (interpreter, warehouse, Slack) carries the thread key.
+        let span = tracing::info_span!("turn", thread = %key, user = %message.user);
+        let work = AssertUnwindSafe(turn.run(message).instrument(span)).catch_unwind().then(move |outcome| async move {
             match outcome {
                 Ok(outcome) => outcome,
                 Err(_) => {
@@ -102,7 +149,7 @@ impl ThreadActor {
                 actor.snapshot_version = version;
             }
             actor.needs_reload = outcome.needs_reload;
-            actor.busy = false;
+            actor.running = None;
             actor.last_activity = Instant::now();
             actor.start_next(ctx);
         }));
@@ -141,7 +188,7 @@ impl Actor for ThreadActor {
         ));
         let idle_after = self.services.limits.idle_after;
         ctx.run_interval(IDLE_CHECK_EVERY.min(idle_after), move |actor, ctx| {
-            if !actor.busy && actor.queue.is_empty() && actor.last_activity.elapsed() >= idle_after {
+            if actor.running.is_none() && actor.queue.is_empty() && actor.last_activity.elapsed() >= idle_after {
                 tracing::debug!(thread = %actor.key, "Passivating an idle thread");
                 actor.deregister(ctx);
                 ctx.stop();
@@ -159,6 +206,19 @@ impl Handler<UserMessage> for ThreadActor {
 
     fn handle(&mut self, message: UserMessage, ctx: &mut Self::Context) {
         self.last_activity = Instant::now();
+        // Decided on arrival, not when the message's turn comes: the running turn's query is
+        // what `cancel` and a newer question are about.
+        if let Some(running) = self.running.as_ref().filter(|r| r.runs_query) {
+            match Command::parse(&message.text) {
+                Command::Cancel => {
+                    running.signal.cancel(CancelReason::ByUser);
+                    // The cancelled turn says so; this message needs no turn of its own.
+                    return;
+                }
+                Command::Ask(_) => running.signal.cancel(CancelReason::Superseded),
+                _ => {}
+            }
+        }
         self.queue.push_back(message);
         self.start_next(ctx);
     }
@@ -180,6 +240,33 @@ struct TurnContext {
     state: ThreadState,
     snapshot_version: i64,
     needs_reload: bool,
+    /// Fired when the user cancels or a newer question supersedes this turn.
+    signal: CancelSignal,
+}
+
+/// How many times one question may be interpreted (the first try plus corrections).
+const MAX_ATTEMPTS: u32 = 3;
+
+/// Why a query did not produce a result.
+struct Failure {
+    /// What the user is told.
+    reply: Reply,
+    /// The guard's or the warehouse's error, for an interpreter that can correct itself.
+    error: String,
+    /// Whether a corrected query could succeed (not after a timeout or an outage).
+    revisable: bool,
+    /// A newer question stopped this one.
+    superseded: bool,
+}
+
+fn interpreter_failure(thread: &ThreadKey, error: InterpretError) -> Reply {
+    tracing::error!(%thread, ?error, "The interpreter failed");
+    Reply::Text(match error {
+        InterpretError::Unavailable(cause) => {
+            format!("I can't reach the language model right now ({cause}). Please try again in a minute; this thread is unchanged.")
+        }
+        InterpretError::Unexpected(_) => "Something went wrong while interpreting that. Please try again.".to_string(),
+    })
 }
 
 /// The outcome of a warehouse run for a version.
@@ -242,6 +329,7 @@ impl TurnContext {
             Command::ShowSql => "show_sql",
             Command::ExportCsv => "export_csv",
             Command::Undo => "undo",
+            Command::Cancel => "cancel",
             Command::Ask(_) => "ask",
         };
         let replies = match command {
@@ -249,6 +337,9 @@ impl TurnContext {
             Command::ShowSql => self.show_sql(),
             Command::ExportCsv => self.export_csv(&message).await,
             Command::Undo => self.undo(&message).await,
+            Command::Cancel => vec![Reply::Text(
+                "Nothing is running in this thread, so there is nothing to cancel.".into(),
+            )],
             Command::Ask(text) => self.ask(&message, &text).await,
         };
         tracing::info!(thread = %self.key, intent, elapsed_ms = started.elapsed().as_millis() as u64, "Turn handled");
@@ -328,44 +419,98 @@ impl TurnContext {
 
     async fn ask(&mut self, message: &UserMessage, text: &str) -> Vec<Reply> {
         let today = self.services.today();
-        let current = self.state.current().map(|v| &v.query);
-        let interpretation = self
-            .services
-            .interpreter
-            .interpret(InterpretRequest { text, current, today })
-            .await;
-        let proposed = match interpretation {
-            Ok(Interpretation::Query(proposed)) => *proposed,
-            Ok(Interpretation::Clarify(question)) => return vec![Reply::Text(question)],
-            Ok(Interpretation::NotUnderstood(explanation)) => return vec![Reply::Text(explanation)],
-            Err(error) => {
-                tracing::error!(thread = %self.key, ?error, "The interpreter failed");
-                return vec![Reply::Text(format!(
-                    "I couldn't interpret that: {error}. Please try again."
-                ))];
-            }
+        let clarifying = self.state.pending_clarification.take();
+        let current = self.state.current().map(|v| v.query.clone());
+        // The turn being handled was just recorded; the interpreter gets the ones before it.
+        let turns = self.state.turns();
+        let history = turns[..turns.len().saturating_sub(1)].to_vec();
+        let request = InterpretRequest {
+            text,
+            current: current.as_ref(),
+            today,
+            history: &history,
+            clarifying: clarifying.as_ref(),
+        };
+        let interpreter = self.services.interpreter.clone();
+        let mut proposed = match interpreter.interpret(request.clone()).await {
+            Ok(interpretation) => match self.accept_interpretation(interpretation, text, clarifying.as_ref()) {
+                Ok(proposed) => proposed,
+                Err(reply) => return vec![reply],
+            },
+            Err(error) => return vec![interpreter_failure(&self.key, error)],
         };
         let query_id = new_query_id();
-        match self
-            .execute(
-                message,
-                text,
-                &query_id,
-                &proposed,
-                self.services.limits.answer_fetch_cap,
-            )
-            .await
-        {
-            Ok(execution) => {
-                let version = self.state.push_version(text, proposed, query_id.clone()).number;
-                let summary = self
-                    .state
-                    .current()
-                    .map(|v| v.query.summary.clone())
-                    .unwrap_or_default();
-                vec![self.answer(summary, execution, query_id, version)]
+        let mut attempt = 1;
+        loop {
+            match self
+                .execute(
+                    message,
+                    text,
+                    &query_id,
+                    &proposed,
+                    self.services.limits.answer_fetch_cap,
+                )
+                .await
+            {
+                Ok(execution) => {
+                    let version = self.state.push_version(text, proposed, query_id.clone()).number;
+                    let summary = self
+                        .state
+                        .current()
+                        .map(|v| v.query.summary.clone())
+                        .unwrap_or_default();
+                    return vec![self.answer(summary, execution, query_id, version)];
+                }
+                Err(failure) if failure.superseded => {
+                    // The newer message is most likely a refinement of this question: keep the
+                    // version (unanswered) so that it has something to refine.
+                    self.state.push_version(text, proposed, query_id);
+                    return vec![failure.reply];
+                }
+                Err(failure) if failure.revisable && attempt < MAX_ATTEMPTS => {
+                    // Interpreters that can correct themselves (the LLM) see the guard's or the
+                    // warehouse's error; the user sees only the final answer or failure.
+                    match interpreter.revise(request.clone(), &proposed, &failure.error).await {
+                        Ok(Some(interpretation)) => {
+                            match self.accept_interpretation(interpretation, text, clarifying.as_ref()) {
+                                Ok(revised) => {
+                                    proposed = revised;
+                                    attempt += 1;
+                                }
+                                Err(reply) => return vec![reply],
+                            }
+                        }
+                        Ok(None) => return vec![failure.reply],
+                        Err(error) => return vec![interpreter_failure(&self.key, error)],
+                    }
+                }
+                Err(failure) => return vec![failure.reply],
             }
-            Err(reply) => vec![reply],
+        }
+    }
+
+    /// A query to run, or the reply that ends the turn (a clarifying question is remembered so
+    /// the user's answer continues this question).
+    fn accept_interpretation(
+        &mut self,
+        interpretation: Interpretation,
+        text: &str,
+        clarifying: Option<&PendingClarification>,
+    ) -> Result<ProposedQuery, Reply> {
+        match interpretation {
+            Interpretation::Query(proposed) => Ok(*proposed),
+            Interpretation::Clarify(asked) => {
+                let question = match clarifying {
+                    Some(pending) => format!("{} ({text})", pending.question),
+                    None => text.to_string(),
+                };
+                self.state.pending_clarification = Some(PendingClarification {
+                    question,
+                    asked: asked.clone(),
+                });
+                Err(Reply::Text(asked))
+            }
+            Interpretation::NotUnderstood(explanation) => Err(Reply::Text(explanation)),
         }
     }
 
@@ -388,7 +533,7 @@ impl TurnContext {
                 let summary = format!("Back to version {}: {}", version.number, version.query.summary);
                 vec![self.answer(summary, execution, version.query_id, version.number)]
             }
-            Err(reply) => vec![reply],
+            Err(failure) => vec![failure.reply],
         }
     }
 
@@ -422,7 +567,7 @@ impl TurnContext {
                     title,
                 }]
             }
-            Err(reply) => vec![reply],
+            Err(failure) => vec![failure.reply],
         }
     }
 
@@ -449,7 +594,7 @@ impl TurnContext {
         query_id: &str,
         proposed: &ProposedQuery,
         row_cap: usize,
-    ) -> Result<Execution, Reply> {
+    ) -> Result<Execution, Failure> {
         let services = &self.services;
         let record =
             |status: QueryStatus, sql: &str, duration: Duration, rows: Option<usize>, error: Option<String>| {
@@ -478,13 +623,31 @@ impl TurnContext {
                     Some(error.to_string()),
                 ))
                 .await;
-                return Err(Reply::Text(format!("I won't run that query: {error}.")));
+                return Err(Failure {
+                    reply: Reply::Text(format!("I won't run that query: {error}.")),
+                    error: error.to_string(),
+                    revisable: true,
+                    superseded: false,
+                });
+            }
+        };
+        // Held until the query ends: caps running queries per user and for the warehouse.
+        let _slot = match services.slots.acquire(&message.user).await {
+            Ok(permit) => permit,
+            Err(busy) => {
+                let reply = Reply::Text(format!("{busy}, or say `cancel`."));
+                return Err(Failure {
+                    reply,
+                    error: busy.to_string(),
+                    revisable: false,
+                    superseded: false,
+                });
             }
         };
         let started = Instant::now();
         let outcome = services
             .warehouse
-            .execute(&guarded, services.limits.query_timeout, &CancellationToken::new())
+            .execute(&guarded, services.limits.query_timeout, &self.signal.token)
             .await;
         let duration = started.elapsed();
         match outcome {
@@ -510,10 +673,11 @@ impl TurnContext {
                 })
             }
             Err(error) => {
-                let (status, label) = match &error {
-                    WarehouseError::Timeout(_) => (QueryStatus::TimedOut, "timeout"),
-                    WarehouseError::Cancelled => (QueryStatus::Cancelled, "cancelled"),
-                    _ => (QueryStatus::Failed, "error"),
+                let (status, label, revisable) = match &error {
+                    WarehouseError::Timeout(_) => (QueryStatus::TimedOut, "timeout", false),
+                    WarehouseError::Cancelled => (QueryStatus::Cancelled, "cancelled", false),
+                    WarehouseError::Unavailable(_) => (QueryStatus::Failed, "unavailable", false),
+                    WarehouseError::Query(_) => (QueryStatus::Failed, "error", true),
                 };
                 services
                     .metrics
@@ -529,7 +693,20 @@ impl TurnContext {
                     Some(error.to_string()),
                 ))
                 .await;
-                Err(Reply::Text(format!("The query failed: {error}")))
+                let superseded = self.signal.reason() == Some(CancelReason::Superseded);
+                let reply = match (&error, self.signal.reason()) {
+                    (WarehouseError::Cancelled, Some(CancelReason::Superseded)) => {
+                        format!("Stopped the query for “{question}”: your newer message replaced it.")
+                    }
+                    (WarehouseError::Cancelled, _) => format!("Cancelled the query for “{question}”."),
+                    _ => format!("The query failed: {error}"),
+                };
+                Err(Failure {
+                    reply: Reply::Text(reply),
+                    error: error.to_string(),
+                    revisable,
+                    superseded,
+                })
             }
         }
     }

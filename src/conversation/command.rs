@@ -7,6 +7,8 @@ pub enum Command {
     ShowSql,
     ExportCsv,
     Undo,
+    /// Stop the query in flight.
+    Cancel,
     /// A question or a refinement, for the interpreter.
     Ask(String),
 }
@@ -26,6 +28,7 @@ impl Command {
             "show sql" | "sql" | "show the sql" | "show me the sql" | "show query" | "show the query" => Self::ShowSql,
             "export csv" | "export" | "csv" | "export as csv" | "download csv" | "export to csv" => Self::ExportCsv,
             "undo" | "back" | "go back" | "undo that" | "previous" => Self::Undo,
+            "cancel" | "stop" | "abort" | "never mind" | "nevermind" | "cancel that" | "cancel query" => Self::Cancel,
             _ => Self::Ask(text.trim().to_string()),
         }
     }
@@ -46,6 +49,8 @@ mod tests {
             ("Export  CSV", Command::ExportCsv),
             ("undo", Command::Undo),
             ("back", Command::Undo),
+            ("cancel", Command::Cancel),
+            ("Never mind.", Command::Cancel),
             ("only EMEA", Command::Ask("only EMEA".into())),
             (
                 "revenue by region last month",

@@ -2,7 +2,7 @@
 //! history of query versions. No I/O here; thread actors drive it.
 use serde::{Deserialize, Serialize};
 
-use crate::interpret::ProposedQuery;
+use crate::interpret::{PendingClarification, ProposedQuery};
 
 mod command;
 
@@ -82,6 +82,9 @@ pub struct ThreadState {
     /// Set when the thread was started by a mention, a DM or a command: the bot is in it.
     #[serde(default)]
     pub engaged: bool,
+    /// A clarifying question waiting for the user's answer.
+    #[serde(default)]
+    pub pending_clarification: Option<PendingClarification>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -160,6 +163,7 @@ mod tests {
             summary: sql.into(),
             formats: vec![],
             explanation: String::new(),
+            usage: None,
         }
     }
 

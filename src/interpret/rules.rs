@@ -252,6 +252,7 @@ impl RulesInterpreter {
                 formats: query::output_formats(&query, &self.model),
                 structured: Some(query),
                 explanation: String::new(),
+                usage: None,
             })),
             Err(error) => Interpretation::NotUnderstood(format!("I can't answer that: {error}.")),
         }
@@ -948,6 +949,13 @@ impl RulesInterpreter {
 #[async_trait]
 impl Interpreter for RulesInterpreter {
     async fn interpret(&self, request: InterpretRequest<'_>) -> Result<Interpretation, InterpretError> {
+        // The answer to a clarifying question completes the question that raised it.
+        if let Some(pending) = request.clarifying {
+            let combined = format!("{} {}", pending.question, request.text);
+            if let Interpretation::Query(query) = self.interpret_text(&combined, request.current, request.today) {
+                return Ok(Interpretation::Query(query));
+            }
+        }
         Ok(self.interpret_text(request.text, request.current, request.today))
     }
 
@@ -1521,6 +1529,7 @@ mod tests {
             summary: "x".into(),
             formats: vec![],
             explanation: String::new(),
+            usage: None,
         };
         let message = not_understood("only EMEA", Some(&current));
         assert!(message.contains("please ask the whole question"), "{message}");

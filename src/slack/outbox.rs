@@ -1,10 +1,14 @@
 //! Outbound Slack Web API calls through slack-morphism's client, pointed at `SLACK_API_URL`
 //! (plain `http://` allowed, so a proxy or a local test server can stand in for Slack).
-//! Every call retries 429 after `Retry-After` and 5xx/network errors with backoff.
+//!
+//! Messages are paced per channel (Slack allows about one message per second per channel;
+//! slack-morphism's own rate control paces per workspace, which is too coarse), a 429 is
+//! retried after its `Retry-After` until a deadline, and 5xx/network errors with backoff.
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use dashmap::DashMap;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use secrecy::{ExposeSecret, SecretString};
@@ -14,10 +18,16 @@ use slack_morphism::prelude::*;
 use super::blocks::SlackMessage;
 use crate::metrics::Metrics;
 
-/// How often one call is tried before the error is reported.
-const MAX_ATTEMPTS: u32 = 6;
+/// Attempts for a call failing with 5xx or network errors before the error is reported.
+const MAX_FAILED_ATTEMPTS: u32 = 8;
+/// A rate-limited call keeps waiting for Slack's `Retry-After` until this much time has passed.
+const RATE_LIMITED_DEADLINE: Duration = Duration::from_secs(15 * 60);
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Messages a channel may receive at once before pacing applies.
+const CHANNEL_BURST: f64 = 3.0;
+/// Sustained messages per second per channel.
+const CHANNEL_RATE_PER_SECOND: f64 = 1.0;
 
 type Client = SlackClient<SlackClientHyperConnector<HttpsConnector<HttpConnector>>>;
 
@@ -34,12 +44,19 @@ pub enum SlackApiError {
     },
 }
 
+/// A channel's token bucket. Behind an async mutex, so a channel's messages leave in order.
+struct ChannelPace {
+    tokens: f64,
+    refilled_at: Instant,
+}
+
 /// The Slack Web API as threadql uses it.
 #[derive(Clone)]
 pub struct SlackWebApi {
     client: Arc<Client>,
     token: SlackApiToken,
     metrics: Metrics,
+    channels: Arc<DashMap<String, Arc<tokio::sync::Mutex<ChannelPace>>>>,
 }
 
 impl SlackWebApi {
@@ -58,6 +75,7 @@ impl SlackWebApi {
             client: Arc::new(SlackClient::new(connector)),
             token: SlackApiToken::new(SlackApiTokenValue::new(bot_token.expose_secret().to_string())),
             metrics,
+            channels: Arc::new(DashMap::new()),
         })
     }
 
@@ -88,6 +106,7 @@ impl SlackWebApi {
         if let Some(ts) = thread_ts {
             body["thread_ts"] = serde_json::Value::String(ts.to_string());
         }
+        self.pace(channel).await;
         let response: serde_json::Value = self
             .call("chat.postMessage", || async {
                 self.client
@@ -102,6 +121,31 @@ impl SlackWebApi {
             .and_then(|ts| ts.as_str())
             .unwrap_or_default()
             .to_string())
+    }
+
+    /// Posts a message only `user` sees (rate-limit notices, slash-command help).
+    pub async fn post_ephemeral(
+        &self,
+        channel: &str,
+        user: &str,
+        thread_ts: Option<&str>,
+        text: &str,
+    ) -> Result<(), SlackApiError> {
+        let mut body = serde_json::json!({ "channel": channel, "user": user, "text": text });
+        if let Some(ts) = thread_ts {
+            body["thread_ts"] = serde_json::Value::String(ts.to_string());
+        }
+        self.pace(channel).await;
+        let _: serde_json::Value = self
+            .call("chat.postEphemeral", || async {
+                self.client
+                    .open_session(&self.token)
+                    .http_session_api
+                    .http_post("chat.postEphemeral", &body, None)
+                    .await
+            })
+            .await?;
+        Ok(())
     }
 
     /// Uploads a file into a thread with the upload-v2 flow: `files.getUploadURLExternal`,
@@ -137,6 +181,7 @@ impl SlackWebApi {
                 .await
         })
         .await?;
+        self.pace(channel).await;
         self.call("files.completeUploadExternal", || async {
             let request = SlackApiFilesCompleteUploadExternalRequest::new(vec![SlackApiFilesComplete::new(
                 ticket.file_id.clone(),
@@ -153,53 +198,87 @@ impl SlackWebApi {
         Ok(())
     }
 
-    /// Runs one Web API call with the retry policy, counting outcomes per method.
+    /// Waits for `channel`'s turn: a burst of [`CHANNEL_BURST`] messages, then one per second.
+    /// Waiting callers queue in order (the mutex is fair), so a thread's replies keep theirs.
+    async fn pace(&self, channel: &str) {
+        let bucket = self
+            .channels
+            .entry(channel.to_string())
+            .or_insert_with(|| {
+                Arc::new(tokio::sync::Mutex::new(ChannelPace {
+                    tokens: CHANNEL_BURST,
+                    refilled_at: Instant::now(),
+                }))
+            })
+            .clone();
+        self.metrics.slack_outbox_waiting.inc();
+        let mut pace = bucket.lock().await;
+        let now = Instant::now();
+        let refill = now.duration_since(pace.refilled_at).as_secs_f64() * CHANNEL_RATE_PER_SECOND;
+        pace.tokens = (pace.tokens + refill).min(CHANNEL_BURST);
+        pace.refilled_at = now;
+        if pace.tokens < 1.0 {
+            let wait = Duration::from_secs_f64((1.0 - pace.tokens) / CHANNEL_RATE_PER_SECOND);
+            tokio::time::sleep(wait).await;
+            pace.tokens = 1.0;
+            pace.refilled_at = Instant::now();
+        }
+        pace.tokens -= 1.0;
+        drop(pace);
+        self.metrics.slack_outbox_waiting.dec();
+    }
+
+    /// Runs one Web API call with the retry policy, counting outcomes per method: a 429 waits
+    /// for `Retry-After` (until [`RATE_LIMITED_DEADLINE`]), 5xx and network errors back off
+    /// (at most [`MAX_FAILED_ATTEMPTS`]), other refusals return at once.
     async fn call<T, F, Fut>(&self, method: &'static str, attempt: F) -> Result<T, SlackApiError>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = ClientResult<T>>,
     {
+        let started = Instant::now();
         let mut backoff = FIRST_BACKOFF;
         let mut attempts = 0;
+        let mut failures = 0;
         loop {
             attempts += 1;
+            let count = |outcome: &str| self.metrics.slack_api_calls.with_label_values(&[method, outcome]).inc();
             let wait = match attempt().await {
                 Ok(value) => {
-                    self.metrics.slack_api_calls.with_label_values(&[method, "ok"]).inc();
+                    count("ok");
                     return Ok(value);
                 }
                 Err(SlackClientError::ApiError(error)) => {
-                    self.metrics
-                        .slack_api_calls
-                        .with_label_values(&[method, "refused"])
-                        .inc();
+                    count("refused");
                     return Err(SlackApiError::Refused {
                         method,
                         code: error.code,
                     });
                 }
-                Err(SlackClientError::RateLimitError(error)) => {
-                    self.metrics
-                        .slack_api_calls
-                        .with_label_values(&[method, "rate_limited"])
-                        .inc();
-                    tracing::warn!(method, retry_after = ?error.retry_after, "Slack rate-limited a call");
-                    error.retry_after.unwrap_or(backoff)
-                }
                 Err(SlackClientError::HttpError(error)) if !error.status_code.is_server_error() => {
                     // 4xx other than 429: the request itself is wrong; repeating it cannot help.
-                    self.metrics
-                        .slack_api_calls
-                        .with_label_values(&[method, "refused"])
-                        .inc();
+                    count("refused");
                     return Err(SlackApiError::Refused {
                         method,
                         code: format!("HTTP {}", error.status_code),
                     });
                 }
+                Err(SlackClientError::RateLimitError(error)) => {
+                    count("rate_limited");
+                    if started.elapsed() > RATE_LIMITED_DEADLINE {
+                        return Err(SlackApiError::Unreachable {
+                            method,
+                            attempts,
+                            cause: "still rate-limited".into(),
+                        });
+                    }
+                    tracing::warn!(method, retry_after = ?error.retry_after, "Slack rate-limited a call; waiting");
+                    error.retry_after.unwrap_or(backoff)
+                }
                 Err(error) => {
-                    self.metrics.slack_api_calls.with_label_values(&[method, "error"]).inc();
-                    if attempts >= MAX_ATTEMPTS {
+                    count("error");
+                    failures += 1;
+                    if failures >= MAX_FAILED_ATTEMPTS {
                         return Err(SlackApiError::Unreachable {
                             method,
                             attempts,
@@ -210,14 +289,9 @@ impl SlackWebApi {
                     backoff
                 }
             };
-            if attempts >= MAX_ATTEMPTS {
-                return Err(SlackApiError::Unreachable {
-                    method,
-                    attempts,
-                    cause: "still rate-limited".into(),
-                });
-            }
+            self.metrics.slack_outbox_waiting.inc();
             tokio::time::sleep(wait).await;
+            self.metrics.slack_outbox_waiting.dec();
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }

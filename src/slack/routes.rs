@@ -11,9 +11,11 @@ use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError};
 use serde::Deserialize;
 
 use super::dedupe::Deduplicator;
-use super::events::{classify, Classified, Envelope, InboundMessage};
+use super::events::{classify, Classified, Envelope, InboundMessage, Origin};
+use super::outbox::SlackWebApi;
 use super::verify::{SignatureError, SignatureVerifier, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use crate::actors::{ThreadRegistry, UserMessage};
+use crate::limits::{RateDecision, RateLimiter};
 use crate::metrics::Metrics;
 use crate::store::StateStore;
 use crate::warehouse::Warehouse;
@@ -26,33 +28,42 @@ pub struct SlackIngress {
     pub verifier: SignatureVerifier,
     pub registry: Arc<ThreadRegistry>,
     pub dedupe: Deduplicator,
+    pub limiter: RateLimiter,
+    /// Questions per user per minute, for the notice.
+    pub rate_limit_per_minute: u32,
+    /// For ephemeral notices, sent after the ack.
+    pub slack: SlackWebApi,
     /// The bot's user id from `auth.test`, when known.
     pub bot_user: Option<String>,
     pub metrics: Metrics,
 }
 
 impl SlackIngress {
-    /// Hands a message to its thread unless it was handled already.
-    fn accept(&self, endpoint: &str, event_id: Option<&str>, message: InboundMessage) -> &'static str {
-        let event_is_new = event_id.is_none_or(|id| self.dedupe.first_time(&format!("event:{id}")));
+    /// Hands a message to its thread unless it was handled already or its author is over the
+    /// rate limit (then the author gets an ephemeral notice and the thread is untouched).
+    async fn accept(&self, endpoint: &str, event_id: Option<&str>, message: InboundMessage) -> &'static str {
+        let event_is_new = match event_id {
+            Some(id) => self.dedupe.claim(&format!("event:{id}")).await,
+            None => true,
+        };
         // The same message can arrive twice under different event ids (app_mention + message).
-        let message_key = format!(
-            "message:{}:{}:{}",
-            message.thread.team(),
-            message.thread.channel(),
-            message.message_ts
-        );
-        if !event_is_new || !self.dedupe.first_time(&message_key) {
-            self.metrics
-                .slack_requests
-                .with_label_values(&[endpoint, "duplicate"])
-                .inc();
+        let thread = &message.thread;
+        let message_key = format!("message:{}:{}:{}", thread.team(), thread.channel(), message.message_ts);
+        if !event_is_new || !self.dedupe.claim(&message_key).await {
+            self.count(endpoint, "duplicate");
             return "duplicate";
         }
-        self.metrics
-            .slack_requests
-            .with_label_values(&[endpoint, "accepted"])
-            .inc();
+        // A reply in a thread with no live actor may be chatter in a thread the bot is not in:
+        // it is not metered (its actor drops it), so nobody gets a notice for talking to others.
+        let metered = message.origin != Origin::ThreadReply || self.registry.is_live(thread);
+        if metered {
+            if let RateDecision::Limited { retry_after } = self.limiter.check(thread.team(), &message.user).await {
+                self.count(endpoint, "rate_limited");
+                self.notify_rate_limited(&message, retry_after);
+                return "rate_limited";
+            }
+        }
+        self.count(endpoint, "accepted");
         let InboundMessage {
             thread,
             user,
@@ -71,6 +82,32 @@ impl SlackIngress {
             },
         );
         "accepted"
+    }
+
+    fn count(&self, endpoint: &str, outcome: &str) {
+        self.metrics
+            .slack_requests
+            .with_label_values(&[endpoint, outcome])
+            .inc();
+    }
+
+    fn notify_rate_limited(&self, message: &InboundMessage, retry_after: std::time::Duration) {
+        let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        let text = format!(
+            "You're asking faster than I can answer: at most {} questions a minute. \
+             I didn't answer that one; please ask again in {seconds} s.",
+            self.rate_limit_per_minute
+        );
+        let slack = self.slack.clone();
+        let channel = message.thread.channel().to_string();
+        let thread_ts = message.thread.thread_ts().to_string();
+        let user = message.user.clone();
+        // After the ack: the handler never waits for Slack.
+        actix_rt::spawn(async move {
+            if let Err(error) = slack.post_ephemeral(&channel, &user, Some(&thread_ts), &text).await {
+                tracing::warn!(%error, "Failed to post a rate-limit notice");
+            }
+        });
     }
 }
 
@@ -148,7 +185,7 @@ pub async fn events(
             Ok(HttpResponse::Ok().json(serde_json::json!({ "challenge": challenge })))
         }
         Classified::Message { event_id, message } => {
-            ingress.accept("events", event_id.as_deref(), message);
+            ingress.accept("events", event_id.as_deref(), message).await;
             Ok(HttpResponse::Ok().finish())
         }
         Classified::Ignored(reason) => {

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 
 use crate::conversation::{ThreadKey, ThreadState};
+use crate::interpret::LlmUsage;
 
 mod postgres;
 mod sqlite;
@@ -62,6 +63,14 @@ pub struct AuditRecord {
     pub detail: String,
 }
 
+/// A question the team asked and the SQL that answered it: the first successful query of a
+/// thread (later ones in the thread are refinements, which read badly out of context).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnsweredQuestion {
+    pub question: String,
+    pub sql: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The snapshot changed since `expected` was read: another writer got there first.
@@ -79,6 +88,11 @@ pub trait StateStore: Send + Sync {
     async fn save_snapshot(&self, thread: &ThreadKey, expected: i64, state: &ThreadState) -> Result<i64, StoreError>;
     async fn record_query(&self, record: &QueryRecord) -> Result<(), StoreError>;
     async fn record_audit(&self, record: &AuditRecord) -> Result<(), StoreError>;
+    /// Adds what the language model spent, and its explanation, to the history rows of
+    /// `query_id` (recorded before with [`StateStore::record_query`]).
+    async fn record_llm_usage(&self, query_id: &str, usage: &LlmUsage, explanation: &str) -> Result<(), StoreError>;
+    /// The newest answered questions, newest first, at most `limit` (few-shot examples).
+    async fn answered_questions(&self, limit: usize) -> Result<Vec<AnsweredQuestion>, StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
 }
 

@@ -6,8 +6,9 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::Row;
 
-use super::{decode_state, encode_state, AuditRecord, QueryRecord, Snapshot, StateStore, StoreError};
+use super::{decode_state, encode_state, AnsweredQuestion, AuditRecord, QueryRecord, Snapshot, StateStore, StoreError};
 use crate::conversation::{ThreadKey, ThreadState};
+use crate::interpret::LlmUsage;
 
 pub struct PostgresStore {
     pool: PgPool,
@@ -129,6 +130,41 @@ impl StateStore for PostgresStore {
         .await
         .context("Failed to record an audit row")?;
         Ok(())
+    }
+
+    async fn record_llm_usage(&self, query_id: &str, usage: &LlmUsage, explanation: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE query_history SET prompt_tokens = $2, completion_tokens = $3, llm_attempts = $4, \
+             llm_latency_ms = $5, llm_model = $6, explanation = $7 WHERE query_id = $1",
+        )
+        .bind(query_id)
+        .bind(i64::try_from(usage.prompt_tokens).unwrap_or(i64::MAX))
+        .bind(i64::try_from(usage.completion_tokens).unwrap_or(i64::MAX))
+        .bind(i64::from(usage.attempts))
+        .bind(i64::try_from(usage.latency_ms).unwrap_or(i64::MAX))
+        .bind(&usage.model)
+        .bind(explanation)
+        .execute(&self.pool)
+        .await
+        .context("Failed to record language model usage")?;
+        Ok(())
+    }
+
+    async fn answered_questions(&self, limit: usize) -> Result<Vec<AnsweredQuestion>, StoreError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT question, sql FROM query_history WHERE id IN (\
+               SELECT MIN(id) FROM query_history WHERE status = 'succeeded' \
+               GROUP BY team_id, channel_id, thread_ts) \
+             ORDER BY id DESC LIMIT $1",
+        )
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .context("Failed to read answered questions")?;
+        Ok(rows
+            .into_iter()
+            .map(|(question, sql)| AnsweredQuestion { question, sql })
+            .collect())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

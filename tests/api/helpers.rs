@@ -87,6 +87,11 @@ impl FakeSlack {
             })
             .mount(&server)
             .await;
+        Mock::given(method("POST"))
+            .and(path("/api/chat.postEphemeral"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(api_success("chat.postEphemeral")))
+            .mount(&server)
+            .await;
         let upload_url = format!("{}/upload/F0UPLOAD1", server.uri());
         Mock::given(method("GET"))
             .and(path("/api/files.getUploadURLExternal"))
@@ -118,7 +123,7 @@ impl FakeSlack {
         format!("{}/api", self.server.uri())
     }
 
-    async fn requests(&self, request_path: &str) -> Vec<Request> {
+    pub async fn requests(&self, request_path: &str) -> Vec<Request> {
         self.server
             .received_requests()
             .await
@@ -135,6 +140,15 @@ impl FakeSlack {
             .into_iter()
             .filter_map(|r| serde_json::from_slice::<Value>(&r.body).ok())
             .filter(|b| b["channel"] == channel && b["thread_ts"] == thread_ts)
+            .collect()
+    }
+
+    /// Bodies of `chat.postEphemeral` calls.
+    pub async fn ephemerals(&self) -> Vec<Value> {
+        self.requests("/api/chat.postEphemeral")
+            .await
+            .into_iter()
+            .filter_map(|r| serde_json::from_slice(&r.body).ok())
             .collect()
     }
 
@@ -204,7 +218,8 @@ pub struct TestApp {
     handle: ServerHandle,
 }
 
-pub fn config_for(slack_api_url: &str, database_url: &str) -> Config {
+/// The test configuration with some variables set or overridden.
+pub fn config_with(slack_api_url: &str, database_url: &str, overrides: &[(&str, String)]) -> Config {
     let mut vars: HashMap<&str, String> = HashMap::new();
     vars.insert("THREADQL_LISTEN", "127.0.0.1:0".into());
     vars.insert("SLACK_SIGNING_SECRET", SIGNING_SECRET.into());
@@ -212,21 +227,33 @@ pub fn config_for(slack_api_url: &str, database_url: &str) -> Config {
     vars.insert("SLACK_API_URL", slack_api_url.into());
     vars.insert("DATABASE_URL", database_url.into());
     vars.insert("THREADQL_DEMO_WAREHOUSE", demo_warehouse_path().display().to_string());
+    for (name, value) in overrides {
+        vars.insert(name, value.clone());
+    }
     Config::from_lookup(|name| vars.get(name).cloned()).expect("test configuration is valid")
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+/// A server whose configuration differs from the default test one by `overrides`.
+pub async fn spawn_app_with(overrides: &[(&str, String)]) -> TestApp {
     let slack = FakeSlack::start().await;
     let database_url = create_database().await;
-    start_server(slack, database_url).await
+    start_server_with(slack, database_url, overrides).await
 }
 
 /// Starts a server over an existing fake Slack and state store (also used to "restart").
 pub async fn start_server(slack: FakeSlack, database_url: String) -> TestApp {
+    start_server_with(slack, database_url, &[]).await
+}
+
+pub async fn start_server_with(slack: FakeSlack, database_url: String, overrides: &[(&str, String)]) -> TestApp {
     if std::env::var("TEST_LOG").is_ok() {
         threadql::telemetry::init(threadql::config::LogFormat::Text, "info");
     }
-    let config = config_for(&slack.api_url(), &database_url);
+    let config = config_with(&slack.api_url(), &database_url, overrides);
     let application = Application::build(config).await.expect("the application starts");
     let address = format!("http://127.0.0.1:{}", application.port());
     let handle = application.server_handle();

@@ -5,3 +5,4 @@ mod helpers;
 
 mod conversation;
 mod slack_ingress;
+mod threads;
