@@ -245,6 +245,15 @@ impl Application {
         let services = backends.thread_services(&config, replier);
         let registry = ThreadRegistry::start(services, std::thread::available_parallelism().map_or(2, |n| n.get()));
 
+        // Questions a previous process was working on when it stopped get an answer now.
+        match backends.store.threads_with_query_in_flight().await {
+            Ok(threads) => {
+                for thread in threads {
+                    registry.activate(thread);
+                }
+            }
+            Err(error) => tracing::warn!(?error, "Failed to look for questions interrupted by a restart"),
+        }
         let ingress = web::Data::new(SlackIngress {
             verifier: SignatureVerifier::new(signing_secret),
             registry: registry.clone(),

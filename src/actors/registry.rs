@@ -53,6 +53,12 @@ impl ThreadRegistry {
         tracing::error!(%thread, "Failed to deliver a message: the thread actor stopped twice in a row");
     }
 
+    /// Starts a thread's actor (from its snapshot) without a message, e.g. to report a
+    /// question a restart interrupted.
+    pub fn activate(&self, thread: ThreadKey) {
+        self.threads.entry(thread.clone()).or_insert_with(|| self.spawn(thread));
+    }
+
     /// Number of live thread actors.
     pub fn live_threads(&self) -> usize {
         self.threads.len()

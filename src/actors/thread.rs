@@ -12,7 +12,7 @@ use tracing::Instrument;
 
 use super::registry::ThreadMap;
 use super::{Answer, Reply, ThreadServices};
-use crate::conversation::{Command, ThreadKey, ThreadState, Turn};
+use crate::conversation::{Command, InFlight, ThreadKey, ThreadState, Turn};
 use crate::interpret::{InterpretError, InterpretRequest, Interpretation, PendingClarification, ProposedQuery};
 use crate::slack::events::Origin;
 use crate::store::{AuditRecord, QueryRecord, QueryStatus, StoreError};
@@ -155,6 +155,38 @@ impl ThreadActor {
         }));
     }
 
+    /// The snapshot says a question was being worked on when the process stopped: tell the
+    /// thread it was not answered, and forget it. Holds the mailbox until done.
+    fn report_interrupted(&mut self, ctx: &mut Context<Self>) {
+        let Some(in_flight) = self.state.in_flight.take() else {
+            return;
+        };
+        let (key, services, state, expected) = (
+            self.key.clone(),
+            self.services.clone(),
+            self.state.clone(),
+            self.snapshot_version,
+        );
+        let work = async move {
+            let saved = services.store.save_snapshot(&key, expected, &state).await;
+            let text = format!(
+                "I was restarted while working on “{}”, so it was not answered. Please ask again.",
+                in_flight.question
+            );
+            if let Err(error) = services.replier.reply(&key, Reply::Text(text)).await {
+                tracing::error!(thread = %key, ?error, "Failed to report an interrupted question");
+            }
+            saved
+        };
+        ctx.wait(work.into_actor(self).map(|saved, actor, _| match saved {
+            Ok(version) => actor.snapshot_version = version,
+            Err(error) => {
+                tracing::error!(thread = %actor.key, ?error, "Failed to clear an interrupted question");
+                actor.needs_reload = true;
+            }
+        }));
+    }
+
     fn deregister(&self, ctx: &Context<Self>) {
         if let Some(threads) = self.threads.upgrade() {
             let me = ctx.address();
@@ -173,13 +205,16 @@ impl Actor for ThreadActor {
         let store = self.services.store.clone();
         let key = self.key.clone();
         ctx.wait(async move { store.load_snapshot(&key).await }.into_actor(self).map(
-            |loaded, actor, _| match loaded {
+            |loaded, actor, ctx| match loaded {
                 Ok(snapshot) => {
                     if let Some(snapshot) = snapshot {
                         actor.state = snapshot.state;
                         actor.snapshot_version = snapshot.version;
                     }
                     actor.needs_reload = false;
+                    if actor.state.in_flight.is_some() {
+                        actor.report_interrupted(ctx);
+                    }
                 }
                 Err(error) => {
                     tracing::error!(thread = %actor.key, ?error, "Failed to load a thread snapshot; will retry")
@@ -332,6 +367,35 @@ impl TurnContext {
             Command::Cancel => "cancel",
             Command::Ask(_) => "ask",
         };
+        if matches!(command, Command::Ask(_) | Command::Undo | Command::ExportCsv) {
+            // Durable before the work starts: if the process dies now, the restarted server
+            // finds the question in the snapshot and says it was not answered.
+            self.state.in_flight = Some(InFlight {
+                question: message.text.clone(),
+                user: message.user.clone(),
+            });
+            match self
+                .services
+                .store
+                .save_snapshot(&self.key, self.snapshot_version, &self.state)
+                .await
+            {
+                Ok(version) => self.snapshot_version = version,
+                Err(error) => {
+                    tracing::error!(thread = %self.key, ?error, "Failed to persist a thread snapshot");
+                    self.say(Reply::Text(
+                        "I couldn't save this thread's state, so I didn't start on that. Please try again in a minute."
+                            .into(),
+                    ))
+                    .await;
+                    return TurnOutcome {
+                        state: None,
+                        snapshot_version: None,
+                        needs_reload: true,
+                    };
+                }
+            }
+        }
         let replies = match command {
             Command::Help => vec![Reply::Text(self.help())],
             Command::ShowSql => self.show_sql(),
@@ -344,6 +408,7 @@ impl TurnContext {
         };
         tracing::info!(thread = %self.key, intent, elapsed_ms = started.elapsed().as_millis() as u64, "Turn handled");
 
+        self.state.in_flight = None;
         // The answer goes out only once the state it shows is durable.
         let version = match self
             .services

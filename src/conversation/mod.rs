@@ -85,6 +85,17 @@ pub struct ThreadState {
     /// A clarifying question waiting for the user's answer.
     #[serde(default)]
     pub pending_clarification: Option<PendingClarification>,
+    /// Set while a question is being worked on, persisted before its query runs: a snapshot
+    /// that still has it after a restart belongs to a question that was never answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<InFlight>,
+}
+
+/// A question being worked on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InFlight {
+    pub question: String,
+    pub user: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

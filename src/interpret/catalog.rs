@@ -415,6 +415,9 @@ pub struct CatalogSettings {
     /// At most this many columns are sampled with `SELECT DISTINCT` (statistics are used first).
     pub max_sampled_columns: usize,
     pub sample_timeout: Duration,
+    /// No sampling query starts after this much time: a slow warehouse delays start-up by at
+    /// most about this long (plus one `sample_timeout`); later refreshes try again.
+    pub sampling_budget: Duration,
     pub concurrency: usize,
 }
 
@@ -424,6 +427,7 @@ impl Default for CatalogSettings {
             max_values: 12,
             max_sampled_columns: 400,
             sample_timeout: Duration::from_secs(3),
+            sampling_budget: Duration::from_secs(15),
             concurrency: 4,
         }
     }
@@ -521,8 +525,12 @@ impl CatalogLoader {
             .take(self.settings.max_sampled_columns)
             .collect();
         let settings = self.settings;
+        let deadline = std::time::Instant::now() + settings.sampling_budget;
         let sampled: Vec<(String, String, Vec<String>)> = futures::stream::iter(candidates)
             .map(|(table, column)| async move {
+                if std::time::Instant::now() >= deadline {
+                    return (table, column, Vec::new());
+                }
                 let values = self.distinct_values(&table, &column, dialect, settings).await;
                 (table, column, values)
             })
@@ -700,15 +708,19 @@ async fn postgres_metadata(
     }
 
     // Statistics give the values of low-cardinality columns without scanning any table.
-    type StatsRow = (String, String, String, Option<f32>, Option<String>);
+    type StatsRow = (String, String, String, Option<f32>, Option<String>, Option<f32>);
     let stats: Vec<StatsRow> = sqlx::query_as(
-        "SELECT schemaname::text, tablename::text, attname::text, n_distinct, most_common_vals::text \
-         FROM pg_stats WHERE schemaname NOT IN ('pg_catalog', 'information_schema') AND schemaname NOT LIKE 'pg\\_%'",
+        "SELECT s.schemaname::text, s.tablename::text, s.attname::text, s.n_distinct, s.most_common_vals::text, \
+                c.reltuples \
+         FROM pg_stats s \
+         JOIN pg_namespace n ON n.nspname = s.schemaname \
+         JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = s.tablename \
+         WHERE s.schemaname NOT IN ('pg_catalog', 'information_schema') AND s.schemaname NOT LIKE 'pg\\_%'",
     )
     .fetch_all(pool)
     .await
     .context("Failed to read column statistics")?;
-    for (schema, table, column, n_distinct, common) in stats {
+    for (schema, table, column, n_distinct, common, rows) in stats {
         let name = display(&schema, &table);
         let Some(entry) = catalog.table_mut(&name).and_then(|t| t.column_mut(&column)) else {
             continue;
@@ -717,16 +729,28 @@ async fn postgres_metadata(
             continue;
         }
         let Some(n_distinct) = n_distinct else { continue };
-        known.insert((name, column));
-        // Positive: the number of distinct values; negative: a fraction of the rows (many).
-        if n_distinct > 0.0 && (n_distinct as usize) <= settings.max_values {
-            entry.values = common
-                .map(|text| parse_pg_array(&text))
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|v| is_presentable_value(v))
-                .collect();
+        // Positive: the number of distinct values; negative: minus a fraction of the rows.
+        let distinct = if n_distinct >= 0.0 {
+            f64::from(n_distinct)
+        } else {
+            -f64::from(n_distinct) * f64::from(rows.unwrap_or(0.0).max(0.0))
+        };
+        if distinct.round() > settings.max_values as f64 {
+            known.insert((name, column));
+            continue;
+        }
+        let common: Vec<String> = common
+            .map(|text| parse_pg_array(&text))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|v| is_presentable_value(v))
+            .collect();
+        // The most common values are every value only when there are as many as distinct ones;
+        // otherwise (all values unique, say) a `SELECT DISTINCT` reads them.
+        if !common.is_empty() && common.len() as f64 >= distinct.round() {
+            entry.values = common;
             entry.values.sort();
+            known.insert((name, column));
         }
     }
     Ok(())

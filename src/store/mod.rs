@@ -5,8 +5,11 @@ use async_trait::async_trait;
 use crate::conversation::{ThreadKey, ThreadState};
 use crate::interpret::LlmUsage;
 
+mod batch;
 mod postgres;
 mod sqlite;
+
+pub use batch::SnapshotBatcher;
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -15,6 +18,14 @@ pub use sqlite::SqliteStore;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
     pub version: i64,
+    pub state: ThreadState,
+}
+
+/// One snapshot to write: see [`StateStore::save_snapshot`].
+#[derive(Debug, Clone)]
+pub struct SnapshotWrite {
+    pub thread: ThreadKey,
+    pub expected: i64,
     pub state: ThreadState,
 }
 
@@ -86,6 +97,17 @@ pub trait StateStore: Send + Sync {
     /// Writes `state` if the stored version is still `expected` (0 = no snapshot yet) and
     /// returns the new version; otherwise [`StoreError::StaleSnapshot`].
     async fn save_snapshot(&self, thread: &ThreadKey, expected: i64, state: &ThreadState) -> Result<i64, StoreError>;
+    /// Writes several snapshots, each with the same version check as [`Self::save_snapshot`];
+    /// results in input order. Stores that can do it in one round trip override this.
+    async fn save_snapshots(&self, writes: &[SnapshotWrite]) -> Vec<Result<i64, StoreError>> {
+        let mut results = Vec::with_capacity(writes.len());
+        for write in writes {
+            results.push(self.save_snapshot(&write.thread, write.expected, &write.state).await);
+        }
+        results
+    }
+    /// Threads whose snapshot says a query was running: the process stopped mid-query.
+    async fn threads_with_query_in_flight(&self) -> Result<Vec<ThreadKey>, StoreError>;
     async fn record_query(&self, record: &QueryRecord) -> Result<(), StoreError>;
     async fn record_audit(&self, record: &AuditRecord) -> Result<(), StoreError>;
     /// Adds what the language model spent, and its explanation, to the history rows of
@@ -102,7 +124,8 @@ pub async fn connect_and_migrate(database_url: &str) -> anyhow::Result<std::sync
     if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
         let store = PostgresStore::connect(database_url).await?;
         store.migrate().await?;
-        Ok(std::sync::Arc::new(store))
+        // Postgres writes a batch of snapshots in one statement.
+        Ok(std::sync::Arc::new(SnapshotBatcher::new(std::sync::Arc::new(store))))
     } else {
         let store = SqliteStore::connect(database_url).await?;
         store.migrate().await?;

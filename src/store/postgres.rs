@@ -6,7 +6,10 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::Row;
 
-use super::{decode_state, encode_state, AnsweredQuestion, AuditRecord, QueryRecord, Snapshot, StateStore, StoreError};
+use super::{
+    decode_state, encode_state, AnsweredQuestion, AuditRecord, QueryRecord, Snapshot, SnapshotWrite, StateStore,
+    StoreError,
+};
 use crate::conversation::{ThreadKey, ThreadState};
 use crate::interpret::LlmUsage;
 
@@ -91,6 +94,93 @@ impl StateStore for PostgresStore {
             thread: thread.to_string(),
             expected,
         })
+    }
+
+    async fn save_snapshots(&self, writes: &[SnapshotWrite]) -> Vec<Result<i64, StoreError>> {
+        // One statement for the batch. Each row still moves on only from the version it was
+        // read at: a new thread inserts version 1, a row whose version differs is left alone
+        // and reported stale.
+        let mut teams = Vec::with_capacity(writes.len());
+        let mut channels = Vec::with_capacity(writes.len());
+        let mut threads = Vec::with_capacity(writes.len());
+        let mut expected = Vec::with_capacity(writes.len());
+        let mut states = Vec::with_capacity(writes.len());
+        for write in writes {
+            match encode_state(&write.state) {
+                Ok(state) => states.push(state.to_string()),
+                Err(error) => {
+                    return writes
+                        .iter()
+                        .map(|_| Err(StoreError::Unexpected(anyhow::anyhow!("{error}"))))
+                        .collect()
+                }
+            }
+            teams.push(write.thread.team().to_string());
+            channels.push(write.thread.channel().to_string());
+            threads.push(write.thread.thread_ts().to_string());
+            expected.push(write.expected);
+        }
+        let written = sqlx::query(
+            "INSERT INTO thread_snapshots AS s (team_id, channel_id, thread_ts, version, state) \
+             SELECT team_id, channel_id, thread_ts, expected + 1, state::jsonb \
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[]) \
+                  AS i(team_id, channel_id, thread_ts, expected, state) \
+             ON CONFLICT (team_id, channel_id, thread_ts) DO UPDATE \
+                SET version = EXCLUDED.version, state = EXCLUDED.state, updated_at = now() \
+                WHERE s.version = EXCLUDED.version - 1 \
+             RETURNING team_id, channel_id, thread_ts, version",
+        )
+        .bind(&teams)
+        .bind(&channels)
+        .bind(&threads)
+        .bind(&expected)
+        .bind(&states)
+        .fetch_all(&self.pool)
+        .await;
+        let rows = match written {
+            Ok(rows) => rows,
+            Err(error) => {
+                let message = format!("Failed to save {} thread snapshots: {error}", writes.len());
+                return writes
+                    .iter()
+                    .map(|_| Err(StoreError::Unexpected(anyhow::anyhow!(message.clone()))))
+                    .collect();
+            }
+        };
+        let mut versions = std::collections::HashMap::with_capacity(rows.len());
+        for row in rows {
+            let key = (
+                row.get::<String, _>(0),
+                row.get::<String, _>(1),
+                row.get::<String, _>(2),
+            );
+            versions.insert(key, row.get::<i64, _>(3));
+        }
+        writes
+            .iter()
+            .map(|write| {
+                let key = (
+                    write.thread.team().to_string(),
+                    write.thread.channel().to_string(),
+                    write.thread.thread_ts().to_string(),
+                );
+                versions.get(&key).copied().ok_or_else(|| StoreError::StaleSnapshot {
+                    thread: write.thread.to_string(),
+                    expected: write.expected,
+                })
+            })
+            .collect()
+    }
+
+    async fn threads_with_query_in_flight(&self) -> Result<Vec<ThreadKey>, StoreError> {
+        let rows = sqlx::query("SELECT team_id, channel_id, thread_ts FROM thread_snapshots WHERE state ? 'in_flight'")
+            .fetch_all(&self.pool)
+            .await
+            .context("Failed to list threads with a query in flight")?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| ThreadKey::parse(row.get::<&str, _>(0), row.get::<&str, _>(1), row.get::<&str, _>(2)))
+            .collect())
     }
 
     async fn record_query(&self, record: &QueryRecord) -> Result<(), StoreError> {

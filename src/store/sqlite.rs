@@ -101,6 +101,19 @@ impl StateStore for SqliteStore {
         })
     }
 
+    async fn threads_with_query_in_flight(&self) -> Result<Vec<ThreadKey>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT team_id, channel_id, thread_ts FROM thread_snapshots WHERE json_extract(state, '$.in_flight') IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .context("Failed to list threads with a query in flight")?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| ThreadKey::parse(row.get::<&str, _>(0), row.get::<&str, _>(1), row.get::<&str, _>(2)))
+            .collect())
+    }
+
     async fn record_query(&self, record: &QueryRecord) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO query_history (query_id, team_id, channel_id, thread_ts, user_id, question, sql, status, \

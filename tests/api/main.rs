@@ -4,5 +4,6 @@
 mod helpers;
 
 mod conversation;
+mod resilience;
 mod slack_ingress;
 mod threads;

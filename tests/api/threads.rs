@@ -229,3 +229,93 @@ async fn an_answer_rate_limited_by_slack_is_posted_after_retry_after() {
     assert_eq!(attempts[0], attempts[1], "the same message is sent again");
     assert!(post_text(&attempts[1]).contains("show sql"));
 }
+
+/// Runs `threadql serve` as a child process, as a user would.
+struct ServerProcess {
+    child: std::process::Child,
+    address: String,
+}
+
+impl ServerProcess {
+    async fn start(slack_api_url: &str, database_url: &str, warehouse_url: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_threadql"))
+            .arg("serve")
+            .env("THREADQL_LISTEN", format!("127.0.0.1:{port}"))
+            .env("SLACK_SIGNING_SECRET", crate::helpers::SIGNING_SECRET)
+            .env("SLACK_BOT_TOKEN", "xoxb-test-token")
+            .env("SLACK_API_URL", slack_api_url)
+            .env("DATABASE_URL", database_url)
+            .env("WAREHOUSE_URL", warehouse_url)
+            .env("THREADQL_QUERY_TIMEOUT_SECS", "600")
+            .env_remove("REDIS_URL")
+            .env_remove("OPENAI_API_KEY")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let address = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while client.get(format!("{address}/healthz")).send().await.is_err() {
+            assert!(Instant::now() < deadline, "threadql serve did not come up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self { child, address }
+    }
+
+    async fn post_event(&self, envelope: &serde_json::Value) {
+        let body = serde_json::to_vec(envelope).unwrap();
+        let timestamp = chrono::Utc::now().timestamp().to_string();
+        let signature =
+            threadql::slack::verify::sign(&crate::helpers::SIGNING_SECRET.to_string().into(), &timestamp, &body);
+        let response = reqwest::Client::new()
+            .post(format!("{}/slack/events", self.address))
+            .header("content-type", "application/json")
+            .header("x-slack-request-timestamp", timestamp)
+            .header("x-slack-signature", signature)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[actix_rt::test]
+async fn a_question_interrupted_by_a_kill_is_reported_in_its_thread_after_restart() {
+    // Arrange: a question whose query runs for minutes.
+    let warehouse = slow_warehouse().await;
+    let slack = crate::helpers::FakeSlack::start().await;
+    let database = create_database().await;
+    let mut server = ServerProcess::start(&slack.api_url(), &database, &warehouse).await;
+    let (channel, root) = (new_channel(), new_ts());
+    server
+        .post_event(&app_mention("EvK1", &channel, &root, "slow numbers count"))
+        .await;
+    wait_until_slow_query_runs(&warehouse).await;
+
+    // Act: SIGKILL, then start again.
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let _restarted = ServerProcess::start(&slack.api_url(), &database, &warehouse).await;
+
+    // Assert: the thread hears that its question was not answered.
+    let posts = slack.wait_for_posts(&channel, &root, 1).await;
+    let notice = post_text(&posts[0]);
+    assert!(
+        notice.contains("restarted while working on “slow numbers count”"),
+        "{notice}"
+    );
+}
