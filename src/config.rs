@@ -31,6 +31,7 @@ pub const THREADQL_LOG_FORMAT: &str = "THREADQL_LOG_FORMAT";
 pub const THREADQL_MAX_QUERIES_PER_USER: &str = "THREADQL_MAX_QUERIES_PER_USER";
 pub const THREADQL_MAX_QUERIES: &str = "THREADQL_MAX_QUERIES";
 pub const THREADQL_REDIS_PREFIX: &str = "THREADQL_REDIS_PREFIX";
+pub const THREADQL_REACTIONS: &str = "THREADQL_REACTIONS";
 
 pub const DEFAULT_SLACK_API_URL: &str = "https://slack.com/api/";
 pub const DEFAULT_OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
@@ -100,6 +101,8 @@ pub struct Config {
     pub max_queries: usize,
     /// Prefix of every Redis key, so deployments (and tests) sharing a Redis stay apart.
     pub redis_prefix: String,
+    /// Mark questions with 👀 while working and ✅ / ⚠️ when done.
+    pub reactions: bool,
     pub max_rows: usize,
     pub export_max_rows: usize,
     pub query_timeout: Duration,
@@ -203,6 +206,16 @@ impl Config {
         let max_queries_per_user = positive(get(THREADQL_MAX_QUERIES_PER_USER), THREADQL_MAX_QUERIES_PER_USER, 2)?;
         let max_queries = positive(get(THREADQL_MAX_QUERIES), THREADQL_MAX_QUERIES, 8)?;
         let redis_prefix = get(THREADQL_REDIS_PREFIX).unwrap_or_else(|| "threadql:".to_string());
+        let reactions = match get(THREADQL_REACTIONS).as_deref() {
+            None | Some("true" | "on" | "1" | "yes") => true,
+            Some("false" | "off" | "0" | "no") => false,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    THREADQL_REACTIONS,
+                    format!("{other:?} is not on or off"),
+                ))
+            }
+        };
         let max_rows = positive(get(THREADQL_MAX_ROWS), THREADQL_MAX_ROWS, 20)?;
         let export_max_rows = positive(get(THREADQL_EXPORT_MAX_ROWS), THREADQL_EXPORT_MAX_ROWS, 100_000)?;
         let query_timeout =
@@ -251,6 +264,7 @@ impl Config {
             max_queries_per_user,
             max_queries,
             redis_prefix,
+            reactions,
             max_rows,
             export_max_rows,
             query_timeout,

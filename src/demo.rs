@@ -100,19 +100,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             break;
         }
         let (done, finished) = tokio::sync::oneshot::channel();
+        let message_ts = format!(
+            "{}.{:06}",
+            chrono::Utc::now().timestamp(),
+            chrono::Utc::now().timestamp_subsec_micros()
+        );
         registry.dispatch(
             thread.clone(),
-            UserMessage {
-                user: "UDEMO".into(),
-                text: line,
-                message_ts: format!(
-                    "{}.{:06}",
-                    chrono::Utc::now().timestamp(),
-                    chrono::Utc::now().timestamp_subsec_micros()
-                ),
-                origin: Origin::DirectMessage,
-                done: Some(done),
-            },
+            UserMessage::new("UDEMO", &line, &message_ts, Origin::DirectMessage).with_done(done),
         );
         // An Err only means the turn ended without signalling (it panicked and was reported).
         let _ = finished.await;

@@ -18,9 +18,10 @@ use crate::interpret::{Interpreter, LlmInterpreter, LlmSettings};
 use crate::limits::{QuerySlots, RateLimiter, RedisBackend};
 use crate::metrics::Metrics;
 use crate::slack::dedupe::Deduplicator;
+use crate::slack::ingress::SlackIngress;
 use crate::slack::outbox::SlackWebApi;
 use crate::slack::replier::SlackReplier;
-use crate::slack::routes::{self, Readiness, SlackIngress};
+use crate::slack::routes::{self, Readiness};
 use crate::slack::verify::SignatureVerifier;
 use crate::sql::SqlGuard;
 use crate::store::StateStore;
@@ -30,6 +31,8 @@ use crate::warehouse::{demo, Value, Warehouse};
 
 /// Rows fetched for an answer so its rows can be counted; beyond it the count reads "N+".
 const ANSWER_FETCH_CAP: usize = 10_000;
+/// A turn still working after this long shows "running…" with a Cancel button.
+const PROGRESS_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
 /// Distinct values loaded per dimension for matching `only EMEA`-style filters.
 const VALUES_PER_DIMENSION: u64 = 500;
 
@@ -131,8 +134,10 @@ impl Backends {
                 export_max_rows: config.export_max_rows,
                 query_timeout: config.query_timeout,
                 idle_after: config.idle_after,
+                progress_after: PROGRESS_AFTER,
             },
             timezone: config.timezone,
+            reactions: config.reactions,
         })
     }
 }
@@ -269,6 +274,7 @@ impl Application {
             rate_limit_per_minute: config.rate_limit_per_minute.get(),
             slack: api,
             bot_user,
+            help: backends.interpreter.help(),
             metrics: backends.metrics.clone(),
         });
         let readiness = web::Data::new(Readiness {

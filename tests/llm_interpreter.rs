@@ -731,10 +731,13 @@ async fn write_statements_from_the_model_are_refused_audited_and_write_nothing()
             .fetch_all(&mut store)
             .await
             .unwrap();
-    eprintln!("REFUSED {refused:#?}");
-    assert!(refused.len() >= 2, "{refused:?}");
-    assert!(refused.iter().any(|d| d.contains("DELETE FROM orders")), "{refused:?}");
-    assert!(refused.iter().any(|d| d.contains("DROP TABLE orders")), "{refused:?}");
+    assert_eq!(refused.len(), 3, "{refused:#?}");
+    assert!(refused[0].contains("DELETE FROM orders"), "{refused:?}");
+    assert!(refused[1].contains("WITH gone AS (DELETE"), "{refused:?}");
+    assert!(refused[2].contains("DROP TABLE orders"), "{refused:?}");
+    // The model was told why, so it could correct itself.
+    let correction = message(&fake.requests().await[1], "user", 1);
+    assert!(correction.contains("only read-only queries"), "{correction}");
     let mut warehouse = app.warehouse().await;
     let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
         .fetch_one(&mut warehouse)

@@ -53,6 +53,23 @@ pub enum Reply {
 #[async_trait]
 pub trait Replier: Send + Sync {
     async fn reply(&self, thread: &ThreadKey, reply: Reply) -> anyhow::Result<()>;
+
+    /// Shows that a slow turn is under way (with a way to cancel it); returns a handle that
+    /// [`Replier::replace`] can turn into the answer. `None`: nothing to replace later.
+    async fn progress(&self, _thread: &ThreadKey, _text: &str) -> anyhow::Result<Option<String>> {
+        Ok(None)
+    }
+
+    /// Replaces a progress message with the reply (or, for a file, posts it and closes the
+    /// progress message).
+    async fn replace(&self, thread: &ThreadKey, _progress: &str, reply: Reply) -> anyhow::Result<()> {
+        self.reply(thread, reply).await
+    }
+
+    /// Marks the user's message (👀 when work starts, ✅ or ⚠️ when it ends).
+    async fn react(&self, _thread: &ThreadKey, _message_ts: &str, _emoji: &str) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// Row caps and timeouts for turns.
@@ -66,6 +83,8 @@ pub struct TurnLimits {
     pub query_timeout: Duration,
     /// A thread actor idle this long is persisted and stopped.
     pub idle_after: Duration,
+    /// A turn still working after this long shows a progress message with a Cancel button.
+    pub progress_after: Duration,
 }
 
 /// Everything a thread actor needs, shared by all of them.
@@ -80,6 +99,8 @@ pub struct ThreadServices {
     pub slots: QuerySlots,
     pub limits: TurnLimits,
     pub timezone: chrono_tz::Tz,
+    /// Whether to mark questions with 👀 / ✅ / ⚠️.
+    pub reactions: bool,
 }
 
 impl ThreadServices {

@@ -12,8 +12,9 @@ use tracing::Instrument;
 
 use super::registry::ThreadMap;
 use super::{Answer, Reply, ThreadServices};
-use crate::conversation::{Command, InFlight, ThreadKey, ThreadState, Turn};
+use crate::conversation::{Command, InFlight, QueryVersion, ThreadKey, ThreadState, Turn};
 use crate::interpret::{InterpretError, InterpretRequest, Interpretation, PendingClarification, ProposedQuery};
+use crate::render::chart::render_chart;
 use crate::slack::events::Origin;
 use crate::store::{AuditRecord, QueryRecord, QueryStatus, StoreError};
 use crate::warehouse::{QueryResult, WarehouseError};
@@ -29,6 +30,28 @@ pub struct UserMessage {
     /// Fired once the turn is over (its replies posted or failed): the terminal demo and
     /// benchmarks wait on it; Slack ingress does not.
     pub done: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The version a button click is about (the answer it was attached to); `None` means the
+    /// thread's current version.
+    pub version: Option<usize>,
+}
+
+impl UserMessage {
+    pub fn new(user: &str, text: &str, message_ts: &str, origin: Origin) -> Self {
+        Self {
+            user: user.to_string(),
+            text: text.to_string(),
+            message_ts: message_ts.to_string(),
+            origin,
+            done: None,
+            version: None,
+        }
+    }
+
+    /// Fires `done` when the turn is over.
+    pub fn with_done(mut self, done: tokio::sync::oneshot::Sender<()>) -> Self {
+        self.done = Some(done);
+        self
+    }
 }
 
 /// How often an actor checks whether it has been idle long enough to passivate.
@@ -105,10 +128,7 @@ impl ThreadActor {
         }
         let Some(message) = self.queue.pop_front() else { return };
         let signal = CancelSignal::default();
-        let runs_query = matches!(
-            Command::parse(&message.text),
-            Command::Ask(_) | Command::Undo | Command::ExportCsv
-        );
+        let runs_query = Command::parse(&message.text).runs_query();
         self.running = Some(RunningTurn {
             signal: signal.clone(),
             runs_query,
@@ -279,6 +299,56 @@ struct TurnContext {
     signal: CancelSignal,
 }
 
+/// A progress message shown when a turn takes longer than `progress_after`.
+struct Progress {
+    state: Arc<tokio::sync::Mutex<ProgressState>>,
+    timer: tokio::task::JoinHandle<()>,
+}
+
+enum ProgressState {
+    Waiting,
+    Shown(String),
+    Finished,
+}
+
+impl Progress {
+    fn start(services: &Arc<ThreadServices>, key: &ThreadKey) -> Self {
+        let state = Arc::new(tokio::sync::Mutex::new(ProgressState::Waiting));
+        let (shared, services, key) = (state.clone(), services.clone(), key.clone());
+        let timer = tokio::spawn(async move {
+            tokio::time::sleep(services.limits.progress_after).await;
+            // Holding the lock while posting: `finish` waits for the post, so the answer
+            // can replace it.
+            let mut state = shared.lock().await;
+            if matches!(*state, ProgressState::Waiting) {
+                *state = match services
+                    .replier
+                    .progress(&key, "Working on it… this query is taking a while.")
+                    .await
+                {
+                    Ok(Some(handle)) => ProgressState::Shown(handle),
+                    Ok(None) => ProgressState::Finished,
+                    Err(error) => {
+                        tracing::warn!(thread = %key, ?error, "Failed to post a progress message");
+                        ProgressState::Finished
+                    }
+                };
+            }
+        });
+        Self { state, timer }
+    }
+
+    /// Stops the timer; returns the progress message to replace, if one was shown.
+    async fn finish(self) -> Option<String> {
+        let mut state = self.state.lock().await;
+        self.timer.abort();
+        match std::mem::replace(&mut *state, ProgressState::Finished) {
+            ProgressState::Shown(handle) => Some(handle),
+            _ => None,
+        }
+    }
+}
+
 /// How many times one question may be interpreted (the first try plus corrections).
 const MAX_ATTEMPTS: u32 = 3;
 
@@ -365,9 +435,17 @@ impl TurnContext {
             Command::ExportCsv => "export_csv",
             Command::Undo => "undo",
             Command::Cancel => "cancel",
+            Command::Chart => "chart",
+            Command::Explain => "explain",
             Command::Ask(_) => "ask",
         };
-        if matches!(command, Command::Ask(_) | Command::Undo | Command::ExportCsv) {
+        let works = command.runs_query();
+        // A button click has no message of its own to mark.
+        let reacts = works && self.services.reactions && message.version.is_none() && !message.message_ts.is_empty();
+        if reacts {
+            self.react(&message.message_ts, "eyes").await;
+        }
+        if works {
             // Durable before the work starts: if the process dies now, the restarted server
             // finds the question in the snapshot and says it was not answered.
             self.state.in_flight = Some(InFlight {
@@ -396,15 +474,23 @@ impl TurnContext {
                 }
             }
         }
+        // A slow turn shows "running…" with a Cancel button, later replaced by the answer.
+        let progress = works.then(|| Progress::start(&self.services, &self.key));
         let replies = match command {
             Command::Help => vec![Reply::Text(self.help())],
-            Command::ShowSql => self.show_sql(),
+            Command::ShowSql => self.show_sql(message.version),
             Command::ExportCsv => self.export_csv(&message).await,
+            Command::Chart => self.chart(&message).await,
+            Command::Explain => vec![self.explain(message.version)],
             Command::Undo => self.undo(&message).await,
             Command::Cancel => vec![Reply::Text(
                 "Nothing is running in this thread, so there is nothing to cancel.".into(),
             )],
             Command::Ask(text) => self.ask(&message, &text).await,
+        };
+        let progress = match progress {
+            Some(progress) => progress.finish().await,
+            None => None,
         };
         tracing::info!(thread = %self.key, intent, elapsed_ms = started.elapsed().as_millis() as u64, "Turn handled");
 
@@ -436,8 +522,25 @@ impl TurnContext {
                 };
             }
         };
+        // Only text means the question was not answered (not understood, refused, failed).
+        let answered = replies.iter().any(|reply| !matches!(reply, Reply::Text(_)));
+        let mut replies = replies.into_iter();
+        if let Some(progress) = progress {
+            if let Some(first) = replies.next() {
+                if let Err(error) = self.services.replier.replace(&self.key, &progress, first).await {
+                    tracing::error!(thread = %self.key, ?error, "Failed to replace the progress message");
+                }
+            }
+        }
         for reply in replies {
             self.say(reply).await;
+        }
+        if reacts {
+            self.react(
+                &message.message_ts,
+                if answered { "white_check_mark" } else { "warning" },
+            )
+            .await;
         }
         self.services.metrics.turns.with_label_values(&[intent, "ok"]).inc();
         TurnOutcome {
@@ -445,6 +548,20 @@ impl TurnContext {
             snapshot_version: Some(version),
             needs_reload: false,
         }
+    }
+
+    async fn react(&self, message_ts: &str, emoji: &str) {
+        if let Err(error) = self.services.replier.react(&self.key, message_ts, emoji).await {
+            tracing::warn!(thread = %self.key, ?error, emoji, "Failed to add a reaction");
+        }
+    }
+
+    /// The version a command acts on: the one a button was attached to, else the current one.
+    fn target(&self, requested: Option<usize>) -> Option<QueryVersion> {
+        requested
+            .and_then(|number| self.state.version(number))
+            .or_else(|| self.state.current())
+            .cloned()
     }
 
     async fn say(&self, reply: Reply) {
@@ -460,13 +577,16 @@ impl TurnContext {
              • `show sql`: the exact SQL of the current answer\n\
              • `export csv`: the full result as a CSV file\n\
              • `undo`: back to the previous version\n\
+             • `chart`: the result as a chart\n\
+             • `explain`: why the query is what it is\n\
+             • `cancel`: stop the query that is running\n\
              • `help`: this message",
             self.services.interpreter.help()
         )
     }
 
-    fn show_sql(&self) -> Vec<Reply> {
-        match self.state.current() {
+    fn show_sql(&self, requested: Option<usize>) -> Vec<Reply> {
+        match self.target(requested).as_ref() {
             Some(version) => match self
                 .services
                 .guard
@@ -518,6 +638,7 @@ impl TurnContext {
                 .await
             {
                 Ok(execution) => {
+                    self.record_llm_usage(&query_id, &proposed).await;
                     let version = self.state.push_version(text, proposed, query_id.clone()).number;
                     let summary = self
                         .state
@@ -549,9 +670,26 @@ impl TurnContext {
                         Err(error) => return vec![interpreter_failure(&self.key, error)],
                     }
                 }
-                Err(failure) => return vec![failure.reply],
+                Err(failure) => {
+                    self.record_llm_usage(&query_id, &proposed).await;
+                    return vec![failure.reply];
+                }
             }
         }
+    }
+
+    /// What the language model spent on this question, summed over its attempts.
+    async fn record_llm_usage(&self, query_id: &str, proposed: &ProposedQuery) {
+        let Some(usage) = &proposed.usage else { return };
+        if let Err(error) = self
+            .services
+            .store
+            .record_llm_usage(query_id, usage, &proposed.explanation)
+            .await
+        {
+            tracing::error!(thread = %self.key, ?error, "Failed to record LLM usage");
+        }
+        self.services.metrics.llm_attempts.observe(f64::from(usage.attempts));
     }
 
     /// A query to run, or the reply that ends the turn (a clarifying question is remembered so
@@ -580,7 +718,11 @@ impl TurnContext {
     }
 
     async fn undo(&mut self, message: &UserMessage) -> Vec<Reply> {
-        let version = match self.state.undo() {
+        let undone = match message.version {
+            Some(number) => self.state.undo_from(number),
+            None => self.state.undo(),
+        };
+        let version = match undone {
             Ok(version) => version.clone(),
             Err(error) => return vec![Reply::Text(format!("Nothing to undo: {error}."))],
         };
@@ -602,8 +744,53 @@ impl TurnContext {
         }
     }
 
+    fn explain(&self, requested: Option<usize>) -> Reply {
+        Reply::Text(match self.target(requested) {
+            None => "There is no query in this thread yet. Ask a question first, e.g. `revenue by region last month`."
+                .into(),
+            Some(version) if version.query.explanation.trim().is_empty() => format!(
+                "*{}*\nThis answer comes from the built-in rules over the semantic model: each word of your \
+                 question maps to a metric, a breakdown, a filter or a time range. `show sql` shows the exact query.",
+                version.query.summary
+            ),
+            Some(version) => format!("*{}*\n{}", version.query.summary, version.query.explanation),
+        })
+    }
+
+    async fn chart(&mut self, message: &UserMessage) -> Vec<Reply> {
+        let Some(version) = self.target(message.version) else {
+            return vec![Reply::Text(
+                "There is nothing to chart yet. Ask a question first.".into(),
+            )];
+        };
+        let cap = self.services.limits.answer_fetch_cap;
+        let execution = match self
+            .execute(message, &version.question, &version.query_id, &version.query, cap)
+            .await
+        {
+            Ok(execution) => execution,
+            Err(failure) => return vec![failure.reply],
+        };
+        let title = version.query.summary.clone();
+        // Drawing is CPU work of tens of milliseconds: off the actor's thread.
+        let drawn = tokio::task::spawn_blocking(move || render_chart(&execution.result, &title)).await;
+        match drawn {
+            Ok(Ok(chart)) => vec![Reply::File {
+                filename: format!("threadql-{}.png", version.query_id),
+                content_type: "image/png".into(),
+                bytes: chart.png,
+                title: version.query.summary.clone(),
+            }],
+            Ok(Err(error)) => vec![Reply::Text(error.user_message())],
+            Err(error) => {
+                tracing::error!(thread = %self.key, %error, "Drawing a chart failed");
+                vec![Reply::Text("Sorry, I couldn't draw that chart.".into())]
+            }
+        }
+    }
+
     async fn export_csv(&mut self, message: &UserMessage) -> Vec<Reply> {
-        let Some(version) = self.state.current().cloned() else {
+        let Some(version) = self.target(message.version) else {
             return vec![Reply::Text(
                 "There is nothing to export yet. Ask a question first.".into(),
             )];

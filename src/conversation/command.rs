@@ -9,11 +9,20 @@ pub enum Command {
     Undo,
     /// Stop the query in flight.
     Cancel,
+    /// The current result as a PNG chart.
+    Chart,
+    /// Why the current query is what it is (the interpreter's explanation).
+    Explain,
     /// A question or a refinement, for the interpreter.
     Ask(String),
 }
 
 impl Command {
+    /// Whether handling it runs a warehouse query (so it can be slow and can be cancelled).
+    pub fn runs_query(&self) -> bool {
+        matches!(self, Self::Ask(_) | Self::Undo | Self::ExportCsv | Self::Chart)
+    }
+
     /// Classifies a message (with the bot mention already stripped).
     pub fn parse(text: &str) -> Self {
         let normalized: String = text
@@ -28,6 +37,8 @@ impl Command {
             "show sql" | "sql" | "show the sql" | "show me the sql" | "show query" | "show the query" => Self::ShowSql,
             "export csv" | "export" | "csv" | "export as csv" | "download csv" | "export to csv" => Self::ExportCsv,
             "undo" | "back" | "go back" | "undo that" | "previous" => Self::Undo,
+            "explain" | "why" | "explain that" | "explain the query" | "how did you get that" => Self::Explain,
+            "chart" | "plot" | "graph" | "show chart" | "chart it" | "plot it" | "show a chart" => Self::Chart,
             "cancel" | "stop" | "abort" | "never mind" | "nevermind" | "cancel that" | "cancel query" => Self::Cancel,
             _ => Self::Ask(text.trim().to_string()),
         }
@@ -50,6 +61,8 @@ mod tests {
             ("undo", Command::Undo),
             ("back", Command::Undo),
             ("cancel", Command::Cancel),
+            ("Chart", Command::Chart),
+            ("explain", Command::Explain),
             ("Never mind.", Command::Cancel),
             ("only EMEA", Command::Ask("only EMEA".into())),
             (

@@ -153,7 +153,13 @@ impl ThreadState {
 
     /// Makes the current version's parent current again.
     pub fn undo(&mut self) -> Result<&QueryVersion, UndoError> {
-        let current = self.current().ok_or(UndoError::NoQuery)?;
+        let current = self.current.ok_or(UndoError::NoQuery)?;
+        self.undo_from(current)
+    }
+
+    /// Makes the parent of version `number` current (undo pressed on an older answer).
+    pub fn undo_from(&mut self, number: usize) -> Result<&QueryVersion, UndoError> {
+        let current = self.version(number).ok_or(UndoError::NoQuery)?;
         let parent = current.parent.ok_or(UndoError::AtFirstVersion)?;
         if self.version(parent).is_none() {
             return Err(UndoError::Forgotten);
@@ -191,6 +197,8 @@ mod tests {
         let v4 = state.push_version("top 5", query("q4"), "d".into());
         assert_eq!((v4.number, v4.parent), (4, Some(1)));
         assert_eq!(state.undo().unwrap().query.sql, "q1");
+        // Undo on the answer of version 3 (an older message) goes to version 3's parent.
+        assert_eq!(state.undo_from(3).unwrap().query.sql, "q2");
     }
 
     #[test]

@@ -67,6 +67,49 @@ pub fn answer(summary: &str, result: &QueryResult, max_rows: usize, context: &An
     }
 }
 
+/// Appends the answer's buttons (Show SQL, Export CSV, Chart, Undo). Each carries the thread
+/// and the version this answer shows, so a click on an older answer acts on that version.
+pub fn with_answer_buttons(mut message: SlackMessage, thread_ts: &str, version: usize) -> SlackMessage {
+    let value = serde_json::json!({ "thread_ts": thread_ts, "version": version }).to_string();
+    let button = |action_id: &str, label: &str| {
+        json!({
+            "type": "button",
+            "action_id": action_id,
+            "text": { "type": "plain_text", "text": label },
+            "value": value,
+        })
+    };
+    message.blocks.push(json!({
+        "type": "actions",
+        "block_id": "threadql_answer",
+        "elements": [
+            button("show_sql", "Show SQL"),
+            button("export_csv", "Export CSV"),
+            button("chart", "Chart"),
+            button("undo", "Undo"),
+        ],
+    }));
+    message
+}
+
+/// "Working on it" with a Cancel button, shown while a slow query runs.
+pub fn progress(text: &str, thread_ts: &str) -> SlackMessage {
+    let value = serde_json::json!({ "thread_ts": thread_ts }).to_string();
+    let mut message = self::text(&format!(":hourglass_flowing_sand: {text}"));
+    message.blocks.push(json!({
+        "type": "actions",
+        "block_id": "threadql_progress",
+        "elements": [{
+            "type": "button",
+            "action_id": "cancel",
+            "style": "danger",
+            "text": { "type": "plain_text", "text": "Cancel" },
+            "value": value,
+        }],
+    }));
+    message
+}
+
 /// The exact SQL in code blocks, split across sections when it is longer than one allows.
 pub fn sql(sql: &str) -> SlackMessage {
     let content = escape_mrkdwn(&break_fences(sql));

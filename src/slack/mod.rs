@@ -2,6 +2,7 @@
 pub mod blocks;
 pub mod dedupe;
 pub mod events;
+pub mod ingress;
 pub mod outbox;
 pub mod replier;
 pub mod routes;

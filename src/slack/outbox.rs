@@ -123,6 +123,39 @@ impl SlackWebApi {
             .to_string())
     }
 
+    /// Replaces the content of a message the bot posted.
+    pub async fn update_message(&self, channel: &str, ts: &str, message: &SlackMessage) -> Result<(), SlackApiError> {
+        let body = serde_json::json!({ "channel": channel, "ts": ts, "text": message.text, "blocks": message.blocks });
+        let _: serde_json::Value = self
+            .call("chat.update", || async {
+                self.client
+                    .open_session(&self.token)
+                    .http_session_api
+                    .http_post("chat.update", &body, None)
+                    .await
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Adds an emoji reaction (name without colons) to a message; one already there is fine.
+    pub async fn add_reaction(&self, channel: &str, ts: &str, name: &str) -> Result<(), SlackApiError> {
+        let body = serde_json::json!({ "channel": channel, "timestamp": ts, "name": name });
+        let added: Result<serde_json::Value, _> = self
+            .call("reactions.add", || async {
+                self.client
+                    .open_session(&self.token)
+                    .http_session_api
+                    .http_post("reactions.add", &body, None)
+                    .await
+            })
+            .await;
+        match added {
+            Err(SlackApiError::Refused { code, .. }) if code == "already_reacted" => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
     /// Posts a message only `user` sees (rate-limit notices, slash-command help).
     pub async fn post_ephemeral(
         &self,

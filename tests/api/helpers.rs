@@ -62,6 +62,17 @@ pub async fn create_database() -> String {
 /// The fake Slack Web API.
 pub struct FakeSlack {
     pub server: MockServer,
+    /// Messages posted with `chat.postMessage`, in order, as `chat.update` left them.
+    messages: std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>,
+}
+
+/// A progress message that has not been replaced by its answer yet.
+pub fn is_progress(post: &Value) -> bool {
+    post["blocks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|b| b["block_id"] == "threadql_progress")
 }
 
 impl FakeSlack {
@@ -76,17 +87,42 @@ impl FakeSlack {
             .respond_with(ResponseTemplate::new(200).set_body_json(auth))
             .mount(&server)
             .await;
+        let messages = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, Value)>::new()));
+        let posted = messages.clone();
         Mock::given(method("POST"))
             .and(path("/api/chat.postMessage"))
-            .respond_with(|request: &Request| {
+            .respond_with(move |request: &Request| {
                 let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
                 let mut reply = api_success("chat.postMessage");
+                let ts = format!("{}.{:06}", chrono::Utc::now().timestamp(), rand_suffix());
                 reply["channel"] = body["channel"].clone();
-                reply["ts"] = json!(format!("{}.{:06}", chrono::Utc::now().timestamp(), rand_suffix()));
+                reply["ts"] = json!(ts);
+                posted.lock().unwrap().push((ts, body));
                 ResponseTemplate::new(200).set_body_json(reply)
             })
             .mount(&server)
             .await;
+        let updated = messages.clone();
+        Mock::given(method("POST"))
+            .and(path("/api/chat.update"))
+            .respond_with(move |request: &Request| {
+                let update: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+                let mut messages = updated.lock().unwrap();
+                if let Some((_, body)) = messages.iter_mut().find(|(ts, _)| update["ts"] == ts.as_str()) {
+                    body["text"] = update["text"].clone();
+                    body["blocks"] = update["blocks"].clone();
+                }
+                ResponseTemplate::new(200).set_body_json(api_success("chat.update"))
+            })
+            .mount(&server)
+            .await;
+        for method_name in ["reactions.add"] {
+            Mock::given(method("POST"))
+                .and(path(format!("/api/{method_name}")))
+                .respond_with(ResponseTemplate::new(200).set_body_json(api_success(method_name)))
+                .mount(&server)
+                .await;
+        }
         Mock::given(method("POST"))
             .and(path("/api/chat.postEphemeral"))
             .respond_with(ResponseTemplate::new(200).set_body_json(api_success("chat.postEphemeral")))
@@ -116,7 +152,7 @@ impl FakeSlack {
             })
             .mount(&server)
             .await;
-        Self { server }
+        Self { server, messages }
     }
 
     pub fn api_url(&self) -> String {
@@ -133,12 +169,14 @@ impl FakeSlack {
             .collect()
     }
 
-    /// Bodies of `chat.postMessage` calls in one thread, in the order they were posted.
+    /// Messages posted in one thread, in order, as updated since (a progress message shows
+    /// the answer that replaced it).
     pub async fn posts_in_thread(&self, channel: &str, thread_ts: &str) -> Vec<Value> {
-        self.requests("/api/chat.postMessage")
-            .await
-            .into_iter()
-            .filter_map(|r| serde_json::from_slice::<Value>(&r.body).ok())
+        self.messages
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, body)| body.clone())
             .filter(|b| b["channel"] == channel && b["thread_ts"] == thread_ts)
             .collect()
     }
@@ -153,16 +191,22 @@ impl FakeSlack {
     }
 
     pub async fn all_posts(&self) -> usize {
-        self.requests("/api/chat.postMessage").await.len()
+        self.messages.lock().unwrap().len()
     }
 
-    /// Waits (bounded) until a thread has `count` posts, and returns them.
+    /// Waits (bounded) until a thread has `count` posts, none of them a progress message still
+    /// waiting for its answer, and returns them.
     pub async fn wait_for_posts(&self, channel: &str, thread_ts: &str, count: usize) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let posts = self.posts_in_thread(channel, thread_ts).await;
-            if posts.len() >= count || Instant::now() > deadline {
+            let settled = posts.len() >= count && !posts.iter().any(is_progress);
+            if settled || Instant::now() > deadline {
                 assert_eq!(posts.len(), count, "posts in {channel}/{thread_ts}: {posts:#?}");
+                assert!(
+                    !posts.iter().any(is_progress),
+                    "a progress message was never replaced: {posts:#?}"
+                );
                 return posts;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
@@ -280,6 +324,7 @@ impl TestApp {
         self.handle.stop(false).await;
         let slack = FakeSlack {
             server: MockServer::builder().start().await,
+            messages: Default::default(),
         };
         let mut this = self;
         (

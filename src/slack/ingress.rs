@@ -1,0 +1,289 @@
+//! What Slack sends, whatever the transport (HTTP or Socket Mode): events, interactions and
+//! slash commands are deduped, rate-limited and handed to thread actors. Nothing here waits
+//! for the warehouse or the LLM; Slack calls that must follow an ack are spawned.
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::dedupe::Deduplicator;
+use super::events::{classify, Classified, Envelope, InboundMessage, Origin};
+use super::outbox::SlackWebApi;
+use super::verify::SignatureVerifier;
+use crate::actors::{ThreadRegistry, UserMessage};
+use crate::conversation::ThreadKey;
+use crate::limits::{RateDecision, RateLimiter};
+use crate::metrics::Metrics;
+
+/// Button `action_id`s on answers and progress messages, and the follow-up each one types.
+pub const BUTTONS: [(&str, &str); 5] = [
+    ("show_sql", "show sql"),
+    ("export_csv", "export csv"),
+    ("chart", "chart"),
+    ("undo", "undo"),
+    ("cancel", "cancel"),
+];
+
+/// What a button carries: the thread and the version of the answer it was attached to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct ButtonValue {
+    pub thread_ts: String,
+    #[serde(default)]
+    pub version: Option<usize>,
+}
+
+/// What the Slack handlers share.
+pub struct SlackIngress {
+    pub verifier: SignatureVerifier,
+    pub registry: Arc<ThreadRegistry>,
+    pub dedupe: Deduplicator,
+    pub limiter: RateLimiter,
+    /// Questions per user per minute, for the notice.
+    pub rate_limit_per_minute: u32,
+    /// For notices and slash-command thread roots, sent after the ack.
+    pub slack: SlackWebApi,
+    /// The bot's user id from `auth.test`, when known.
+    pub bot_user: Option<String>,
+    /// What `/threadql help` shows: the metrics and dimensions the interpreter knows.
+    pub help: String,
+    pub metrics: Metrics,
+}
+
+/// The reply to an event delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventAck {
+    /// `url_verification`: echo the challenge.
+    Challenge(String),
+    Ok,
+}
+
+/// A slash command's form fields (the subset threadql reads).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SlashCommand {
+    #[serde(default)]
+    pub team_id: String,
+    #[serde(default)]
+    pub channel_id: String,
+    #[serde(default)]
+    pub user_id: String,
+    #[serde(default)]
+    pub text: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Id {
+    #[serde(default)]
+    id: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Container {
+    #[serde(default)]
+    channel_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Action {
+    #[serde(default)]
+    action_id: String,
+    #[serde(default)]
+    value: Option<String>,
+    #[serde(default)]
+    action_ts: Option<String>,
+}
+
+/// The fields of a `block_actions` payload threadql reads.
+#[derive(Debug, Deserialize)]
+struct BlockActions {
+    #[serde(rename = "type", default)]
+    kind: String,
+    user: Option<Id>,
+    team: Option<Id>,
+    channel: Option<Id>,
+    #[serde(default)]
+    container: Container,
+    #[serde(default)]
+    actions: Vec<Action>,
+}
+
+impl SlackIngress {
+    /// An Events API envelope (already verified).
+    pub async fn event(&self, body: &[u8]) -> Result<EventAck, String> {
+        let envelope: Envelope =
+            serde_json::from_slice(body).map_err(|e| format!("the body is not an Events API envelope: {e}"))?;
+        match classify(envelope, self.bot_user.as_deref()) {
+            Classified::UrlVerification(challenge) => Ok(EventAck::Challenge(challenge)),
+            Classified::Message { event_id, message } => {
+                self.accept("events", event_id.as_deref(), message, None).await;
+                Ok(EventAck::Ok)
+            }
+            Classified::Ignored(reason) => {
+                tracing::debug!(reason, "Ignored a Slack event");
+                self.count("events", "ignored");
+                Ok(EventAck::Ok)
+            }
+        }
+    }
+
+    /// An interaction payload (the JSON of the form's `payload` field). A click on an answer's
+    /// button becomes the follow-up it stands for, on the version that answer showed.
+    pub async fn interaction(&self, payload: &serde_json::Value) {
+        let Ok(actions) = serde_json::from_value::<BlockActions>(payload.clone()) else {
+            self.count("interactions", "ignored");
+            return;
+        };
+        if actions.kind != "block_actions" {
+            self.count("interactions", "ignored");
+            return;
+        }
+        let team = actions.team.map(|t| t.id).unwrap_or_default();
+        let user = actions.user.map(|u| u.id).unwrap_or_default();
+        let channel = actions
+            .channel
+            .map(|c| c.id)
+            .or(actions.container.channel_id)
+            .unwrap_or_default();
+        for action in actions.actions {
+            let Some((_, text)) = BUTTONS.iter().find(|(id, _)| *id == action.action_id) else {
+                continue;
+            };
+            let Some(value) = action
+                .value
+                .as_deref()
+                .and_then(|v| serde_json::from_str::<ButtonValue>(v).ok())
+            else {
+                continue;
+            };
+            let Some(thread) = ThreadKey::parse(&team, &channel, &value.thread_ts) else {
+                continue;
+            };
+            if user.is_empty() {
+                continue;
+            }
+            let message_ts = action.action_ts.unwrap_or_default();
+            let message = InboundMessage {
+                thread,
+                user: user.clone(),
+                text: text.to_string(),
+                message_ts,
+                origin: Origin::ThreadReply,
+            };
+            self.accept("interactions", None, message, value.version).await;
+            return;
+        }
+        self.count("interactions", "ignored");
+    }
+
+    /// A slash command. Returns the body of the immediate reply (ephemeral unless stated).
+    /// A question is posted in the channel as a new thread root and answered in that thread.
+    pub async fn command(&self, command: SlashCommand) -> serde_json::Value {
+        let question = command.text.trim().to_string();
+        if question.is_empty() || question.eq_ignore_ascii_case("help") {
+            self.count("commands", "help");
+            return serde_json::json!({ "response_type": "ephemeral", "text": self.help });
+        }
+        if command.team_id.is_empty() || command.channel_id.is_empty() || command.user_id.is_empty() {
+            self.count("commands", "ignored");
+            return serde_json::json!({ "response_type": "ephemeral", "text": "That command arrived without its channel or user; please try again." });
+        }
+        if let RateDecision::Limited { retry_after } = self.limiter.check(&command.team_id, &command.user_id).await {
+            self.count("commands", "rate_limited");
+            return serde_json::json!({ "response_type": "ephemeral", "text": self.rate_limit_text(retry_after) });
+        }
+        self.count("commands", "accepted");
+        let slack = self.slack.clone();
+        let registry = self.registry.clone();
+        // After the ack: the thread root must exist before its thread can be answered.
+        actix_rt::spawn(async move {
+            let root = super::blocks::text(&format!("*<@{}> asked:* {question}", command.user_id));
+            let posted = slack.post_message(&command.channel_id, None, &root).await;
+            let root_ts = match posted {
+                Ok(ts) if !ts.is_empty() => ts,
+                Ok(_) => return tracing::warn!("chat.postMessage returned no ts for a slash command's thread root"),
+                Err(error) => {
+                    tracing::warn!(%error, "Failed to start a thread for a slash command");
+                    let text = format!("I couldn't post in this channel ({error}). Invite me with `/invite @threadql`, or mention me instead.");
+                    let _ = slack
+                        .post_ephemeral(&command.channel_id, &command.user_id, None, &text)
+                        .await;
+                    return;
+                }
+            };
+            let Some(thread) = ThreadKey::parse(&command.team_id, &command.channel_id, &root_ts) else {
+                return;
+            };
+            registry.dispatch(
+                thread,
+                UserMessage::new(&command.user_id, &question, &root_ts, Origin::Mention),
+            );
+        });
+        serde_json::json!({})
+    }
+
+    /// Hands a message to its thread unless it was handled already or its author is over the
+    /// rate limit (then the author gets an ephemeral notice and the thread is untouched).
+    async fn accept(&self, endpoint: &str, event_id: Option<&str>, message: InboundMessage, version: Option<usize>) {
+        let event_is_new = match event_id {
+            Some(id) => self.dedupe.claim(&format!("event:{id}")).await,
+            None => true,
+        };
+        // The same message can arrive twice under different event ids (app_mention + message).
+        let thread = &message.thread;
+        let message_key = format!("message:{}:{}:{}", thread.team(), thread.channel(), message.message_ts);
+        if !event_is_new || !self.dedupe.claim(&message_key).await {
+            self.count(endpoint, "duplicate");
+            return;
+        }
+        // A reply in a thread with no live actor may be chatter in a thread the bot is not in:
+        // it is not metered (its actor drops it), so nobody gets a notice for talking to others.
+        let metered = message.origin != Origin::ThreadReply || self.registry.is_live(thread);
+        if metered {
+            if let RateDecision::Limited { retry_after } = self.limiter.check(thread.team(), &message.user).await {
+                self.count(endpoint, "rate_limited");
+                self.notify_rate_limited(&message, retry_after);
+                return;
+            }
+        }
+        self.count(endpoint, "accepted");
+        let InboundMessage {
+            thread,
+            user,
+            text,
+            message_ts,
+            origin,
+        } = message;
+        let mut user_message = UserMessage::new(&user, &text, &message_ts, origin);
+        user_message.version = version;
+        self.registry.dispatch(thread, user_message);
+    }
+
+    fn count(&self, endpoint: &str, outcome: &str) {
+        self.metrics
+            .slack_requests
+            .with_label_values(&[endpoint, outcome])
+            .inc();
+    }
+
+    fn rate_limit_text(&self, retry_after: Duration) -> String {
+        let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        format!(
+            "You're asking faster than I can answer: at most {} questions a minute. \
+             I didn't answer that one; please ask again in {seconds} s.",
+            self.rate_limit_per_minute
+        )
+    }
+
+    fn notify_rate_limited(&self, message: &InboundMessage, retry_after: Duration) {
+        let text = self.rate_limit_text(retry_after);
+        let slack = self.slack.clone();
+        let channel = message.thread.channel().to_string();
+        let thread_ts = message.thread.thread_ts().to_string();
+        let user = message.user.clone();
+        // After the ack: the handler never waits for Slack.
+        actix_rt::spawn(async move {
+            if let Err(error) = slack.post_ephemeral(&channel, &user, Some(&thread_ts), &text).await {
+                tracing::warn!(%error, "Failed to post a rate-limit notice");
+            }
+        });
+    }
+}
