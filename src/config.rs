@@ -32,11 +32,14 @@ pub const THREADQL_MAX_QUERIES_PER_USER: &str = "THREADQL_MAX_QUERIES_PER_USER";
 pub const THREADQL_MAX_QUERIES: &str = "THREADQL_MAX_QUERIES";
 pub const THREADQL_REDIS_PREFIX: &str = "THREADQL_REDIS_PREFIX";
 pub const THREADQL_REACTIONS: &str = "THREADQL_REACTIONS";
+pub const THREADQL_SOCKET_CONNECTIONS: &str = "THREADQL_SOCKET_CONNECTIONS";
 
 pub const DEFAULT_SLACK_API_URL: &str = "https://slack.com/api/";
 pub const DEFAULT_OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
 pub const DEFAULT_OPENAI_MODEL: &str = "gpt-4o-mini";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://threadql.db";
+/// Slack's limit on open Socket Mode connections per app.
+pub const MAX_SOCKET_CONNECTIONS: usize = 10;
 
 /// A configuration value that cannot be used, with the variable it came from.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +106,8 @@ pub struct Config {
     pub redis_prefix: String,
     /// Mark questions with 👀 while working and ✅ / ⚠️ when done.
     pub reactions: bool,
+    /// Socket Mode connections kept open when `SLACK_APP_TOKEN` is set (Slack allows 10).
+    pub socket_connections: usize,
     pub max_rows: usize,
     pub export_max_rows: usize,
     pub query_timeout: Duration,
@@ -216,6 +221,13 @@ impl Config {
                 ))
             }
         };
+        let socket_connections = positive(get(THREADQL_SOCKET_CONNECTIONS), THREADQL_SOCKET_CONNECTIONS, 2)?;
+        if socket_connections > MAX_SOCKET_CONNECTIONS {
+            return Err(ConfigError::new(
+                THREADQL_SOCKET_CONNECTIONS,
+                format!("Slack allows at most {MAX_SOCKET_CONNECTIONS} Socket Mode connections per app"),
+            ));
+        }
         let max_rows = positive(get(THREADQL_MAX_ROWS), THREADQL_MAX_ROWS, 20)?;
         let export_max_rows = positive(get(THREADQL_EXPORT_MAX_ROWS), THREADQL_EXPORT_MAX_ROWS, 100_000)?;
         let query_timeout =
@@ -265,6 +277,7 @@ impl Config {
             max_queries,
             redis_prefix,
             reactions,
+            socket_connections,
             max_rows,
             export_max_rows,
             query_timeout,
@@ -390,6 +403,21 @@ mod tests {
         assert_eq!(openai.api_key.expose_secret(), "sk-test");
         assert_eq!(openai.base_url.as_str(), "http://127.0.0.1:9998/v1");
         assert_eq!(config.timezone, chrono_tz::Europe::Paris);
+    }
+
+    #[test]
+    fn socket_connections_default_to_two_and_stay_within_slacks_limit() {
+        assert_eq!(config_from(&[]).unwrap().socket_connections, 2);
+        assert_eq!(
+            config_from(&[(THREADQL_SOCKET_CONNECTIONS, "10")])
+                .unwrap()
+                .socket_connections,
+            10
+        );
+        for value in ["0", "11", "two"] {
+            let error = config_from(&[(THREADQL_SOCKET_CONNECTIONS, value)]).expect_err(value);
+            assert_eq!(error.variable, THREADQL_SOCKET_CONNECTIONS, "{value}");
+        }
     }
 
     #[test]

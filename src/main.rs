@@ -9,16 +9,27 @@ Configuration (environment, or a .env file):
   THREADQL_LISTEN                 HTTP listen address [127.0.0.1:3000]
   SLACK_SIGNING_SECRET            verifies inbound Slack requests (required by serve)
   SLACK_BOT_TOKEN                 xoxb- token for the Web API (required by serve)
+  SLACK_APP_TOKEN                 xapp- token: serve over Socket Mode (no public URL needed)
+  THREADQL_SOCKET_CONNECTIONS     Socket Mode connections kept open [2]
   SLACK_API_URL                   Web API base URL [https://slack.com/api/]
   DATABASE_URL                    state store: postgres://… or sqlite:… [sqlite://threadql.db]
   WAREHOUSE_URL                   data to query: postgres://… or sqlite:… [embedded demo data set]
   THREADQL_DEMO_WAREHOUSE         path of the generated demo data set [threadql-demo.db]
   THREADQL_CONFIG                 threadql.toml with the semantic model [./threadql.toml, else the demo model]
+  REDIS_URL                       shared rate limits and dedupe [in process]
+  THREADQL_REDIS_PREFIX           prefix of every Redis key [threadql:]
+  OPENAI_API_KEY                  enables the LLM interpreter [rules interpreter]
+  OPENAI_BASE_URL                 any OpenAI-compatible server [https://api.openai.com/v1]
+  OPENAI_MODEL                    model name [gpt-4o-mini]
+  THREADQL_RATE_LIMIT_PER_MINUTE  questions per user per minute [10]
+  THREADQL_MAX_QUERIES_PER_USER   queries one user may have running [2]
+  THREADQL_MAX_QUERIES            queries running at once against the warehouse [8]
   THREADQL_MAX_ROWS               rows shown in an answer [20]
   THREADQL_EXPORT_MAX_ROWS        rows in a CSV export [100000]
   THREADQL_QUERY_TIMEOUT_SECS     statement timeout [30]
   THREADQL_IDLE_SECS              passivate an idle thread after [900]
   THREADQL_TIMEZONE               zone for \"last month\", \"yesterday\" [UTC]
+  THREADQL_REACTIONS              eyes / check / warning reactions on questions [on]
   THREADQL_LOG_FORMAT             text or json [text]; RUST_LOG filters";
 
 /// Ask data questions in Slack threads and refine them back and forth.
@@ -31,7 +42,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve Slack's Events API, interactivity and slash commands over HTTP.
+    /// Serve Slack: Events API, interactivity and slash commands over HTTP, or Socket Mode when
+    /// SLACK_APP_TOKEN is set.
     Serve,
     /// An interactive thread in the terminal over the embedded defaults (no Slack, no LLM).
     Demo,

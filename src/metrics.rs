@@ -31,6 +31,11 @@ pub struct Metrics {
     pub llm_retries: IntCounterVec,
     /// Chat completions one question needed (1 = no correction), observed once per answered question.
     pub llm_attempts: Histogram,
+    /// Socket Mode connections open (past Slack's `hello`).
+    pub socket_mode_connections: IntGauge,
+    /// Socket Mode connections replaced, by reason (`refresh` after Slack's `disconnect`,
+    /// `dropped`, `open_failed`).
+    pub socket_mode_reconnects: IntCounterVec,
 }
 
 impl Metrics {
@@ -93,6 +98,17 @@ impl Metrics {
         registry.register(Box::new(slack_api_calls.clone()))?;
         let slack_outbox_waiting = IntGauge::new("threadql_slack_outbox_waiting", "Slack messages waiting to be sent")?;
         registry.register(Box::new(slack_outbox_waiting.clone()))?;
+        let socket_mode_connections =
+            IntGauge::new("threadql_socket_mode_connections", "Socket Mode connections open")?;
+        registry.register(Box::new(socket_mode_connections.clone()))?;
+        let socket_mode_reconnects = IntCounterVec::new(
+            Opts::new(
+                "threadql_socket_mode_reconnects_total",
+                "Socket Mode connections replaced",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(socket_mode_reconnects.clone()))?;
         Ok(Self {
             registry,
             slack_requests,
@@ -106,6 +122,8 @@ impl Metrics {
             llm_seconds,
             llm_retries,
             llm_attempts,
+            socket_mode_connections,
+            socket_mode_reconnects,
         })
     }
 

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing_actix_web::TracingLogger;
 
 use crate::actors::{Replier, ThreadRegistry, ThreadServices, TurnLimits};
-use crate::config::{Config, WarehouseSource, SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET};
+use crate::config::{Config, WarehouseSource, SLACK_APP_TOKEN, SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET};
 use crate::interpret::model::SemanticModel;
 use crate::interpret::rules::RulesInterpreter;
 use crate::interpret::{Interpreter, LlmInterpreter, LlmSettings};
@@ -22,6 +22,7 @@ use crate::slack::ingress::SlackIngress;
 use crate::slack::outbox::SlackWebApi;
 use crate::slack::replier::SlackReplier;
 use crate::slack::routes::{self, Readiness};
+use crate::slack::socket_mode::{SocketMode, SocketModeSettings};
 use crate::slack::verify::SignatureVerifier;
 use crate::sql::SqlGuard;
 use crate::store::StateStore;
@@ -33,6 +34,9 @@ use crate::warehouse::{demo, Value, Warehouse};
 const ANSWER_FETCH_CAP: usize = 10_000;
 /// A turn still working after this long shows "running…" with a Cancel button.
 const PROGRESS_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long start-up waits for one dimension's distinct values: a slow view must not hold the
+/// server back (its values are then simply not matched in filters).
+const VALUES_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Distinct values loaded per dimension for matching `only EMEA`-style filters.
 const VALUES_PER_DIMENSION: u64 = 500;
 
@@ -192,7 +196,11 @@ async fn load_dimension_values(
         };
         let outcome = match guard.check(&sql, VALUES_PER_DIMENSION) {
             Ok(guarded) => warehouse
-                .execute(&guarded, config.query_timeout, &CancellationToken::new())
+                .execute(
+                    &guarded,
+                    VALUES_TIMEOUT.min(config.query_timeout),
+                    &CancellationToken::new(),
+                )
                 .await
                 .map_err(|e| e.to_string()),
             Err(error) => Err(error.to_string()),
@@ -221,17 +229,23 @@ pub struct Application {
     port: u16,
     server: Server,
     registry: Arc<ThreadRegistry>,
+    /// Socket Mode connections, when `SLACK_APP_TOKEN` is set.
+    socket_mode: Option<SocketMode>,
 }
 
 impl Application {
     /// Builds everything and binds the listener (port 0 picks a free port). Must run inside an
     /// actix `System` (`#[actix_web::main]`, `actix_rt::System`).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let signing_secret: SecretString = config
-            .slack
-            .signing_secret
-            .clone()
-            .with_context(|| format!("{SLACK_SIGNING_SECRET} is required to serve Slack over HTTP"))?;
+        // With an app-level token Slack comes over Socket Mode and no signing secret is needed;
+        // without one, the HTTP Slack endpoints get an unguessable secret and refuse everything.
+        let signing_secret: SecretString = match (&config.slack.signing_secret, &config.slack.app_token) {
+            (Some(secret), _) => secret.clone(),
+            (None, Some(_)) => SecretString::from(format!("{}{}", uuid::Uuid::new_v4(), uuid::Uuid::new_v4())),
+            (None, None) => anyhow::bail!(
+                "{SLACK_SIGNING_SECRET} is required to serve Slack over HTTP (or set {SLACK_APP_TOKEN} for Socket Mode)"
+            ),
+        };
         let bot_token = config
             .slack
             .bot_token
@@ -272,10 +286,18 @@ impl Application {
                 config.redis_prefix.clone(),
             ),
             rate_limit_per_minute: config.rate_limit_per_minute.get(),
-            slack: api,
+            slack: api.clone(),
             bot_user,
             help: backends.interpreter.help(),
             metrics: backends.metrics.clone(),
+        });
+        let socket_mode = config.slack.app_token.clone().map(|app_token| {
+            SocketMode::start(
+                ingress.clone().into_inner(),
+                api,
+                app_token,
+                SocketModeSettings::new(config.socket_connections),
+            )
         });
         let readiness = web::Data::new(Readiness {
             store: backends.store.clone(),
@@ -299,7 +321,12 @@ impl Application {
         .listen(listener)
         .context("Failed to start the HTTP server")?
         .run();
-        Ok(Self { port, server, registry })
+        Ok(Self {
+            port,
+            server,
+            registry,
+            socket_mode,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -315,8 +342,13 @@ impl Application {
         self.registry.clone()
     }
 
-    /// Serves until the server is stopped (SIGINT/SIGTERM stop it gracefully).
+    /// Serves until the server is stopped (SIGINT/SIGTERM stop it gracefully), then closes
+    /// the Socket Mode connections.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        if let Some(socket_mode) = self.socket_mode {
+            socket_mode.shutdown().await;
+        }
+        served
     }
 }

@@ -80,3 +80,13 @@ impl ThreadRegistry {
         ThreadActor::start_in_arbiter(arbiter, move |_| ThreadActor::new(thread, services, threads))
     }
 }
+
+impl Drop for ThreadRegistry {
+    /// Arbiters run until stopped; without this their threads (and every actor, pool and
+    /// connection those hold) would outlive the server that owned them.
+    fn drop(&mut self) {
+        for arbiter in &self._owned_arbiters {
+            arbiter.stop();
+        }
+    }
+}

@@ -126,7 +126,9 @@ impl ThreadActor {
         if self.running.is_some() {
             return;
         }
-        let Some(message) = self.queue.pop_front() else { return };
+        let Some(mut message) = self.queue.pop_front() else {
+            return;
+        };
         let signal = CancelSignal::default();
         let runs_query = Command::parse(&message.text).runs_query();
         self.running = Some(RunningTurn {
@@ -145,8 +147,10 @@ impl ThreadActor {
         let services = self.services.clone();
         // Every log line of the turn (interpreter, warehouse, Slack) carries the thread key.
         let span = tracing::info_span!("turn", thread = %key, user = %message.user);
-        let work = AssertUnwindSafe(turn.run(message).instrument(span)).catch_unwind().then(move |outcome| async move {
-            match outcome {
+        // Fired after everything the turn says, the apology for a panic included.
+        let done = message.done.take();
+        let work = AssertUnwindSafe(turn.run_turn(message).instrument(span)).catch_unwind().then(move |outcome| async move {
+            let outcome = match outcome {
                 Ok(outcome) => outcome,
                 Err(_) => {
                     // A bug in one turn must not take the thread down: report it and carry on
@@ -159,7 +163,11 @@ impl ThreadActor {
                         .await;
                     TurnOutcome { state: None, snapshot_version: None, needs_reload: true }
                 }
+            };
+            if let Some(done) = done {
+                let _ = done.send(());
             }
+            outcome
         });
         ctx.spawn(work.into_actor(self).map(|outcome, actor, ctx| {
             if let Some(state) = outcome.state {
@@ -382,15 +390,6 @@ struct Execution {
 }
 
 impl TurnContext {
-    async fn run(self, mut message: UserMessage) -> TurnOutcome {
-        let done = message.done.take();
-        let outcome = self.run_turn(message).await;
-        if let Some(done) = done {
-            let _ = done.send(());
-        }
-        outcome
-    }
-
     async fn run_turn(mut self, message: UserMessage) -> TurnOutcome {
         let started = Instant::now();
         if self.needs_reload {

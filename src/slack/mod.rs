@@ -6,4 +6,5 @@ pub mod ingress;
 pub mod outbox;
 pub mod replier;
 pub mod routes;
+pub mod socket_mode;
 pub mod verify;

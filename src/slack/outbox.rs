@@ -89,6 +89,21 @@ impl SlackWebApi {
         Ok(response.user_id.to_string())
     }
 
+    /// A single-use Socket Mode WebSocket URL (`apps.connections.open`). Slack wants the
+    /// app-level token (`xapp-…`, scope `connections:write`) here, not the bot token.
+    pub async fn open_socket_connection(&self, app_token: &SecretString) -> Result<url::Url, SlackApiError> {
+        let token = SlackApiToken::new(SlackApiTokenValue::new(app_token.expose_secret().to_string()));
+        let response = self
+            .call("apps.connections.open", || async {
+                self.client
+                    .open_session(&token)
+                    .apps_connections_open(&SlackApiAppsConnectionOpenRequest::new())
+                    .await
+            })
+            .await?;
+        Ok(response.url.0)
+    }
+
     /// Posts a message (in a thread when `thread_ts` is set) and returns its ts.
     pub async fn post_message(
         &self,

@@ -22,6 +22,8 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(5))
+            // Idle connections go back to the server: a quiet deployment holds few.
+            .idle_timeout(Duration::from_secs(60))
             .connect(url)
             .await
             .context("Failed to connect to the Postgres state store (DATABASE_URL)")?;

@@ -27,6 +27,8 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(5))
+            // Idle connections go back to the server: a quiet deployment holds few.
+            .idle_timeout(Duration::from_secs(60))
             .connect_with(options)
             .await
             .context("Failed to connect to the SQLite state store (DATABASE_URL)")?;

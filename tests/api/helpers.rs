@@ -190,6 +190,17 @@ impl FakeSlack {
             .collect()
     }
 
+    /// Top-level messages (no thread_ts) posted in a channel, with their ts.
+    pub async fn roots_in_channel(&self, channel: &str) -> Vec<(String, Value)> {
+        self.messages
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, b)| b["channel"] == channel && b.get("thread_ts").is_none())
+            .cloned()
+            .collect()
+    }
+
     pub async fn all_posts(&self) -> usize {
         self.messages.lock().unwrap().len()
     }
@@ -260,6 +271,8 @@ pub struct TestApp {
     pub database_url: String,
     pub client: reqwest::Client,
     handle: ServerHandle,
+    /// Set by [`TestApp::stop`]: the test goes on with another server in the same System.
+    restarting: bool,
 }
 
 /// The test configuration with some variables set or overridden.
@@ -308,13 +321,20 @@ pub async fn start_server_with(slack: FakeSlack, database_url: String, overrides
         database_url,
         client: reqwest::Client::new(),
         handle,
+        restarting: false,
     }
 }
 
 impl Drop for TestApp {
+    /// The test is over: stop its actix System, so the server's workers, the thread actors'
+    /// arbiters and the connection pools they hold go away now rather than at process exit
+    /// (a full run would otherwise exhaust Postgres's connections).
     fn drop(&mut self) {
-        let handle = self.handle.clone();
-        actix_rt::spawn(async move { handle.stop(false).await });
+        if !self.restarting {
+            if let Some(system) = actix_rt::System::try_current() {
+                system.stop();
+            }
+        }
     }
 }
 
@@ -327,6 +347,7 @@ impl TestApp {
             messages: Default::default(),
         };
         let mut this = self;
+        this.restarting = true;
         (
             std::mem::replace(&mut this.slack, slack),
             std::mem::take(&mut this.database_url),
@@ -464,4 +485,75 @@ pub fn new_ts() -> String {
 
 pub fn new_channel() -> String {
     format!("C{}", &uuid::Uuid::new_v4().simple().to_string()[..10].to_uppercase())
+}
+
+/// A `block_actions` payload for a click on one of threadql's buttons, from Slack's sample.
+pub fn button_click(channel: &str, action_id: &str, value: &Value) -> Value {
+    let mut payload = fixture("app-backend/interactive-components/BlockActionPayload.json");
+    payload["type"] = json!("block_actions");
+    payload["user"]["id"] = json!("U0ALICE01");
+    payload["team"]["id"] = json!(TEAM);
+    payload["channel"]["id"] = json!(channel);
+    payload["container"]["channel_id"] = json!(channel);
+    let mut action = payload["actions"][0].clone();
+    action["type"] = json!("button");
+    action["action_id"] = json!(action_id);
+    action["value"] = json!(value.as_str().map(str::to_string).unwrap_or_else(|| value.to_string()));
+    action["action_ts"] = json!(new_ts());
+    payload["actions"] = json!([action]);
+    payload
+}
+
+/// The value of the button `action_id` on a posted message.
+pub fn button_value(post: &Value, action_id: &str) -> Option<Value> {
+    post["blocks"]
+        .as_array()?
+        .iter()
+        .flat_map(|b| b["elements"].as_array().into_iter().flatten())
+        .find_map(|e| {
+            (e["action_id"] == action_id)
+                .then(|| serde_json::from_str(e["value"].as_str()?).ok())
+                .flatten()
+        })
+}
+
+impl TestApp {
+    pub async fn click(&self, payload: &Value) -> reqwest::Response {
+        let body = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
+        self.post_signed(
+            "/slack/interactions",
+            "application/x-www-form-urlencoded",
+            body.into_bytes(),
+            &[],
+        )
+        .await
+    }
+
+    pub async fn slash_command(&self, channel: &str, text: &str) -> reqwest::Response {
+        let mut fields = fixture("app-backend/slash-commands/SlashCommandPayload.json");
+        fields["team_id"] = json!(TEAM);
+        fields["channel_id"] = json!(channel);
+        fields["user_id"] = json!("U0ALICE01");
+        fields["command"] = json!("/threadql");
+        fields["text"] = json!(text);
+        let pairs: Vec<(String, String)> = fields
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()),
+                )
+            })
+            .collect();
+        let body = serde_urlencoded::to_string(&pairs).unwrap();
+        self.post_signed(
+            "/slack/commands",
+            "application/x-www-form-urlencoded",
+            body.into_bytes(),
+            &[],
+        )
+        .await
+    }
 }

@@ -5,5 +5,7 @@ mod helpers;
 
 mod conversation;
 mod resilience;
+mod slack_features;
 mod slack_ingress;
+mod socket_mode;
 mod threads;

@@ -1,0 +1,698 @@
+//! Thread actors that survive: a thousand interleaved events, a panicking turn, passivation,
+//! stale snapshot writes, a SIGKILLed server process and a Redis that goes away.
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde_json::{json, Value};
+use threadql::actors::{Replier, Reply, ThreadRegistry, UserMessage};
+use threadql::conversation::{ThreadKey, ThreadState, Turn};
+use threadql::interpret::{InterpretError, InterpretRequest, Interpretation, Interpreter, ProposedQuery};
+use threadql::slack::events::Origin;
+use threadql::slack::verify::sign;
+use threadql::startup::Backends;
+use threadql::store::{PostgresStore, SnapshotWrite, StateStore, StoreError};
+use threadql::warehouse::Value as Cell;
+
+use crate::helpers::{
+    app_mention, config_with, create_database, demo_warehouse_path, new_channel, new_ts, post_text, spawn_app,
+    spawn_app_with, thread_reply, FakeSlack, TestApp, SIGNING_SECRET, TEAM,
+};
+
+const QUESTION: &str = "revenue by region last month";
+
+/// Waits until `condition` holds, polling it, and fails the test after `within`.
+async fn eventually<F, Fut>(what: &str, within: Duration, condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    eventually_every(what, within, Duration::from_millis(25), condition).await;
+}
+
+/// [`eventually`], polling every `every` (for conditions that are costly to check).
+async fn eventually_every<F, Fut>(what: &str, within: Duration, every: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !condition().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting until {what}"
+        );
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// The same envelope, written by `user`.
+fn from_user(mut envelope: Value, user: &str) -> Value {
+    envelope["event"]["user"] = json!(user);
+    envelope
+}
+
+/// Whether an answer's table has a row for `label` (`EMEA   | 657,544.85`).
+fn has_row(text: &str, label: &str) -> bool {
+    text.lines().any(|line| line.split_whitespace().next() == Some(label))
+}
+
+fn assert_only_emea(answer: &str) {
+    assert!(has_row(answer, "EMEA"), "an EMEA row: {answer}");
+    assert!(
+        !has_row(answer, "AMER") && !has_row(answer, "APAC"),
+        "only EMEA: {answer}"
+    );
+}
+
+/// The value of an unlabelled gauge or counter in Prometheus text.
+fn metric(metrics: &str, name: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let (key, value) = line.split_once(' ')?;
+        (key == name).then(|| value.trim().parse().ok()).flatten()
+    })
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Many threads at once
+// ---------------------------------------------------------------------------------------------
+
+const THREADS: usize = 200;
+const CONVERSATION: [&str; 5] = [QUESTION, "only EMEA", "by week", "top 2", "show sql"];
+
+#[actix_rt::test]
+async fn a_thousand_events_across_two_hundred_threads_get_their_replies_in_order_once_each() {
+    // Arrange: 200 threads, each in its own channel (Slack paces posts per channel) and asked by
+    // its own user (so neither the rate limit nor the per-user query cap is what is tested).
+    let app = spawn_app().await;
+    let threads: Vec<(String, String, String)> = (0..THREADS)
+        .map(|i| (new_channel(), "1700000000.000100".to_string(), format!("U0LOAD{i:04}")))
+        .collect();
+
+    // Act: every thread sends its five messages one after the other (each once acked), and the
+    // 200 threads do so at the same time, so their events interleave at the server.
+    let senders = threads.iter().enumerate().map(|(i, (channel, root, user))| {
+        let app = &app;
+        async move {
+            for (k, text) in CONVERSATION.iter().enumerate() {
+                let event_id = format!("EvLoad{i}x{k}");
+                let envelope = if k == 0 {
+                    app_mention(&event_id, channel, root, text)
+                } else {
+                    thread_reply(&event_id, channel, root, &format!("1700000000.00010{k}"), text)
+                };
+                let response = app.post_event(&from_user(envelope, user)).await;
+                assert_eq!(response.status().as_u16(), 200, "{event_id} is acked");
+            }
+        }
+    });
+    futures::future::join_all(senders).await;
+
+    // Assert: in each thread, one reply per message, in the order of the messages (a slow turn
+    // shows a progress message first, which its reply then replaces). A refinement that
+    // arrives while the previous question's query still runs supersedes it: that question then
+    // gets the "replaced" notice in its place, and its version is still kept for the
+    // refinement to build on, so version numbers stay 1..4.
+    let expected = THREADS * CONVERSATION.len();
+    // Polled slowly: the fake Slack holds a thousand messages by then.
+    eventually_every(
+        "every message is replied to",
+        Duration::from_secs(120),
+        Duration::from_millis(250),
+        || async { app.slack.all_posts().await >= expected },
+    )
+    .await;
+    for (channel, root, _) in &threads {
+        let posts: Vec<String> = app
+            .slack
+            .wait_for_posts(channel, root, CONVERSATION.len())
+            .await
+            .iter()
+            .map(post_text)
+            .collect();
+        for (k, text) in CONVERSATION[..4].iter().enumerate() {
+            let reply = &posts[k];
+            let answered = reply.contains(&format!("· version {}", k + 1));
+            let superseded = reply.contains(&format!(
+                "Stopped the query for “{text}”: your newer message replaced it"
+            ));
+            assert!(
+                answered || superseded,
+                "{channel}: reply {k} should answer {text:?} as version {} (or say a newer message replaced it): {reply}",
+                k + 1
+            );
+        }
+        // Nothing follows `top 2` that could supersede it, so it is always answered.
+        assert!(
+            posts[3].contains("· version 4") && posts[3].contains("2 rows"),
+            "{channel}: top 2 of the weekly EMEA revenue: {}",
+            posts[3]
+        );
+        assert!(
+            posts[4].contains("LIMIT 2") && posts[4].contains("'EMEA'") && posts[4].contains("week"),
+            "{channel}: the SQL of version 4: {}",
+            posts[4]
+        );
+    }
+    assert_eq!(app.slack.all_posts().await, expected, "none missing, none doubled");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. A panicking turn
+// ---------------------------------------------------------------------------------------------
+
+/// Words that make [`PanicsOnMagicWords`] panic.
+const MAGIC_WORDS: &str = "trigger the test panic";
+
+/// The real interpreter, except that it panics when asked [`MAGIC_WORDS`].
+struct PanicsOnMagicWords {
+    inner: Arc<dyn Interpreter>,
+}
+
+#[async_trait]
+impl Interpreter for PanicsOnMagicWords {
+    async fn interpret(&self, request: InterpretRequest<'_>) -> Result<Interpretation, InterpretError> {
+        if request.text.contains(MAGIC_WORDS) {
+            panic!("test-only panic inside a turn");
+        }
+        self.inner.interpret(request).await
+    }
+
+    fn help(&self) -> String {
+        self.inner.help()
+    }
+
+    async fn revise(
+        &self,
+        request: InterpretRequest<'_>,
+        failed: &ProposedQuery,
+        error: &str,
+    ) -> Result<Option<Interpretation>, InterpretError> {
+        self.inner.revise(request, failed, error).await
+    }
+}
+
+/// Keeps every reply, by thread, in the order they were made.
+#[derive(Default)]
+struct RecordingReplier {
+    replies: Mutex<Vec<(ThreadKey, Reply)>>,
+}
+
+impl RecordingReplier {
+    fn replies_in(&self, thread: &ThreadKey) -> Vec<Reply> {
+        self.replies
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(key, _)| key == thread)
+            .map(|(_, reply)| reply.clone())
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Replier for RecordingReplier {
+    async fn reply(&self, thread: &ThreadKey, reply: Reply) -> anyhow::Result<()> {
+        self.replies.lock().unwrap().push((thread.clone(), reply));
+        Ok(())
+    }
+}
+
+/// Sends a message to a thread and waits (bounded) until its turn is over.
+async fn turn(registry: &ThreadRegistry, thread: &ThreadKey, origin: Origin, text: &str) {
+    let (done, finished) = tokio::sync::oneshot::channel();
+    registry.dispatch(
+        thread.clone(),
+        UserMessage::new("U0ALICE01", text, &new_ts(), origin).with_done(done),
+    );
+    // A panicked turn drops `done` instead of firing it: either way the turn is over.
+    let _ = tokio::time::timeout(Duration::from_secs(30), finished)
+        .await
+        .unwrap_or_else(|_| panic!("the turn {text:?} in {thread} did not finish"));
+}
+
+/// The version and the region labels of an answer.
+fn answered(reply: &Reply) -> (usize, Vec<String>) {
+    let Reply::Answer(answer) = reply else {
+        panic!("expected an answer, got {reply:?}");
+    };
+    let regions = answer
+        .result
+        .rows
+        .iter()
+        .filter_map(|row| match row.first() {
+            Some(Cell::Text(region)) => Some(region.clone()),
+            _ => None,
+        })
+        .collect();
+    (answer.version, regions)
+}
+
+#[actix_rt::test]
+async fn a_panicking_turn_gets_an_apology_and_the_thread_goes_on_with_its_context() {
+    // Arrange: the real services over Postgres and the demo data, with an interpreter that
+    // panics on the magic words, and replies recorded instead of posted.
+    let config = config_with("http://127.0.0.1:9/api", &create_database().await, &[]);
+    let mut backends = Backends::build(&config).await.unwrap();
+    backends.interpreter = Arc::new(PanicsOnMagicWords {
+        inner: backends.interpreter.clone(),
+    });
+    let replier = Arc::new(RecordingReplier::default());
+    let registry = ThreadRegistry::start(backends.thread_services(&config, replier.clone()), 2);
+    let victim = ThreadKey::parse(TEAM, &new_channel(), &new_ts()).unwrap();
+    let bystander = ThreadKey::parse(TEAM, &new_channel(), &new_ts()).unwrap();
+    turn(&registry, &victim, Origin::Mention, QUESTION).await;
+
+    // Act: the panic in one thread while another thread asks, then both refine.
+    futures::join!(
+        turn(&registry, &victim, Origin::ThreadReply, MAGIC_WORDS),
+        turn(&registry, &bystander, Origin::Mention, QUESTION),
+    );
+    futures::join!(
+        turn(&registry, &victim, Origin::ThreadReply, "only EMEA"),
+        turn(&registry, &bystander, Origin::ThreadReply, "only EMEA"),
+    );
+
+    // Assert: the panicked turn got the short apology, and the refinement still refined the
+    // first question (version 2 of it, EMEA only).
+    let replies = replier.replies_in(&victim);
+    assert_eq!(replies.len(), 3, "{replies:#?}");
+    assert_eq!(answered(&replies[0]).0, 1);
+    assert!(
+        matches!(&replies[1], Reply::Text(text) if text.contains("Sorry, something went wrong")),
+        "{:?}",
+        replies[1]
+    );
+    assert_eq!(answered(&replies[2]), (2, vec!["EMEA".to_string()]));
+    assert!(registry.is_live(&victim), "the thread's actor kept running");
+    // The other thread noticed nothing.
+    let replies = replier.replies_in(&bystander);
+    assert_eq!(replies.len(), 2, "{replies:#?}");
+    assert_eq!(answered(&replies[0]).0, 1);
+    assert_eq!(answered(&replies[1]), (2, vec!["EMEA".to_string()]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Passivation and stale snapshots
+// ---------------------------------------------------------------------------------------------
+
+async fn live_threads(app: &TestApp) -> f64 {
+    metric(&app.metrics().await, "threadql_live_threads").unwrap_or(f64::NAN)
+}
+
+#[actix_rt::test]
+async fn a_passivated_thread_is_reactivated_with_its_refinement_history() {
+    // Arrange: threads passivate after one idle second.
+    let app = spawn_app_with(&[("THREADQL_IDLE_SECS", "1".into())]).await;
+    let (channel, root) = (new_channel(), new_ts());
+    app.post_event(&app_mention("EvP1", &channel, &root, QUESTION)).await;
+    app.slack.wait_for_posts(&channel, &root, 1).await;
+    eventually("the idle thread is passivated", Duration::from_secs(15), || async {
+        live_threads(&app).await == 0.0
+    })
+    .await;
+
+    // Act
+    app.post_event(&thread_reply("EvP2", &channel, &root, &new_ts(), "only EMEA"))
+        .await;
+
+    // Assert: the refinement applies to the question asked before passivation.
+    let posts = app.slack.wait_for_posts(&channel, &root, 2).await;
+    let refined = post_text(&posts[1]);
+    assert!(refined.contains("· version 2"), "{refined}");
+    assert_only_emea(&refined);
+    assert_eq!(live_threads(&app).await, 1.0, "the thread is live again");
+}
+
+fn state_after(texts: &[&str]) -> ThreadState {
+    let mut state = ThreadState::default();
+    state.engaged = true;
+    for text in texts {
+        state.record_turn(Turn {
+            user: "U0ALICE01".into(),
+            text: (*text).into(),
+            message_ts: new_ts(),
+        });
+    }
+    state
+}
+
+#[actix_rt::test]
+async fn a_snapshot_write_based_on_an_old_version_is_refused_by_postgres() {
+    // Arrange: version 2 of a thread's snapshot is stored.
+    let store = PostgresStore::connect(&create_database().await).await.unwrap();
+    store.migrate().await.unwrap();
+    let thread = ThreadKey::parse(TEAM, &new_channel(), &new_ts()).unwrap();
+    let first = state_after(&[QUESTION]);
+    let second = state_after(&[QUESTION, "only EMEA"]);
+    assert_eq!(store.save_snapshot(&thread, 0, &first).await.unwrap(), 1);
+    assert_eq!(store.save_snapshot(&thread, 1, &second).await.unwrap(), 2);
+
+    // Act: writers that read version 1, or no snapshot at all, write late.
+    let stale = state_after(&[QUESTION, "only APAC"]);
+    let from_version_1 = store.save_snapshot(&thread, 1, &stale).await;
+    let from_nothing = store.save_snapshot(&thread, 0, &stale).await;
+
+    // Assert: both are refused, and version 2 is intact.
+    assert!(
+        matches!(from_version_1, Err(StoreError::StaleSnapshot { expected: 1, .. })),
+        "{from_version_1:?}"
+    );
+    assert!(
+        matches!(from_nothing, Err(StoreError::StaleSnapshot { expected: 0, .. })),
+        "{from_nothing:?}"
+    );
+    let stored = store.load_snapshot(&thread).await.unwrap().unwrap();
+    assert_eq!(stored.version, 2);
+    assert_eq!(stored.state, second);
+}
+
+#[actix_rt::test]
+async fn a_batched_snapshot_write_based_on_an_old_version_is_refused_and_the_rest_of_the_batch_is_written() {
+    // Arrange: thread A is at version 2; thread B has no snapshot yet. The batched statement is
+    // the one thread actors' saves go through (`SnapshotBatcher`).
+    let store = PostgresStore::connect(&create_database().await).await.unwrap();
+    store.migrate().await.unwrap();
+    let (a, b) = (
+        ThreadKey::parse(TEAM, &new_channel(), &new_ts()).unwrap(),
+        ThreadKey::parse(TEAM, &new_channel(), &new_ts()).unwrap(),
+    );
+    let current = state_after(&[QUESTION, "only EMEA"]);
+    store.save_snapshot(&a, 0, &state_after(&[QUESTION])).await.unwrap();
+    store.save_snapshot(&a, 1, &current).await.unwrap();
+    let stale = state_after(&[QUESTION, "only APAC"]);
+    let fresh = state_after(&["top products"]);
+
+    // Act: one batch with a late write for A (read at version 1) and a first write for B.
+    let results = store
+        .save_snapshots(&[
+            SnapshotWrite {
+                thread: a.clone(),
+                expected: 1,
+                state: stale,
+            },
+            SnapshotWrite {
+                thread: b.clone(),
+                expected: 0,
+                state: fresh.clone(),
+            },
+        ])
+        .await;
+
+    // Assert
+    assert!(
+        matches!(results[0], Err(StoreError::StaleSnapshot { expected: 1, .. })),
+        "{results:?}"
+    );
+    assert!(matches!(results[1], Ok(1)), "{results:?}");
+    let stored = store.load_snapshot(&a).await.unwrap().unwrap();
+    assert_eq!((stored.version, stored.state), (2, current));
+    let stored = store.load_snapshot(&b).await.unwrap().unwrap();
+    assert_eq!((stored.version, stored.state), (1, fresh));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. kill -9
+// ---------------------------------------------------------------------------------------------
+
+/// `threadql serve` as a child process, killed with SIGKILL when dropped.
+struct ServerProcess {
+    child: Child,
+    address: String,
+    log: PathBuf,
+}
+
+impl ServerProcess {
+    /// Starts the binary with a clean environment and waits (bounded) until `/healthz` answers.
+    async fn start(slack: &FakeSlack, database_url: &str) -> Self {
+        let address = format!("127.0.0.1:{}", free_port());
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        let log = dir.join(format!("threadql-serve-{}.log", uuid::Uuid::new_v4().simple()));
+        let log_file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_threadql"))
+            .arg("serve")
+            // Nothing from the developer's environment (REDIS_URL, OPENAI_API_KEY, .env).
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("THREADQL_LISTEN", &address)
+            .env("SLACK_SIGNING_SECRET", SIGNING_SECRET)
+            .env("SLACK_BOT_TOKEN", "xoxb-test-token")
+            .env("SLACK_API_URL", slack.api_url())
+            .env("DATABASE_URL", database_url)
+            .env("THREADQL_DEMO_WAREHOUSE", demo_warehouse_path())
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .spawn()
+            .expect("the threadql binary starts");
+        let mut server = Self {
+            child,
+            address: format!("http://{address}"),
+            log,
+        };
+        server.wait_until_healthy().await;
+        server
+    }
+
+    async fn wait_until_healthy(&mut self) {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("threadql serve exited with {status}:\n{}", self.log_tail());
+            }
+            let healthy = client
+                .get(format!("{}/healthz", self.address))
+                .timeout(Duration::from_secs(1))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if healthy {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "threadql serve never became healthy:\n{}",
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let start = text.len().saturating_sub(4000);
+        text.get(start..).unwrap_or_default().to_string()
+    }
+
+    /// POSTs an event signed as Slack signs it.
+    async fn post_event(&self, envelope: &Value) -> reqwest::Response {
+        let body = serde_json::to_vec(envelope).unwrap();
+        let timestamp = chrono::Utc::now().timestamp().to_string();
+        let signature = sign(&SIGNING_SECRET.to_string().into(), &timestamp, &body);
+        reqwest::Client::new()
+            .post(format!("{}/slack/events", self.address))
+            .header("content-type", "application/json")
+            .header("x-slack-request-timestamp", timestamp)
+            .header("x-slack-signature", signature)
+            .body(body)
+            .send()
+            .await
+            .expect("the server answers")
+    }
+
+    /// SIGKILL: no graceful shutdown, no flush.
+    fn kill_9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+#[actix_rt::test]
+async fn a_server_killed_with_sigkill_mid_conversation_goes_on_refining_after_a_restart() {
+    // Arrange: the real binary, asked a question and answered.
+    let slack = FakeSlack::start().await;
+    let database_url = create_database().await;
+    let server = ServerProcess::start(&slack, &database_url).await;
+    let (channel, root) = (new_channel(), new_ts());
+    let response = server.post_event(&app_mention("EvK1", &channel, &root, QUESTION)).await;
+    assert_eq!(response.status().as_u16(), 200);
+    let posts = slack.wait_for_posts(&channel, &root, 1).await;
+    assert!(post_text(&posts[0]).contains("· version 1"), "{}", post_text(&posts[0]));
+
+    // Act: kill -9, start again over the same state store, refine in the same thread.
+    server.kill_9();
+    let server = ServerProcess::start(&slack, &database_url).await;
+    let response = server
+        .post_event(&thread_reply("EvK2", &channel, &root, &new_ts(), "only EMEA"))
+        .await;
+    assert_eq!(response.status().as_u16(), 200);
+
+    // Assert
+    let posts = slack.wait_for_posts(&channel, &root, 2).await;
+    let refined = post_text(&posts[1]);
+    assert!(refined.contains("· version 2"), "{refined}");
+    assert_only_emea(&refined);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Redis goes away and comes back
+// ---------------------------------------------------------------------------------------------
+
+/// A `redis-server` of this test's own on `port`, without persistence, killed when dropped.
+struct RedisProcess {
+    child: Child,
+    url: String,
+}
+
+impl RedisProcess {
+    async fn start(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        let redis = Self {
+            child,
+            url: format!("redis://127.0.0.1:{port}"),
+        };
+        eventually("redis-server answers PING", Duration::from_secs(10), || async {
+            redis.keys("*").await.is_some()
+        })
+        .await;
+        redis
+    }
+
+    /// Keys matching `pattern`, or `None` when Redis does not answer.
+    async fn keys(&self, pattern: &str) -> Option<Vec<String>> {
+        let client = redis::Client::open(self.url.as_str()).ok()?;
+        let mut connection = tokio::time::timeout(Duration::from_secs(1), client.get_multiplexed_async_connection())
+            .await
+            .ok()?
+            .ok()?;
+        redis::cmd("KEYS").arg(pattern).query_async(&mut connection).await.ok()
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for RedisProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Posts a question from `user` in a new thread; returns the thread and how long the ack took.
+async fn ask_in_new_thread(app: &TestApp, event_id: &str, user: &str) -> ((String, String), Duration) {
+    let (channel, root) = (new_channel(), new_ts());
+    let started = Instant::now();
+    let response = app
+        .post_event(&from_user(app_mention(event_id, &channel, &root, "help"), user))
+        .await;
+    let acked_in = started.elapsed();
+    assert_eq!(response.status().as_u16(), 200, "{event_id} is acked");
+    ((channel, root), acked_in)
+}
+
+#[actix_rt::test]
+async fn when_redis_stops_the_server_keeps_answering_and_limiting_and_uses_redis_again_when_it_returns() {
+    // Arrange: a Redis of our own, three questions a minute per user.
+    let port = free_port();
+    let redis = RedisProcess::start(port).await;
+    let prefix = format!("threadql-test-{}:", uuid::Uuid::new_v4().simple());
+    let app = spawn_app_with(&[
+        ("REDIS_URL", redis.url.clone()),
+        ("THREADQL_REDIS_PREFIX", prefix.clone()),
+        ("THREADQL_RATE_LIMIT_PER_MINUTE", "3".into()),
+    ])
+    .await;
+    for i in 1..=2 {
+        let ((channel, root), _) = ask_in_new_thread(&app, &format!("EvRd{i}"), "U0ALICE01").await;
+        app.slack.wait_for_posts(&channel, &root, 1).await;
+    }
+    let bucket = format!("{prefix}rl:{TEAM}:U0ALICE01");
+    assert_eq!(
+        redis.keys(&bucket).await,
+        Some(vec![bucket.clone()]),
+        "the limit is kept in Redis while it runs"
+    );
+
+    // Act 1: Redis dies; Alice asks her third and fourth questions.
+    redis.kill();
+    let (third, third_ack) = ask_in_new_thread(&app, "EvRd3", "U0ALICE01").await;
+    let (fourth, fourth_ack) = ask_in_new_thread(&app, "EvRd4", "U0ALICE01").await;
+
+    // Assert: acks stay fast, the third is answered, the fourth is over the limit.
+    assert!(
+        third_ack < Duration::from_secs(1) && fourth_ack < Duration::from_secs(1),
+        "acks must not wait on a dead Redis: {third_ack:?}, {fourth_ack:?}"
+    );
+    app.slack.wait_for_posts(&third.0, &third.1, 1).await;
+    eventually("the fourth question gets a notice", Duration::from_secs(30), || async {
+        !app.slack.ephemerals().await.is_empty()
+    })
+    .await;
+    let notices = app.slack.ephemerals().await;
+    assert_eq!(notices.len(), 1, "{notices:#?}");
+    assert_eq!(notices[0]["user"], "U0ALICE01");
+    assert!(
+        notices[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("at most 3 questions a minute"),
+        "{notices:#?}"
+    );
+    assert!(
+        app.slack.posts_in_thread(&fourth.0, &fourth.1).await.is_empty(),
+        "the question over the limit is not answered"
+    );
+
+    // Act 2: Redis comes back on the same port (empty: it kept nothing).
+    let redis = RedisProcess::start(port).await;
+
+    // Assert: within a few of the server's probes, a new question is deduplicated in Redis
+    // again, and is answered.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut attempt = 0;
+    let (channel, root) = loop {
+        attempt += 1;
+        let event_id = format!("EvRdBack{attempt}");
+        // A new user each time: the attempts that fell back to this process count too.
+        let (thread, _) = ask_in_new_thread(&app, &event_id, &format!("U0BOB{attempt:04}")).await;
+        let key = format!("{prefix}dd:event:{event_id}");
+        if redis.keys(&key).await == Some(vec![key.clone()]) {
+            break thread;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server never used Redis again; keys: {:?}",
+            redis.keys("*").await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    app.slack.wait_for_posts(&channel, &root, 1).await;
+}

@@ -12,13 +12,13 @@ use crate::helpers::{
 };
 
 /// A Postgres warehouse with a view that takes minutes to count and a small table.
-async fn slow_warehouse() -> String {
+pub async fn slow_warehouse() -> String {
     let url = create_database().await;
     let mut connection = PgConnection::connect(&url).await.unwrap();
     connection
         .execute(
             "CREATE TABLE fast_numbers (n integer); INSERT INTO fast_numbers SELECT generate_series(1, 10); \
-             CREATE VIEW slow_numbers AS SELECT g AS n FROM generate_series(1, 1000000) AS g, LATERAL (SELECT pg_sleep(0.01)) AS s;",
+             CREATE VIEW slow_numbers AS SELECT g AS n, pg_sleep(0.01) IS NULL AS paused FROM generate_series(1, 1000000) AS g;",
         )
         .await
         .unwrap();
@@ -26,7 +26,7 @@ async fn slow_warehouse() -> String {
 }
 
 /// Active statements on the warehouse that read `slow_numbers`.
-async fn slow_queries_running(warehouse_url: &str) -> i64 {
+pub async fn slow_queries_running(warehouse_url: &str) -> i64 {
     let mut connection = PgConnection::connect(warehouse_url).await.unwrap();
     sqlx::query(
         "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' \
