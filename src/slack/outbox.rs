@@ -26,6 +26,9 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// Messages a channel may receive at once before pacing applies.
 const CHANNEL_BURST: f64 = 3.0;
+/// Web API calls in flight at once: beyond this, calls wait (a backlog must not open
+/// thousands of connections and run out of file descriptors).
+const MAX_CALLS_IN_FLIGHT: usize = 128;
 /// Sustained messages per second per channel.
 const CHANNEL_RATE_PER_SECOND: f64 = 1.0;
 
@@ -57,6 +60,7 @@ pub struct SlackWebApi {
     token: SlackApiToken,
     metrics: Metrics,
     channels: Arc<DashMap<String, Arc<tokio::sync::Mutex<ChannelPace>>>>,
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl SlackWebApi {
@@ -76,6 +80,7 @@ impl SlackWebApi {
             token: SlackApiToken::new(SlackApiTokenValue::new(bot_token.expose_secret().to_string())),
             metrics,
             channels: Arc::new(DashMap::new()),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_CALLS_IN_FLIGHT)),
         })
     }
 
@@ -291,7 +296,11 @@ impl SlackWebApi {
         loop {
             attempts += 1;
             let count = |outcome: &str| self.metrics.slack_api_calls.with_label_values(&[method, outcome]).inc();
-            let wait = match attempt().await {
+            // The semaphore is never closed, so acquiring cannot fail.
+            let permit = self.in_flight.acquire().await.ok();
+            let outcome = attempt().await;
+            drop(permit);
+            let wait = match outcome {
                 Ok(value) => {
                     count("ok");
                     return Ok(value);
