@@ -9,6 +9,7 @@ use dashmap::DashMap;
 use super::thread::{ThreadActor, UserMessage};
 use super::ThreadServices;
 use crate::conversation::ThreadKey;
+use crate::slack::events::Origin;
 
 /// Live thread actors by thread.
 pub type ThreadMap = DashMap<ThreadKey, Addr<ThreadActor>>;
@@ -42,7 +43,7 @@ impl ThreadRegistry {
             let address = self
                 .threads
                 .entry(thread.clone())
-                .or_insert_with(|| self.spawn(thread.clone()))
+                .or_insert_with(|| self.spawn(thread.clone(), is_thread_root(&thread, &message)))
                 .clone();
             if address.connected() {
                 address.do_send(message);
@@ -56,7 +57,9 @@ impl ThreadRegistry {
     /// Starts a thread's actor (from its snapshot) without a message, e.g. to report a
     /// question a restart interrupted.
     pub fn activate(&self, thread: ThreadKey) {
-        self.threads.entry(thread.clone()).or_insert_with(|| self.spawn(thread));
+        self.threads
+            .entry(thread.clone())
+            .or_insert_with(|| self.spawn(thread, false));
     }
 
     /// Number of live thread actors.
@@ -69,7 +72,8 @@ impl ThreadRegistry {
         self.threads.contains_key(thread)
     }
 
-    fn spawn(&self, thread: ThreadKey) -> Addr<ThreadActor> {
+    /// `new_thread`: the first message is the thread's root, so there is no snapshot to read.
+    fn spawn(&self, thread: ThreadKey, new_thread: bool) -> Addr<ThreadActor> {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         thread.hash(&mut hasher);
         let index = (hasher.finish() % self.arbiters.len() as u64) as usize;
@@ -77,8 +81,17 @@ impl ThreadRegistry {
         let services = self.services.clone();
         let threads = Arc::downgrade(&self.threads);
         self.services.metrics.live_threads.inc();
-        ThreadActor::start_in_arbiter(arbiter, move |_| ThreadActor::new(thread, services, threads))
+        ThreadActor::start_in_arbiter(arbiter, move |_| {
+            ThreadActor::new(thread, services, threads, new_thread)
+        })
     }
+}
+
+/// A mention or DM that is itself the thread's root starts a thread nobody has seen: its actor
+/// skips the snapshot read (half the state-store work of a new thread). Were a snapshot there
+/// after all, the first save (based on version 0) is refused as stale, and nothing is lost.
+fn is_thread_root(thread: &ThreadKey, message: &UserMessage) -> bool {
+    matches!(message.origin, Origin::Mention | Origin::DirectMessage) && message.message_ts == thread.thread_ts()
 }
 
 impl Drop for ThreadRegistry {

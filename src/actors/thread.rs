@@ -107,14 +107,15 @@ struct RunningTurn {
 }
 
 impl ThreadActor {
-    pub fn new(key: ThreadKey, services: Arc<ThreadServices>, threads: Weak<ThreadMap>) -> Self {
+    /// `new_thread`: the thread starts with the first message, so there is no snapshot to load.
+    pub fn new(key: ThreadKey, services: Arc<ThreadServices>, threads: Weak<ThreadMap>, new_thread: bool) -> Self {
         Self {
             key,
             services,
             threads,
             state: ThreadState::default(),
             snapshot_version: 0,
-            needs_reload: true,
+            needs_reload: !new_thread,
             queue: VecDeque::new(),
             running: None,
             last_activity: Instant::now(),
@@ -215,6 +216,18 @@ impl ThreadActor {
         }));
     }
 
+    /// Persisted state makes an idle actor cheap to drop: it passivates after `idle_after`.
+    fn start_idle_timer(&self, ctx: &mut Context<Self>) {
+        let idle_after = self.services.limits.idle_after;
+        ctx.run_interval(IDLE_CHECK_EVERY.min(idle_after), move |actor, ctx| {
+            if actor.running.is_none() && actor.queue.is_empty() && actor.last_activity.elapsed() >= idle_after {
+                tracing::debug!(thread = %actor.key, "Passivating an idle thread");
+                actor.deregister(ctx);
+                ctx.stop();
+            }
+        });
+    }
+
     fn deregister(&self, ctx: &Context<Self>) {
         if let Some(threads) = self.threads.upgrade() {
             let me = ctx.address();
@@ -229,6 +242,10 @@ impl Actor for ThreadActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.start_idle_timer(ctx);
+        if !self.needs_reload {
+            return;
+        }
         // Load the snapshot before any message is handled: `wait` holds the mailbox meanwhile.
         let store = self.services.store.clone();
         let key = self.key.clone();
@@ -249,14 +266,6 @@ impl Actor for ThreadActor {
                 }
             },
         ));
-        let idle_after = self.services.limits.idle_after;
-        ctx.run_interval(IDLE_CHECK_EVERY.min(idle_after), move |actor, ctx| {
-            if actor.running.is_none() && actor.queue.is_empty() && actor.last_activity.elapsed() >= idle_after {
-                tracing::debug!(thread = %actor.key, "Passivating an idle thread");
-                actor.deregister(ctx);
-                ctx.stop();
-            }
-        });
     }
 
     fn stopped(&mut self, ctx: &mut Self::Context) {
@@ -441,9 +450,16 @@ impl TurnContext {
         let works = command.runs_query();
         // A button click has no message of its own to mark.
         let reacts = works && self.services.reactions && message.version.is_none() && !message.message_ts.is_empty();
-        if reacts {
-            self.react(&message.message_ts, "eyes").await;
-        }
+        // Sent alongside the work rather than before it (a Slack round trip the answer need not
+        // wait for); awaited before the final reaction so the two keep their order.
+        let eyes = reacts.then(|| {
+            let (services, key, ts) = (self.services.clone(), self.key.clone(), message.message_ts.clone());
+            tokio::spawn(async move {
+                if let Err(error) = services.replier.react(&key, &ts, "eyes").await {
+                    tracing::warn!(thread = %key, ?error, "Failed to add a reaction");
+                }
+            })
+        });
         if works {
             // Durable before the work starts: if the process dies now, the restarted server
             // finds the question in the snapshot and says it was not answered.
@@ -460,11 +476,13 @@ impl TurnContext {
                 Ok(version) => self.snapshot_version = version,
                 Err(error) => {
                     tracing::error!(thread = %self.key, ?error, "Failed to persist a thread snapshot");
-                    self.say(Reply::Text(
-                        "I couldn't save this thread's state, so I didn't start on that. Please try again in a minute."
-                            .into(),
-                    ))
-                    .await;
+                    if !self.already_handled(&message, &error).await {
+                        self.say(Reply::Text(
+                            "I couldn't save this thread's state, so I didn't start on that. Please try again in a minute."
+                                .into(),
+                        ))
+                        .await;
+                    }
                     return TurnOutcome {
                         state: None,
                         snapshot_version: None,
@@ -513,7 +531,9 @@ impl TurnContext {
                     StoreError::Unexpected(_) => "I couldn't save this thread's state, so I didn't post the answer. Please try again in a minute.",
                 };
                 tracing::error!(thread = %self.key, ?error, "Failed to persist a thread snapshot");
-                self.say(Reply::Text(text.into())).await;
+                if !self.already_handled(&message, &error).await {
+                    self.say(Reply::Text(text.into())).await;
+                }
                 return TurnOutcome {
                     state: None,
                     snapshot_version: None,
@@ -534,7 +554,8 @@ impl TurnContext {
         for reply in replies {
             self.say(reply).await;
         }
-        if reacts {
+        if let Some(eyes) = eyes {
+            let _ = eyes.await;
             self.react(
                 &message.message_ts,
                 if answered { "white_check_mark" } else { "warning" },
@@ -546,6 +567,23 @@ impl TurnContext {
             state: Some(self.state),
             snapshot_version: Some(version),
             needs_reload: false,
+        }
+    }
+
+    /// After a stale save: whether the newer snapshot already holds this message (Slack
+    /// delivered it again, e.g. across a restart without Redis), in which case the turn was
+    /// answered before and stays silent.
+    async fn already_handled(&self, message: &UserMessage, error: &StoreError) -> bool {
+        if !matches!(error, StoreError::StaleSnapshot { .. }) || message.message_ts.is_empty() {
+            return false;
+        }
+        match self.services.store.load_snapshot(&self.key).await {
+            Ok(Some(snapshot)) => snapshot
+                .state
+                .turns()
+                .iter()
+                .any(|turn| turn.message_ts == message.message_ts),
+            _ => false,
         }
     }
 

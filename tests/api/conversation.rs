@@ -206,3 +206,38 @@ async fn a_question_the_rules_cannot_map_gets_a_helpful_reply() {
     assert!(reply.contains("flavour"), "names what it did not understand: {reply}");
     assert!(reply.contains("region"), "lists what it knows: {reply}");
 }
+
+#[actix_rt::test]
+async fn a_mention_redelivered_after_a_restart_without_redis_is_not_answered_twice() {
+    // Arrange: a mention answered by a first server.
+    let app = spawn_app().await;
+    let (channel, root) = (crate::helpers::new_channel(), new_ts());
+    let mention = app_mention("EvRe1", &channel, &root, "revenue by region last month");
+    app.post_event(&mention).await;
+    app.slack.wait_for_posts(&channel, &root, 1).await;
+
+    // Act: a new process (its in-process dedupe memory is empty) gets Slack's retry.
+    let (slack, database_url) = app.stop().await;
+    let app = start_server(slack, database_url).await;
+    let retry = app
+        .post_signed(
+            "/slack/events",
+            "application/json",
+            serde_json::to_vec(&mention).unwrap(),
+            &[("x-slack-retry-num", "2")],
+        )
+        .await;
+    assert_eq!(retry.status().as_u16(), 200);
+    // A later question in the same thread is answered, so the retry's turn is over by then.
+    app.post_event(&thread_reply("EvRe2", &channel, &root, &new_ts(), "only EMEA"))
+        .await;
+
+    // Assert: after the first answer, only the refinement was answered (a second answer to the
+    // retry would come before it, as version 1).
+    let posts = app.slack.wait_for_posts(&channel, &root, 2).await;
+    let refined = post_text(&posts[1]);
+    assert!(
+        refined.contains("version 2") && refined.contains("region: EMEA") && !refined.contains("AMER"),
+        "{refined}"
+    );
+}
