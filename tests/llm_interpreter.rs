@@ -183,6 +183,34 @@ fn tables_in_prompt(prompt: &str) -> Vec<String> {
 }
 
 #[tokio::test]
+async fn a_glossary_term_in_the_question_brings_its_meaning_into_the_prompt() {
+    // Arrange: the demo model's glossary says what an active customer is.
+    let warehouse_url = create_warehouse(false).await;
+    let fake = FakeOpenAi::start().await;
+    fake.push(query(REVENUE_BY_REGION, "Revenue by region", "Sums completed orders."));
+    let llm = interpreter(settings(&fake.base_url()), &warehouse_url, None, None).await;
+
+    // Act
+    expect_query(
+        llm.interpret(ask("revenue from active customers by region"))
+            .await
+            .unwrap(),
+    );
+
+    // Assert
+    let requests = fake.requests().await;
+    let system = message(&requests[0], "system", 0);
+    assert!(
+        system.contains("\"active customer\" means a customer with at least one completed order"),
+        "{system}"
+    );
+    assert!(
+        !system.contains("\"net revenue\" means"),
+        "only the terms the question uses:\n{system}"
+    );
+}
+
+#[tokio::test]
 async fn the_prompt_carries_the_relevant_tables_of_a_200_table_warehouse_and_not_the_others() {
     // Arrange
     let warehouse_url = create_warehouse(true).await;
@@ -231,6 +259,10 @@ async fn the_prompt_carries_the_relevant_tables_of_a_200_table_warehouse_and_not
     );
     assert!(system.contains("'North America'"), "{system}");
     assert!(system.contains("metric \"revenue\""), "{system}");
+    assert!(
+        !system.contains("means a customer with"),
+        "glossary terms the question does not use stay out:\n{system}"
+    );
     assert!(system.contains("PostgreSQL"), "{system}");
     assert!(system.contains("Today is 2026-11-22"), "{system}");
     assert!(message(request, "user", 0).contains("revenue by region for completed orders"));

@@ -379,6 +379,14 @@ impl LlmInterpreter {
                 text.push_str(&format!("- join {} = {}\n", join.from, join.to));
             }
         }
+        for entry in &self.model.glossary {
+            if std::iter::once(&entry.term)
+                .chain(&entry.synonyms)
+                .any(|name| terms.contains_phrase(name))
+            {
+                text.push_str(&format!("- \"{}\" means {}\n", entry.term, entry.meaning));
+            }
+        }
         text
     }
 

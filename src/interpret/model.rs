@@ -29,6 +29,20 @@ pub struct SemanticModel {
     pub metrics: Vec<Metric>,
     #[serde(default)]
     pub dimensions: Vec<Dimension>,
+    /// The team's words for things that are not a column: given to the LLM interpreter when
+    /// a question uses them ("active customer", "churned").
+    #[serde(default)]
+    pub glossary: Vec<GlossaryEntry>,
+}
+
+/// A term of the team's vocabulary and what it means in data terms.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GlossaryEntry {
+    pub term: String,
+    #[serde(default)]
+    pub synonyms: Vec<String>,
+    pub meaning: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
