@@ -536,24 +536,28 @@ impl TestApp {
         fields["user_id"] = json!("U0ALICE01");
         fields["command"] = json!("/threadql");
         fields["text"] = json!(text);
-        let pairs: Vec<(String, String)> = fields
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.clone(),
-                    v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()),
-                )
-            })
-            .collect();
-        let body = serde_urlencoded::to_string(&pairs).unwrap();
         self.post_signed(
             "/slack/commands",
             "application/x-www-form-urlencoded",
-            body.into_bytes(),
+            as_form(&fields).into_bytes(),
             &[],
         )
         .await
     }
+}
+
+/// A slash command's fields (a JSON object, as in Slack's sample) form-encoded as Slack sends them.
+pub fn as_form(fields: &Value) -> String {
+    let pairs: Vec<(String, String)> = fields
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()),
+            )
+        })
+        .collect();
+    serde_urlencoded::to_string(&pairs).unwrap()
 }

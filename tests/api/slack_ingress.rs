@@ -61,18 +61,7 @@ async fn every_slack_payload_sample_is_acknowledged_and_none_produces_a_reply() 
     for path in &backend {
         let sample: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         let response = if path.to_string_lossy().contains("slash-commands") {
-            let fields: Vec<(String, String)> = sample
-                .as_object()
-                .unwrap()
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.clone(),
-                        v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()),
-                    )
-                })
-                .collect();
-            let body = serde_urlencoded::to_string(&fields).unwrap();
+            let body = crate::helpers::as_form(&sample);
             app.post_signed(
                 "/slack/commands",
                 "application/x-www-form-urlencoded",
