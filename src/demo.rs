@@ -30,10 +30,10 @@ impl Replier for TerminalReplier {
             Reply::Answer(answer) => {
                 let count = |n: usize| format_value(&Value::Int(n as i64), ColumnFormat::Integer);
                 let shown = answer.total_rows.min(self.max_rows);
-                let rows = if answer.capped {
-                    format!("{}+ rows", count(answer.total_rows))
-                } else {
-                    format!("{} rows", count(answer.total_rows))
+                let rows = match (answer.capped, answer.total_rows) {
+                    (true, n) => format!("{}+ rows", count(n)),
+                    (false, 1) => "1 row".to_string(),
+                    (false, n) => format!("{} rows", count(n)),
                 };
                 let more = if answer.total_rows > shown {
                     format!(" (first {shown} shown; `export csv` for all)")
