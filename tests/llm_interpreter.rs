@@ -627,18 +627,15 @@ async fn spawn_llm_app(openai_base_url: &str) -> LlmApp {
 impl LlmApp {
     async fn post_event(&self, envelope: &Value) {
         let body = serde_json::to_vec(envelope).unwrap();
-        let timestamp = chrono::Utc::now().timestamp().to_string();
-        let signature = threadql::slack::verify::sign(&SIGNING_SECRET.to_string().into(), &timestamp, &body);
-        let response = self
-            .client
-            .post(format!("{}/slack/events", self.address))
-            .header("content-type", "application/json")
-            .header("x-slack-request-timestamp", timestamp)
-            .header("x-slack-signature", signature)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let response = helpers::post_signed_to(
+            &self.client,
+            &self.address,
+            "/slack/events",
+            "application/json",
+            body,
+            &[],
+        )
+        .await;
         assert_eq!(response.status().as_u16(), 200);
     }
 

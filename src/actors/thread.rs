@@ -465,7 +465,6 @@ impl TurnContext {
             // finds the question in the snapshot and says it was not answered.
             self.state.in_flight = Some(InFlight {
                 question: message.text.clone(),
-                user: message.user.clone(),
             });
             match self
                 .services

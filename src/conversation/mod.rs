@@ -95,7 +95,6 @@ pub struct ThreadState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InFlight {
     pub question: String,
-    pub user: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

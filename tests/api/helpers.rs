@@ -362,18 +362,7 @@ impl TestApp {
         body: Vec<u8>,
         extra_headers: &[(&str, &str)],
     ) -> reqwest::Response {
-        let timestamp = chrono::Utc::now().timestamp().to_string();
-        let signature = sign(&SIGNING_SECRET.to_string().into(), &timestamp, &body);
-        let mut request = self
-            .client
-            .post(format!("{}{endpoint}", self.address))
-            .header("content-type", content_type)
-            .header("x-slack-request-timestamp", timestamp)
-            .header("x-slack-signature", signature);
-        for (name, value) in extra_headers {
-            request = request.header(*name, *value);
-        }
-        request.body(body).send().await.expect("the server answers")
+        post_signed_to(&self.client, &self.address, endpoint, content_type, body, extra_headers).await
     }
 
     pub async fn post_event(&self, envelope: &Value) -> reqwest::Response {
@@ -560,4 +549,27 @@ pub fn as_form(fields: &Value) -> String {
         })
         .collect();
     serde_urlencoded::to_string(&pairs).unwrap()
+}
+
+/// POSTs `body` to `address` + `endpoint`, signed as Slack signs it (any server under test:
+/// in process, a child process, the LLM tests' app).
+pub async fn post_signed_to(
+    client: &reqwest::Client,
+    address: &str,
+    endpoint: &str,
+    content_type: &str,
+    body: Vec<u8>,
+    extra_headers: &[(&str, &str)],
+) -> reqwest::Response {
+    let timestamp = chrono::Utc::now().timestamp().to_string();
+    let signature = sign(&SIGNING_SECRET.to_string().into(), &timestamp, &body);
+    let mut request = client
+        .post(format!("{address}{endpoint}"))
+        .header("content-type", content_type)
+        .header("x-slack-request-timestamp", timestamp)
+        .header("x-slack-signature", signature);
+    for (name, value) in extra_headers {
+        request = request.header(*name, *value);
+    }
+    request.body(body).send().await.expect("the server answers")
 }

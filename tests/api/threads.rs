@@ -277,18 +277,10 @@ impl ServerProcess {
 
     async fn post_event(&self, envelope: &serde_json::Value) {
         let body = serde_json::to_vec(envelope).unwrap();
-        let timestamp = chrono::Utc::now().timestamp().to_string();
-        let signature =
-            threadql::slack::verify::sign(&crate::helpers::SIGNING_SECRET.to_string().into(), &timestamp, &body);
-        let response = reqwest::Client::new()
-            .post(format!("{}/slack/events", self.address))
-            .header("content-type", "application/json")
-            .header("x-slack-request-timestamp", timestamp)
-            .header("x-slack-signature", signature)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let client = reqwest::Client::new();
+        let response =
+            crate::helpers::post_signed_to(&client, &self.address, "/slack/events", "application/json", body, &[])
+                .await;
         assert_eq!(response.status().as_u16(), 200);
     }
 }
