@@ -77,7 +77,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         max_rows: config.max_rows,
         exports: PathBuf::from("threadql-exports"),
     });
-    let registry = ThreadRegistry::start(backends.thread_services(&config, replier), 1);
+    let registry = ThreadRegistry::start(backends.thread_services(&config, replier), 1, 0);
     let thread_ts = format!("{}.000000", chrono::Utc::now().timestamp());
     let thread = ThreadKey::parse("TDEMO", "terminal", &thread_ts).context("Failed to name the demo thread")?;
 

@@ -15,9 +15,8 @@ use crate::config::{Config, WarehouseSource, SLACK_APP_TOKEN, SLACK_BOT_TOKEN, S
 use crate::interpret::model::SemanticModel;
 use crate::interpret::rules::RulesInterpreter;
 use crate::interpret::{Interpreter, LlmInterpreter, LlmSettings};
-use crate::limits::{QuerySlots, RateLimiter, RedisBackend};
+use crate::limits::{IngressGate, QuerySlots, RedisBackend};
 use crate::metrics::Metrics;
-use crate::slack::dedupe::Deduplicator;
 use crate::slack::ingress::SlackIngress;
 use crate::slack::outbox::SlackWebApi;
 use crate::slack::replier::SlackReplier;
@@ -26,6 +25,7 @@ use crate::slack::socket_mode::{SocketMode, SocketModeSettings};
 use crate::slack::verify::SignatureVerifier;
 use crate::sql::SqlGuard;
 use crate::store::StateStore;
+use crate::telemetry::RequestSpan;
 use crate::warehouse::postgres::PostgresWarehouse;
 use crate::warehouse::sqlite::SqliteWarehouse;
 use crate::warehouse::{demo, Value, Warehouse};
@@ -262,7 +262,11 @@ impl Application {
         };
         let replier: Arc<dyn Replier> = Arc::new(SlackReplier::new(api.clone(), config.max_rows));
         let services = backends.thread_services(&config, replier);
-        let registry = ThreadRegistry::start(services, std::thread::available_parallelism().map_or(2, |n| n.get()));
+        let registry = ThreadRegistry::start(
+            services,
+            std::thread::available_parallelism().map_or(2, |n| n.get()),
+            10,
+        );
 
         // Questions a previous process was working on when it stopped get an answer now.
         match backends.store.threads_with_query_in_flight().await {
@@ -276,11 +280,7 @@ impl Application {
         let ingress = web::Data::new(SlackIngress {
             verifier: SignatureVerifier::new(signing_secret),
             registry: registry.clone(),
-            dedupe: match &backends.redis {
-                Some(redis) => Deduplicator::with_redis(redis.clone(), config.redis_prefix.clone()),
-                None => Deduplicator::default(),
-            },
-            limiter: RateLimiter::per_minute(
+            gate: IngressGate::per_minute(
                 config.rate_limit_per_minute,
                 backends.redis.clone(),
                 config.redis_prefix.clone(),
@@ -312,7 +312,7 @@ impl Application {
             .port();
         let server = HttpServer::new(move || {
             App::new()
-                .wrap(TracingLogger::default())
+                .wrap(TracingLogger::<RequestSpan>::new())
                 .app_data(ingress.clone())
                 .app_data(readiness.clone())
                 .app_data(metrics.clone())

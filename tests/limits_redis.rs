@@ -9,8 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
-use threadql::limits::{QuerySlots, Quota, RateDecision, RateLimiter, RedisBackend, RedisSettings, SlotsBusy};
-use threadql::slack::dedupe::Deduplicator;
+use threadql::limits::{Admission, IngressGate, QuerySlots, Quota, RedisBackend, RedisSettings, SlotsBusy};
 
 const SHARED_REDIS: &str = "redis://127.0.0.1:6379";
 /// A call must come back about this fast whatever Redis does (its budget is 100 ms).
@@ -148,9 +147,9 @@ impl Drop for OwnRedis {
 }
 
 /// Asks `limiter` as `user` and asserts the call came back within [`CALL_CEILING`].
-async fn timed_check(limiter: &RateLimiter, user: &str) -> RateDecision {
+async fn timed_check(limiter: &IngressGate, user: &str) -> Admission {
     let started = Instant::now();
-    let decision = limiter.check("T1", user).await;
+    let decision = limiter.admit(&[], Some(("T1", user))).await;
     assert!(
         started.elapsed() < CALL_CEILING,
         "a rate-limit check took {:?}",
@@ -159,9 +158,9 @@ async fn timed_check(limiter: &RateLimiter, user: &str) -> RateDecision {
     decision
 }
 
-async fn timed_claim(dedupe: &Deduplicator, key: &str) -> bool {
+async fn timed_claim(dedupe: &IngressGate, key: &str) -> bool {
     let started = Instant::now();
-    let first = dedupe.claim(key).await;
+    let first = dedupe.admit(&[key], None).await == Admission::Accepted;
     assert!(
         started.elapsed() < CALL_CEILING,
         "a dedupe claim took {:?}",
@@ -170,27 +169,27 @@ async fn timed_claim(dedupe: &Deduplicator, key: &str) -> bool {
     first
 }
 
-async fn assert_eleventh_question_is_limited(limiter: &RateLimiter, mode: &str) {
+async fn assert_eleventh_question_is_limited(limiter: &IngressGate, mode: &str) {
     for question in 1..=10 {
         assert_eq!(
-            limiter.check("T1", "U1").await,
-            RateDecision::Allowed,
+            limiter.admit(&[], Some(("T1", "U1"))).await,
+            Admission::Accepted,
             "{mode}: question {question} of 10"
         );
     }
-    match limiter.check("T1", "U1").await {
+    match limiter.admit(&[], Some(("T1", "U1"))).await {
         // Ten a minute is one every six seconds: the eleventh may come once one has passed.
-        RateDecision::Limited { retry_after } => assert!(
+        Admission::Limited { retry_after } => assert!(
             retry_after > Duration::from_secs(5) && retry_after <= Duration::from_secs(6),
             "{mode}: retry_after was {retry_after:?}"
         ),
-        RateDecision::Allowed => panic!("{mode}: the eleventh question in a minute was allowed"),
+        other => panic!("{mode}: the eleventh question in a minute was {other:?}"),
     }
 }
 
 #[tokio::test]
 async fn the_eleventh_question_in_a_minute_is_limited_in_process() {
-    let limiter = RateLimiter::per_minute(per_minute(10), None, unique_prefix());
+    let limiter = IngressGate::per_minute(per_minute(10), None, unique_prefix());
     assert_eleventh_question_is_limited(&limiter, "in process").await;
 }
 
@@ -198,12 +197,12 @@ async fn the_eleventh_question_in_a_minute_is_limited_in_process() {
 async fn the_eleventh_question_in_a_minute_is_limited_with_redis() {
     // Arrange
     let prefix = unique_prefix();
-    let limiter = RateLimiter::per_minute(per_minute(10), Some(shared_backend().await), prefix.clone());
+    let limiter = IngressGate::per_minute(per_minute(10), Some(shared_backend().await), prefix.clone());
 
     // Act + Assert
     assert_eleventh_question_is_limited(&limiter, "redis").await;
     assert!(
-        key_exists(SHARED_REDIS, &limiter.redis_key("T1", "U1")).await,
+        key_exists(SHARED_REDIS, &limiter.bucket_key("T1", "U1")).await,
         "the bucket lives in Redis"
     );
     clean_up(&prefix).await;
@@ -213,18 +212,18 @@ async fn the_eleventh_question_in_a_minute_is_limited_with_redis() {
 async fn replicas_sharing_redis_share_a_users_budget() {
     let prefix = unique_prefix();
     let quota = Quota::per_minute(per_minute(2));
-    let replica_a = RateLimiter::new(quota, Some(shared_backend().await), prefix.clone());
-    let replica_b = RateLimiter::new(quota, Some(shared_backend().await), prefix.clone());
+    let replica_a = IngressGate::new(quota, Some(shared_backend().await), prefix.clone());
+    let replica_b = IngressGate::new(quota, Some(shared_backend().await), prefix.clone());
 
-    assert_eq!(replica_a.check("T1", "U1").await, RateDecision::Allowed);
-    assert_eq!(replica_b.check("T1", "U1").await, RateDecision::Allowed);
+    assert_eq!(replica_a.admit(&[], Some(("T1", "U1"))).await, Admission::Accepted);
+    assert_eq!(replica_b.admit(&[], Some(("T1", "U1"))).await, Admission::Accepted);
     assert!(matches!(
-        replica_a.check("T1", "U1").await,
-        RateDecision::Limited { .. }
+        replica_a.admit(&[], Some(("T1", "U1"))).await,
+        Admission::Limited { .. }
     ));
     assert!(matches!(
-        replica_b.check("T1", "U1").await,
-        RateDecision::Limited { .. }
+        replica_b.admit(&[], Some(("T1", "U1"))).await,
+        Admission::Limited { .. }
     ));
     clean_up(&prefix).await;
 }
@@ -233,20 +232,24 @@ async fn replicas_sharing_redis_share_a_users_budget() {
 async fn users_and_teams_are_limited_independently() {
     let prefix = unique_prefix();
     for (mode, redis) in [("in process", None), ("redis", Some(shared_backend().await))] {
-        let limiter = RateLimiter::per_minute(per_minute(1), redis, prefix.clone());
-        assert_eq!(limiter.check("T1", "U1").await, RateDecision::Allowed, "{mode}");
+        let limiter = IngressGate::per_minute(per_minute(1), redis, prefix.clone());
+        assert_eq!(
+            limiter.admit(&[], Some(("T1", "U1"))).await,
+            Admission::Accepted,
+            "{mode}"
+        );
         assert!(
-            matches!(limiter.check("T1", "U1").await, RateDecision::Limited { .. }),
+            matches!(limiter.admit(&[], Some(("T1", "U1"))).await, Admission::Limited { .. }),
             "{mode}"
         );
         assert_eq!(
-            limiter.check("T1", "U2").await,
-            RateDecision::Allowed,
+            limiter.admit(&[], Some(("T1", "U2"))).await,
+            Admission::Accepted,
             "{mode}: another user"
         );
         assert_eq!(
-            limiter.check("T2", "U1").await,
-            RateDecision::Allowed,
+            limiter.admit(&[], Some(("T2", "U1"))).await,
+            Admission::Accepted,
             "{mode}: same user id, other team"
         );
         clean_up(&prefix).await;
@@ -260,10 +263,18 @@ async fn a_bucket_refills_one_question_per_interval() {
     let prefix = unique_prefix();
     for (mode, redis) in [("in process", None), ("redis", Some(shared_backend().await))] {
         // Arrange
-        let limiter = RateLimiter::new(quota, redis, prefix.clone());
-        assert_eq!(limiter.check("T1", "U1").await, RateDecision::Allowed, "{mode}");
-        assert_eq!(limiter.check("T1", "U1").await, RateDecision::Allowed, "{mode}");
-        let RateDecision::Limited { retry_after } = limiter.check("T1", "U1").await else {
+        let limiter = IngressGate::new(quota, redis, prefix.clone());
+        assert_eq!(
+            limiter.admit(&[], Some(("T1", "U1"))).await,
+            Admission::Accepted,
+            "{mode}"
+        );
+        assert_eq!(
+            limiter.admit(&[], Some(("T1", "U1"))).await,
+            Admission::Accepted,
+            "{mode}"
+        );
+        let Admission::Limited { retry_after } = limiter.admit(&[], Some(("T1", "U1"))).await else {
             panic!("{mode}: the third question within 200 ms was allowed");
         };
         assert!(
@@ -276,12 +287,12 @@ async fn a_bucket_refills_one_question_per_interval() {
 
         // Assert: exactly one question came back.
         assert_eq!(
-            limiter.check("T1", "U1").await,
-            RateDecision::Allowed,
+            limiter.admit(&[], Some(("T1", "U1"))).await,
+            Admission::Accepted,
             "{mode}: after the wait"
         );
         assert!(
-            matches!(limiter.check("T1", "U1").await, RateDecision::Limited { .. }),
+            matches!(limiter.admit(&[], Some(("T1", "U1"))).await, Admission::Limited { .. }),
             "{mode}: only one came back"
         );
         clean_up(&prefix).await;
@@ -292,22 +303,80 @@ async fn a_bucket_refills_one_question_per_interval() {
 async fn a_key_is_first_once_across_deduplicators_sharing_redis() {
     // Two instances stand for two replicas, or one process before and after a restart.
     let prefix = unique_prefix();
-    let replica_a = Deduplicator::with_redis(shared_backend().await, prefix.clone());
-    let replica_b = Deduplicator::with_redis(shared_backend().await, prefix.clone());
+    let replica_a = IngressGate::per_minute(per_minute(100), Some(shared_backend().await), prefix.clone());
+    let replica_b = IngressGate::per_minute(per_minute(100), Some(shared_backend().await), prefix.clone());
 
-    assert!(replica_a.claim("event:Ev1").await);
-    assert!(!replica_a.claim("event:Ev1").await);
+    assert!((replica_a.admit(&["event:Ev1"], None).await == Admission::Accepted));
+    assert!(!(replica_a.admit(&["event:Ev1"], None).await == Admission::Accepted));
     assert!(
-        !replica_b.claim("event:Ev1").await,
+        !(replica_b.admit(&["event:Ev1"], None).await == Admission::Accepted),
         "the other replica sees the key as handled"
     );
-    assert!(replica_b.claim("event:Ev2").await);
-    assert!(!replica_a.claim("event:Ev2").await);
+    assert!((replica_b.admit(&["event:Ev2"], None).await == Admission::Accepted));
+    assert!(!(replica_a.admit(&["event:Ev2"], None).await == Admission::Accepted));
 
-    let key = replica_a.redis_key("event:Ev1").unwrap();
+    let key = replica_a.claim_key("event:Ev1");
     let ttl: i64 = raw_connection(SHARED_REDIS).await.ttl(&key).await.unwrap();
     assert!(ttl > 0 && ttl <= 3600, "the key expires (ttl {ttl})");
     clean_up(&prefix).await;
+}
+
+#[tokio::test]
+async fn duplicates_cost_no_budget_and_a_limited_question_stays_handled() {
+    // Two questions a minute; two gates stand for two replicas sharing Redis, and the same
+    // checks run in process.
+    let prefix = unique_prefix();
+    let quota = Quota::per_minute(per_minute(2));
+    for (mode, redis) in [("in process", None), ("redis", Some(shared_backend().await))] {
+        let replica_a = IngressGate::new(quota, redis.clone(), prefix.clone());
+        let replica_b = if redis.is_some() {
+            IngressGate::new(quota, redis.clone(), prefix.clone())
+        } else {
+            // In process there is no sharing: the same gate sees the retries.
+            IngressGate::new(quota, None, prefix.clone())
+        };
+        let other = if redis.is_some() { &replica_b } else { &replica_a };
+        let asker = Some(("T1", "U1"));
+
+        assert_eq!(
+            replica_a.admit(&["event:E1", "message:M1"], asker).await,
+            Admission::Accepted,
+            "{mode}"
+        );
+        assert_eq!(
+            other.admit(&["event:E1", "message:M1"], asker).await,
+            Admission::Duplicate,
+            "{mode}: Slack's retry of the same event"
+        );
+        assert_eq!(
+            other.admit(&["event:E2", "message:M1"], asker).await,
+            Admission::Duplicate,
+            "{mode}: the same message under another event id (app_mention + message)"
+        );
+        assert_eq!(
+            other.admit(&["event:E3", "message:M3"], asker).await,
+            Admission::Accepted,
+            "{mode}: the duplicates took nothing from the budget of two"
+        );
+        assert!(
+            matches!(
+                replica_a.admit(&["event:E4", "message:M4"], asker).await,
+                Admission::Limited { .. }
+            ),
+            "{mode}: the third question in a minute"
+        );
+        assert_eq!(
+            other.admit(&["event:E4", "message:M4"], asker).await,
+            Admission::Duplicate,
+            "{mode}: a retry of the limited question gets no second notice"
+        );
+        assert_eq!(
+            other.admit(&["event:E5", "message:M5"], None).await,
+            Admission::Accepted,
+            "{mode}: an unmetered message passes whatever the budget"
+        );
+        clean_up(&prefix).await;
+    }
 }
 
 #[tokio::test]
@@ -317,23 +386,20 @@ async fn limits_and_dedupe_fall_back_in_process_while_redis_is_down_and_return_w
     let backend = RedisBackend::connect_with(&redis.url(), quick_probes()).await.unwrap();
     assert!(backend.is_available());
     let prefix = unique_prefix();
-    let limiter = RateLimiter::per_minute(per_minute(3), Some(backend.clone()), prefix.clone());
-    let dedupe = Deduplicator::with_redis(backend.clone(), prefix.clone());
-    assert_eq!(timed_check(&limiter, "U1").await, RateDecision::Allowed);
+    let limiter = IngressGate::per_minute(per_minute(3), Some(backend.clone()), prefix.clone());
+    let dedupe = IngressGate::per_minute(per_minute(100), Some(backend.clone()), prefix.clone());
+    assert_eq!(timed_check(&limiter, "U1").await, Admission::Accepted);
     assert!(timed_claim(&dedupe, "event:Ev1").await);
-    assert!(key_exists(&redis.url(), &limiter.redis_key("T1", "U1")).await);
-    assert!(key_exists(&redis.url(), &dedupe.redis_key("event:Ev1").unwrap()).await);
+    assert!(key_exists(&redis.url(), &limiter.bucket_key("T1", "U1")).await);
+    assert!(key_exists(&redis.url(), &dedupe.claim_key("event:Ev1")).await);
 
     // Act: Redis goes away mid-run.
     redis.kill();
 
     // Assert: decisions go on, in process, quickly; the limit still holds (U1 used 1 of 3).
-    assert_eq!(timed_check(&limiter, "U1").await, RateDecision::Allowed);
-    assert_eq!(timed_check(&limiter, "U1").await, RateDecision::Allowed);
-    assert!(matches!(
-        timed_check(&limiter, "U1").await,
-        RateDecision::Limited { .. }
-    ));
+    assert_eq!(timed_check(&limiter, "U1").await, Admission::Accepted);
+    assert_eq!(timed_check(&limiter, "U1").await, Admission::Accepted);
+    assert!(matches!(timed_check(&limiter, "U1").await, Admission::Limited { .. }));
     assert!(
         !timed_claim(&dedupe, "event:Ev1").await,
         "a key seen before the outage is still a duplicate"
@@ -359,8 +425,8 @@ async fn limits_and_dedupe_fall_back_in_process_while_redis_is_down_and_return_w
         let _ = timed_check(&limiter, &user).await;
         let event = format!("event:after-{question}");
         let _ = timed_claim(&dedupe, &event).await;
-        let limit_in_redis = key_exists(&redis.url(), &limiter.redis_key("T1", &user)).await;
-        let dedupe_in_redis = key_exists(&redis.url(), &dedupe.redis_key(&event).unwrap()).await;
+        let limit_in_redis = key_exists(&redis.url(), &limiter.bucket_key("T1", &user)).await;
+        let dedupe_in_redis = key_exists(&redis.url(), &dedupe.claim_key(&event)).await;
         if limit_in_redis && dedupe_in_redis {
             break;
         }
@@ -378,15 +444,15 @@ async fn a_redis_that_stops_answering_costs_one_budget_per_probe_not_per_call() 
     // Arrange
     let redis = OwnRedis::start_on(OwnRedis::free_port()).await;
     let backend = RedisBackend::connect_with(&redis.url(), quick_probes()).await.unwrap();
-    let limiter = RateLimiter::per_minute(per_minute(100), Some(backend.clone()), unique_prefix());
-    assert_eq!(timed_check(&limiter, "U1").await, RateDecision::Allowed);
+    let limiter = IngressGate::per_minute(per_minute(100), Some(backend.clone()), unique_prefix());
+    assert_eq!(timed_check(&limiter, "U1").await, Admission::Accepted);
 
     // Act: the process is alive but frozen, so connections hang instead of being refused.
     redis.signal("STOP");
 
     // Assert: the first call waits out the budget; the calls before the next probe do not wait.
     let started = Instant::now();
-    assert_eq!(timed_check(&limiter, "U1").await, RateDecision::Allowed);
+    assert_eq!(timed_check(&limiter, "U1").await, Admission::Accepted);
     assert!(
         started.elapsed() >= Duration::from_millis(90),
         "the first call waited for Redis"
@@ -394,7 +460,7 @@ async fn a_redis_that_stops_answering_costs_one_budget_per_probe_not_per_call() 
     assert!(!backend.is_available());
     let started = Instant::now();
     for _ in 0..20 {
-        let _ = limiter.check("T1", "U1").await;
+        let _ = limiter.admit(&[], Some(("T1", "U1"))).await;
     }
     assert!(
         started.elapsed() < Duration::from_millis(50),
@@ -412,7 +478,7 @@ async fn a_redis_that_stops_answering_costs_one_budget_per_probe_not_per_call() 
         let _ = timed_check(&limiter, "U2").await;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(key_exists(&redis.url(), &limiter.redis_key("T1", "U2")).await);
+    assert!(key_exists(&redis.url(), &limiter.bucket_key("T1", "U2")).await);
 }
 
 #[tokio::test]
@@ -424,10 +490,10 @@ async fn a_redis_that_is_down_at_start_up_is_used_once_it_comes_up() {
         .await
         .expect("start-up must not fail");
     assert!(!backend.is_available());
-    let limiter = RateLimiter::per_minute(per_minute(1), Some(backend.clone()), unique_prefix());
-    assert_eq!(timed_check(&limiter, "U1").await, RateDecision::Allowed);
+    let limiter = IngressGate::per_minute(per_minute(1), Some(backend.clone()), unique_prefix());
+    assert_eq!(timed_check(&limiter, "U1").await, Admission::Accepted);
     assert!(
-        matches!(timed_check(&limiter, "U1").await, RateDecision::Limited { .. }),
+        matches!(timed_check(&limiter, "U1").await, Admission::Limited { .. }),
         "limited in process"
     );
 
@@ -436,7 +502,7 @@ async fn a_redis_that_is_down_at_start_up_is_used_once_it_comes_up() {
 
     // Assert
     let deadline = Instant::now() + Duration::from_secs(3);
-    while !key_exists(&redis.url(), &limiter.redis_key("T1", "U2")).await {
+    while !key_exists(&redis.url(), &limiter.bucket_key("T1", "U2")).await {
         assert!(
             Instant::now() < deadline,
             "the limiter never used the Redis that came up"

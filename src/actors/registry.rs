@@ -24,9 +24,16 @@ pub struct ThreadRegistry {
 }
 
 impl ThreadRegistry {
-    /// Starts `arbiter_count` arbiters for thread actors. Must run inside an actix `System`.
-    pub fn start(services: Arc<ThreadServices>, arbiter_count: usize) -> Arc<Self> {
+    /// Starts `arbiter_count` arbiters for thread actors, their threads at scheduling priority
+    /// `nice` (0 = like the rest; see [`lower_this_threads_priority`]). Must run inside an
+    /// actix `System`.
+    pub fn start(services: Arc<ThreadServices>, arbiter_count: usize, nice: i32) -> Arc<Self> {
         let owned: Vec<Arbiter> = (0..arbiter_count.max(1)).map(|_| Arbiter::new()).collect();
+        if nice > 0 {
+            for arbiter in &owned {
+                arbiter.spawn_fn(move || lower_this_threads_priority(nice));
+            }
+        }
         let arbiters = owned.iter().map(Arbiter::handle).collect();
         Arc::new(Self {
             threads: Arc::new(DashMap::new()),
@@ -85,6 +92,28 @@ impl ThreadRegistry {
             ThreadActor::new(thread, services, threads, new_thread)
         })
     }
+}
+
+/// Gives the calling thread a lower scheduling priority (a higher nice value). Acks have a hard
+/// deadline (Slack retries after 3 s and shows the user an error) and answers do not, so when
+/// the cores are saturated the HTTP workers, which ack, should win over the thread actors, which
+/// answer: the backlog then waits in the actors' mailboxes and drains when the burst ends.
+/// With spare cores a nice value changes nothing. Linux applies it to the one thread; elsewhere
+/// this does nothing.
+fn lower_this_threads_priority(nice: i32) {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and setpriority take plain integers and touch no memory of ours.
+        let result = unsafe {
+            let tid = libc::gettid();
+            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice)
+        };
+        if result != 0 {
+            tracing::warn!(nice, error = %std::io::Error::last_os_error(), "Failed to lower the priority of a thread-actor arbiter");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
 }
 
 /// A mention or DM that is itself the thread's root starts a thread nobody has seen: its actor

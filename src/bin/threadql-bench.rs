@@ -2135,7 +2135,7 @@ async fn memory_with(args: &MemoryArgs, fake: &FakeSlack, database_url: &str) ->
     let backends = Backends::build(&config).await?;
     let services = backends.thread_services(&config, Arc::new(NoopReplier));
     let arbiters = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let registry = ThreadRegistry::start(services, arbiters);
+    let registry = ThreadRegistry::start(services, arbiters, 0);
     let prefix = uuid::Uuid::new_v4().simple().to_string()[..4].to_uppercase();
 
     dispatch_range(&registry, &prefix, 0..args.warmup, args.window).await?;
@@ -2266,7 +2266,7 @@ async fn activation_with(args: &ActivationArgs, fake: &FakeSlack, database_url: 
     let arbiters = std::thread::available_parallelism().map_or(2, |n| n.get());
 
     // A realistic snapshot: the state of a thread after one real question.
-    let seeding = ThreadRegistry::start(services.clone(), arbiters);
+    let seeding = ThreadRegistry::start(services.clone(), arbiters, 0);
     let (seed, seed_ts) = bench_thread("SEED", 0)?;
     send_and_wait(&seeding, seed.clone(), seed_ts, E2E_QUESTION).await?;
     let state = backends
@@ -2354,7 +2354,7 @@ async fn activation_with(args: &ActivationArgs, fake: &FakeSlack, database_url: 
             persisted.len()
         );
     }
-    let registry = ThreadRegistry::start(services.clone(), arbiters);
+    let registry = ThreadRegistry::start(services.clone(), arbiters, 0);
     let (mut cold, mut warm, mut extra) = (Vec::new(), Vec::new(), Vec::new());
     for key in &persisted[..args.sequential] {
         let ts = key.thread_ts().to_string();

@@ -6,13 +6,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::dedupe::Deduplicator;
 use super::events::{classify, Classified, Envelope, InboundMessage, Origin};
 use super::outbox::SlackWebApi;
 use super::verify::SignatureVerifier;
 use crate::actors::{ThreadRegistry, UserMessage};
 use crate::conversation::ThreadKey;
-use crate::limits::{RateDecision, RateLimiter};
+use crate::limits::{Admission, IngressGate};
 use crate::metrics::Metrics;
 
 /// Button `action_id`s on answers and progress messages, and the follow-up each one types.
@@ -36,8 +35,8 @@ pub struct ButtonValue {
 pub struct SlackIngress {
     pub verifier: SignatureVerifier,
     pub registry: Arc<ThreadRegistry>,
-    pub dedupe: Deduplicator,
-    pub limiter: RateLimiter,
+    /// Dedupe and the per-user rate limit.
+    pub gate: IngressGate,
     /// Questions per user per minute, for the notice.
     pub rate_limit_per_minute: u32,
     /// For notices and slash-command thread roots, sent after the ack.
@@ -186,7 +185,8 @@ impl SlackIngress {
             self.count("commands", "ignored");
             return serde_json::json!({ "response_type": "ephemeral", "text": "That command arrived without its channel or user; please try again." });
         }
-        if let RateDecision::Limited { retry_after } = self.limiter.check(&command.team_id, &command.user_id).await {
+        let asker = (command.team_id.as_str(), command.user_id.as_str());
+        if let Admission::Limited { retry_after } = self.gate.admit(&[], Some(asker)).await {
             self.count("commands", "rate_limited");
             return serde_json::json!({ "response_type": "ephemeral", "text": self.rate_limit_text(retry_after) });
         }
@@ -223,25 +223,25 @@ impl SlackIngress {
     /// Hands a message to its thread unless it was handled already or its author is over the
     /// rate limit (then the author gets an ephemeral notice and the thread is untouched).
     async fn accept(&self, endpoint: &str, event_id: Option<&str>, message: InboundMessage, version: Option<usize>) {
-        let event_is_new = match event_id {
-            Some(id) => self.dedupe.claim(&format!("event:{id}")).await,
-            None => true,
-        };
-        // The same message can arrive twice under different event ids (app_mention + message).
         let thread = &message.thread;
+        let event_key = event_id.map(|id| format!("event:{id}"));
+        // The same message can arrive twice under different event ids (app_mention + message).
         let message_key = format!("message:{}:{}:{}", thread.team(), thread.channel(), message.message_ts);
-        if !event_is_new || !self.dedupe.claim(&message_key).await {
-            self.count(endpoint, "duplicate");
-            return;
-        }
+        let claims: Vec<&str> = event_key
+            .iter()
+            .map(String::as_str)
+            .chain([message_key.as_str()])
+            .collect();
         // A reply in a thread with no live actor may be chatter in a thread the bot is not in:
         // it is not metered (its actor drops it), so nobody gets a notice for talking to others.
         let metered = message.origin != Origin::ThreadReply || self.registry.is_live(thread);
-        if metered {
-            if let RateDecision::Limited { retry_after } = self.limiter.check(thread.team(), &message.user).await {
+        let asker = metered.then_some((thread.team(), message.user.as_str()));
+        match self.gate.admit(&claims, asker).await {
+            Admission::Accepted => {}
+            Admission::Duplicate => return self.count(endpoint, "duplicate"),
+            Admission::Limited { retry_after } => {
                 self.count(endpoint, "rate_limited");
-                self.notify_rate_limited(&message, retry_after);
-                return;
+                return self.notify_rate_limited(&message, retry_after);
             }
         }
         self.count(endpoint, "accepted");

@@ -1,6 +1,5 @@
 //! The Slack edge: request verification, event parsing, HTTP routes and the Web API client.
 pub mod blocks;
-pub mod dedupe;
 pub mod events;
 pub mod ingress;
 pub mod outbox;

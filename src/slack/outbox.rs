@@ -2,8 +2,11 @@
 //! (plain `http://` allowed, so a proxy or a local test server can stand in for Slack).
 //!
 //! Messages are paced per channel (Slack allows about one message per second per channel;
-//! slack-morphism's own rate control paces per workspace, which is too coarse), a 429 is
-//! retried after its `Retry-After` until a deadline, and 5xx/network errors with backoff.
+//! slack-morphism's own rate control paces per workspace, which is too coarse). A message is
+//! never dropped: a 429 is retried after its `Retry-After` and 5xx/network errors with capped
+//! backoff, for as long as it takes; only Slack's refusal of the request itself (`ok: false`,
+//! a 4xx) ends it. Lookups (`auth.test`, `apps.connections.open`) and reactions, whose callers
+//! can do without, give up after a few attempts instead.
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,12 +21,8 @@ use slack_morphism::prelude::*;
 use super::blocks::SlackMessage;
 use crate::metrics::Metrics;
 
-/// Attempts for a call failing with 5xx or network errors before the error is reported.
-const MAX_FAILED_ATTEMPTS: u32 = 8;
-/// A rate-limited call keeps waiting for Slack's `Retry-After` until this much time has passed.
-const RATE_LIMITED_DEADLINE: Duration = Duration::from_secs(15 * 60);
-const FIRST_BACKOFF: Duration = Duration::from_millis(200);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Attempts of a lookup or a reaction before its error is reported (messages have no limit).
+const LOOKUP_ATTEMPTS: u32 = 4;
 /// Messages a channel may receive at once before pacing applies.
 const CHANNEL_BURST: f64 = 3.0;
 /// Web API calls in flight at once: beyond this, calls wait (a backlog must not open
@@ -40,11 +39,38 @@ pub enum SlackApiError {
     #[error("Slack refused {method}: {code}")]
     Refused { method: &'static str, code: String },
     #[error("Slack could not be reached for {method} after {attempts} attempts: {cause}")]
-    Unreachable {
+    GaveUp {
         method: &'static str,
         attempts: u32,
         cause: String,
     },
+}
+
+/// How long the outbox waits between attempts of a call Slack did not take (a 429's
+/// `Retry-After` wins over both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub first_backoff: Duration,
+    /// Backoff doubles up to this; a message keeps being retried at this interval.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            first_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Whether a call must get through or its caller can do without.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Persistence {
+    /// A message for a user: retried until Slack takes it or refuses the request itself.
+    UntilDelivered,
+    /// A lookup or a reaction: given up after [`LOOKUP_ATTEMPTS`].
+    GiveUp,
 }
 
 /// A channel's token bucket. Behind an async mutex, so a channel's messages leave in order.
@@ -61,6 +87,7 @@ pub struct SlackWebApi {
     metrics: Metrics,
     channels: Arc<DashMap<String, Arc<tokio::sync::Mutex<ChannelPace>>>>,
     in_flight: Arc<tokio::sync::Semaphore>,
+    retry: RetryPolicy,
 }
 
 impl SlackWebApi {
@@ -81,13 +108,20 @@ impl SlackWebApi {
             metrics,
             channels: Arc::new(DashMap::new()),
             in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_CALLS_IN_FLIGHT)),
+            retry: RetryPolicy::default(),
         })
+    }
+
+    /// The same client with another retry policy (tests use short waits).
+    pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
     }
 
     /// The bot's own user id (`auth.test`), to recognise its mentions and its own messages.
     pub async fn bot_user_id(&self) -> Result<String, SlackApiError> {
         let response = self
-            .call("auth.test", || async {
+            .call("auth.test", Persistence::GiveUp, || async {
                 self.client.open_session(&self.token).auth_test().await
             })
             .await?;
@@ -99,7 +133,7 @@ impl SlackWebApi {
     pub async fn open_socket_connection(&self, app_token: &SecretString) -> Result<url::Url, SlackApiError> {
         let token = SlackApiToken::new(SlackApiTokenValue::new(app_token.expose_secret().to_string()));
         let response = self
-            .call("apps.connections.open", || async {
+            .call("apps.connections.open", Persistence::GiveUp, || async {
                 self.client
                     .open_session(&token)
                     .apps_connections_open(&SlackApiAppsConnectionOpenRequest::new())
@@ -128,7 +162,7 @@ impl SlackWebApi {
         }
         self.pace(channel).await;
         let response: serde_json::Value = self
-            .call("chat.postMessage", || async {
+            .call("chat.postMessage", Persistence::UntilDelivered, || async {
                 self.client
                     .open_session(&self.token)
                     .http_session_api
@@ -147,7 +181,7 @@ impl SlackWebApi {
     pub async fn update_message(&self, channel: &str, ts: &str, message: &SlackMessage) -> Result<(), SlackApiError> {
         let body = serde_json::json!({ "channel": channel, "ts": ts, "text": message.text, "blocks": message.blocks });
         let _: serde_json::Value = self
-            .call("chat.update", || async {
+            .call("chat.update", Persistence::UntilDelivered, || async {
                 self.client
                     .open_session(&self.token)
                     .http_session_api
@@ -162,7 +196,7 @@ impl SlackWebApi {
     pub async fn add_reaction(&self, channel: &str, ts: &str, name: &str) -> Result<(), SlackApiError> {
         let body = serde_json::json!({ "channel": channel, "timestamp": ts, "name": name });
         let added: Result<serde_json::Value, _> = self
-            .call("reactions.add", || async {
+            .call("reactions.add", Persistence::GiveUp, || async {
                 self.client
                     .open_session(&self.token)
                     .http_session_api
@@ -190,7 +224,7 @@ impl SlackWebApi {
         }
         self.pace(channel).await;
         let _: serde_json::Value = self
-            .call("chat.postEphemeral", || async {
+            .call("chat.postEphemeral", Persistence::UntilDelivered, || async {
                 self.client
                     .open_session(&self.token)
                     .http_session_api
@@ -214,7 +248,7 @@ impl SlackWebApi {
     ) -> Result<(), SlackApiError> {
         let length = bytes.len();
         let ticket = self
-            .call("files.getUploadURLExternal", || async {
+            .call("files.getUploadURLExternal", Persistence::UntilDelivered, || async {
                 let request = SlackApiFilesGetUploadUrlExternalRequest::new(filename.to_string(), length);
                 self.client
                     .open_session(&self.token)
@@ -222,7 +256,7 @@ impl SlackWebApi {
                     .await
             })
             .await?;
-        self.call("files.upload", || async {
+        self.call("files.upload", Persistence::UntilDelivered, || async {
             let request = SlackApiFilesUploadViaUrlRequest::new(
                 ticket.upload_url.clone(),
                 bytes.clone(),
@@ -235,7 +269,7 @@ impl SlackWebApi {
         })
         .await?;
         self.pace(channel).await;
-        self.call("files.completeUploadExternal", || async {
+        self.call("files.completeUploadExternal", Persistence::UntilDelivered, || async {
             let request = SlackApiFilesCompleteUploadExternalRequest::new(vec![SlackApiFilesComplete::new(
                 ticket.file_id.clone(),
             )
@@ -282,17 +316,21 @@ impl SlackWebApi {
     }
 
     /// Runs one Web API call with the retry policy, counting outcomes per method: a 429 waits
-    /// for `Retry-After` (until [`RATE_LIMITED_DEADLINE`]), 5xx and network errors back off
-    /// (at most [`MAX_FAILED_ATTEMPTS`]), other refusals return at once.
-    async fn call<T, F, Fut>(&self, method: &'static str, attempt: F) -> Result<T, SlackApiError>
+    /// for `Retry-After`, 5xx and network errors back off, other refusals return at once. A call
+    /// that must be delivered is retried for as long as it takes; its wait shows in the
+    /// `slack_outbox_waiting` gauge and in a warning at attempts 1, 2, 4, 8…
+    async fn call<T, F, Fut>(
+        &self,
+        method: &'static str,
+        persistence: Persistence,
+        attempt: F,
+    ) -> Result<T, SlackApiError>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = ClientResult<T>>,
     {
-        let started = Instant::now();
-        let mut backoff = FIRST_BACKOFF;
-        let mut attempts = 0;
-        let mut failures = 0;
+        let mut backoff = self.retry.first_backoff;
+        let mut attempts: u32 = 0;
         loop {
             attempts += 1;
             let count = |outcome: &str| self.metrics.slack_api_calls.with_label_values(&[method, outcome]).inc();
@@ -300,9 +338,12 @@ impl SlackWebApi {
             let permit = self.in_flight.acquire().await.ok();
             let outcome = attempt().await;
             drop(permit);
-            let wait = match outcome {
+            let (wait, cause) = match outcome {
                 Ok(value) => {
                     count("ok");
+                    if attempts > 1 {
+                        tracing::info!(method, attempts, "Slack took a call after retries");
+                    }
                     return Ok(value);
                 }
                 Err(SlackClientError::ApiError(error)) => {
@@ -322,34 +363,139 @@ impl SlackWebApi {
                 }
                 Err(SlackClientError::RateLimitError(error)) => {
                     count("rate_limited");
-                    if started.elapsed() > RATE_LIMITED_DEADLINE {
-                        return Err(SlackApiError::Unreachable {
-                            method,
-                            attempts,
-                            cause: "still rate-limited".into(),
-                        });
-                    }
-                    tracing::warn!(method, retry_after = ?error.retry_after, "Slack rate-limited a call; waiting");
-                    error.retry_after.unwrap_or(backoff)
+                    (error.retry_after.unwrap_or(backoff), "rate-limited".to_string())
                 }
                 Err(error) => {
                     count("error");
-                    failures += 1;
-                    if failures >= MAX_FAILED_ATTEMPTS {
-                        return Err(SlackApiError::Unreachable {
-                            method,
-                            attempts,
-                            cause: error.to_string(),
-                        });
-                    }
-                    tracing::warn!(method, %error, attempts, "Slack call failed; retrying");
-                    backoff
+                    (backoff, error.to_string())
                 }
             };
+            if persistence == Persistence::GiveUp && attempts >= LOOKUP_ATTEMPTS {
+                return Err(SlackApiError::GaveUp {
+                    method,
+                    attempts,
+                    cause,
+                });
+            }
+            if attempts.is_power_of_two() {
+                tracing::warn!(method, attempts, ?wait, cause, "Slack did not take a call; retrying");
+            }
             self.metrics.slack_outbox_waiting.inc();
             tokio::time::sleep(wait).await;
             self.metrics.slack_outbox_waiting.dec();
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+            backoff = (backoff * 2).min(self.retry.max_backoff);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use wiremock::matchers::path;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    use super::*;
+
+    fn quick_retries() -> RetryPolicy {
+        RetryPolicy {
+            first_backoff: Duration::from_millis(5),
+            max_backoff: Duration::from_millis(20),
+        }
+    }
+
+    async fn api_for(server: &MockServer) -> SlackWebApi {
+        let url = url::Url::parse(&format!("{}/api/", server.uri())).unwrap();
+        SlackWebApi::new(&url, &SecretString::from("xoxb-test"), Metrics::new().unwrap())
+            .unwrap()
+            .with_retry_policy(quick_retries())
+    }
+
+    async fn fail_first(server: &MockServer, api_method: &str, failures: u64, response: ResponseTemplate) {
+        Mock::given(path(format!("/api/{api_method}")))
+            .respond_with(response)
+            .up_to_n_times(failures)
+            .with_priority(1)
+            .mount(server)
+            .await;
+        Mock::given(path(format!("/api/{api_method}")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"ok": true, "ts": "1.000200"})))
+            .mount(server)
+            .await;
+    }
+
+    async fn attempts(server: &MockServer) -> usize {
+        server.received_requests().await.unwrap_or_default().len()
+    }
+
+    #[tokio::test]
+    async fn a_message_outlasts_any_number_of_server_errors() {
+        // Thirty 503s: far more than any fixed number of attempts a client might allow.
+        let server = MockServer::start().await;
+        fail_first(&server, "chat.postMessage", 30, ResponseTemplate::new(503)).await;
+        let api = api_for(&server).await;
+
+        let ts = api
+            .post_message("C1", Some("1.0001"), &super::super::blocks::text("hello"))
+            .await;
+
+        assert_eq!(ts.unwrap(), "1.000200");
+        assert_eq!(attempts(&server).await, 31);
+    }
+
+    #[tokio::test]
+    async fn a_message_outlasts_repeated_rate_limits() {
+        let server = MockServer::start().await;
+        let limited = ResponseTemplate::new(429)
+            .insert_header("Retry-After", "0")
+            .set_body_json(serde_json::json!({"ok": false, "error": "ratelimited"}));
+        fail_first(&server, "chat.update", 12, limited).await;
+        let api = api_for(&server).await;
+
+        api.update_message("C1", "1.0001", &super::super::blocks::text("answer"))
+            .await
+            .unwrap();
+
+        assert_eq!(attempts(&server).await, 13);
+    }
+
+    #[tokio::test]
+    async fn a_refused_request_is_not_repeated() {
+        let server = MockServer::start().await;
+        let refused =
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({"ok": false, "error": "channel_not_found"}));
+        fail_first(&server, "chat.postMessage", 1, refused).await;
+        let api = api_for(&server).await;
+
+        let error = api
+            .post_message("C404", None, &super::super::blocks::text("hello"))
+            .await
+            .unwrap_err();
+
+        assert!(
+            matches!(error, SlackApiError::Refused { ref code, .. } if code == "channel_not_found"),
+            "{error}"
+        );
+        assert_eq!(attempts(&server).await, 1);
+    }
+
+    #[tokio::test]
+    async fn a_lookup_gives_up_so_its_caller_can_go_on() {
+        let server = MockServer::start().await;
+        fail_first(&server, "auth.test", 100, ResponseTemplate::new(502)).await;
+        let api = api_for(&server).await;
+
+        let error = api.bot_user_id().await.unwrap_err();
+
+        assert!(
+            matches!(
+                error,
+                SlackApiError::GaveUp {
+                    attempts: LOOKUP_ATTEMPTS,
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        assert_eq!(attempts(&server).await, LOOKUP_ATTEMPTS as usize);
     }
 }

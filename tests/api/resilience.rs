@@ -266,7 +266,7 @@ async fn a_panicking_turn_gets_an_apology_and_the_thread_goes_on_with_its_contex
         inner: backends.interpreter.clone(),
     });
     let replier = Arc::new(RecordingReplier::default());
-    let registry = ThreadRegistry::start(backends.thread_services(&config, replier.clone()), 2);
+    let registry = ThreadRegistry::start(backends.thread_services(&config, replier.clone()), 2, 0);
     let victim = ThreadKey::parse(TEAM, &new_channel(), &new_ts()).unwrap();
     let bystander = ThreadKey::parse(TEAM, &new_channel(), &new_ts()).unwrap();
     turn(&registry, &victim, Origin::Mention, QUESTION).await;
