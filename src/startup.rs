@@ -146,6 +146,13 @@ impl Backends {
     }
 }
 
+/// Scheduling priority of the thread-actor arbiters (see `ThreadRegistry::start`): acks first.
+const ACTOR_NICE: i32 = 10;
+/// HTTP workers per core (actix's default is one). An ack waits on Redis and a worker is one
+/// thread, so with one per core the cores sat idle while acks waited; two per core measured
+/// 46,500 -> 60,200 acks/s in process and 15,700 -> 22,000 with Redis (BENCHMARKS.md).
+const HTTP_WORKERS_PER_CORE: usize = 2;
+
 /// Opens the configured warehouse, or the demo data set (generated on first use).
 pub async fn connect_warehouse(config: &Config) -> anyhow::Result<Arc<dyn Warehouse>> {
     match &config.warehouse {
@@ -262,10 +269,11 @@ impl Application {
         };
         let replier: Arc<dyn Replier> = Arc::new(SlackReplier::new(api.clone(), config.max_rows));
         let services = backends.thread_services(&config, replier);
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let registry = ThreadRegistry::start(
             services,
-            std::thread::available_parallelism().map_or(2, |n| n.get()),
-            10,
+            cores,
+            ACTOR_NICE,
         );
 
         // Questions a previous process was working on when it stopped get an answer now.
@@ -318,6 +326,7 @@ impl Application {
                 .app_data(metrics.clone())
                 .configure(routes::configure)
         })
+        .workers(cores * HTTP_WORKERS_PER_CORE)
         .listen(listener)
         .context("Failed to start the HTTP server")?
         .run();

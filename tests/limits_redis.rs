@@ -149,7 +149,7 @@ impl Drop for OwnRedis {
 /// Asks `limiter` as `user` and asserts the call came back within [`CALL_CEILING`].
 async fn timed_check(limiter: &IngressGate, user: &str) -> Admission {
     let started = Instant::now();
-    let decision = limiter.admit(&[], Some(("T1", user))).await;
+    let decision = limiter.admit(None, Some(("T1", user))).await;
     assert!(
         started.elapsed() < CALL_CEILING,
         "a rate-limit check took {:?}",
@@ -160,7 +160,7 @@ async fn timed_check(limiter: &IngressGate, user: &str) -> Admission {
 
 async fn timed_claim(dedupe: &IngressGate, key: &str) -> bool {
     let started = Instant::now();
-    let first = dedupe.admit(&[key], None).await == Admission::Accepted;
+    let first = dedupe.admit(Some(key), None).await == Admission::Accepted;
     assert!(
         started.elapsed() < CALL_CEILING,
         "a dedupe claim took {:?}",
@@ -172,12 +172,12 @@ async fn timed_claim(dedupe: &IngressGate, key: &str) -> bool {
 async fn assert_eleventh_question_is_limited(limiter: &IngressGate, mode: &str) {
     for question in 1..=10 {
         assert_eq!(
-            limiter.admit(&[], Some(("T1", "U1"))).await,
+            limiter.admit(None, Some(("T1", "U1"))).await,
             Admission::Accepted,
             "{mode}: question {question} of 10"
         );
     }
-    match limiter.admit(&[], Some(("T1", "U1"))).await {
+    match limiter.admit(None, Some(("T1", "U1"))).await {
         // Ten a minute is one every six seconds: the eleventh may come once one has passed.
         Admission::Limited { retry_after } => assert!(
             retry_after > Duration::from_secs(5) && retry_after <= Duration::from_secs(6),
@@ -215,14 +215,14 @@ async fn replicas_sharing_redis_share_a_users_budget() {
     let replica_a = IngressGate::new(quota, Some(shared_backend().await), prefix.clone());
     let replica_b = IngressGate::new(quota, Some(shared_backend().await), prefix.clone());
 
-    assert_eq!(replica_a.admit(&[], Some(("T1", "U1"))).await, Admission::Accepted);
-    assert_eq!(replica_b.admit(&[], Some(("T1", "U1"))).await, Admission::Accepted);
+    assert_eq!(replica_a.admit(None, Some(("T1", "U1"))).await, Admission::Accepted);
+    assert_eq!(replica_b.admit(None, Some(("T1", "U1"))).await, Admission::Accepted);
     assert!(matches!(
-        replica_a.admit(&[], Some(("T1", "U1"))).await,
+        replica_a.admit(None, Some(("T1", "U1"))).await,
         Admission::Limited { .. }
     ));
     assert!(matches!(
-        replica_b.admit(&[], Some(("T1", "U1"))).await,
+        replica_b.admit(None, Some(("T1", "U1"))).await,
         Admission::Limited { .. }
     ));
     clean_up(&prefix).await;
@@ -234,21 +234,21 @@ async fn users_and_teams_are_limited_independently() {
     for (mode, redis) in [("in process", None), ("redis", Some(shared_backend().await))] {
         let limiter = IngressGate::per_minute(per_minute(1), redis, prefix.clone());
         assert_eq!(
-            limiter.admit(&[], Some(("T1", "U1"))).await,
+            limiter.admit(None, Some(("T1", "U1"))).await,
             Admission::Accepted,
             "{mode}"
         );
         assert!(
-            matches!(limiter.admit(&[], Some(("T1", "U1"))).await, Admission::Limited { .. }),
+            matches!(limiter.admit(None, Some(("T1", "U1"))).await, Admission::Limited { .. }),
             "{mode}"
         );
         assert_eq!(
-            limiter.admit(&[], Some(("T1", "U2"))).await,
+            limiter.admit(None, Some(("T1", "U2"))).await,
             Admission::Accepted,
             "{mode}: another user"
         );
         assert_eq!(
-            limiter.admit(&[], Some(("T2", "U1"))).await,
+            limiter.admit(None, Some(("T2", "U1"))).await,
             Admission::Accepted,
             "{mode}: same user id, other team"
         );
@@ -265,16 +265,16 @@ async fn a_bucket_refills_one_question_per_interval() {
         // Arrange
         let limiter = IngressGate::new(quota, redis, prefix.clone());
         assert_eq!(
-            limiter.admit(&[], Some(("T1", "U1"))).await,
+            limiter.admit(None, Some(("T1", "U1"))).await,
             Admission::Accepted,
             "{mode}"
         );
         assert_eq!(
-            limiter.admit(&[], Some(("T1", "U1"))).await,
+            limiter.admit(None, Some(("T1", "U1"))).await,
             Admission::Accepted,
             "{mode}"
         );
-        let Admission::Limited { retry_after } = limiter.admit(&[], Some(("T1", "U1"))).await else {
+        let Admission::Limited { retry_after } = limiter.admit(None, Some(("T1", "U1"))).await else {
             panic!("{mode}: the third question within 200 ms was allowed");
         };
         assert!(
@@ -287,12 +287,12 @@ async fn a_bucket_refills_one_question_per_interval() {
 
         // Assert: exactly one question came back.
         assert_eq!(
-            limiter.admit(&[], Some(("T1", "U1"))).await,
+            limiter.admit(None, Some(("T1", "U1"))).await,
             Admission::Accepted,
             "{mode}: after the wait"
         );
         assert!(
-            matches!(limiter.admit(&[], Some(("T1", "U1"))).await, Admission::Limited { .. }),
+            matches!(limiter.admit(None, Some(("T1", "U1"))).await, Admission::Limited { .. }),
             "{mode}: only one came back"
         );
         clean_up(&prefix).await;
@@ -306,14 +306,14 @@ async fn a_key_is_first_once_across_deduplicators_sharing_redis() {
     let replica_a = IngressGate::per_minute(per_minute(100), Some(shared_backend().await), prefix.clone());
     let replica_b = IngressGate::per_minute(per_minute(100), Some(shared_backend().await), prefix.clone());
 
-    assert!((replica_a.admit(&["event:Ev1"], None).await == Admission::Accepted));
-    assert!(!(replica_a.admit(&["event:Ev1"], None).await == Admission::Accepted));
+    assert!((replica_a.admit(Some("event:Ev1"), None).await == Admission::Accepted));
+    assert!(!(replica_a.admit(Some("event:Ev1"), None).await == Admission::Accepted));
     assert!(
-        !(replica_b.admit(&["event:Ev1"], None).await == Admission::Accepted),
+        !(replica_b.admit(Some("event:Ev1"), None).await == Admission::Accepted),
         "the other replica sees the key as handled"
     );
-    assert!((replica_b.admit(&["event:Ev2"], None).await == Admission::Accepted));
-    assert!(!(replica_a.admit(&["event:Ev2"], None).await == Admission::Accepted));
+    assert!((replica_b.admit(Some("event:Ev2"), None).await == Admission::Accepted));
+    assert!(!(replica_a.admit(Some("event:Ev2"), None).await == Admission::Accepted));
 
     let key = replica_a.claim_key("event:Ev1");
     let ttl: i64 = raw_connection(SHARED_REDIS).await.ttl(&key).await.unwrap();
@@ -339,39 +339,36 @@ async fn duplicates_cost_no_budget_and_a_limited_question_stays_handled() {
         let asker = Some(("T1", "U1"));
 
         assert_eq!(
-            replica_a.admit(&["event:E1", "message:M1"], asker).await,
+            replica_a.admit(Some("message:M1"), asker).await,
             Admission::Accepted,
             "{mode}"
         );
+        for _ in 0..2 {
+            assert_eq!(
+                other.admit(Some("message:M1"), asker).await,
+                Admission::Duplicate,
+                "{mode}: Slack's retry, or the same message under another event id"
+            );
+        }
         assert_eq!(
-            other.admit(&["event:E1", "message:M1"], asker).await,
-            Admission::Duplicate,
-            "{mode}: Slack's retry of the same event"
-        );
-        assert_eq!(
-            other.admit(&["event:E2", "message:M1"], asker).await,
-            Admission::Duplicate,
-            "{mode}: the same message under another event id (app_mention + message)"
-        );
-        assert_eq!(
-            other.admit(&["event:E3", "message:M3"], asker).await,
+            other.admit(Some("message:M3"), asker).await,
             Admission::Accepted,
             "{mode}: the duplicates took nothing from the budget of two"
         );
         assert!(
             matches!(
-                replica_a.admit(&["event:E4", "message:M4"], asker).await,
+                replica_a.admit(Some("message:M4"), asker).await,
                 Admission::Limited { .. }
             ),
             "{mode}: the third question in a minute"
         );
         assert_eq!(
-            other.admit(&["event:E4", "message:M4"], asker).await,
+            other.admit(Some("message:M4"), asker).await,
             Admission::Duplicate,
             "{mode}: a retry of the limited question gets no second notice"
         );
         assert_eq!(
-            other.admit(&["event:E5", "message:M5"], None).await,
+            other.admit(Some("message:M5"), None).await,
             Admission::Accepted,
             "{mode}: an unmetered message passes whatever the budget"
         );
@@ -460,7 +457,7 @@ async fn a_redis_that_stops_answering_costs_one_budget_per_probe_not_per_call() 
     assert!(!backend.is_available());
     let started = Instant::now();
     for _ in 0..20 {
-        let _ = limiter.admit(&[], Some(("T1", "U1"))).await;
+        let _ = limiter.admit(None, Some(("T1", "U1"))).await;
     }
     assert!(
         started.elapsed() < Duration::from_millis(50),

@@ -464,13 +464,13 @@ fn bench_config(slack_api_url: &str, database_url: &str, extra: &[(&str, String)
     Config::from_lookup(|name| vars.get(name).cloned()).map_err(|e| anyhow!("bench configuration: {e}"))
 }
 
-/// Counts a Redis prefix's dedupe keys for events, then deletes every key under the prefix.
+/// Counts a Redis prefix's dedupe keys (one per message), then deletes every key under the prefix.
 async fn redis_count_and_clear(prefix: &str) -> anyhow::Result<u64> {
     let client = redis::Client::open(REDIS_URL)?;
     let mut connection = client.get_multiplexed_async_connection().await?;
     let mut cursor: u64 = 0;
-    let mut event_keys = 0u64;
-    let event_prefix = format!("{prefix}dd:event:");
+    let mut message_keys = 0u64;
+    let message_prefix = format!("{prefix}dd:message:");
     loop {
         let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
             .arg(cursor)
@@ -480,12 +480,12 @@ async fn redis_count_and_clear(prefix: &str) -> anyhow::Result<u64> {
             .arg(10_000)
             .query_async(&mut connection)
             .await?;
-        event_keys += keys.iter().filter(|k| k.starts_with(&event_prefix)).count() as u64;
+        message_keys += keys.iter().filter(|k| k.starts_with(&message_prefix)).count() as u64;
         if !keys.is_empty() {
             let _: u64 = redis::cmd("UNLINK").arg(&keys).query_async(&mut connection).await?;
         }
         if next == 0 {
-            return Ok(event_keys);
+            return Ok(message_keys);
         }
         cursor = next;
     }
@@ -562,7 +562,7 @@ fn arbiter_threads() -> Vec<i32> {
 }
 
 /// Labels arbiter threads: `Application::build` starts the thread-actor arbiters (one per core)
-/// before the HTTP server starts its workers (one per core), so the oldest `actor_arbiters` are
+/// before the HTTP server starts its workers (two per core), so the oldest `actor_arbiters` are
 /// the actors' and the rest serve HTTP.
 fn label_arbiters(actor_arbiters: usize) -> HashMap<i32, &'static str> {
     arbiter_threads()
@@ -1583,7 +1583,7 @@ struct IngressResult {
     peak_posts_per_second: f64,
     max_slack_connections: u64,
     turns: BTreeMap<String, u64>,
-    redis_event_keys: Option<u64>,
+    redis_message_keys: Option<u64>,
     cpu_burst: Vec<(String, f64)>,
     cpu_drain: Vec<(String, f64)>,
     rss_mib: f64,
@@ -1745,8 +1745,8 @@ fn print_ingress_table(results: &[IngressResult]) {
                 }
             );
         }
-        if let Some(keys) = r.redis_event_keys {
-            println!("  event dedupe keys found in Redis: {keys}");
+        if let Some(keys) = r.redis_message_keys {
+            println!("  message dedupe keys found in Redis: {keys}");
         }
     }
 }
@@ -1875,7 +1875,7 @@ async fn ingress_run(args: &IngressRunArgs) -> anyhow::Result<IngressResult> {
                 peak_posts_per_second: 0.0,
                 max_slack_connections: 0,
                 turns: BTreeMap::new(),
-                redis_event_keys: None,
+                redis_message_keys: None,
                 cpu_burst,
                 cpu_drain: Vec::new(),
                 rss_mib: status_kib("VmRSS") as f64 / 1024.0,
@@ -1895,7 +1895,7 @@ async fn ingress_run(args: &IngressRunArgs) -> anyhow::Result<IngressResult> {
                 None
             };
             let mut result = outcome?;
-            result.redis_event_keys = keys;
+            result.redis_message_keys = keys;
             Ok(result)
         }
     }
@@ -2047,7 +2047,7 @@ async fn threadql_ingress(
         peak_posts_per_second: peak,
         max_slack_connections: stats.max_connections,
         turns,
-        redis_event_keys: None,
+        redis_message_keys: None,
         cpu_burst,
         cpu_drain,
         rss_mib,

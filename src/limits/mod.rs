@@ -167,16 +167,15 @@ pub enum Admission {
     Limited { retry_after: Duration },
 }
 
-/// Claims the dedupe keys in order (`SET NX EX`), stopping at the first one held already, then,
-/// when a bucket key follows them, takes one GCRA step on Redis's clock (so replicas agree).
-/// KEYS: the claims, then the bucket (optional). ARGV: number of claims, claim TTL in seconds,
-/// GCRA interval and tolerance in microseconds. Returns {0, 0} duplicate, {1, 0} accepted,
-/// {2, wait_us} limited. `%.0f` keeps times exact (Lua's default number format would round).
+/// Claims the dedupe key (`SET NX EX`) when there is one, then, unless it was held already and
+/// when a bucket key is given, takes one GCRA step on Redis's clock (so replicas agree).
+/// KEYS: the claim (optional), then the bucket (optional). ARGV: 1 if KEYS[1] is a claim, the
+/// claim's TTL in seconds, the GCRA interval and tolerance in microseconds. Returns {0, 0}
+/// duplicate, {1, 0} accepted, {2, wait_us} limited. `%.0f` keeps times exact (Lua's default
+/// number format would round).
 const ADMIT_SCRIPT: &str = r"
 local claims = tonumber(ARGV[1])
-for i = 1, claims do
-  if not redis.call('SET', KEYS[i], 1, 'NX', 'EX', ARGV[2]) then return {0, 0} end
-end
+if claims == 1 and not redis.call('SET', KEYS[1], 1, 'NX', 'EX', ARGV[2]) then return {0, 0} end
 if #KEYS == claims then return {1, 0} end
 local bucket = KEYS[claims + 1]
 local interval = tonumber(ARGV[3])
@@ -232,16 +231,17 @@ impl IngressGate {
         format!("{}dd:{key}", self.prefix)
     }
 
-    /// Claims each of `claims` (all must be new) and, with an `asker` (`team`, `user`), counts one
-    /// question of theirs. One Redis round trip at most; none when this process has seen a claim.
-    pub async fn admit(&self, claims: &[&str], asker: Option<(&str, &str)>) -> Admission {
+    /// Claims `claim` (a dedupe key: admitted only the first time) and, with an `asker`
+    /// (`team`, `user`), counts one question of theirs. One Redis round trip at most; none when
+    /// this process has seen the claim.
+    pub async fn admit(&self, claim: Option<&str>, asker: Option<(&str, &str)>) -> Admission {
         let Some(redis) = &self.redis else {
-            return self.admit_in_process(claims, asker);
+            return self.admit_in_process(claim, asker);
         };
-        if claims.iter().any(|key| self.seen.seen_recently(key)) {
+        if claim.is_some_and(|key| self.seen.seen_recently(key)) {
             return Admission::Duplicate;
         }
-        let mut keys: Vec<String> = claims.iter().map(|key| self.claim_key(key)).collect();
+        let mut keys: Vec<String> = claim.iter().map(|key| self.claim_key(key)).collect();
         if let Some((team, user)) = asker {
             keys.push(self.bucket_key(team, user));
         }
@@ -253,7 +253,7 @@ impl IngressGate {
                     invocation.key(key);
                 }
                 invocation
-                    .arg(claims.len())
+                    .arg(usize::from(claim.is_some()))
                     .arg(REMEMBER_FOR.as_secs())
                     .arg(interval)
                     .arg(tolerance);
@@ -261,10 +261,10 @@ impl IngressGate {
             })
             .await;
         let Some((outcome, wait_us)) = answer else {
-            return self.admit_in_process(claims, asker);
+            return self.admit_in_process(claim, asker);
         };
         // Remembered here either way, for the fast path above and for a fallback.
-        for key in claims {
+        if let Some(key) = claim {
             self.seen.remember(key);
         }
         match outcome {
@@ -283,8 +283,8 @@ impl IngressGate {
         }
     }
 
-    fn admit_in_process(&self, claims: &[&str], asker: Option<(&str, &str)>) -> Admission {
-        if !claims.iter().all(|key| self.seen.first_time(key)) {
+    fn admit_in_process(&self, claim: Option<&str>, asker: Option<(&str, &str)>) -> Admission {
+        if claim.is_some_and(|key| !self.seen.first_time(key)) {
             return Admission::Duplicate;
         }
         match asker.map(|(team, user)| self.buckets.check(&format!("{team}:{user}"), &self.quota)) {

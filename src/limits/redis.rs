@@ -3,12 +3,14 @@
 //! they sit on the path of Slack's ack; while Redis does not answer, callers decide in process.
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::RedisResult;
+use dashmap::DashMap;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, RedisResult};
 
 /// How long one call may wait on Redis (connect included) before the in-process fallback decides.
 pub const REDIS_BUDGET: Duration = Duration::from_millis(100);
@@ -45,20 +47,19 @@ pub struct RedisBackend {
 
 struct BackendInner {
     client: redis::Client,
-    /// Created on first success; afterwards the manager reconnects by itself.
-    manager: OnceLock<ConnectionManager>,
-    /// The runtime `connect` ran on. The manager is created there even when a later call
-    /// creates it, because its I/O task lives on that runtime: an actix worker's runtime could
-    /// go away (a worker restarts after a panic) and take the connection with it.
-    runtime: tokio::runtime::Handle,
+    /// One multiplexed connection per thread that calls Redis, driven by that thread's runtime:
+    /// an HTTP worker's ack then waits on its own socket, not on a hop to another thread and back
+    /// (a shared connection on the main thread cost each ack two wake-ups; BENCHMARKS.md). A
+    /// connection that fails is dropped and made again on the next call, which also covers a
+    /// thread whose runtime was replaced.
+    connections: DashMap<ThreadId, MultiplexedConnection>,
     settings: RedisSettings,
     health: Health,
 }
 
 impl RedisBackend {
     /// Prepares a backend for `url` with the default timeouts. Fails only on an invalid URL: a
-    /// Redis that is down at start-up is logged, and used once it answers. Call it on the
-    /// runtime that lives as long as the server (start-up), not inside a request.
+    /// Redis that is down at start-up is logged, and used once it answers.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
         Self::connect_with(url, RedisSettings::default()).await
     }
@@ -69,8 +70,7 @@ impl RedisBackend {
         let backend = Self {
             inner: Arc::new(BackendInner {
                 client,
-                manager: OnceLock::new(),
-                runtime: tokio::runtime::Handle::try_current().context("Redis needs a Tokio runtime")?,
+                connections: DashMap::new(),
                 settings,
                 health: Health::new(settings.probe_every),
             }),
@@ -99,7 +99,7 @@ impl RedisBackend {
     /// down (and not due for a probe), failed, or did not answer in time.
     pub(crate) async fn run<T, F, Fut>(&self, op: F) -> Option<T>
     where
-        F: Fn(ConnectionManager) -> Fut,
+        F: Fn(MultiplexedConnection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         let health = &self.inner.health;
@@ -108,10 +108,13 @@ impl RedisBackend {
         }
         let attempt = async {
             let connection = self.connection().await?;
-            match op(connection.clone()).await {
-                // An I/O error makes the manager start a reconnect; one more try rides on it, so
-                // a restarted Redis is used at once instead of one probe later.
-                Err(e) if e.is_io_error() => op(connection).await,
+            match op(connection).await {
+                // The connection died (Redis restarted, say): one more try on a new one, so a
+                // Redis that is back is used at once instead of one probe later.
+                Err(e) if e.is_io_error() || e.is_connection_dropped() => {
+                    self.forget_connection();
+                    op(self.connection().await?).await
+                }
                 other => other,
             }
         };
@@ -121,35 +124,46 @@ impl RedisBackend {
                 Some(value)
             }
             Ok(Err(e)) => {
+                self.forget_connection();
                 health.record_failure(&e.to_string());
                 None
             }
             Err(_) => {
+                self.forget_connection();
                 health.record_failure(&format!("no answer within {:?}", self.inner.settings.budget));
                 None
             }
         }
     }
 
-    async fn connection(&self) -> RedisResult<ConnectionManager> {
-        if let Some(manager) = self.inner.manager.get() {
-            return Ok(manager.clone());
+    /// This thread's connection, made on first use.
+    async fn connection(&self) -> RedisResult<MultiplexedConnection> {
+        let thread = std::thread::current().id();
+        if let Some(connection) = self.inner.connections.get(&thread) {
+            return Ok(connection.clone());
         }
         let budget = self.inner.settings.budget;
-        let config = ConnectionManagerConfig::new()
+        let config = AsyncConnectionConfig::new()
             .set_connection_timeout(budget)
-            .set_response_timeout(budget)
-            // Retrying is our probe's job: a reconnect is a single attempt, so it fails fast.
-            .set_number_of_retries(0);
+            .set_response_timeout(budget);
         let inner = Arc::clone(&self.inner);
-        // Spawned, so a connection that completes after this call's budget is still kept.
-        let created = self.inner.runtime.spawn(async move {
-            let manager = ConnectionManager::new_with_config(inner.client.clone(), config).await?;
-            Ok::<_, redis::RedisError>(inner.manager.get_or_init(|| manager).clone())
+        // Spawned on this thread's runtime, so a connection that completes after this call's
+        // budget (a distant Redis, TLS) is still kept for the next call.
+        let created = tokio::spawn(async move {
+            let connection = inner
+                .client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await?;
+            inner.connections.insert(thread, connection.clone());
+            Ok::<_, redis::RedisError>(connection)
         });
         created
             .await
             .map_err(|e| redis::RedisError::from(std::io::Error::other(e)))?
+    }
+
+    fn forget_connection(&self) {
+        self.inner.connections.remove(&std::thread::current().id());
     }
 }
 

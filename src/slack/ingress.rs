@@ -112,8 +112,8 @@ impl SlackIngress {
             serde_json::from_slice(body).map_err(|e| format!("the body is not an Events API envelope: {e}"))?;
         match classify(envelope, self.bot_user.as_deref()) {
             Classified::UrlVerification(challenge) => Ok(EventAck::Challenge(challenge)),
-            Classified::Message { event_id, message } => {
-                self.accept("events", event_id.as_deref(), message, None).await;
+            Classified::Message { message, .. } => {
+                self.accept("events", message, None).await;
                 Ok(EventAck::Ok)
             }
             Classified::Ignored(reason) => {
@@ -167,7 +167,7 @@ impl SlackIngress {
                 message_ts,
                 origin: Origin::ThreadReply,
             };
-            self.accept("interactions", None, message, value.version).await;
+            self.accept("interactions", message, value.version).await;
             return;
         }
         self.count("interactions", "ignored");
@@ -186,7 +186,7 @@ impl SlackIngress {
             return serde_json::json!({ "response_type": "ephemeral", "text": "That command arrived without its channel or user; please try again." });
         }
         let asker = (command.team_id.as_str(), command.user_id.as_str());
-        if let Admission::Limited { retry_after } = self.gate.admit(&[], Some(asker)).await {
+        if let Admission::Limited { retry_after } = self.gate.admit(None, Some(asker)).await {
             self.count("commands", "rate_limited");
             return serde_json::json!({ "response_type": "ephemeral", "text": self.rate_limit_text(retry_after) });
         }
@@ -222,21 +222,17 @@ impl SlackIngress {
 
     /// Hands a message to its thread unless it was handled already or its author is over the
     /// rate limit (then the author gets an ephemeral notice and the thread is untouched).
-    async fn accept(&self, endpoint: &str, event_id: Option<&str>, message: InboundMessage, version: Option<usize>) {
+    async fn accept(&self, endpoint: &str, message: InboundMessage, version: Option<usize>) {
         let thread = &message.thread;
-        let event_key = event_id.map(|id| format!("event:{id}"));
-        // The same message can arrive twice under different event ids (app_mention + message).
+        // One claim per message, not per event id: it catches Slack's retries (same event id,
+        // same message) and the double delivery of a mention under two event ids (app_mention
+        // and message) alike, with one Redis key.
         let message_key = format!("message:{}:{}:{}", thread.team(), thread.channel(), message.message_ts);
-        let claims: Vec<&str> = event_key
-            .iter()
-            .map(String::as_str)
-            .chain([message_key.as_str()])
-            .collect();
         // A reply in a thread with no live actor may be chatter in a thread the bot is not in:
         // it is not metered (its actor drops it), so nobody gets a notice for talking to others.
         let metered = message.origin != Origin::ThreadReply || self.registry.is_live(thread);
         let asker = metered.then_some((thread.team(), message.user.as_str()));
-        match self.gate.admit(&claims, asker).await {
+        match self.gate.admit(Some(&message_key), asker).await {
             Admission::Accepted => {}
             Admission::Duplicate => return self.count(endpoint, "duplicate"),
             Admission::Limited { retry_after } => {

@@ -683,7 +683,7 @@ async fn when_redis_stops_the_server_keeps_answering_and_limiting_and_uses_redis
         let event_id = format!("EvRdBack{attempt}");
         // A new user each time: the attempts that fell back to this process count too.
         let (thread, _) = ask_in_new_thread(&app, &event_id, &format!("U0BOB{attempt:04}")).await;
-        let key = format!("{prefix}dd:event:{event_id}");
+        let key = format!("{prefix}dd:message:{}:{}:{}", crate::helpers::TEAM, thread.0, thread.1);
         if redis.keys(&key).await == Some(vec![key.clone()]) {
             break thread;
         }
