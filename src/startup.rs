@@ -142,10 +142,14 @@ impl Backends {
             },
             timezone: config.timezone,
             reactions: config.reactions,
+            turn_permits: Arc::new(tokio::sync::Semaphore::new(MAX_TURNS_IN_FLIGHT)),
         })
     }
 }
 
+/// Turns running at once across all threads (see `ThreadServices::turn_permits`). Well above the
+/// warehouse's query cap, so cheap turns (help, show sql, undo) are not stuck behind queries.
+const MAX_TURNS_IN_FLIGHT: usize = 1024;
 /// Scheduling priority of the thread-actor arbiters (see `ThreadRegistry::start`): acks first.
 const ACTOR_NICE: i32 = 10;
 /// HTTP workers per core (actix's default is one). An ack waits on Redis and a worker is one
@@ -270,11 +274,7 @@ impl Application {
         let replier: Arc<dyn Replier> = Arc::new(SlackReplier::new(api.clone(), config.max_rows));
         let services = backends.thread_services(&config, replier);
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let registry = ThreadRegistry::start(
-            services,
-            cores,
-            ACTOR_NICE,
-        );
+        let registry = ThreadRegistry::start(services, cores, ACTOR_NICE);
 
         // Questions a previous process was working on when it stopped get an answer now.
         match backends.store.threads_with_query_in_flight().await {

@@ -101,6 +101,11 @@ pub struct ThreadServices {
     pub timezone: chrono_tz::Tz,
     /// Whether to mark questions with 👀 / ✅ / ⚠️.
     pub reactions: bool,
+    /// Turns running at once, all threads together. Under a burst every new thread's turn would
+    /// otherwise start at once and hold its state, rendered replies and pending Slack call in
+    /// memory (about 25 KB each: 17 GB for 685,000 queued events; BENCHMARKS.md); beyond the
+    /// cap a turn waits as its message, and the actor's mailbox stays open meanwhile.
+    pub turn_permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl ThreadServices {

@@ -150,7 +150,13 @@ impl ThreadActor {
         let span = tracing::info_span!("turn", thread = %key, user = %message.user);
         // Fired after everything the turn says, the apology for a panic included.
         let done = message.done.take();
-        let work = AssertUnwindSafe(turn.run_turn(message).instrument(span)).catch_unwind().then(move |outcome| async move {
+        let permits = self.services.turn_permits.clone();
+        let turn = async move {
+            // Never closed, so the permit always comes; held until the turn is over.
+            let _permit = permits.acquire_owned().await.ok();
+            turn.run_turn(message).instrument(span).await
+        };
+        let work = AssertUnwindSafe(turn).catch_unwind().then(move |outcome| async move {
             let outcome = match outcome {
                 Ok(outcome) => outcome,
                 Err(_) => {

@@ -124,12 +124,13 @@ pub async fn connect_and_migrate(database_url: &str) -> anyhow::Result<std::sync
     if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
         let store = PostgresStore::connect(database_url).await?;
         store.migrate().await?;
-        // Postgres writes a batch of snapshots in one statement.
+        // Postgres writes a batch of snapshots in one statement...
         Ok(std::sync::Arc::new(SnapshotBatcher::new(std::sync::Arc::new(store))))
     } else {
         let store = SqliteStore::connect(database_url).await?;
         store.migrate().await?;
-        Ok(std::sync::Arc::new(store))
+        // ... and SQLite in one transaction.
+        Ok(std::sync::Arc::new(SnapshotBatcher::new(std::sync::Arc::new(store))))
     }
 }
 

@@ -5,10 +5,15 @@ use anyhow::Context;
 use async_trait::async_trait;
 use std::str::FromStr;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::Row;
 
-use super::{decode_state, encode_state, AnsweredQuestion, AuditRecord, QueryRecord, Snapshot, StateStore, StoreError};
+use super::{
+    decode_state, encode_state, AnsweredQuestion, AuditRecord, QueryRecord, Snapshot, SnapshotWrite, StateStore,
+    StoreError,
+};
 use crate::conversation::{ThreadKey, ThreadState};
 use crate::interpret::LlmUsage;
 
@@ -70,37 +75,37 @@ impl StateStore for SqliteStore {
 
     async fn save_snapshot(&self, thread: &ThreadKey, expected: i64, state: &ThreadState) -> Result<i64, StoreError> {
         let state = encode_state(state)?;
-        // A new thread inserts version 1; an existing one moves on only from the version it was
-        // read at, so a writer holding an older snapshot can never overwrite a newer one.
-        let version: Option<i64> = if expected == 0 {
-            sqlx::query_scalar(
-                "INSERT INTO thread_snapshots (team_id, channel_id, thread_ts, version, state) \
-                 VALUES ($1, $2, $3, 1, $4) ON CONFLICT DO NOTHING RETURNING version",
-            )
-            .bind(thread.team())
-            .bind(thread.channel())
-            .bind(thread.thread_ts())
-            .bind(&state)
-            .fetch_optional(&self.pool)
-            .await
-        } else {
-            sqlx::query_scalar(
-                "UPDATE thread_snapshots SET version = version + 1, state = $5, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
-                 WHERE team_id = $1 AND channel_id = $2 AND thread_ts = $3 AND version = $4 RETURNING version",
-            )
-            .bind(thread.team())
-            .bind(thread.channel())
-            .bind(thread.thread_ts())
-            .bind(expected)
-            .bind(&state)
-            .fetch_optional(&self.pool)
-            .await
+        let mut connection = self.pool.acquire().await.context("Failed to save a thread snapshot")?;
+        write_snapshot(&mut connection, thread, expected, &state).await
+    }
+
+    async fn save_snapshots(&self, writes: &[SnapshotWrite]) -> Vec<Result<i64, StoreError>> {
+        // One transaction for the batch: SQLite has a single writer, so one commit for many
+        // threads instead of a lock, a commit and a WAL sync each.
+        let batch = async {
+            let mut transaction = self.pool.begin().await?;
+            let mut results = Vec::with_capacity(writes.len());
+            for write in writes {
+                let result = match encode_state(&write.state) {
+                    Ok(state) => write_snapshot(&mut transaction, &write.thread, write.expected, &state).await,
+                    Err(error) => Err(error),
+                };
+                results.push(result);
+            }
+            transaction.commit().await?;
+            Ok::<_, sqlx::Error>(results)
+        };
+        match batch.await {
+            Ok(results) => results,
+            Err(error) => writes
+                .iter()
+                .map(|_| {
+                    Err(StoreError::Unexpected(anyhow::anyhow!(
+                        "Failed to save thread snapshots: {error}"
+                    )))
+                })
+                .collect(),
         }
-        .context("Failed to save a thread snapshot")?;
-        version.ok_or_else(|| StoreError::StaleSnapshot {
-            thread: thread.to_string(),
-            expected,
-        })
     }
 
     async fn threads_with_query_in_flight(&self) -> Result<Vec<ThreadKey>, StoreError> {
@@ -197,4 +202,43 @@ impl StateStore for SqliteStore {
             .context("Failed to reach the SQLite state store")?;
         Ok(())
     }
+}
+
+/// A new thread inserts version 1; an existing one moves on only from the version it was read
+/// at, so a writer holding an older snapshot can never overwrite a newer one.
+async fn write_snapshot(
+    connection: &mut SqliteConnection,
+    thread: &ThreadKey,
+    expected: i64,
+    state: &serde_json::Value,
+) -> Result<i64, StoreError> {
+    let version: Option<i64> = if expected == 0 {
+        sqlx::query_scalar(
+            "INSERT INTO thread_snapshots (team_id, channel_id, thread_ts, version, state) \
+             VALUES ($1, $2, $3, 1, $4) ON CONFLICT DO NOTHING RETURNING version",
+        )
+        .bind(thread.team())
+        .bind(thread.channel())
+        .bind(thread.thread_ts())
+        .bind(state)
+        .fetch_optional(&mut *connection)
+        .await
+    } else {
+        sqlx::query_scalar(
+            "UPDATE thread_snapshots SET version = version + 1, state = $5, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
+             WHERE team_id = $1 AND channel_id = $2 AND thread_ts = $3 AND version = $4 RETURNING version",
+        )
+        .bind(thread.team())
+        .bind(thread.channel())
+        .bind(thread.thread_ts())
+        .bind(expected)
+        .bind(state)
+        .fetch_optional(&mut *connection)
+        .await
+    }
+    .context("Failed to save a thread snapshot")?;
+    version.ok_or_else(|| StoreError::StaleSnapshot {
+        thread: thread.to_string(),
+        expected,
+    })
 }

@@ -15,7 +15,7 @@ use threadql::interpret::{InterpretError, InterpretRequest, Interpretation, Inte
 use threadql::slack::events::Origin;
 use threadql::slack::verify::sign;
 use threadql::startup::Backends;
-use threadql::store::{PostgresStore, SnapshotWrite, StateStore, StoreError};
+use threadql::store::{PostgresStore, SnapshotWrite, SqliteStore, StateStore, StoreError};
 use threadql::warehouse::Value as Cell;
 
 use crate::helpers::{
@@ -300,6 +300,54 @@ async fn a_panicking_turn_gets_an_apology_and_the_thread_goes_on_with_its_contex
     assert_eq!(answered(&replies[1]), (2, vec!["EMEA".to_string()]));
 }
 
+/// Counts replies being sent at once; each takes a while, like a post to a slow Slack.
+#[derive(Default)]
+struct SlowReplier {
+    sending: std::sync::atomic::AtomicUsize,
+    most_at_once: std::sync::atomic::AtomicUsize,
+    sent: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl Replier for SlowReplier {
+    async fn reply(&self, _thread: &ThreadKey, _reply: Reply) -> anyhow::Result<()> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.sending.fetch_add(1, SeqCst) + 1;
+        self.most_at_once.fetch_max(now, SeqCst);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        self.sending.fetch_sub(1, SeqCst);
+        self.sent.fetch_add(1, SeqCst);
+        Ok(())
+    }
+}
+
+#[actix_rt::test]
+async fn a_burst_of_new_threads_runs_at_most_the_cap_of_turns_at_once_and_answers_them_all() {
+    // Arrange: two turns at a time across all threads.
+    let config = config_with("http://127.0.0.1:9/api", &create_database().await, &[]);
+    let backends = Backends::build(&config).await.unwrap();
+    let replier = Arc::new(SlowReplier::default());
+    let mut services = backends.thread_services(&config, replier.clone());
+    Arc::get_mut(&mut services).unwrap().turn_permits = Arc::new(tokio::sync::Semaphore::new(2));
+    let registry = ThreadRegistry::start(services, 2, 0);
+
+    // Act: twenty new threads at once.
+    let threads: Vec<ThreadKey> = (0..20)
+        .map(|_| ThreadKey::parse(TEAM, &new_channel(), &new_ts()).unwrap())
+        .collect();
+    futures::future::join_all(
+        threads
+            .iter()
+            .map(|thread| turn(&registry, thread, Origin::Mention, "help")),
+    )
+    .await;
+
+    // Assert
+    use std::sync::atomic::Ordering::SeqCst;
+    assert_eq!(replier.sent.load(SeqCst), 20, "every thread was answered");
+    assert_eq!(replier.most_at_once.load(SeqCst), 2, "turns ran two at a time, no more");
+}
+
 // ---------------------------------------------------------------------------------------------
 // 3. Passivation and stale snapshots
 // ---------------------------------------------------------------------------------------------
@@ -377,46 +425,55 @@ async fn a_snapshot_write_based_on_an_old_version_is_refused_by_postgres() {
 
 #[actix_rt::test]
 async fn a_batched_snapshot_write_based_on_an_old_version_is_refused_and_the_rest_of_the_batch_is_written() {
-    // Arrange: thread A is at version 2; thread B has no snapshot yet. The batched statement is
-    // the one thread actors' saves go through (`SnapshotBatcher`).
-    let store = PostgresStore::connect(&create_database().await).await.unwrap();
-    store.migrate().await.unwrap();
-    let (a, b) = (
-        ThreadKey::parse(TEAM, &new_channel(), &new_ts()).unwrap(),
-        ThreadKey::parse(TEAM, &new_channel(), &new_ts()).unwrap(),
-    );
-    let current = state_after(&[QUESTION, "only EMEA"]);
-    store.save_snapshot(&a, 0, &state_after(&[QUESTION])).await.unwrap();
-    store.save_snapshot(&a, 1, &current).await.unwrap();
-    let stale = state_after(&[QUESTION, "only APAC"]);
-    let fresh = state_after(&["top products"]);
+    // The batched write is the one thread actors' saves go through (`SnapshotBatcher`): one
+    // statement on Postgres, one transaction on SQLite.
+    let postgres = PostgresStore::connect(&create_database().await).await.unwrap();
+    postgres.migrate().await.unwrap();
+    let directory = tempfile::tempdir().unwrap();
+    let sqlite = SqliteStore::connect(&format!("sqlite://{}", directory.path().join("state.db").display()))
+        .await
+        .unwrap();
+    sqlite.migrate().await.unwrap();
+    let stores: [(&str, Arc<dyn StateStore>); 2] = [("postgres", Arc::new(postgres)), ("sqlite", Arc::new(sqlite))];
+    for (name, store) in stores {
+        // Arrange: thread A is at version 2; thread B has no snapshot yet.
+        let (a, b) = (
+            ThreadKey::parse(TEAM, &new_channel(), &new_ts()).unwrap(),
+            ThreadKey::parse(TEAM, &new_channel(), &new_ts()).unwrap(),
+        );
+        let current = state_after(&[QUESTION, "only EMEA"]);
+        store.save_snapshot(&a, 0, &state_after(&[QUESTION])).await.unwrap();
+        store.save_snapshot(&a, 1, &current).await.unwrap();
+        let stale = state_after(&[QUESTION, "only APAC"]);
+        let fresh = state_after(&["top products"]);
 
-    // Act: one batch with a late write for A (read at version 1) and a first write for B.
-    let results = store
-        .save_snapshots(&[
-            SnapshotWrite {
-                thread: a.clone(),
-                expected: 1,
-                state: stale,
-            },
-            SnapshotWrite {
-                thread: b.clone(),
-                expected: 0,
-                state: fresh.clone(),
-            },
-        ])
-        .await;
+        // Act: one batch with a late write for A (read at version 1) and a first write for B.
+        let results = store
+            .save_snapshots(&[
+                SnapshotWrite {
+                    thread: a.clone(),
+                    expected: 1,
+                    state: stale,
+                },
+                SnapshotWrite {
+                    thread: b.clone(),
+                    expected: 0,
+                    state: fresh.clone(),
+                },
+            ])
+            .await;
 
-    // Assert
-    assert!(
-        matches!(results[0], Err(StoreError::StaleSnapshot { expected: 1, .. })),
-        "{results:?}"
-    );
-    assert!(matches!(results[1], Ok(1)), "{results:?}");
-    let stored = store.load_snapshot(&a).await.unwrap().unwrap();
-    assert_eq!((stored.version, stored.state), (2, current));
-    let stored = store.load_snapshot(&b).await.unwrap().unwrap();
-    assert_eq!((stored.version, stored.state), (1, fresh));
+        // Assert
+        assert!(
+            matches!(results[0], Err(StoreError::StaleSnapshot { expected: 1, .. })),
+            "{name}: {results:?}"
+        );
+        assert!(matches!(results[1], Ok(1)), "{name}: {results:?}");
+        let stored = store.load_snapshot(&a).await.unwrap().unwrap();
+        assert_eq!((stored.version, stored.state), (2, current), "{name}");
+        let stored = store.load_snapshot(&b).await.unwrap().unwrap();
+        assert_eq!((stored.version, stored.state), (1, fresh), "{name}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
