@@ -38,8 +38,8 @@ impl Default for RedisSettings {
     }
 }
 
-/// A shared Redis connection plus the "is it down, did we say so" state that the rate limiter and
-/// the deduplicator consult before each call. Cheap to clone.
+/// Redis connections (one per calling thread) plus the "is it down, did we say so" state that
+/// every call consults first. Cheap to clone.
 #[derive(Clone)]
 pub struct RedisBackend {
     inner: Arc<BackendInner>,
