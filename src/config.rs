@@ -33,6 +33,7 @@ pub const THREADQL_MAX_QUERIES: &str = "THREADQL_MAX_QUERIES";
 pub const THREADQL_REDIS_PREFIX: &str = "THREADQL_REDIS_PREFIX";
 pub const THREADQL_REACTIONS: &str = "THREADQL_REACTIONS";
 pub const THREADQL_SOCKET_CONNECTIONS: &str = "THREADQL_SOCKET_CONNECTIONS";
+pub const THREADQL_MAX_BACKLOG: &str = "THREADQL_MAX_BACKLOG";
 
 pub const DEFAULT_SLACK_API_URL: &str = "https://slack.com/api/";
 pub const DEFAULT_OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
@@ -108,6 +109,9 @@ pub struct Config {
     pub reactions: bool,
     /// Socket Mode connections kept open when `SLACK_APP_TOKEN` is set (Slack allows 10).
     pub socket_connections: usize,
+    /// Messages handed to thread actors and not finished yet, beyond which a message that would
+    /// start a new thread is refused (HTTP 503 / no Socket Mode ack) so that Slack redelivers it.
+    pub max_backlog: usize,
     pub max_rows: usize,
     pub export_max_rows: usize,
     pub query_timeout: Duration,
@@ -228,6 +232,7 @@ impl Config {
                 format!("Slack allows at most {MAX_SOCKET_CONNECTIONS} Socket Mode connections per app"),
             ));
         }
+        let max_backlog = positive(get(THREADQL_MAX_BACKLOG), THREADQL_MAX_BACKLOG, 200_000)?;
         let max_rows = positive(get(THREADQL_MAX_ROWS), THREADQL_MAX_ROWS, 20)?;
         let export_max_rows = positive(get(THREADQL_EXPORT_MAX_ROWS), THREADQL_EXPORT_MAX_ROWS, 100_000)?;
         let query_timeout =
@@ -278,6 +283,7 @@ impl Config {
             redis_prefix,
             reactions,
             socket_connections,
+            max_backlog,
             max_rows,
             export_max_rows,
             query_timeout,
@@ -364,6 +370,7 @@ mod tests {
         assert_eq!((config.max_rows, config.export_max_rows), (20, 100_000));
         assert_eq!(config.query_timeout, Duration::from_secs(30));
         assert_eq!(config.idle_after, Duration::from_secs(900));
+        assert_eq!(config.max_backlog, 200_000);
         assert_eq!(config.timezone, chrono_tz::UTC);
         assert!(config.openai.is_none());
     }

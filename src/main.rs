@@ -24,6 +24,7 @@ Configuration (environment, or a .env file):
   THREADQL_RATE_LIMIT_PER_MINUTE  questions per user per minute [10]
   THREADQL_MAX_QUERIES_PER_USER   queries one user may have running [2]
   THREADQL_MAX_QUERIES            queries running at once against the warehouse [8]
+  THREADQL_MAX_BACKLOG            unfinished messages before new threads are refused for Slack to retry [200000]
   THREADQL_MAX_ROWS               rows shown in an answer [20]
   THREADQL_EXPORT_MAX_ROWS        rows in a CSV export [100000]
   THREADQL_QUERY_TIMEOUT_SECS     statement timeout [30]

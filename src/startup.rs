@@ -298,6 +298,8 @@ impl Application {
             bot_user,
             help: backends.interpreter.help(),
             metrics: backends.metrics.clone(),
+            max_backlog: config.max_backlog,
+            shedding: std::sync::atomic::AtomicBool::new(false),
         });
         let socket_mode = config.slack.app_token.clone().map(|app_token| {
             SocketMode::start(

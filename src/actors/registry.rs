@@ -1,6 +1,7 @@
 //! Finds the live actor of a thread, starting it (from its snapshot) on a miss. Live actors are
 //! looked up in a `DashMap`, so routing never queues behind another thread's work.
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -17,6 +18,8 @@ pub type ThreadMap = DashMap<ThreadKey, Addr<ThreadActor>>;
 /// Routes messages to thread actors, which run on a pool of arbiters (one per core).
 pub struct ThreadRegistry {
     threads: Arc<ThreadMap>,
+    /// Messages dispatched whose turn is not over (see [`BacklogTicket`]).
+    backlog: Arc<AtomicUsize>,
     arbiters: Vec<ArbiterHandle>,
     services: Arc<ThreadServices>,
     /// Keeps the arbiters' threads alive as long as the registry.
@@ -37,6 +40,7 @@ impl ThreadRegistry {
         let arbiters = owned.iter().map(Arbiter::handle).collect();
         Arc::new(Self {
             threads: Arc::new(DashMap::new()),
+            backlog: Arc::new(AtomicUsize::new(0)),
             arbiters,
             services,
             _owned_arbiters: owned,
@@ -44,7 +48,8 @@ impl ThreadRegistry {
     }
 
     /// Delivers a message to its thread's actor, activating it if needed. Never waits.
-    pub fn dispatch(&self, thread: ThreadKey, message: UserMessage) {
+    pub fn dispatch(&self, thread: ThreadKey, mut message: UserMessage) {
+        message.ticket = Some(BacklogTicket::new(&self.backlog));
         // Two tries: an actor found stopped (passivated between lookup and send) is replaced once.
         for _ in 0..2 {
             let address = self
@@ -69,6 +74,11 @@ impl ThreadRegistry {
             .or_insert_with(|| self.spawn(thread, false));
     }
 
+    /// Messages dispatched whose turn is not over yet (queued, waiting for a turn permit or running).
+    pub fn backlog(&self) -> usize {
+        self.backlog.load(Ordering::Relaxed)
+    }
+
     /// Number of live thread actors.
     pub fn live_threads(&self) -> usize {
         self.threads.len()
@@ -91,6 +101,25 @@ impl ThreadRegistry {
         ThreadActor::start_in_arbiter(arbiter, move |_| {
             ThreadActor::new(thread, services, threads, new_thread)
         })
+    }
+}
+
+/// Counts a dispatched message in the registry's backlog until it is dropped: when its turn is
+/// over, when `cancel` is absorbed by the running turn, or when its actor goes away unread. One
+/// place to count down, whichever way a message ends.
+#[derive(Debug)]
+pub struct BacklogTicket(Arc<AtomicUsize>);
+
+impl BacklogTicket {
+    fn new(backlog: &Arc<AtomicUsize>) -> Self {
+        backlog.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(backlog))
+    }
+}
+
+impl Drop for BacklogTicket {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -33,6 +33,8 @@ pub struct UserMessage {
     /// The version a button click is about (the answer it was attached to); `None` means the
     /// thread's current version.
     pub version: Option<usize>,
+    /// Set by [`super::ThreadRegistry::dispatch`]: counts this message in the backlog until dropped.
+    pub(crate) ticket: Option<super::registry::BacklogTicket>,
 }
 
 impl UserMessage {
@@ -44,6 +46,7 @@ impl UserMessage {
             origin,
             done: None,
             version: None,
+            ticket: None,
         }
     }
 

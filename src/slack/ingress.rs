@@ -46,6 +46,10 @@ pub struct SlackIngress {
     /// What `/threadql help` shows: the metrics and dimensions the interpreter knows.
     pub help: String,
     pub metrics: Metrics,
+    /// `THREADQL_MAX_BACKLOG`: unfinished messages beyond which new threads are refused for now.
+    pub max_backlog: usize,
+    /// Whether the last message that would start a thread was refused (logs the change once).
+    pub shedding: std::sync::atomic::AtomicBool,
 }
 
 /// The reply to an event delivery.
@@ -54,6 +58,9 @@ pub enum EventAck {
     /// `url_verification`: echo the challenge.
     Challenge(String),
     Ok,
+    /// Over `THREADQL_MAX_BACKLOG`: not taken, so that Slack delivers it again later (HTTP 503,
+    /// or no Socket Mode ack). Nothing was claimed, so the redelivery is handled normally.
+    RetryLater,
 }
 
 /// A slash command's form fields (the subset threadql reads).
@@ -113,6 +120,10 @@ impl SlackIngress {
         match classify(envelope, self.bot_user.as_deref()) {
             Classified::UrlVerification(challenge) => Ok(EventAck::Challenge(challenge)),
             Classified::Message { message, .. } => {
+                if self.overloaded(&message.thread) {
+                    self.count("events", "overloaded");
+                    return Ok(EventAck::RetryLater);
+                }
                 self.accept("events", message, None).await;
                 Ok(EventAck::Ok)
             }
@@ -185,6 +196,10 @@ impl SlackIngress {
             self.count("commands", "ignored");
             return serde_json::json!({ "response_type": "ephemeral", "text": "That command arrived without its channel or user; please try again." });
         }
+        if self.registry.backlog() >= self.max_backlog {
+            self.count("commands", "overloaded");
+            return serde_json::json!({ "response_type": "ephemeral", "text": "I'm answering a great many questions right now and can't take this one. Please ask again in a minute." });
+        }
         let asker = (command.team_id.as_str(), command.user_id.as_str());
         if let Admission::Limited { retry_after } = self.gate.admit(None, Some(asker)).await {
             self.count("commands", "rate_limited");
@@ -251,6 +266,30 @@ impl SlackIngress {
         let mut user_message = UserMessage::new(&user, &text, &message_ts, origin);
         user_message.version = version;
         self.registry.dispatch(thread, user_message);
+    }
+
+    /// Whether a message for `thread` should wait for Slack's redelivery: it would start a
+    /// thread (a live one only queues in its actor, and `cancel` must always get through) while
+    /// the backlog is at its cap. Under a flood each new thread would otherwise hold a live actor
+    /// and its turn in memory until answered, without bound.
+    fn overloaded(&self, thread: &ThreadKey) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let over = self.registry.backlog() >= self.max_backlog && !self.registry.is_live(thread);
+        if over != self.shedding.load(Relaxed) && over != self.shedding.swap(over, Relaxed) {
+            if over {
+                tracing::warn!(
+                    backlog = self.registry.backlog(),
+                    max_backlog = self.max_backlog,
+                    "Backlog full: new threads are left for Slack to redeliver"
+                );
+            } else {
+                tracing::info!(
+                    backlog = self.registry.backlog(),
+                    "Backlog below its cap again: taking new threads"
+                );
+            }
+        }
+        over
     }
 
     fn count(&self, endpoint: &str, outcome: &str) {

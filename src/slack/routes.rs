@@ -89,6 +89,7 @@ pub async fn events(
     match ingress.event(&request.body).await.map_err(IngressError::BadRequest)? {
         EventAck::Challenge(challenge) => Ok(HttpResponse::Ok().json(serde_json::json!({ "challenge": challenge }))),
         EventAck::Ok => Ok(HttpResponse::Ok().finish()),
+        EventAck::RetryLater => Ok(HttpResponse::ServiceUnavailable().finish()),
     }
 }
 

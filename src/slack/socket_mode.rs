@@ -33,7 +33,7 @@ use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
-use super::ingress::{SlackIngress, SlashCommand};
+use super::ingress::{EventAck, SlackIngress, SlashCommand};
 use super::outbox::{SlackApiError, SlackWebApi};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -233,8 +233,9 @@ pub fn ack_frame(envelope_id: &str, payload: Option<serde_json::Value>) -> Strin
 }
 
 /// Hands an envelope to ingress and returns its ack. Ingress only dedupes, rate-limits and
-/// dispatches to the thread actor, so the ack leaves as soon as the work is handed over.
-async fn handle(ingress: &SlackIngress, envelope: Envelope) -> String {
+/// dispatches to the thread actor, so the ack leaves as soon as the work is handed over. `None`
+/// leaves the envelope unacked, for Slack to redeliver (the backlog is full).
+async fn handle(ingress: &SlackIngress, envelope: Envelope) -> Option<String> {
     if envelope.retry_attempt > 0 {
         tracing::info!(
             envelope_id = %envelope.envelope_id,
@@ -253,9 +254,16 @@ async fn handle(ingress: &SlackIngress, envelope: Envelope) -> String {
     let reply = match envelope.kind.as_str() {
         "events_api" => {
             let body = envelope.payload.to_string();
-            if let Err(error) = ingress.event(body.as_bytes()).await {
-                count("rejected");
-                tracing::warn!(%error, envelope_id = %envelope.envelope_id, "Refused a Socket Mode event");
+            match ingress.event(body.as_bytes()).await {
+                Ok(EventAck::RetryLater) => {
+                    tracing::debug!(envelope_id = %envelope.envelope_id, "Left an envelope unacked for redelivery: backlog full");
+                    return None;
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    count("rejected");
+                    tracing::warn!(%error, envelope_id = %envelope.envelope_id, "Refused a Socket Mode event");
+                }
             }
             None
         }
@@ -284,10 +292,10 @@ async fn handle(ingress: &SlackIngress, envelope: Envelope) -> String {
             None
         }
     };
-    ack_frame(
+    Some(ack_frame(
         &envelope.envelope_id,
         reply.filter(|_| envelope.accepts_response_payload),
-    )
+    ))
 }
 
 /// How [`serve`] gave up a connection.
@@ -397,7 +405,8 @@ async fn open(shared: Arc<Shared>) -> Result<Socket, SocketModeError> {
 async fn serve(socket: Socket, shared: &Arc<Shared>, slot: usize, cancel: &CancellationToken) -> Ended {
     let settings = &shared.settings;
     let (mut sink, mut stream) = socket.split();
-    let (acks, mut due_acks) = mpsc::unbounded_channel::<String>();
+    // `None`: an envelope left unacked on purpose, for Slack to redeliver.
+    let (acks, mut due_acks) = mpsc::unbounded_channel::<Option<String>>();
     // Envelopes handed to ingress whose ack has not been sent yet.
     let mut in_flight = 0usize;
     let mut ping = tokio::time::interval_at(Instant::now() + settings.ping_interval, settings.ping_interval);
@@ -435,6 +444,7 @@ async fn serve(socket: Socket, shared: &Arc<Shared>, slot: usize, cancel: &Cance
             }
             Some(ack) = due_acks.recv() => {
                 in_flight = in_flight.saturating_sub(1);
+                let Some(ack) = ack else { continue };
                 if let Err(error) = sink.send(Message::text(ack)).await {
                     break format!("failed to send an ack: {error}");
                 }

@@ -318,3 +318,56 @@ async fn a_question_interrupted_by_a_kill_is_reported_in_its_thread_after_restar
         "{notice}"
     );
 }
+
+#[actix_rt::test]
+async fn a_new_thread_beyond_the_backlog_is_left_for_slack_to_redeliver_and_answered_when_it_comes_again() {
+    // Arrange: a backlog of one message, taken by a slow query.
+    let warehouse = slow_warehouse().await;
+    let app = spawn_app_with(&[
+        ("WAREHOUSE_URL", warehouse.clone()),
+        ("THREADQL_QUERY_TIMEOUT_SECS", "600".into()),
+        ("THREADQL_MAX_BACKLOG", "1".into()),
+    ])
+    .await;
+    let (channel, root) = (new_channel(), new_ts());
+    app.post_event(&app_mention("EvB1", &channel, &root, "slow numbers count"))
+        .await;
+    wait_until_slow_query_runs(&warehouse).await;
+
+    // Act: a question that would start a new thread.
+    let (other_channel, other_root) = (new_channel(), new_ts());
+    let question = app_mention("EvB2", &other_channel, &other_root, "help");
+    let refused = app.post_event(&question).await;
+
+    // Assert: not taken (Slack retries a non-200), nothing claimed or posted; the busy thread
+    // itself still takes its `cancel`.
+    assert_eq!(refused.status().as_u16(), 503);
+    let cancel = app
+        .post_event(&thread_reply("EvB3", &channel, &root, &new_ts(), "cancel"))
+        .await;
+    assert_eq!(cancel.status().as_u16(), 200, "a live thread is never refused");
+    app.slack.wait_for_posts(&channel, &root, 1).await;
+    assert!(app.slack.posts_in_thread(&other_channel, &other_root).await.is_empty());
+
+    // Act: Slack redelivers the same event until it is taken (the backlog empties once the
+    // cancelled turn is over).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while app.post_event(&question).await.status().as_u16() != 200 {
+        assert!(Instant::now() < deadline, "the redelivered event was never taken");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Assert: answered, once.
+    let posts = app.slack.wait_for_posts(&other_channel, &other_root, 1).await;
+    assert!(post_text(&posts[0]).contains("show sql"), "{}", post_text(&posts[0]));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.slack.posts_in_thread(&other_channel, &other_root).await.len(), 1);
+    // Counted once for the first delivery, and again for each redelivery refused meanwhile.
+    let metrics = app.metrics().await;
+    let refusals: f64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(r#"threadql_slack_requests_total{endpoint="events",outcome="overloaded"} "#))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0.0);
+    assert!(refusals >= 1.0, "the refusals are counted: {refusals}");
+}
