@@ -3,7 +3,7 @@
 //! hands out its `ws://` URLs from `apps.connections.open`.
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -16,7 +16,7 @@ use wiremock::{Mock, ResponseTemplate};
 
 use crate::helpers::{
     api_success, app_mention, button_click, button_value, create_database, fixture, new_channel, new_ts, post_text,
-    start_server_with, FakeSlack, TestApp, TEAM,
+    start_server_with, thread_reply, FakeSlack, TestApp, TEAM,
 };
 
 const APP_TOKEN: &str = "xapp-1-A0THREADQL-1234-test";
@@ -215,20 +215,21 @@ async fn serve_connection(tcp: tokio::net::TcpStream, connected: mpsc::Unbounded
 
 /// A server in Socket Mode (app-level token, no signing secret) over a fresh fake Slack.
 async fn spawn_socket_mode_app(connections: usize) -> (TestApp, FakeSocketMode) {
+    spawn_socket_mode_app_with(connections, &[]).await
+}
+
+async fn spawn_socket_mode_app_with(connections: usize, overrides: &[(&str, String)]) -> (TestApp, FakeSocketMode) {
     let slack = FakeSlack::start().await;
     let sockets = FakeSocketMode::start().await;
     sockets.mount_connections_open(&slack).await;
     let database_url = create_database().await;
-    let app = start_server_with(
-        slack,
-        database_url,
-        &[
-            ("SLACK_APP_TOKEN", APP_TOKEN.to_string()),
-            ("SLACK_SIGNING_SECRET", String::new()),
-            ("THREADQL_SOCKET_CONNECTIONS", connections.to_string()),
-        ],
-    )
-    .await;
+    let mut settings = vec![
+        ("SLACK_APP_TOKEN", APP_TOKEN.to_string()),
+        ("SLACK_SIGNING_SECRET", String::new()),
+        ("THREADQL_SOCKET_CONNECTIONS", connections.to_string()),
+    ];
+    settings.extend(overrides.iter().cloned());
+    let app = start_server_with(slack, database_url, &settings).await;
     (app, sockets)
 }
 
@@ -332,6 +333,72 @@ async fn a_redelivered_envelope_with_the_same_event_id_is_acked_but_not_answered
     connection.ack_of(&retry).await;
     assert_eq!(slack_requests(&app, "events", "duplicate").await, 1);
     assert_eq!(slack_requests(&app, "events", "accepted").await, 1);
+    assert_eq!(app.slack.posts_in_thread(&channel, &root).await.len(), 1);
+}
+
+#[actix_rt::test]
+async fn a_new_thread_beyond_the_backlog_is_left_unacked_for_slack_to_redeliver() {
+    // Arrange: a backlog of one message, taken by a slow query.
+    let warehouse = crate::threads::slow_warehouse().await;
+    let (app, sockets) = spawn_socket_mode_app_with(
+        1,
+        &[
+            ("WAREHOUSE_URL", warehouse.clone()),
+            ("THREADQL_QUERY_TIMEOUT_SECS", "600".into()),
+            ("THREADQL_MAX_BACKLOG", "1".into()),
+        ],
+    )
+    .await;
+    let mut connection = sockets.next_connection().await;
+    let (busy_channel, busy_root) = (new_channel(), new_ts());
+    let slow = new_envelope_id();
+    connection.send(events_api(
+        &slow,
+        &app_mention("EvSockB1", &busy_channel, &busy_root, "slow numbers count"),
+        0,
+    ));
+    connection.ack_of(&slow).await;
+    crate::threads::wait_until_slow_query_runs(&warehouse).await;
+
+    // Act: a question that would start a new thread.
+    let (channel, root) = (new_channel(), new_ts());
+    let question = app_mention("EvSockB2", &channel, &root, "help");
+    let first = new_envelope_id();
+    connection.send(events_api(&first, &question, 0));
+
+    // Assert: no ack (Slack redelivers an unacked envelope), while the busy thread's `cancel`
+    // is acked and handled.
+    let acked = tokio::time::timeout(Duration::from_secs(1), connection.ack_of(&first)).await;
+    assert!(acked.is_err(), "the envelope was acked: {acked:?}");
+    let cancel = new_envelope_id();
+    connection.send(events_api(
+        &cancel,
+        &thread_reply("EvSockB3", &busy_channel, &busy_root, &new_ts(), "cancel"),
+        0,
+    ));
+    connection.ack_of(&cancel).await;
+    app.slack.wait_for_posts(&busy_channel, &busy_root, 1).await;
+
+    // Act: Slack redelivers until the envelope is acked (the backlog empties once the cancelled
+    // turn is over).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let retry = new_envelope_id();
+        connection.send(events_api(&retry, &question, 1));
+        if tokio::time::timeout(Duration::from_millis(500), connection.ack_of(&retry))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no redelivery was ever acked");
+    }
+
+    // Assert: answered, once.
+    let posts = app.slack.wait_for_posts(&channel, &root, 1).await;
+    assert!(post_text(&posts[0]).contains("show sql"), "{}", post_text(&posts[0]));
+    assert!(slack_requests(&app, "events", "overloaded").await >= 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(app.slack.posts_in_thread(&channel, &root).await.len(), 1);
 }
 

@@ -38,7 +38,7 @@ pub async fn slow_queries_running(warehouse_url: &str) -> i64 {
     .get::<i64, _>("n")
 }
 
-async fn wait_until_slow_query_runs(warehouse_url: &str) {
+pub async fn wait_until_slow_query_runs(warehouse_url: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while slow_queries_running(warehouse_url).await == 0 {
         assert!(Instant::now() < deadline, "the slow query never started");
