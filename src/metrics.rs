@@ -19,6 +19,7 @@ pub struct Metrics {
     pub slack_api_calls: IntCounterVec,
     /// Outbound Slack messages waiting for their channel's pace or a retry.
     pub slack_outbox_waiting: IntGauge,
+    pub backlog: IntGauge,
     /// Chat completions, by kind (`interpret`, `revise`) and outcome (`query`, `clarify`,
     /// `not_understood`, `unavailable`, `error`).
     pub llm_completions: IntCounterVec,
@@ -96,6 +97,11 @@ impl Metrics {
         registry.register(Box::new(query_seconds.clone()))?;
         registry.register(Box::new(live_threads.clone()))?;
         registry.register(Box::new(slack_api_calls.clone()))?;
+        let backlog = IntGauge::new(
+            "threadql_backlog",
+            "Messages handed to thread actors whose turn is not over (THREADQL_MAX_BACKLOG caps it)",
+        )?;
+        registry.register(Box::new(backlog.clone()))?;
         let slack_outbox_waiting = IntGauge::new("threadql_slack_outbox_waiting", "Slack messages waiting to be sent")?;
         registry.register(Box::new(slack_outbox_waiting.clone()))?;
         let socket_mode_connections =
@@ -115,6 +121,7 @@ impl Metrics {
             turns,
             query_seconds,
             live_threads,
+            backlog,
             slack_api_calls,
             slack_outbox_waiting,
             llm_completions,

@@ -147,6 +147,8 @@ impl Backends {
     }
 }
 
+/// How long a stopping server waits for the turns under way to finish.
+const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(20);
 /// Turns running at once across all threads (see `ThreadServices::turn_permits`). Well above the
 /// warehouse's query cap, so cheap turns (help, show sql, undo) are not stuck behind queries.
 const MAX_TURNS_IN_FLIGHT: usize = 1024;
@@ -359,6 +361,18 @@ impl Application {
         let served = self.server.await;
         if let Some(socket_mode) = self.socket_mode {
             socket_mode.shutdown().await;
+        }
+        // Turns under way finish (answers posted, markers cleared) before the process goes, so a
+        // deploy neither cuts an answer off nor leaves a "restarted while working" notice behind.
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_DRAIN;
+        while self.registry.backlog() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        if self.registry.backlog() > 0 {
+            tracing::warn!(
+                backlog = self.registry.backlog(),
+                "Stopping with turns still under way; their threads are told after the restart"
+            );
         }
         served
     }

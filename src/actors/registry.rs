@@ -1,11 +1,11 @@
 //! Finds the live actor of a thread, starting it (from its snapshot) on a miss. Live actors are
 //! looked up in a `DashMap`, so routing never queues behind another thread's work.
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use actix::prelude::*;
 use dashmap::DashMap;
+use prometheus::IntGauge;
 
 use super::thread::{ThreadActor, UserMessage};
 use super::ThreadServices;
@@ -18,8 +18,9 @@ pub type ThreadMap = DashMap<ThreadKey, Addr<ThreadActor>>;
 /// Routes messages to thread actors, which run on a pool of arbiters (one per core).
 pub struct ThreadRegistry {
     threads: Arc<ThreadMap>,
-    /// Messages dispatched whose turn is not over (see [`BacklogTicket`]).
-    backlog: Arc<AtomicUsize>,
+    /// Messages dispatched whose turn is not over (see [`BacklogTicket`]); the
+    /// `threadql_backlog` gauge.
+    backlog: IntGauge,
     arbiters: Vec<ArbiterHandle>,
     services: Arc<ThreadServices>,
     /// Keeps the arbiters' threads alive as long as the registry.
@@ -40,7 +41,7 @@ impl ThreadRegistry {
         let arbiters = owned.iter().map(Arbiter::handle).collect();
         Arc::new(Self {
             threads: Arc::new(DashMap::new()),
-            backlog: Arc::new(AtomicUsize::new(0)),
+            backlog: services.metrics.backlog.clone(),
             arbiters,
             services,
             _owned_arbiters: owned,
@@ -76,7 +77,7 @@ impl ThreadRegistry {
 
     /// Messages dispatched whose turn is not over yet (queued, waiting for a turn permit or running).
     pub fn backlog(&self) -> usize {
-        self.backlog.load(Ordering::Relaxed)
+        usize::try_from(self.backlog.get()).unwrap_or(0)
     }
 
     /// Number of live thread actors.
@@ -108,18 +109,18 @@ impl ThreadRegistry {
 /// over, when `cancel` is absorbed by the running turn, or when its actor goes away unread. One
 /// place to count down, whichever way a message ends.
 #[derive(Debug)]
-pub struct BacklogTicket(Arc<AtomicUsize>);
+pub struct BacklogTicket(IntGauge);
 
 impl BacklogTicket {
-    fn new(backlog: &Arc<AtomicUsize>) -> Self {
-        backlog.fetch_add(1, Ordering::Relaxed);
-        Self(Arc::clone(backlog))
+    fn new(backlog: &IntGauge) -> Self {
+        backlog.inc();
+        Self(backlog.clone())
     }
 }
 
 impl Drop for BacklogTicket {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.dec();
     }
 }
 

@@ -207,10 +207,17 @@ impl ThreadActor {
         );
         let work = async move {
             let saved = services.store.save_snapshot(&key, expected, &state).await;
-            let text = format!(
-                "I was restarted while working on “{}”, so it was not answered. Please ask again.",
-                in_flight.question
-            );
+            let text = if in_flight.answered {
+                format!(
+                    "I was restarted while posting my answer to “{}”; if it isn't above, please ask again.",
+                    in_flight.question
+                )
+            } else {
+                format!(
+                    "I was restarted while working on “{}”, so it was not answered. Please ask again.",
+                    in_flight.question
+                )
+            };
             if let Err(error) = services.replier.reply(&key, Reply::Text(text)).await {
                 tracing::error!(thread = %key, ?error, "Failed to report an interrupted question");
             }
@@ -474,6 +481,7 @@ impl TurnContext {
             // finds the question in the snapshot and says it was not answered.
             self.state.in_flight = Some(InFlight {
                 question: message.text.clone(),
+                answered: false,
             });
             match self
                 .services
@@ -519,8 +527,12 @@ impl TurnContext {
         };
         tracing::info!(thread = %self.key, intent, elapsed_ms = started.elapsed().as_millis() as u64, "Turn handled");
 
-        self.state.in_flight = None;
-        // The answer goes out only once the state it shows is durable.
+        // The answer goes out only once the state it shows is durable. A question that ran a
+        // query stays marked until its answer is posted, so a process that dies in between (the
+        // outbox may be waiting out a Slack outage) is told on restart instead of going quiet.
+        if let Some(in_flight) = self.state.in_flight.as_mut() {
+            in_flight.answered = true;
+        }
         let version = match self
             .services
             .store
@@ -562,6 +574,10 @@ impl TurnContext {
         for reply in replies {
             self.say(reply).await;
         }
+        let version = match self.state.in_flight.take() {
+            Some(_) => self.clear_in_flight(version).await,
+            None => version,
+        };
         if let Some(eyes) = eyes {
             let _ = eyes.await;
             self.react(
@@ -581,6 +597,19 @@ impl TurnContext {
     /// After a stale save: whether the newer snapshot already holds this message (Slack
     /// delivered it again, e.g. across a restart without Redis), in which case the turn was
     /// answered before and stays silent.
+    /// Saves the state without its in-flight marker once the answer is posted; returns the new
+    /// snapshot version (or `version` when the save failed: the restart notice it leaves behind
+    /// is the lesser harm).
+    async fn clear_in_flight(&self, version: i64) -> i64 {
+        match self.services.store.save_snapshot(&self.key, version, &self.state).await {
+            Ok(version) => version,
+            Err(error) => {
+                tracing::warn!(thread = %self.key, ?error, "Failed to clear a posted question's in-flight marker");
+                version
+            }
+        }
+    }
+
     async fn already_handled(&self, message: &UserMessage, error: &StoreError) -> bool {
         if !matches!(error, StoreError::StaleSnapshot { .. }) || message.message_ts.is_empty() {
             return false;

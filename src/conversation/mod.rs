@@ -91,10 +91,13 @@ pub struct ThreadState {
     pub in_flight: Option<InFlight>,
 }
 
-/// A question being worked on.
+/// A question being worked on, or answered and not yet posted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InFlight {
     pub question: String,
+    /// The answer is saved, and its post to Slack had not gone through when this was written.
+    #[serde(default)]
+    pub answered: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -341,6 +341,13 @@ impl Drop for TestApp {
 impl TestApp {
     /// Stops the HTTP server and hands back the fake Slack and database for a restart.
     pub async fn stop(self) -> (FakeSlack, String) {
+        // As `threadql serve` does on SIGTERM: the turns under way finish first (the server
+        // drains them after its HTTP side stops; waiting here keeps the restart from racing it).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !self.metrics().await.lines().any(|line| line == "threadql_backlog 0") {
+            assert!(std::time::Instant::now() < deadline, "turns still under way after 20 s");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         self.handle.stop(false).await;
         let slack = FakeSlack {
             server: MockServer::builder().start().await,

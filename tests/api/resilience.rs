@@ -300,6 +300,65 @@ async fn a_panicking_turn_gets_an_apology_and_the_thread_goes_on_with_its_contex
     assert_eq!(answered(&replies[1]), (2, vec!["EMEA".to_string()]));
 }
 
+/// Slack as seen during an outage: answers never go through (the outbox would retry them for
+/// as long as it takes); plain texts do.
+#[derive(Default)]
+struct AnswersNeverArrive;
+
+#[async_trait]
+impl Replier for AnswersNeverArrive {
+    async fn reply(&self, _thread: &ThreadKey, reply: Reply) -> anyhow::Result<()> {
+        if matches!(reply, Reply::Answer(_)) {
+            futures::future::pending::<()>().await;
+        }
+        Ok(())
+    }
+}
+
+#[actix_rt::test]
+async fn an_answer_saved_but_not_yet_posted_when_the_process_stops_is_reported_after_the_restart() {
+    // Arrange: a server whose answers cannot be posted.
+    let config = config_with("http://127.0.0.1:9/api", &create_database().await, &[]);
+    let backends = Backends::build(&config).await.unwrap();
+    let store = backends.store.clone();
+    let registry = ThreadRegistry::start(backends.thread_services(&config, Arc::new(AnswersNeverArrive)), 2, 0);
+    let thread = ThreadKey::parse(TEAM, &new_channel(), &new_ts()).unwrap();
+    registry.dispatch(
+        thread.clone(),
+        UserMessage::new("U0ALICE01", QUESTION, thread.thread_ts(), Origin::Mention),
+    );
+    eventually("the answer is saved", Duration::from_secs(15), || async {
+        let snapshot = store.load_snapshot(&thread).await.unwrap();
+        snapshot.is_some_and(|s| s.state.current().is_some())
+    })
+    .await;
+
+    // Act: the process stops with the post still pending; a new one starts on the same store.
+    drop(registry);
+    let replier = Arc::new(RecordingReplier::default());
+    let restarted = ThreadRegistry::start(backends.thread_services(&config, replier.clone()), 2, 0);
+    restarted.activate(thread.clone());
+
+    // Assert: the thread is told its answer never arrived, and the marker is cleared.
+    eventually("the thread is told", Duration::from_secs(15), || async {
+        !replier.replies_in(&thread).is_empty()
+    })
+    .await;
+    let replies = replier.replies_in(&thread);
+    assert!(
+        matches!(&replies[..], [Reply::Text(text)] if text.contains("restarted while posting my answer to “revenue by region last month”")),
+        "{replies:?}"
+    );
+    eventually("the marker is cleared", Duration::from_secs(15), || async {
+        store
+            .load_snapshot(&thread)
+            .await
+            .unwrap()
+            .is_some_and(|s| s.state.in_flight.is_none())
+    })
+    .await;
+}
+
 /// Counts replies being sent at once; each takes a while, like a post to a slow Slack.
 #[derive(Default)]
 struct SlowReplier {
@@ -593,6 +652,14 @@ async fn a_server_killed_with_sigkill_mid_conversation_goes_on_refining_after_a_
     assert_eq!(response.status().as_u16(), 200);
     let posts = slack.wait_for_posts(&channel, &root, 1).await;
     assert!(post_text(&posts[0]).contains("· version 1"), "{}", post_text(&posts[0]));
+    // Between turns: the ✅ on the question comes after the turn's last snapshot write (killed
+    // between the post and that write, the restarted server would say the answer may be lost).
+    eventually("the turn is over", Duration::from_secs(15), || async {
+        slack.requests("/api/reactions.add").await.iter().any(|request| {
+            serde_json::from_slice::<Value>(&request.body).is_ok_and(|body| body["name"] == "white_check_mark")
+        })
+    })
+    .await;
 
     // Act: kill -9, start again over the same state store, refine in the same thread.
     server.kill_9();
