@@ -14,8 +14,6 @@ pub struct Envelope {
     #[serde(default)]
     pub team_id: Option<String>,
     #[serde(default)]
-    pub event_id: Option<String>,
-    #[serde(default)]
     pub authorizations: Vec<Authorization>,
     /// Kept raw: parsed once, into [`MessageEvent`], only for an `event_callback` (building a
     /// `Value` first and converting it cost a tenth of the ack path).
@@ -74,10 +72,9 @@ pub struct InboundMessage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Classified {
     UrlVerification(String),
-    Message {
-        event_id: Option<String>,
-        message: InboundMessage,
-    },
+    /// A message to hand to its thread. Slack's event id is not kept: dedupe is by the message
+    /// (team, channel, ts), which a retry and a second delivery under another event id share.
+    Message(InboundMessage),
     /// Valid, but nothing for threadql (other event types, bot messages, edits, chatter).
     Ignored(&'static str),
 }
@@ -108,10 +105,7 @@ pub fn classify(envelope: Envelope, fallback_bot_user: Option<&str>) -> Classifi
                 return Classified::Ignored("inner event of another shape");
             };
             match classify_message(event, envelope.team_id, bot_user.as_deref()) {
-                Ok(message) => Classified::Message {
-                    event_id: non_empty(envelope.event_id),
-                    message,
-                },
+                Ok(message) => Classified::Message(message),
                 Err(reason) => Classified::Ignored(reason),
             }
         }
@@ -216,10 +210,9 @@ mod tests {
             ),
             None,
         );
-        let Classified::Message { event_id, message } = classified else {
+        let Classified::Message(message) = classified else {
             panic!("{classified:?}")
         };
-        assert_eq!(event_id.as_deref(), Some("Ev1"));
         assert_eq!(message.thread, ThreadKey::parse("T1", "C1", "1.1").unwrap());
         assert_eq!(
             (message.text.as_str(), message.origin),
@@ -279,7 +272,7 @@ mod tests {
         ];
         for (description, event, expected) in cases {
             let origin = match classify(envelope(event), None) {
-                Classified::Message { message, .. } => Some(message.origin),
+                Classified::Message(message) => Some(message.origin),
                 _ => None,
             };
             assert_eq!(origin, expected, "{description}");

@@ -119,7 +119,7 @@ impl SlackIngress {
             serde_json::from_slice(body).map_err(|e| format!("the body is not an Events API envelope: {e}"))?;
         match classify(envelope, self.bot_user.as_deref()) {
             Classified::UrlVerification(challenge) => Ok(EventAck::Challenge(challenge)),
-            Classified::Message { message, .. } => {
+            Classified::Message(message) => {
                 if self.overloaded(&message.thread) {
                     self.count("events", "overloaded");
                     return Ok(EventAck::RetryLater);
