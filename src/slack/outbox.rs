@@ -161,14 +161,8 @@ impl SlackWebApi {
             body["thread_ts"] = serde_json::Value::String(ts.to_string());
         }
         self.pace(channel).await;
-        let response: serde_json::Value = self
-            .call("chat.postMessage", Persistence::UntilDelivered, || async {
-                self.client
-                    .open_session(&self.token)
-                    .http_session_api
-                    .http_post("chat.postMessage", &body, None)
-                    .await
-            })
+        let response = self
+            .post_json("chat.postMessage", Persistence::UntilDelivered, &body)
             .await?;
         Ok(response
             .get("ts")
@@ -180,14 +174,7 @@ impl SlackWebApi {
     /// Replaces the content of a message the bot posted.
     pub async fn update_message(&self, channel: &str, ts: &str, message: &SlackMessage) -> Result<(), SlackApiError> {
         let body = serde_json::json!({ "channel": channel, "ts": ts, "text": message.text, "blocks": message.blocks });
-        let _: serde_json::Value = self
-            .call("chat.update", Persistence::UntilDelivered, || async {
-                self.client
-                    .open_session(&self.token)
-                    .http_session_api
-                    .http_post("chat.update", &body, None)
-                    .await
-            })
+        self.post_json("chat.update", Persistence::UntilDelivered, &body)
             .await?;
         Ok(())
     }
@@ -195,15 +182,7 @@ impl SlackWebApi {
     /// Adds an emoji reaction (name without colons) to a message; one already there is fine.
     pub async fn add_reaction(&self, channel: &str, ts: &str, name: &str) -> Result<(), SlackApiError> {
         let body = serde_json::json!({ "channel": channel, "timestamp": ts, "name": name });
-        let added: Result<serde_json::Value, _> = self
-            .call("reactions.add", Persistence::GiveUp, || async {
-                self.client
-                    .open_session(&self.token)
-                    .http_session_api
-                    .http_post("reactions.add", &body, None)
-                    .await
-            })
-            .await;
+        let added = self.post_json("reactions.add", Persistence::GiveUp, &body).await;
         match added {
             Err(SlackApiError::Refused { code, .. }) if code == "already_reacted" => Ok(()),
             other => other.map(|_| ()),
@@ -223,14 +202,7 @@ impl SlackWebApi {
             body["thread_ts"] = serde_json::Value::String(ts.to_string());
         }
         self.pace(channel).await;
-        let _: serde_json::Value = self
-            .call("chat.postEphemeral", Persistence::UntilDelivered, || async {
-                self.client
-                    .open_session(&self.token)
-                    .http_session_api
-                    .http_post("chat.postEphemeral", &body, None)
-                    .await
-            })
+        self.post_json("chat.postEphemeral", Persistence::UntilDelivered, &body)
             .await?;
         Ok(())
     }
@@ -283,6 +255,23 @@ impl SlackWebApi {
         })
         .await?;
         Ok(())
+    }
+
+    /// POSTs a JSON body to a Web API method through [`Self::call`] and returns Slack's reply.
+    async fn post_json(
+        &self,
+        method: &'static str,
+        persistence: Persistence,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, SlackApiError> {
+        self.call(method, persistence, || async {
+            self.client
+                .open_session(&self.token)
+                .http_session_api
+                .http_post(method, body, None)
+                .await
+        })
+        .await
     }
 
     /// Waits for `channel`'s turn: a burst of [`CHANNEL_BURST`] messages, then one per second.
