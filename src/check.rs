@@ -6,7 +6,7 @@ use secrecy::ExposeSecret;
 
 use crate::config::{Config, WarehouseSource, DATABASE_URL, OPENAI_BASE_URL, REDIS_URL, SLACK_API_URL, WAREHOUSE_URL};
 use crate::metrics::Metrics;
-use crate::slack::outbox::SlackWebApi;
+use crate::slack::web_api::SlackWebApi;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 

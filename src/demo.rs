@@ -8,14 +8,15 @@ use anyhow::Context;
 use async_trait::async_trait;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::actors::{Replier, Reply, ThreadRegistry, UserMessage};
+use crate::actors::{Replier, ThreadRegistry, UserMessage};
 use crate::config::Config;
-use crate::conversation::ThreadKey;
+use crate::domain::Origin;
+use crate::domain::Reply;
+use crate::domain::ThreadKey;
+use crate::domain::{ColumnFormat, Value};
 use crate::render::number::format_value;
 use crate::render::table::text_table;
-use crate::slack::events::Origin;
 use crate::startup::Backends;
-use crate::warehouse::{ColumnFormat, Value};
 
 /// Prints replies and writes exported files into a folder.
 struct TerminalReplier {

@@ -1,13 +1,14 @@
 //! threadql: ask data questions in Slack threads and refine them back and forth.
 //!
-//! Modules mirror the runtime picture in the README: Slack ingress and outbox at the edge,
-//! one actor per thread, a pure conversation domain, interpreters, the SQL guard, warehouses,
+//! Modules mirror the runtime picture in the README: Slack ingress and Web API client at the edge,
+//! one actor per thread, a pure domain, interpreters, the SQL guard, warehouses,
 //! the state store and renderers.
 pub mod actors;
 pub mod check;
 pub mod config;
-pub mod conversation;
 pub mod demo;
+pub mod domain;
+pub mod http;
 pub mod interpret;
 pub mod limits;
 pub mod metrics;

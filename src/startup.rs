@@ -12,23 +12,25 @@ use tracing_actix_web::TracingLogger;
 
 use crate::actors::{Replier, ThreadRegistry, ThreadServices, TurnLimits};
 use crate::config::{Config, WarehouseSource, SLACK_APP_TOKEN, SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET};
+use crate::domain::Value;
+use crate::http::Readiness;
 use crate::interpret::model::SemanticModel;
 use crate::interpret::rules::RulesInterpreter;
 use crate::interpret::{Interpreter, LlmInterpreter, LlmSettings};
 use crate::limits::{IngressGate, QuerySlots, RedisBackend};
 use crate::metrics::Metrics;
 use crate::slack::ingress::SlackIngress;
-use crate::slack::outbox::SlackWebApi;
 use crate::slack::replier::SlackReplier;
-use crate::slack::routes::{self, Readiness};
+use crate::slack::routes;
 use crate::slack::socket_mode::{SocketMode, SocketModeSettings};
 use crate::slack::verify::SignatureVerifier;
+use crate::slack::web_api::SlackWebApi;
 use crate::sql::SqlGuard;
 use crate::store::StateStore;
 use crate::telemetry::RequestSpan;
 use crate::warehouse::postgres::PostgresWarehouse;
 use crate::warehouse::sqlite::SqliteWarehouse;
-use crate::warehouse::{demo, Value, Warehouse};
+use crate::warehouse::{demo, Warehouse};
 
 /// Rows fetched for an answer so its rows can be counted; beyond it the count reads "N+".
 const ANSWER_FETCH_CAP: usize = 10_000;
@@ -89,25 +91,17 @@ impl Backends {
         model.extend_from_schema(&schema);
         let values = load_dimension_values(&model, warehouse.as_ref(), &guard, config).await;
         let interpreter: Arc<dyn Interpreter> = match &config.openai {
-            Some(openai) => {
-                let warehouse_url = match &config.warehouse {
-                    WarehouseSource::Url(url) => url.clone(),
-                    WarehouseSource::Demo(path) => format!("sqlite://{}", path.display()),
-                };
-                Arc::new(
-                    LlmInterpreter::connect(
-                        LlmSettings::from_config(openai),
-                        warehouse.clone(),
-                        guard.clone(),
-                        Some(&warehouse_url),
-                        model,
-                        Some(store.clone()),
-                        Some(metrics.clone()),
-                    )
-                    .await
-                    .context("Failed to set up the LLM interpreter (OPENAI_*)")?,
+            Some(openai) => Arc::new(
+                LlmInterpreter::connect(
+                    LlmSettings::from_config(openai),
+                    warehouse.clone(),
+                    model,
+                    Some(store.clone()),
+                    Some(metrics.clone()),
                 )
-            }
+                .await
+                .context("Failed to set up the LLM interpreter (OPENAI_*)")?,
+            ),
             None => Arc::new(RulesInterpreter::new(model, values, warehouse.dialect())),
         };
         let slots = QuerySlots::new(config.max_queries_per_user, config.max_queries);
@@ -329,6 +323,7 @@ impl Application {
                 .app_data(readiness.clone())
                 .app_data(metrics.clone())
                 .configure(routes::configure)
+                .configure(crate::http::configure)
         })
         .workers(cores * HTTP_WORKERS_PER_CORE)
         .listen(listener)

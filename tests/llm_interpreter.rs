@@ -8,7 +8,7 @@ mod fake_openai;
 #[path = "api/helpers.rs"]
 mod helpers;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,13 +19,12 @@ use helpers::{app_mention, create_database, new_channel, new_ts, post_text, thre
 use serde_json::Value;
 use sqlx::{Connection, Executor, PgConnection, Row};
 use threadql::config::{Config, OpenAiConfig};
-use threadql::conversation::{ThreadKey, Turn};
+use threadql::domain::{ThreadKey, Turn};
 use threadql::interpret::{
     InterpretError, InterpretRequest, Interpretation, Interpreter, LlmInterpreter, LlmSettings, LlmUsage,
     ProposedQuery, SemanticModel,
 };
 use threadql::metrics::Metrics;
-use threadql::sql::SqlGuard;
 use threadql::startup::Application;
 use threadql::store::{PostgresStore, QueryRecord, QueryStatus, StateStore};
 use threadql::warehouse::postgres::PostgresWarehouse;
@@ -137,13 +136,9 @@ async fn interpreter(
     metrics: Option<Metrics>,
 ) -> LlmInterpreter {
     let warehouse: Arc<dyn Warehouse> = Arc::new(PostgresWarehouse::connect(warehouse_url).await.unwrap());
-    let tables: HashSet<String> = warehouse.schema().await.unwrap().into_iter().map(|t| t.name).collect();
-    let guard = SqlGuard::new(warehouse.dialect(), Some(tables));
     LlmInterpreter::connect(
         settings,
         warehouse,
-        guard,
-        Some(warehouse_url),
         SemanticModel::demo().unwrap(),
         store.map(|s| s as Arc<dyn StateStore>),
         metrics,
@@ -339,7 +334,7 @@ async fn the_team_s_answered_questions_most_like_the_new_one_are_given_as_exampl
 
 fn record(thread: &str, question: &str, sql: &str, status: QueryStatus) -> QueryRecord {
     QueryRecord {
-        query_id: format!("q-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+        query_id: threadql::domain::QueryId::random(),
         thread: ThreadKey::parse("T0TEST01", "C0HISTORY", thread).unwrap(),
         user: "U0ALICE01".into(),
         question: question.into(),
@@ -553,7 +548,7 @@ async fn llm_usage_and_the_explanation_are_recorded_on_the_query_s_history_rows(
         "SELECT prompt_tokens, completion_tokens, llm_attempts, llm_latency_ms, llm_model, explanation \
          FROM query_history WHERE query_id = $1",
     )
-    .bind(&row.query_id)
+    .bind(row.query_id.as_str())
     .fetch_one(&mut conn)
     .await
     .unwrap();
@@ -910,15 +905,7 @@ async fn a_sqlite_warehouse_s_catalog_has_its_keys_and_the_values_of_small_text_
             .await
             .unwrap(),
     );
-    let tables: HashSet<String> = warehouse.schema().await.unwrap().into_iter().map(|t| t.name).collect();
-    let guard = SqlGuard::new(warehouse.dialect(), Some(tables));
-    let loader = threadql::interpret::catalog::CatalogLoader::new(
-        warehouse,
-        guard,
-        Some(&format!("sqlite://{}", path.display())),
-        Default::default(),
-    )
-    .unwrap();
+    let loader = threadql::interpret::catalog::CatalogLoader::new(warehouse, Default::default());
 
     // Act
     let catalog = loader.load().await.unwrap();
@@ -991,7 +978,7 @@ async fn the_sqlite_store_records_llm_usage_and_lists_the_first_answer_of_each_t
     let mut conn = <sqlx::SqliteConnection as Connection>::connect(&url).await.unwrap();
     let (tokens, explanation): (i64, String) =
         sqlx::query_as("SELECT prompt_tokens, explanation FROM query_history WHERE query_id = ?1")
-            .bind(&first.query_id)
+            .bind(first.query_id.as_str())
             .fetch_one(&mut conn)
             .await
             .unwrap();

@@ -10,9 +10,9 @@ use sqlx::{Column, Row, TypeInfo, ValueRef};
 use threadql::interpret::{
     InterpretRequest, Interpretation, Interpreter, ProposedQuery, RulesInterpreter, SemanticModel,
 };
+use threadql::sql::Dialect;
 use threadql::sql::SqlGuard;
 use threadql::warehouse::demo::ensure_demo_warehouse;
-use threadql::warehouse::Dialect;
 use tokio::sync::OnceCell;
 
 /// A Sunday: "last week" and "this week" are both visible in the data.

@@ -7,9 +7,11 @@ use std::time::{Duration, Instant};
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use sqlx::postgres::PgPool;
+use threadql::domain::{ColumnFormat, ColumnKind, Value};
+use threadql::sql::Dialect;
 use threadql::sql::{GuardedSql, SqlGuard};
 use threadql::warehouse::postgres::PostgresWarehouse;
-use threadql::warehouse::{ColumnFormat, ColumnKind, Dialect, Value, Warehouse, WarehouseError};
+use threadql::warehouse::{Warehouse, WarehouseError};
 use tokio_util::sync::CancellationToken;
 
 const SERVER: &str = "postgres://postgres@127.0.0.1:5432";

@@ -6,10 +6,12 @@ use std::time::{Duration, Instant};
 
 use chrono::{Duration as Days, NaiveDate};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
+use threadql::domain::{ColumnFormat, ColumnKind, Value};
+use threadql::sql::Dialect;
 use threadql::sql::{GuardedSql, SqlGuard};
 use threadql::warehouse::demo::{demo_generated_for, ensure_demo_warehouse};
 use threadql::warehouse::sqlite::SqliteWarehouse;
-use threadql::warehouse::{ColumnFormat, ColumnKind, Dialect, Value, Warehouse, WarehouseError};
+use threadql::warehouse::{Warehouse, WarehouseError};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 

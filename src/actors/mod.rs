@@ -2,52 +2,28 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix::Addr;
 use async_trait::async_trait;
 
-use crate::conversation::ThreadKey;
+use dashmap::DashMap;
+
+use crate::domain::{Reply, ThreadKey};
 use crate::interpret::Interpreter;
 use crate::limits::QuerySlots;
 use crate::metrics::Metrics;
 use crate::sql::SqlGuard;
 use crate::store::StateStore;
-use crate::warehouse::{QueryResult, Warehouse};
+use crate::warehouse::Warehouse;
 
+mod backlog;
 pub mod registry;
 pub mod thread;
 
 pub use registry::ThreadRegistry;
 pub use thread::{ThreadActor, UserMessage};
 
-/// An answer to show: a summary, the result and the context line's facts.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Answer {
-    pub summary: String,
-    pub result: QueryResult,
-    /// Rows the query returned (the table shows the first `max_rows`).
-    pub total_rows: usize,
-    /// True when the result reached the fetch cap, so there may be more rows.
-    pub capped: bool,
-    pub duration: Duration,
-    pub query_id: String,
-    pub version: usize,
-}
-
-/// What a thread says back.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Reply {
-    Answer(Box<Answer>),
-    /// The exact SQL of a version.
-    Sql(String),
-    /// A file for the thread (CSV export).
-    File {
-        filename: String,
-        content_type: String,
-        bytes: Vec<u8>,
-        title: String,
-    },
-    /// Help, notices and errors, in mrkdwn.
-    Text(String),
-}
+/// Live thread actors by thread: the registry adds them, each removes itself when it stops.
+pub type ThreadMap = DashMap<ThreadKey, Addr<ThreadActor>>;
 
 /// Where a thread's replies go: Slack's Web API, or the terminal in `threadql demo`.
 #[async_trait]

@@ -5,22 +5,17 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use dashmap::DashMap;
-use prometheus::IntGauge;
 
+use super::backlog::{Backlog, BacklogTicket};
 use super::thread::{ThreadActor, UserMessage};
-use super::ThreadServices;
-use crate::conversation::ThreadKey;
-use crate::slack::events::Origin;
-
-/// Live thread actors by thread.
-pub type ThreadMap = DashMap<ThreadKey, Addr<ThreadActor>>;
+use super::{ThreadMap, ThreadServices};
+use crate::domain::{Origin, ThreadKey};
 
 /// Routes messages to thread actors, which run on a pool of arbiters (one per core).
 pub struct ThreadRegistry {
     threads: Arc<ThreadMap>,
-    /// Messages dispatched whose turn is not over (see [`BacklogTicket`]); the
-    /// `threadql_backlog` gauge.
-    backlog: IntGauge,
+    /// Messages dispatched whose turn is not over (see [`BacklogTicket`]).
+    backlog: Arc<Backlog>,
     arbiters: Vec<ArbiterHandle>,
     services: Arc<ThreadServices>,
     /// Keeps the arbiters' threads alive as long as the registry.
@@ -41,7 +36,7 @@ impl ThreadRegistry {
         let arbiters = owned.iter().map(Arbiter::handle).collect();
         Arc::new(Self {
             threads: Arc::new(DashMap::new()),
-            backlog: services.metrics.backlog.clone(),
+            backlog: Arc::new(Backlog::new(services.metrics.backlog.clone())),
             arbiters,
             services,
             _owned_arbiters: owned,
@@ -50,7 +45,7 @@ impl ThreadRegistry {
 
     /// Delivers a message to its thread's actor, activating it if needed. Never waits.
     pub fn dispatch(&self, thread: ThreadKey, mut message: UserMessage) {
-        message.ticket = Some(BacklogTicket::new(&self.backlog));
+        message.ticket = Some(BacklogTicket::new(self.backlog.clone()));
         // Two tries: an actor found stopped (passivated between lookup and send) is replaced once.
         for _ in 0..2 {
             let address = self
@@ -77,7 +72,7 @@ impl ThreadRegistry {
 
     /// Messages dispatched whose turn is not over yet (queued, waiting for a turn permit or running).
     pub fn backlog(&self) -> usize {
-        usize::try_from(self.backlog.get()).unwrap_or(0)
+        self.backlog.get()
     }
 
     /// Number of live thread actors.
@@ -102,25 +97,6 @@ impl ThreadRegistry {
         ThreadActor::start_in_arbiter(arbiter, move |_| {
             ThreadActor::new(thread, services, threads, new_thread)
         })
-    }
-}
-
-/// Counts a dispatched message in the registry's backlog until it is dropped: when its turn is
-/// over, when `cancel` is absorbed by the running turn, or when its actor goes away unread. One
-/// place to count down, whichever way a message ends.
-#[derive(Debug)]
-pub struct BacklogTicket(IntGauge);
-
-impl BacklogTicket {
-    fn new(backlog: &IntGauge) -> Self {
-        backlog.inc();
-        Self(backlog.clone())
-    }
-}
-
-impl Drop for BacklogTicket {
-    fn drop(&mut self) {
-        self.0.dec();
     }
 }
 
@@ -150,7 +126,7 @@ fn lower_this_threads_priority(nice: i32) {
 /// skips the snapshot read (half the state-store work of a new thread). Were a snapshot there
 /// after all, the first save (based on version 0) is refused as stale, and nothing is lost.
 fn is_thread_root(thread: &ThreadKey, message: &UserMessage) -> bool {
-    matches!(message.origin, Origin::Mention | Origin::DirectMessage) && message.message_ts == thread.thread_ts()
+    matches!(message.origin, Origin::Mention | Origin::DirectMessage) && message.message_ts == *thread.thread_ts()
 }
 
 impl Drop for ThreadRegistry {

@@ -10,22 +10,25 @@ use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::registry::ThreadMap;
-use super::{Answer, Reply, ThreadServices};
-use crate::conversation::{Command, InFlight, QueryVersion, ThreadKey, ThreadState, Turn};
-use crate::interpret::{InterpretError, InterpretRequest, Interpretation, PendingClarification, ProposedQuery};
+use super::backlog::BacklogTicket;
+use super::{ThreadMap, ThreadServices};
+use crate::domain::Origin;
+use crate::domain::QueryResult;
+use crate::domain::{Answer, MessageTs, QueryId, Reply, UserId};
+use crate::domain::{Command, InFlight, QueryVersion, ThreadKey, ThreadState, Turn};
+use crate::domain::{PendingClarification, ProposedQuery};
+use crate::interpret::{InterpretError, InterpretRequest, Interpretation};
 use crate::render::chart::render_chart;
-use crate::slack::events::Origin;
 use crate::store::{AuditRecord, QueryRecord, QueryStatus, StoreError};
-use crate::warehouse::{QueryResult, WarehouseError};
+use crate::warehouse::WarehouseError;
 
 /// A user's message in this thread.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct UserMessage {
-    pub user: String,
+    pub user: UserId,
     pub text: String,
-    pub message_ts: String,
+    pub message_ts: MessageTs,
     pub origin: Origin,
     /// Fired once the turn is over (its replies posted or failed): the terminal demo and
     /// benchmarks wait on it; Slack ingress does not.
@@ -34,15 +37,15 @@ pub struct UserMessage {
     /// thread's current version.
     pub version: Option<usize>,
     /// Set by [`super::ThreadRegistry::dispatch`]: counts this message in the backlog until dropped.
-    pub(crate) ticket: Option<super::registry::BacklogTicket>,
+    pub(crate) ticket: Option<BacklogTicket>,
 }
 
 impl UserMessage {
     pub fn new(user: &str, text: &str, message_ts: &str, origin: Origin) -> Self {
         Self {
-            user: user.to_string(),
+            user: UserId::new(user),
             text: text.to_string(),
-            message_ts: message_ts.to_string(),
+            message_ts: MessageTs::new(message_ts),
             origin,
             done: None,
             version: None,
@@ -698,7 +701,7 @@ impl TurnContext {
             },
             Err(error) => return vec![interpreter_failure(&self.key, error)],
         };
-        let query_id = new_query_id();
+        let query_id = QueryId::random();
         let mut attempt = 1;
         loop {
             match self
@@ -753,7 +756,7 @@ impl TurnContext {
     }
 
     /// What the language model spent on this question, summed over its attempts.
-    async fn record_llm_usage(&self, query_id: &str, proposed: &ProposedQuery) {
+    async fn record_llm_usage(&self, query_id: &QueryId, proposed: &ProposedQuery) {
         let Some(usage) = &proposed.usage else { return };
         if let Err(error) = self
             .services
@@ -897,7 +900,7 @@ impl TurnContext {
         }
     }
 
-    fn answer(&self, summary: String, execution: Execution, query_id: String, version: usize) -> Reply {
+    fn answer(&self, summary: String, execution: Execution, query_id: QueryId, version: usize) -> Reply {
         let total_rows = execution.result.rows.len();
         let _ = execution.sql;
         Reply::Answer(Box::new(Answer {
@@ -917,7 +920,7 @@ impl TurnContext {
         &self,
         message: &UserMessage,
         question: &str,
-        query_id: &str,
+        query_id: &QueryId,
         proposed: &ProposedQuery,
         row_cap: usize,
     ) -> Result<Execution, Failure> {
@@ -925,7 +928,7 @@ impl TurnContext {
         let record =
             |status: QueryStatus, sql: &str, duration: Duration, rows: Option<usize>, error: Option<String>| {
                 QueryRecord {
-                    query_id: query_id.to_string(),
+                    query_id: query_id.clone(),
                     thread: self.key.clone(),
                     user: message.user.clone(),
                     question: question.to_string(),
@@ -1057,14 +1060,10 @@ impl TurnContext {
 }
 
 /// A short, unique query id shown in answers ("q-1a2b3c4d").
-fn new_query_id() -> String {
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    format!("q-{}", &id[..8])
-}
 
 fn format_count(n: usize) -> String {
     crate::render::number::format_value(
-        &crate::warehouse::Value::Int(n as i64),
-        crate::warehouse::ColumnFormat::Integer,
+        &crate::domain::Value::Int(n as i64),
+        crate::domain::ColumnFormat::Integer,
     )
 }

@@ -37,10 +37,11 @@ use subtle::ConstantTimeEq;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use threadql::actors::{Replier, Reply, ThreadRegistry, UserMessage};
+use threadql::actors::{Replier, ThreadRegistry, UserMessage};
 use threadql::config::Config;
-use threadql::conversation::ThreadKey;
-use threadql::slack::events::Origin;
+use threadql::domain::Origin;
+use threadql::domain::Reply;
+use threadql::domain::ThreadKey;
 use threadql::slack::verify::sign;
 use threadql::startup::{Application, Backends};
 use threadql::store::{PostgresStore, StateStore};
@@ -379,7 +380,7 @@ fn init_logs(name: &str) -> anyhow::Result<()> {
 
 fn fixture(relative: &str) -> anyhow::Result<Value> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/slack-samples")
+        .join("tests/fixtures/slack-samples")
         .join(relative);
     let text = std::fs::read_to_string(&path).with_context(|| format!("Failed to read {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
@@ -2203,7 +2204,7 @@ async fn activation(args: ActivationArgs) -> anyhow::Result<()> {
 /// checked), otherwise every write inserts a new thread. Returns (writes, errors, latencies).
 async fn snapshot_writes(
     store: Arc<dyn StateStore>,
-    state: &threadql::conversation::ThreadState,
+    state: &threadql::domain::ThreadState,
     writers: usize,
     seconds: u64,
     prefix: &str,
@@ -2574,7 +2575,7 @@ const COMPONENTS: &[(&str, &[&str])] = &[
     ("Block Kit rendering", &["slack::blocks"]),
     (
         "Slack Web API client (hyper, slack-morphism)",
-        &["slack_morphism", "hyper_util", "hyper::", "SlackWebApi", "outbox::"],
+        &["slack_morphism", "hyper_util", "hyper::", "SlackWebApi", "web_api::"],
     ),
     (
         "registry: route/spawn actor",

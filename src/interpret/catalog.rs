@@ -5,62 +5,20 @@
 //! only the relevant tables go into a prompt: a warehouse of hundreds of tables still fits.
 //! Values read from the warehouse are data, not instructions: the prompt quotes them as such,
 //! and whatever the model writes still goes through the SQL guard.
-use std::collections::{HashMap, HashSet};
-use std::str::FromStr;
+use std::collections::HashSet;
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use anyhow::Context;
-use futures::StreamExt;
-use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
-use tokio_util::sync::CancellationToken;
 
 use super::model::SemanticModel;
-use super::query::quote_ident;
-use crate::sql::SqlGuard;
-use crate::warehouse::{ColumnKind, Dialect, TableSchema, Value, Warehouse};
+use crate::domain::{ColumnSchema, TableSchema};
+use crate::warehouse::{DescribeSettings, Warehouse};
 
-/// A column as the model sees it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CatalogColumn {
-    pub name: String,
-    pub data_type: String,
-    pub kind: ColumnKind,
-    pub comment: Option<String>,
-    /// Every distinct value, when the column is text with only a few of them.
-    pub values: Vec<String>,
-}
-
-/// `columns` of a table point at `references` of `table`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ForeignKey {
-    pub columns: Vec<String>,
-    pub table: String,
-    pub references: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct CatalogTable {
-    /// As queries name it: `orders`, or `sales.orders` outside Postgres' `public` schema.
-    pub name: String,
-    pub comment: Option<String>,
-    pub columns: Vec<CatalogColumn>,
-    pub primary_key: Vec<String>,
-    pub foreign_keys: Vec<ForeignKey>,
-}
-
-impl CatalogTable {
-    fn column_mut(&mut self, name: &str) -> Option<&mut CatalogColumn> {
-        self.columns.iter_mut().find(|c| c.name == name)
-    }
-
-    fn foreign_key_of(&self, column: &str) -> Option<&ForeignKey> {
-        self.foreign_keys
-            .iter()
-            .find(|fk| fk.columns.len() == 1 && fk.columns.iter().any(|c| c == column))
-    }
-}
+/// A table of the catalog, as the warehouse describes it.
+pub type CatalogTable = TableSchema;
+/// A column of the catalog, as the warehouse describes it.
+pub type CatalogColumn = ColumnSchema;
 
 /// Every table threadql may read, with what is known about it.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -95,37 +53,16 @@ pub struct SelectedTable<'a> {
 }
 
 impl Catalog {
-    /// Tables and columns only, as [`Warehouse::schema`] returns them.
+    /// The tables as the warehouse described them ([`Warehouse::schema`] or
+    /// [`Warehouse::describe`]).
     pub fn from_schema(schema: &[TableSchema]) -> Self {
-        let tables = schema
-            .iter()
-            .map(|table| CatalogTable {
-                name: table.name.clone(),
-                comment: None,
-                columns: table
-                    .columns
-                    .iter()
-                    .map(|column| CatalogColumn {
-                        name: column.name.clone(),
-                        data_type: column.data_type.clone(),
-                        kind: column.kind,
-                        comment: None,
-                        values: Vec::new(),
-                    })
-                    .collect(),
-                primary_key: Vec::new(),
-                foreign_keys: Vec::new(),
-            })
-            .collect();
-        Self { tables }
+        Self {
+            tables: schema.to_vec(),
+        }
     }
 
     pub fn table(&self, name: &str) -> Option<&CatalogTable> {
         self.tables.iter().find(|t| t.name.eq_ignore_ascii_case(name))
-    }
-
-    fn table_mut(&mut self, name: &str) -> Option<&mut CatalogTable> {
-        self.tables.iter_mut().find(|t| t.name.eq_ignore_ascii_case(name))
     }
 
     /// Names of the catalog's tables that `sql` mentions (the tables a refinement keeps using).
@@ -407,436 +344,29 @@ fn stem(word: &str) -> String {
     }
 }
 
-/// How the loader reads the catalog and samples values.
-#[derive(Debug, Clone, Copy)]
-pub struct CatalogSettings {
-    /// A text column with more distinct values than this is not sampled.
-    pub max_values: usize,
-    /// At most this many columns are sampled with `SELECT DISTINCT` (statistics are used first).
-    pub max_sampled_columns: usize,
-    pub sample_timeout: Duration,
-    /// No sampling query starts after this much time: a slow warehouse delays start-up by at
-    /// most about this long (plus one `sample_timeout`); later refreshes try again.
-    pub sampling_budget: Duration,
-    pub concurrency: usize,
-}
-
-impl Default for CatalogSettings {
-    fn default() -> Self {
-        Self {
-            max_values: 12,
-            max_sampled_columns: 400,
-            sample_timeout: Duration::from_secs(3),
-            sampling_budget: Duration::from_secs(15),
-            concurrency: 4,
-        }
-    }
-}
-
-/// Where keys and comments come from: the warehouse's own catalog, read with a separate small
-/// connection pool (the guarded path refuses system catalogs, rightly).
-enum Metadata {
-    Postgres(PgPool),
-    Sqlite(SqlitePool),
-    None,
-}
-
+/// The current catalog, shared by every question, refreshed in the background.
 /// Reads the catalog from a warehouse.
 pub struct CatalogLoader {
     warehouse: Arc<dyn Warehouse>,
-    guard: SqlGuard,
-    metadata: Metadata,
-    settings: CatalogSettings,
+    settings: DescribeSettings,
 }
 
 impl CatalogLoader {
-    /// `warehouse_url` (`postgres://…`, `sqlite://…`) enables keys and comments; without it only
-    /// the warehouse's tables, columns and sampled values are known.
-    pub fn new(
-        warehouse: Arc<dyn Warehouse>,
-        guard: SqlGuard,
-        warehouse_url: Option<&str>,
-        settings: CatalogSettings,
-    ) -> anyhow::Result<Self> {
-        let metadata = match warehouse_url {
-            Some(url) if url.starts_with("postgres") => Metadata::Postgres(
-                PgPoolOptions::new()
-                    .max_connections(1)
-                    .acquire_timeout(Duration::from_secs(5))
-                    .connect_lazy(url)
-                    .context("Failed to parse the warehouse URL for catalog introspection")?,
-            ),
-            Some(url) if url.starts_with("sqlite:") => Metadata::Sqlite(
-                SqlitePoolOptions::new().max_connections(1).connect_lazy_with(
-                    SqliteConnectOptions::from_str(url)
-                        .context("Failed to parse the warehouse URL for catalog introspection")?
-                        .read_only(true),
-                ),
-            ),
-            _ => Metadata::None,
-        };
-        Ok(Self {
-            warehouse,
-            guard,
-            metadata,
-            settings,
-        })
+    pub fn new(warehouse: Arc<dyn Warehouse>, settings: DescribeSettings) -> Self {
+        Self { warehouse, settings }
     }
 
-    /// Introspects the whole catalog. Keys, comments and values are best effort: a failure
-    /// there is logged and the catalog still has every table and column.
+    /// Describes the whole warehouse: tables, columns, keys, comments and sampled values.
     pub async fn load(&self) -> anyhow::Result<Catalog> {
-        let schema = self
+        let tables = self
             .warehouse
-            .schema()
+            .describe(&self.settings)
             .await
-            .context("Failed to read the warehouse schema")?;
-        let mut catalog = Catalog::from_schema(&schema);
-        let mut known_cardinality: HashSet<(String, String)> = HashSet::new();
-        let outcome = match &self.metadata {
-            Metadata::Postgres(pool) => {
-                postgres_metadata(pool, &mut catalog, &mut known_cardinality, self.settings).await
-            }
-            Metadata::Sqlite(pool) => sqlite_metadata(pool, &mut catalog).await,
-            Metadata::None => Ok(()),
-        };
-        if let Err(error) = outcome {
-            tracing::warn!(?error, "Failed to read keys and comments from the warehouse catalog");
-        }
-        self.sample_values(&mut catalog, &known_cardinality).await;
-        Ok(catalog)
-    }
-
-    /// Reads the distinct values of text columns whose cardinality the statistics did not give,
-    /// through the guard and the read-only path, each with a short timeout.
-    async fn sample_values(&self, catalog: &mut Catalog, known: &HashSet<(String, String)>) {
-        let dialect = self.warehouse.dialect();
-        let candidates: Vec<(String, String)> = catalog
-            .tables
-            .iter()
-            .flat_map(|table| {
-                table
-                    .columns
-                    .iter()
-                    .filter(|column| column.kind == ColumnKind::Text && worth_sampling(&column.name))
-                    .filter(|column| !known.contains(&(table.name.clone(), column.name.clone())))
-                    .map(|column| (table.name.clone(), column.name.clone()))
-            })
-            .take(self.settings.max_sampled_columns)
-            .collect();
-        let settings = self.settings;
-        let deadline = std::time::Instant::now() + settings.sampling_budget;
-        let sampled: Vec<(String, String, Vec<String>)> = futures::stream::iter(candidates)
-            .map(|(table, column)| async move {
-                if std::time::Instant::now() >= deadline {
-                    return (table, column, Vec::new());
-                }
-                let values = self.distinct_values(&table, &column, dialect, settings).await;
-                (table, column, values)
-            })
-            .buffer_unordered(settings.concurrency.max(1))
-            .collect()
-            .await;
-        for (table, column, values) in sampled {
-            if let Some(column) = catalog.table_mut(&table).and_then(|t| t.column_mut(&column)) {
-                column.values = values;
-            }
-        }
-    }
-
-    async fn distinct_values(
-        &self,
-        table: &str,
-        column: &str,
-        dialect: Dialect,
-        settings: CatalogSettings,
-    ) -> Vec<String> {
-        let table_sql = table
-            .split('.')
-            .map(|part| quote_ident(part, dialect))
-            .collect::<Vec<_>>()
-            .join(".");
-        let column_sql = quote_ident(column, dialect);
-        let cap = settings.max_values + 1;
-        let sql = format!(
-            "SELECT DISTINCT {column_sql} FROM {table_sql} WHERE {column_sql} IS NOT NULL ORDER BY 1 LIMIT {cap}"
-        );
-        let guarded = match self.guard.check(&sql, cap as u64) {
-            Ok(guarded) => guarded,
-            Err(error) => {
-                tracing::debug!(table, column, %error, "Not sampling a column");
-                return Vec::new();
-            }
-        };
-        match self
-            .warehouse
-            .execute(&guarded, settings.sample_timeout, &CancellationToken::new())
-            .await
-        {
-            Ok(result) if result.rows.len() <= settings.max_values => result
-                .rows
-                .into_iter()
-                .filter_map(|row| match row.into_iter().next() {
-                    Some(Value::Text(text)) => Some(text),
-                    _ => None,
-                })
-                .filter(|text| is_presentable_value(text))
-                .collect(),
-            Ok(_) => Vec::new(),
-            Err(error) => {
-                tracing::debug!(table, column, %error, "Failed to sample a column");
-                Vec::new()
-            }
-        }
+            .context("Failed to describe the warehouse")?;
+        Ok(Catalog { tables })
     }
 }
 
-/// Identifiers, contact details and secrets are never sampled.
-fn worth_sampling(column: &str) -> bool {
-    let name = column.to_lowercase();
-    const SKIP: &[&str] = &[
-        "uuid",
-        "email",
-        "phone",
-        "password",
-        "secret",
-        "token",
-        "hash",
-        "address",
-        "description",
-        "comment",
-        "note",
-        "body",
-        "url",
-        "ip",
-    ];
-    name != "id" && !name.ends_with("_id") && !SKIP.iter().any(|s| name.contains(s))
-}
-
-/// Short single-line values only: a value is shown to the model, never followed by it.
-fn is_presentable_value(value: &str) -> bool {
-    !value.trim().is_empty() && value.chars().count() <= 60 && !value.contains(['\n', '\r'])
-}
-
-/// Comments, keys and statistics from `pg_catalog` / `pg_stats`.
-async fn postgres_metadata(
-    pool: &PgPool,
-    catalog: &mut Catalog,
-    known: &mut HashSet<(String, String)>,
-    settings: CatalogSettings,
-) -> anyhow::Result<()> {
-    let display = |schema: &str, table: &str| {
-        if schema == "public" {
-            table.to_string()
-        } else {
-            format!("{schema}.{table}")
-        }
-    };
-    let tables: Vec<(String, String, Option<String>)> = sqlx::query_as(
-        "SELECT n.nspname::text, c.relname::text, obj_description(c.oid, 'pg_class') \
-         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f') \
-           AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%' \
-           AND obj_description(c.oid, 'pg_class') IS NOT NULL",
-    )
-    .fetch_all(pool)
-    .await
-    .context("Failed to read table comments")?;
-    for (schema, table, comment) in tables {
-        if let Some(entry) = catalog.table_mut(&display(&schema, &table)) {
-            entry.comment = comment.filter(|c| !c.trim().is_empty());
-        }
-    }
-
-    let columns: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
-        "SELECT n.nspname::text, c.relname::text, a.attname::text, col_description(c.oid, a.attnum) \
-         FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE a.attnum > 0 AND NOT a.attisdropped \
-           AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%' \
-           AND col_description(c.oid, a.attnum) IS NOT NULL",
-    )
-    .fetch_all(pool)
-    .await
-    .context("Failed to read column comments")?;
-    for (schema, table, column, comment) in columns {
-        if let Some(entry) = catalog
-            .table_mut(&display(&schema, &table))
-            .and_then(|t| t.column_mut(&column))
-        {
-            entry.comment = comment.filter(|c| !c.trim().is_empty());
-        }
-    }
-
-    type ConstraintRow = (
-        String,
-        String,
-        String,
-        Vec<String>,
-        Option<String>,
-        Option<String>,
-        Vec<String>,
-    );
-    let constraints: Vec<ConstraintRow> = sqlx::query_as(
-        "SELECT con.contype::text, n.nspname::text, c.relname::text, \
-           ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(attnum, ord) \
-                 JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum ORDER BY k.ord), \
-           fn.nspname::text, fc.relname::text, \
-           ARRAY(SELECT a.attname::text FROM unnest(coalesce(con.confkey, '{}'::int2[])) WITH ORDINALITY k(attnum, ord) \
-                 JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum ORDER BY k.ord) \
-         FROM pg_constraint con \
-         JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-         LEFT JOIN pg_class fc ON fc.oid = con.confrelid LEFT JOIN pg_namespace fn ON fn.oid = fc.relnamespace \
-         WHERE con.contype IN ('p', 'f') \
-           AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'",
-    )
-    .fetch_all(pool)
-    .await
-    .context("Failed to read keys")?;
-    for (kind, schema, table, columns, ref_schema, ref_table, references) in constraints {
-        let Some(entry) = catalog.table_mut(&display(&schema, &table)) else {
-            continue;
-        };
-        match (kind.as_str(), ref_schema, ref_table) {
-            ("p", _, _) => entry.primary_key = columns,
-            ("f", Some(ref_schema), Some(ref_table)) => entry.foreign_keys.push(ForeignKey {
-                columns,
-                table: display(&ref_schema, &ref_table),
-                references,
-            }),
-            _ => {}
-        }
-    }
-
-    // Statistics give the values of low-cardinality columns without scanning any table.
-    type StatsRow = (String, String, String, Option<f32>, Option<String>, Option<f32>);
-    let stats: Vec<StatsRow> = sqlx::query_as(
-        "SELECT s.schemaname::text, s.tablename::text, s.attname::text, s.n_distinct, s.most_common_vals::text, \
-                c.reltuples \
-         FROM pg_stats s \
-         JOIN pg_namespace n ON n.nspname = s.schemaname \
-         JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = s.tablename \
-         WHERE s.schemaname NOT IN ('pg_catalog', 'information_schema') AND s.schemaname NOT LIKE 'pg\\_%'",
-    )
-    .fetch_all(pool)
-    .await
-    .context("Failed to read column statistics")?;
-    for (schema, table, column, n_distinct, common, rows) in stats {
-        let name = display(&schema, &table);
-        let Some(entry) = catalog.table_mut(&name).and_then(|t| t.column_mut(&column)) else {
-            continue;
-        };
-        if entry.kind != ColumnKind::Text || !worth_sampling(&entry.name) {
-            continue;
-        }
-        let Some(n_distinct) = n_distinct else { continue };
-        // Positive: the number of distinct values; negative: minus a fraction of the rows.
-        let distinct = if n_distinct >= 0.0 {
-            f64::from(n_distinct)
-        } else {
-            -f64::from(n_distinct) * f64::from(rows.unwrap_or(0.0).max(0.0))
-        };
-        if distinct.round() > settings.max_values as f64 {
-            known.insert((name, column));
-            continue;
-        }
-        let common: Vec<String> = common
-            .map(|text| parse_pg_array(&text))
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|v| is_presentable_value(v))
-            .collect();
-        // The most common values are every value only when there are as many as distinct ones;
-        // otherwise (all values unique, say) a `SELECT DISTINCT` reads them.
-        if !common.is_empty() && common.len() as f64 >= distinct.round() {
-            entry.values = common;
-            entry.values.sort();
-            known.insert((name, column));
-        }
-    }
-    Ok(())
-}
-
-/// Primary and foreign keys from SQLite's pragmas (SQLite has no comments).
-async fn sqlite_metadata(pool: &SqlitePool, catalog: &mut Catalog) -> anyhow::Result<()> {
-    let names: Vec<String> = catalog.tables.iter().map(|t| t.name.clone()).collect();
-    for name in names {
-        let columns: Vec<(String, i64)> = sqlx::query_as("SELECT name, pk FROM pragma_table_info(?1) ORDER BY pk")
-            .bind(&name)
-            .fetch_all(pool)
-            .await
-            .context("Failed to read a SQLite table's primary key")?;
-        let keys: Vec<(i64, String, String, Option<String>)> =
-            sqlx::query_as("SELECT id, \"table\", \"from\", \"to\" FROM pragma_foreign_key_list(?1) ORDER BY id, seq")
-                .bind(&name)
-                .fetch_all(pool)
-                .await
-                .context("Failed to read a SQLite table's foreign keys")?;
-        let Some(table) = catalog.table_mut(&name) else {
-            continue;
-        };
-        table.primary_key = columns
-            .into_iter()
-            .filter(|(_, pk)| *pk > 0)
-            .map(|(column, _)| column)
-            .collect();
-        let mut by_id: HashMap<i64, ForeignKey> = HashMap::new();
-        for (id, target, from, to) in keys {
-            let key = by_id.entry(id).or_insert_with(|| ForeignKey {
-                columns: Vec::new(),
-                table: target.clone(),
-                references: Vec::new(),
-            });
-            key.columns.push(from);
-            key.references.push(to.unwrap_or_else(|| "rowid".into()));
-        }
-        let mut keys: Vec<(i64, ForeignKey)> = by_id.into_iter().collect();
-        keys.sort_by_key(|(id, _)| *id);
-        table.foreign_keys = keys.into_iter().map(|(_, key)| key).collect();
-    }
-    Ok(())
-}
-
-/// Parses a Postgres array literal (`{EMEA,"North America","a \"b\""}`) into its elements.
-pub fn parse_pg_array(text: &str) -> Vec<String> {
-    let inner = text.trim().trim_start_matches('{').trim_end_matches('}');
-    let mut values = Vec::new();
-    let mut current = String::new();
-    let mut quoted = false;
-    let mut was_quoted = false;
-    let mut chars = inner.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' if quoted => {
-                if let Some(next) = chars.next() {
-                    current.push(next);
-                }
-            }
-            '"' => {
-                quoted = !quoted;
-                was_quoted = true;
-            }
-            ',' if !quoted => {
-                push_element(&mut values, &mut current, was_quoted);
-                was_quoted = false;
-            }
-            c => current.push(c),
-        }
-    }
-    if !current.is_empty() || was_quoted {
-        push_element(&mut values, &mut current, was_quoted);
-    }
-    values
-}
-
-fn push_element(values: &mut Vec<String>, current: &mut String, was_quoted: bool) {
-    let element = std::mem::take(current);
-    // An unquoted NULL is SQL NULL, not the text "NULL".
-    if was_quoted || !element.eq_ignore_ascii_case("null") {
-        values.push(element);
-    }
-}
-
-/// The current catalog, shared by every question, refreshed in the background.
 pub struct CatalogCache {
     current: RwLock<Arc<Catalog>>,
     loader: CatalogLoader,
@@ -907,6 +437,7 @@ impl CatalogCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::ColumnKind;
 
     fn table(name: &str, columns: &[&str]) -> CatalogTable {
         CatalogTable {
@@ -925,15 +456,6 @@ mod tests {
             primary_key: vec![],
             foreign_keys: vec![],
         }
-    }
-
-    #[test]
-    fn postgres_array_literals_are_split_with_quotes_and_escapes() {
-        assert_eq!(
-            parse_pg_array(r#"{APAC,EMEA,"North America","say \"hi\"",NULL}"#),
-            vec!["APAC", "EMEA", "North America", "say \"hi\""]
-        );
-        assert!(parse_pg_array("{}").is_empty());
     }
 
     #[test]

@@ -34,14 +34,15 @@ use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
-use super::catalog::{Catalog, CatalogCache, CatalogLoader, CatalogSettings, ContextLimits, SelectedTable, Terms};
+use super::catalog::{Catalog, CatalogCache, CatalogLoader, ContextLimits, SelectedTable, Terms};
 use super::model::{output_alias, SemanticModel};
 use super::{InterpretError, InterpretRequest, Interpretation, Interpreter, LlmUsage, ProposedQuery};
 use crate::config::OpenAiConfig;
+use crate::domain::ColumnFormat;
 use crate::metrics::Metrics;
-use crate::sql::SqlGuard;
+use crate::sql::Dialect;
 use crate::store::{AnsweredQuestion, StateStore};
-use crate::warehouse::{ColumnFormat, Dialect, Warehouse};
+use crate::warehouse::{DescribeSettings, Warehouse};
 
 /// How often the warehouse catalog is read again.
 const CATALOG_REFRESH: Duration = Duration::from_secs(3_600);
@@ -211,13 +212,11 @@ impl LlmInterpreter {
         })
     }
 
-    /// Builds the interpreter for a configured server: introspects the warehouse catalog (keys,
-    /// comments and values through `warehouse_url` when given) and refreshes it every hour.
+    /// Builds the interpreter for a configured server: describes the warehouse (keys, comments
+    /// and values) and refreshes the description every hour.
     pub async fn connect(
         settings: LlmSettings,
         warehouse: Arc<dyn Warehouse>,
-        guard: SqlGuard,
-        warehouse_url: Option<&str>,
         model: SemanticModel,
         store: Option<Arc<dyn StateStore>>,
         metrics: Option<Metrics>,
@@ -230,7 +229,7 @@ impl LlmInterpreter {
                 Catalog::default()
             }
         };
-        let loader = CatalogLoader::new(warehouse, guard, warehouse_url, CatalogSettings::default())?;
+        let loader = CatalogLoader::new(warehouse, DescribeSettings::default());
         let catalog = CatalogCache::load(loader, fallback).await;
         catalog.spawn_refresh(CATALOG_REFRESH);
         Self::new(settings, catalog, model, dialect, store, metrics)
@@ -273,7 +272,7 @@ impl LlmInterpreter {
         let mut prompt = String::new();
         prompt.push_str(&format!(
             "You turn questions about a company's data into one read-only SQL query for a {} database.\n\n",
-            dialect_name(self.dialect)
+            Dialect::display_name(self.dialect)
         ));
         prompt.push_str(RULES);
         prompt.push_str(&format!(
@@ -740,14 +739,6 @@ pub fn answer_schema() -> Value {
     })
 }
 
-fn dialect_name(dialect: Dialect) -> &'static str {
-    match dialect {
-        Dialect::Postgres => "PostgreSQL",
-        Dialect::Sqlite => "SQLite",
-        Dialect::MySql => "MySQL",
-    }
-}
-
 fn dialect_notes(dialect: Dialect) -> &'static str {
     match dialect {
         Dialect::Postgres => {
@@ -814,12 +805,7 @@ fn user_prompt(request: &InterpretRequest<'_>, dialect: Dialect, max_turns: usiz
 /// The result columns of a query, from its outermost SELECT list.
 pub fn result_columns(sql: &str, dialect: Dialect) -> Vec<String> {
     use sqlparser::ast::{Expr, SelectItem, SetExpr, Statement};
-    use sqlparser::dialect::{Dialect as SqlDialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect};
-    let parser: Box<dyn SqlDialect> = match dialect {
-        Dialect::Postgres => Box::new(PostgreSqlDialect {}),
-        Dialect::Sqlite => Box::new(SQLiteDialect {}),
-        Dialect::MySql => Box::new(MySqlDialect {}),
-    };
+    let parser = dialect.parser();
     let Ok(statements) = sqlparser::parser::Parser::parse_sql(parser.as_ref(), sql) else {
         return Vec::new();
     };

@@ -8,8 +8,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::query::quote_ident;
-use crate::warehouse::{ColumnFormat, ColumnKind, Dialect, TableSchema};
+use crate::domain::{ColumnFormat, ColumnKind, TableSchema};
+use crate::sql::dialect::quote_ident;
+use crate::sql::Dialect;
 
 const DEMO_MODEL: &str = include_str!("demo_model.toml");
 
@@ -633,7 +634,7 @@ pub(crate) fn column_references(tokens: &[SqlToken]) -> Vec<ColumnRef> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::warehouse::ColumnSchema;
+    use crate::domain::ColumnSchema;
 
     fn demo() -> SemanticModel {
         match SemanticModel::demo() {
@@ -797,6 +798,7 @@ mod tests {
             name: name.to_string(),
             data_type: format!("{kind:?}"),
             kind,
+            ..Default::default()
         }
     }
 
@@ -807,6 +809,7 @@ mod tests {
             TableSchema {
                 name: "orders".into(),
                 columns: vec![column("id", ColumnKind::Integer)],
+                ..Default::default()
             },
             TableSchema {
                 name: "support_tickets".into(),
@@ -821,6 +824,7 @@ mod tests {
                     column("replies", ColumnKind::Integer),
                     column("odd name", ColumnKind::Text),
                 ],
+                ..Default::default()
             },
         ];
         model.extend_from_schema(&schema);

@@ -1,72 +1,13 @@
-//! The structured query the rules interpreter builds and refines, and its compilation to SQL.
+//! How a structured query maps onto the semantic model's tables, and its compilation to SQL.
 use std::collections::HashMap;
 
 use chrono::NaiveDate;
-use serde::{Deserialize, Serialize};
 
 use super::model::{output_alias, tokenize, ColumnRef, Join, Metric, MetricDefinition, SemanticModel, SqlToken};
-use crate::warehouse::{ColumnFormat, Dialect};
-
-/// A query over the semantic model: what to measure, how to break it down, which rows count.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct StructuredQuery {
-    /// Metric names from the semantic model, at least one.
-    pub metrics: Vec<String>,
-    /// Dimension names from the semantic model, in output order.
-    pub dimensions: Vec<String>,
-    /// Time grain of the time dimension, when broken down over time.
-    pub grain: Option<Grain>,
-    pub filters: Vec<Filter>,
-    pub time_range: Option<TimeRange>,
-    pub top: Option<TopN>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Grain {
-    Day,
-    Week,
-    Month,
-    Quarter,
-    Year,
-}
-
-impl Grain {
-    /// The output column name of the time bucket, also the word used in summaries.
-    pub fn name(self) -> &'static str {
-        match self {
-            Grain::Day => "day",
-            Grain::Week => "week",
-            Grain::Month => "month",
-            Grain::Quarter => "quarter",
-            Grain::Year => "year",
-        }
-    }
-}
-
-/// `dimension IN (values)` or, negated, `NOT IN`. Values are canonical values read from the
-/// warehouse, never the user's text.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Filter {
-    pub dimension: String,
-    pub values: Vec<String>,
-    pub negated: bool,
-}
-
-/// Half-open date range `[start, end)` with the words it came from ("last month").
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TimeRange {
-    pub start: NaiveDate,
-    pub end: NaiveDate,
-    pub label: String,
-}
-
-/// `top N` (largest first) or `bottom N` (smallest first) by the first metric.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TopN {
-    pub n: u32,
-    pub largest_first: bool,
-}
+use crate::domain::ColumnFormat;
+pub use crate::domain::{Filter, Grain, StructuredQuery, TimeRange, TopN};
+use crate::sql::dialect::{is_reserved, quote_ident, string_literal};
+use crate::sql::Dialect;
 
 /// Why a structured query cannot be answered. The messages are shown to users as they are.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -556,126 +497,6 @@ fn time_bucket(grain: Grain, column: &str, dialect: Dialect) -> String {
 
 fn date_literal(date: NaiveDate) -> String {
     format!("'{}'", date.format("%Y-%m-%d"))
-}
-
-/// A string literal: quotes doubled, and backslashes too for MySQL, where they escape.
-pub(crate) fn string_literal(value: &str, dialect: Dialect) -> String {
-    let mut escaped = value.replace('\'', "''");
-    if dialect == Dialect::MySql {
-        escaped = escaped.replace('\\', "\\\\");
-    }
-    format!("'{escaped}'")
-}
-
-/// An identifier as written in SQL: bare when plain lowercase and not a keyword, else quoted.
-pub fn quote_ident(name: &str, dialect: Dialect) -> String {
-    let plain = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if plain && !is_reserved(name) {
-        return name.to_string();
-    }
-    match dialect {
-        Dialect::MySql => format!("`{}`", name.replace('`', "``")),
-        Dialect::Postgres | Dialect::Sqlite => format!("\"{}\"", name.replace('"', "\"\"")),
-    }
-}
-
-/// Words that cannot be bare identifiers in at least one supported dialect (or that sqlparser
-/// reads as something else), so they are always quoted.
-fn is_reserved(word: &str) -> bool {
-    const RESERVED: &[&str] = &[
-        "all",
-        "alter",
-        "and",
-        "any",
-        "as",
-        "asc",
-        "at",
-        "between",
-        "by",
-        "case",
-        "cast",
-        "check",
-        "column",
-        "constraint",
-        "create",
-        "cross",
-        "current_date",
-        "current_time",
-        "current_timestamp",
-        "current_user",
-        "date",
-        "default",
-        "delete",
-        "desc",
-        "distinct",
-        "do",
-        "drop",
-        "else",
-        "end",
-        "except",
-        "exists",
-        "false",
-        "fetch",
-        "for",
-        "foreign",
-        "from",
-        "full",
-        "grant",
-        "group",
-        "having",
-        "if",
-        "in",
-        "index",
-        "inner",
-        "insert",
-        "interval",
-        "intersect",
-        "into",
-        "is",
-        "join",
-        "key",
-        "left",
-        "like",
-        "limit",
-        "natural",
-        "not",
-        "null",
-        "of",
-        "offset",
-        "on",
-        "or",
-        "order",
-        "outer",
-        "primary",
-        "range",
-        "references",
-        "right",
-        "row",
-        "rows",
-        "select",
-        "set",
-        "some",
-        "table",
-        "then",
-        "time",
-        "timestamp",
-        "to",
-        "true",
-        "union",
-        "unique",
-        "update",
-        "user",
-        "using",
-        "values",
-        "when",
-        "where",
-        "window",
-        "with",
-    ];
-    RESERVED.contains(&word)
 }
 
 #[cfg(test)]

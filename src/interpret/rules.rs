@@ -9,7 +9,7 @@ use super::model::SemanticModel;
 use super::query::{self, join_words, Filter, Grain, StructuredQuery, TimeRange, TopN};
 use super::time::{match_time_phrase, parse_count, KNOWN_TIME_PHRASES};
 use super::{InterpretError, InterpretRequest, Interpretation, Interpreter, ProposedQuery};
-use crate::warehouse::Dialect;
+use crate::sql::Dialect;
 
 /// Words that carry no meaning for a query. Anything else that cannot be placed is reported.
 #[rustfmt::skip]

@@ -4,7 +4,7 @@
 //! give the same range in tests and in a thread.
 use chrono::{Datelike, Days, Months, NaiveDate};
 
-use super::query::TimeRange;
+use crate::domain::TimeRange;
 
 /// Phrases shown in `help` and in "not understood" replies.
 pub const KNOWN_TIME_PHRASES: &[&str] = &[

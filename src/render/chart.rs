@@ -17,8 +17,8 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::FontStyle;
 use rust_decimal::prelude::ToPrimitive;
 
+use crate::domain::{Column, ColumnFormat, QueryResult, Value};
 use crate::render::number::{display_format, format_value, group_thousands, is_numeric};
-use crate::warehouse::{Column, ColumnFormat, QueryResult, Value};
 
 /// Size of every chart, in pixels: wide enough for 30 labelled bars, and Slack shows it whole.
 pub const CHART_WIDTH: u32 = 1000;

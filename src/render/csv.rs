@@ -1,5 +1,5 @@
 //! CSV export: every row of a result, machine-readable, for the file uploaded into the thread.
-use crate::warehouse::{ColumnFormat, QueryResult, Value};
+use crate::domain::{ColumnFormat, QueryResult, Value};
 
 use super::number::format_value_plain;
 
@@ -63,7 +63,7 @@ mod tests {
     use rust_decimal::Decimal;
 
     use super::*;
-    use crate::warehouse::Column;
+    use crate::domain::Column;
 
     fn column(name: &str, format: ColumnFormat) -> Column {
         Column {

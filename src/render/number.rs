@@ -8,7 +8,7 @@ use std::str::FromStr;
 use chrono::{NaiveDateTime, NaiveTime, Timelike};
 use rust_decimal::{Decimal, RoundingStrategy};
 
-use crate::warehouse::{Column, ColumnFormat, Value};
+use crate::domain::{Column, ColumnFormat, Value};
 
 /// What a NULL looks like to a person. An empty cell reads as "missing from the table", a dash
 /// as "no value"; the CSV export uses an empty field instead.

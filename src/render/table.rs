@@ -1,5 +1,5 @@
 //! Aligned monospace tables, for Slack code blocks and the terminal demo.
-use crate::warehouse::QueryResult;
+use crate::domain::QueryResult;
 
 use super::number::{display_format, format_value, is_numeric};
 
@@ -128,7 +128,7 @@ mod tests {
     use rust_decimal::Decimal;
 
     use super::*;
-    use crate::warehouse::{Column, ColumnFormat, Value};
+    use crate::domain::{Column, ColumnFormat, Value};
 
     fn column(name: &str, format: ColumnFormat) -> Column {
         Column {

@@ -1,16 +1,16 @@
 //! Block Kit messages for each kind of reply: answers, SQL, and plain notices.
 //!
 //! Pure: builds JSON blocks and the plain-text fallback, and keeps both inside Slack's limits
-//! (SLACK-NOTES §C): section text ≤ 3,000 characters, ≤ 50 blocks, fallback text ≤ 4,000.
+//! (Slack's Block Kit reference): section text ≤ 3,000 characters, ≤ 50 blocks, fallback text ≤ 4,000.
 //! All text goes out as mrkdwn, so `&`, `<` and `>` are escaped everywhere; that also stops
 //! result data from pinging `<!channel>` or forging links.
 use std::time::Duration;
 
 use serde_json::{json, Value as Json};
 
+use crate::domain::QueryResult;
 use crate::render::number::group_thousands;
 use crate::render::table::{text_table_with, TableOptions};
-use crate::warehouse::QueryResult;
 
 /// Longest text of a section block.
 pub const MAX_SECTION_CHARS: usize = 3_000;
@@ -413,7 +413,7 @@ mod tests {
     use rust_decimal::Decimal;
 
     use super::*;
-    use crate::warehouse::{Column, ColumnFormat, Value};
+    use crate::domain::{Column, ColumnFormat, Value};
 
     fn column(name: &str, format: ColumnFormat) -> Column {
         Column {

@@ -2,7 +2,7 @@
 //! and classified into what threadql acts on. Pure: no I/O.
 use serde::Deserialize;
 
-use crate::conversation::ThreadKey;
+use crate::domain::{MessageTs, Origin, ThreadKey, UserId};
 
 /// The outer envelope of a POST to `/slack/events`.
 #[derive(Debug, Deserialize)]
@@ -45,26 +45,15 @@ struct MessageEvent {
     team: Option<String>,
 }
 
-/// How a message reached the bot, which decides whether it may start a thread.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
-    /// `@threadql …` in a channel.
-    Mention,
-    /// A direct message to the bot.
-    DirectMessage,
-    /// A reply in a thread without a mention: handled only if the bot is already in the thread.
-    ThreadReply,
-}
-
 /// A user message threadql should handle.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboundMessage {
     pub thread: ThreadKey,
-    pub user: String,
+    pub user: UserId,
     /// The text with mentions of the bot removed.
     pub text: String,
     /// The message's own ts (the thread root's ts for a top-level message).
-    pub message_ts: String,
+    pub message_ts: MessageTs,
     pub origin: Origin,
 }
 
@@ -158,9 +147,9 @@ fn classify_message(
         ThreadKey::parse(&team, &channel, thread_ts.as_deref().unwrap_or(&ts)).ok_or("incomplete thread key")?;
     Ok(InboundMessage {
         thread,
-        user,
+        user: UserId::new(user),
         text: strip_mentions(&raw_text, bot_user),
-        message_ts: ts,
+        message_ts: MessageTs::new(ts),
         origin,
     })
 }
@@ -307,7 +296,7 @@ mod sample_tests {
     /// Slack's published samples of every event type (blank values): none is a question.
     #[test]
     fn no_slack_sample_event_is_taken_for_a_question() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/slack-samples/events");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/slack-samples/events");
         let mut checked = 0;
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();

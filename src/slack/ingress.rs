@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::events::{classify, Classified, Envelope, InboundMessage, Origin};
-use super::outbox::SlackWebApi;
+use super::events::{classify, Classified, Envelope, InboundMessage};
 use super::verify::SignatureVerifier;
+use super::web_api::SlackWebApi;
 use crate::actors::{ThreadRegistry, UserMessage};
-use crate::conversation::ThreadKey;
+use crate::domain::ThreadKey;
+use crate::domain::{MessageTs, Origin, UserId};
 use crate::limits::{Admission, IngressGate};
 use crate::metrics::Metrics;
 
@@ -173,9 +174,9 @@ impl SlackIngress {
             let message_ts = action.action_ts.unwrap_or_default();
             let message = InboundMessage {
                 thread,
-                user: user.clone(),
+                user: UserId::new(user.clone()),
                 text: text.to_string(),
-                message_ts,
+                message_ts: MessageTs::new(message_ts),
                 origin: Origin::ThreadReply,
             };
             self.accept("interactions", message, value.version).await;
@@ -246,7 +247,7 @@ impl SlackIngress {
         // A reply in a thread with no live actor may be chatter in a thread the bot is not in:
         // it is not metered (its actor drops it), so nobody gets a notice for talking to others.
         let metered = message.origin != Origin::ThreadReply || self.registry.is_live(thread);
-        let asker = metered.then_some((thread.team(), message.user.as_str()));
+        let asker = metered.then_some((thread.team().as_str(), message.user.as_str()));
         match self.gate.admit(Some(&message_key), asker).await {
             Admission::Accepted => {}
             Admission::Duplicate => return self.count(endpoint, "duplicate"),

@@ -2,8 +2,8 @@
 pub mod blocks;
 pub mod events;
 pub mod ingress;
-pub mod outbox;
 pub mod replier;
 pub mod routes;
 pub mod socket_mode;
 pub mod verify;
+pub mod web_api;

@@ -2,9 +2,10 @@
 use async_trait::async_trait;
 
 use super::blocks::{self, AnswerContext, SlackMessage};
-use super::outbox::SlackWebApi;
-use crate::actors::{Replier, Reply};
-use crate::conversation::ThreadKey;
+use super::web_api::SlackWebApi;
+use crate::actors::Replier;
+use crate::domain::Reply;
+use crate::domain::ThreadKey;
 
 pub struct SlackReplier {
     api: SlackWebApi,

@@ -1,8 +1,7 @@
-//! HTTP routes: Slack's three endpoints plus health, readiness and metrics. Slack handlers
-//! verify, parse, dedupe and hand off; they never wait for the warehouse or Slack.
+//! Slack's three HTTP endpoints. Handlers verify, parse, dedupe and hand off; they never wait
+//! for the warehouse or Slack.
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
@@ -12,18 +11,9 @@ use serde::Deserialize;
 
 use super::ingress::{EventAck, SlackIngress, SlashCommand};
 use super::verify::{SignatureError, SIGNATURE_HEADER, TIMESTAMP_HEADER};
-use crate::metrics::Metrics;
-use crate::store::StateStore;
-use crate::warehouse::Warehouse;
 
 /// Largest request body accepted from Slack.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
-
-/// Dependencies `/readyz` checks.
-pub struct Readiness {
-    pub store: Arc<dyn StateStore>,
-    pub warehouse: Arc<dyn Warehouse>,
-}
 
 /// A request body whose Slack signature has been verified.
 pub struct VerifiedSlackRequest {
@@ -125,44 +115,11 @@ pub async fn commands(
     }
 }
 
-pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
-}
-
-pub async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
-    let (store, warehouse) = tokio::join!(readiness.store.ping(), readiness.warehouse.ping());
-    let status = |ok: bool| if ok { "ok" } else { "unavailable" };
-    let body = serde_json::json!({
-        "state_store": status(store.is_ok()),
-        "warehouse": status(warehouse.is_ok()),
-    });
-    if let Err(error) = &store {
-        tracing::warn!(?error, "Readiness: state store unavailable");
-    }
-    if let Err(error) = &warehouse {
-        tracing::warn!(%error, "Readiness: warehouse unavailable");
-    }
-    if store.is_ok() && warehouse.is_ok() {
-        HttpResponse::Ok().json(body)
-    } else {
-        HttpResponse::ServiceUnavailable().json(body)
-    }
-}
-
-pub async fn metrics(metrics: web::Data<Metrics>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(metrics.render())
-}
-
-/// Registers every route.
+/// Registers Slack's three endpoints.
 pub fn configure(config: &mut web::ServiceConfig) {
     config
         .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
         .route("/slack/events", web::post().to(events))
         .route("/slack/interactions", web::post().to(interactions))
-        .route("/slack/commands", web::post().to(commands))
-        .route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics));
+        .route("/slack/commands", web::post().to(commands));
 }

@@ -34,7 +34,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
 use super::ingress::{EventAck, SlackIngress, SlashCommand};
-use super::outbox::{SlackApiError, SlackWebApi};
+use super::web_api::{SlackApiError, SlackWebApi};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 type Sink = SplitSink<Socket, Message>;

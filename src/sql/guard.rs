@@ -1,5 +1,5 @@
 //! SqlGuard: parses a statement in the warehouse's dialect and lets through only one read-only
-//! query over allowed relations, with its LIMIT capped (ARCHITECTURE §6).
+//! query over allowed relations, with its LIMIT capped (every statement, from any interpreter).
 //!
 //! The guard never forwards the caller's text. It re-serializes the checked syntax tree, so
 //! comments, odd whitespace and anything the parser did not understand cannot reach the
@@ -10,11 +10,9 @@ use std::ops::ControlFlow;
 use sqlparser::ast::{
     Expr, Fetch, LimitClause, ObjectName, ObjectNamePart, Query, SetExpr, Statement, TableFactor, Value, Visit, Visitor,
 };
-use sqlparser::dialect::{Dialect as SqlDialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::Parser;
 
-use super::GuardedSql;
-use crate::warehouse::Dialect;
+use super::{Dialect, GuardedSql};
 
 /// Longest statement the guard accepts. Interpreters write short queries; a huge one is either a
 /// bug or an attempt to make parsing itself expensive.
@@ -211,7 +209,7 @@ impl SqlGuard {
         if length > MAX_SQL_CHARS {
             return Err(GuardError::TooLong(length));
         }
-        let dialect = parser_dialect(self.dialect);
+        let dialect = self.dialect.parser();
         let mut statements = Parser::parse_sql(dialect.as_ref(), sql).map_err(|e| GuardError::Parse(e.to_string()))?;
         let statement = match statements.len() {
             0 => return Err(GuardError::Empty),
@@ -239,14 +237,6 @@ impl SqlGuard {
             [Statement::Query(again)] if **again == *query => Ok(GuardedSql::new(guarded)),
             _ => Err(GuardError::Unserializable),
         }
-    }
-}
-
-fn parser_dialect(dialect: Dialect) -> Box<dyn SqlDialect> {
-    match dialect {
-        Dialect::Postgres => Box::new(PostgreSqlDialect {}),
-        Dialect::Sqlite => Box::new(SQLiteDialect {}),
-        Dialect::MySql => Box::new(MySqlDialect {}),
     }
 }
 

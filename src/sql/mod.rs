@@ -1,7 +1,9 @@
 //! The guarded SQL path: every statement from any interpreter is checked here before a
 //! warehouse sees it.
+pub mod dialect;
 pub mod guard;
 
+pub use dialect::Dialect;
 pub use guard::{GuardError, SqlGuard};
 
 /// A statement that passed [`SqlGuard`]: one read-only query over allowed relations with a

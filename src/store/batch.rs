@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{AnsweredQuestion, AuditRecord, LlmUsage, QueryRecord, Snapshot, SnapshotWrite, StateStore, StoreError};
-use crate::conversation::{ThreadKey, ThreadState};
+use crate::domain::{QueryId, ThreadKey, ThreadState};
 
 /// Most snapshots written in one statement.
 const MAX_BATCH: usize = 512;
@@ -98,7 +98,12 @@ impl StateStore for SnapshotBatcher {
         self.inner.record_audit(record).await
     }
 
-    async fn record_llm_usage(&self, query_id: &str, usage: &LlmUsage, explanation: &str) -> Result<(), StoreError> {
+    async fn record_llm_usage(
+        &self,
+        query_id: &QueryId,
+        usage: &LlmUsage,
+        explanation: &str,
+    ) -> Result<(), StoreError> {
         self.inner.record_llm_usage(query_id, usage, explanation).await
     }
 

@@ -2,8 +2,7 @@
 //! (and for several replicas), SQLite as the embedded single-node default.
 use async_trait::async_trait;
 
-use crate::conversation::{ThreadKey, ThreadState};
-use crate::interpret::LlmUsage;
+use crate::domain::{LlmUsage, QueryId, ThreadKey, ThreadState, UserId};
 
 mod batch;
 mod postgres;
@@ -32,9 +31,9 @@ pub struct SnapshotWrite {
 /// One row of `query_history`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueryRecord {
-    pub query_id: String,
+    pub query_id: QueryId,
     pub thread: ThreadKey,
-    pub user: String,
+    pub user: UserId,
     pub question: String,
     pub sql: String,
     pub status: QueryStatus,
@@ -68,7 +67,7 @@ impl QueryStatus {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditRecord {
     pub thread: ThreadKey,
-    pub user: String,
+    pub user: UserId,
     /// e.g. `sql_refused`, `csv_exported`.
     pub action: String,
     pub detail: String,
@@ -112,7 +111,8 @@ pub trait StateStore: Send + Sync {
     async fn record_audit(&self, record: &AuditRecord) -> Result<(), StoreError>;
     /// Adds what the language model spent, and its explanation, to the history rows of
     /// `query_id` (recorded before with [`StateStore::record_query`]).
-    async fn record_llm_usage(&self, query_id: &str, usage: &LlmUsage, explanation: &str) -> Result<(), StoreError>;
+    async fn record_llm_usage(&self, query_id: &QueryId, usage: &LlmUsage, explanation: &str)
+        -> Result<(), StoreError>;
     /// The newest answered questions, newest first, at most `limit` (few-shot examples).
     async fn answered_questions(&self, limit: usize) -> Result<Vec<AnsweredQuestion>, StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;

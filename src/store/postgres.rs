@@ -10,8 +10,8 @@ use super::{
     decode_state, encode_state, AnsweredQuestion, AuditRecord, QueryRecord, Snapshot, SnapshotWrite, StateStore,
     StoreError,
 };
-use crate::conversation::{ThreadKey, ThreadState};
-use crate::interpret::LlmUsage;
+use crate::domain::{LlmUsage, QueryId};
+use crate::domain::{ThreadKey, ThreadState};
 
 pub struct PostgresStore {
     pool: PgPool,
@@ -47,9 +47,9 @@ impl StateStore for PostgresStore {
         let row = sqlx::query(
             "SELECT version, state FROM thread_snapshots WHERE team_id = $1 AND channel_id = $2 AND thread_ts = $3",
         )
-        .bind(thread.team())
-        .bind(thread.channel())
-        .bind(thread.thread_ts())
+        .bind(thread.team().as_str())
+        .bind(thread.channel().as_str())
+        .bind(thread.thread_ts().as_str())
         .fetch_optional(&self.pool)
         .await
         .context("Failed to load a thread snapshot")?;
@@ -75,9 +75,9 @@ impl StateStore for PostgresStore {
                 "INSERT INTO thread_snapshots (team_id, channel_id, thread_ts, version, state) \
                  VALUES ($1, $2, $3, 1, $4) ON CONFLICT DO NOTHING RETURNING version",
             )
-            .bind(thread.team())
-            .bind(thread.channel())
-            .bind(thread.thread_ts())
+            .bind(thread.team().as_str())
+            .bind(thread.channel().as_str())
+            .bind(thread.thread_ts().as_str())
             .bind(&state)
             .fetch_optional(&self.pool)
             .await
@@ -86,9 +86,9 @@ impl StateStore for PostgresStore {
                 "UPDATE thread_snapshots SET version = version + 1, state = $5, updated_at = now() \
                  WHERE team_id = $1 AND channel_id = $2 AND thread_ts = $3 AND version = $4 RETURNING version",
             )
-            .bind(thread.team())
-            .bind(thread.channel())
-            .bind(thread.thread_ts())
+            .bind(thread.team().as_str())
+            .bind(thread.channel().as_str())
+            .bind(thread.thread_ts().as_str())
             .bind(expected)
             .bind(&state)
             .fetch_optional(&self.pool)
@@ -193,11 +193,11 @@ impl StateStore for PostgresStore {
             "INSERT INTO query_history (query_id, team_id, channel_id, thread_ts, user_id, question, sql, status, \
              duration_ms, row_count, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
-        .bind(&record.query_id)
-        .bind(record.thread.team())
-        .bind(record.thread.channel())
-        .bind(record.thread.thread_ts())
-        .bind(&record.user)
+        .bind(record.query_id.as_str())
+        .bind(record.thread.team().as_str())
+        .bind(record.thread.channel().as_str())
+        .bind(record.thread.thread_ts().as_str())
+        .bind(record.user.as_str())
         .bind(&record.question)
         .bind(&record.sql)
         .bind(record.status.as_str())
@@ -215,10 +215,10 @@ impl StateStore for PostgresStore {
             "INSERT INTO audit_logs (team_id, channel_id, thread_ts, user_id, action, detail) \
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
-        .bind(record.thread.team())
-        .bind(record.thread.channel())
-        .bind(record.thread.thread_ts())
-        .bind(&record.user)
+        .bind(record.thread.team().as_str())
+        .bind(record.thread.channel().as_str())
+        .bind(record.thread.thread_ts().as_str())
+        .bind(record.user.as_str())
         .bind(&record.action)
         .bind(&record.detail)
         .execute(&self.pool)
@@ -227,12 +227,17 @@ impl StateStore for PostgresStore {
         Ok(())
     }
 
-    async fn record_llm_usage(&self, query_id: &str, usage: &LlmUsage, explanation: &str) -> Result<(), StoreError> {
+    async fn record_llm_usage(
+        &self,
+        query_id: &QueryId,
+        usage: &LlmUsage,
+        explanation: &str,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE query_history SET prompt_tokens = $2, completion_tokens = $3, llm_attempts = $4, \
              llm_latency_ms = $5, llm_model = $6, explanation = $7 WHERE query_id = $1",
         )
-        .bind(query_id)
+        .bind(query_id.as_str())
         .bind(i64::try_from(usage.prompt_tokens).unwrap_or(i64::MAX))
         .bind(i64::try_from(usage.completion_tokens).unwrap_or(i64::MAX))
         .bind(i64::from(usage.attempts))

@@ -14,8 +14,8 @@ use super::{
     decode_state, encode_state, AnsweredQuestion, AuditRecord, QueryRecord, Snapshot, SnapshotWrite, StateStore,
     StoreError,
 };
-use crate::conversation::{ThreadKey, ThreadState};
-use crate::interpret::LlmUsage;
+use crate::domain::{LlmUsage, QueryId};
+use crate::domain::{ThreadKey, ThreadState};
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -54,9 +54,9 @@ impl StateStore for SqliteStore {
         let row = sqlx::query(
             "SELECT version, state FROM thread_snapshots WHERE team_id = $1 AND channel_id = $2 AND thread_ts = $3",
         )
-        .bind(thread.team())
-        .bind(thread.channel())
-        .bind(thread.thread_ts())
+        .bind(thread.team().as_str())
+        .bind(thread.channel().as_str())
+        .bind(thread.thread_ts().as_str())
         .fetch_optional(&self.pool)
         .await
         .context("Failed to load a thread snapshot")?;
@@ -126,11 +126,11 @@ impl StateStore for SqliteStore {
             "INSERT INTO query_history (query_id, team_id, channel_id, thread_ts, user_id, question, sql, status, \
              duration_ms, row_count, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
-        .bind(&record.query_id)
-        .bind(record.thread.team())
-        .bind(record.thread.channel())
-        .bind(record.thread.thread_ts())
-        .bind(&record.user)
+        .bind(record.query_id.as_str())
+        .bind(record.thread.team().as_str())
+        .bind(record.thread.channel().as_str())
+        .bind(record.thread.thread_ts().as_str())
+        .bind(record.user.as_str())
         .bind(&record.question)
         .bind(&record.sql)
         .bind(record.status.as_str())
@@ -148,10 +148,10 @@ impl StateStore for SqliteStore {
             "INSERT INTO audit_logs (team_id, channel_id, thread_ts, user_id, action, detail) \
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
-        .bind(record.thread.team())
-        .bind(record.thread.channel())
-        .bind(record.thread.thread_ts())
-        .bind(&record.user)
+        .bind(record.thread.team().as_str())
+        .bind(record.thread.channel().as_str())
+        .bind(record.thread.thread_ts().as_str())
+        .bind(record.user.as_str())
         .bind(&record.action)
         .bind(&record.detail)
         .execute(&self.pool)
@@ -160,12 +160,17 @@ impl StateStore for SqliteStore {
         Ok(())
     }
 
-    async fn record_llm_usage(&self, query_id: &str, usage: &LlmUsage, explanation: &str) -> Result<(), StoreError> {
+    async fn record_llm_usage(
+        &self,
+        query_id: &QueryId,
+        usage: &LlmUsage,
+        explanation: &str,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE query_history SET prompt_tokens = $2, completion_tokens = $3, llm_attempts = $4, \
              llm_latency_ms = $5, llm_model = $6, explanation = $7 WHERE query_id = $1",
         )
-        .bind(query_id)
+        .bind(query_id.as_str())
         .bind(i64::try_from(usage.prompt_tokens).unwrap_or(i64::MAX))
         .bind(i64::try_from(usage.completion_tokens).unwrap_or(i64::MAX))
         .bind(i64::from(usage.attempts))
@@ -217,9 +222,9 @@ async fn write_snapshot(
             "INSERT INTO thread_snapshots (team_id, channel_id, thread_ts, version, state) \
              VALUES ($1, $2, $3, 1, $4) ON CONFLICT DO NOTHING RETURNING version",
         )
-        .bind(thread.team())
-        .bind(thread.channel())
-        .bind(thread.thread_ts())
+        .bind(thread.team().as_str())
+        .bind(thread.channel().as_str())
+        .bind(thread.thread_ts().as_str())
         .bind(state)
         .fetch_optional(&mut *connection)
         .await
@@ -228,9 +233,9 @@ async fn write_snapshot(
             "UPDATE thread_snapshots SET version = version + 1, state = $5, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
              WHERE team_id = $1 AND channel_id = $2 AND thread_ts = $3 AND version = $4 RETURNING version",
         )
-        .bind(thread.team())
-        .bind(thread.channel())
-        .bind(thread.thread_ts())
+        .bind(thread.team().as_str())
+        .bind(thread.channel().as_str())
+        .bind(thread.thread_ts().as_str())
         .bind(expected)
         .bind(state)
         .fetch_optional(&mut *connection)

@@ -1,6 +1,7 @@
 //! PostgreSQL warehouse. Each statement runs in its own `BEGIN READ ONLY` transaction with a
 //! local `statement_timeout`; cancelling calls `pg_cancel_backend` for the backend running it,
 //! so the work stops in the server, not only in this process.
+use std::collections::HashSet;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -12,11 +13,12 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Column as _, Connection, Executor, Row, Statement, TypeInfo};
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    infer_column_format, Column, ColumnFormat, ColumnKind, ColumnSchema, Dialect, QueryResult, TableSchema, Value,
-    Warehouse, WarehouseError,
+use super::describe::{self, is_presentable_value, worth_sampling, DescribeSettings};
+use super::{Warehouse, WarehouseError};
+use crate::domain::{
+    infer_column_format, Column, ColumnFormat, ColumnKind, ColumnSchema, ForeignKey, QueryResult, TableSchema, Value,
 };
-use crate::sql::GuardedSql;
+use crate::sql::{Dialect, GuardedSql};
 
 const DEFAULT_MAX_CONNECTIONS: u32 = 8;
 /// Connections reserved for `pg_cancel_backend`, so a cancel never waits behind the very
@@ -398,15 +400,27 @@ impl Warehouse for PostgresWarehouse {
                 kind: column_kind(&data_type),
                 name: column,
                 data_type,
+                ..Default::default()
             };
             match tables.last_mut() {
                 Some(last) if last.name == name => last.columns.push(column),
                 _ => tables.push(TableSchema {
                     name,
                     columns: vec![column],
+                    ..Default::default()
                 }),
             }
         }
+        Ok(tables)
+    }
+
+    async fn describe(&self, settings: &DescribeSettings) -> Result<Vec<TableSchema>, WarehouseError> {
+        let mut tables = self.schema().await?;
+        let mut known = HashSet::new();
+        if let Err(error) = read_catalog_metadata(&self.pool, &mut tables, &mut known, settings).await {
+            tracing::warn!(?error, "Failed to read keys and comments from the warehouse catalog");
+        }
+        describe::sample_values(self, &mut tables, &known, settings).await;
         Ok(tables)
     }
 
@@ -418,9 +432,197 @@ impl Warehouse for PostgresWarehouse {
     }
 }
 
+fn table_mut<'a>(tables: &'a mut [TableSchema], name: &str) -> Option<&'a mut TableSchema> {
+    tables.iter_mut().find(|t| t.name == name)
+}
+
+/// Comments, keys and statistics from `pg_catalog` / `pg_stats`.
+async fn read_catalog_metadata(
+    pool: &PgPool,
+    described: &mut [TableSchema],
+    known: &mut HashSet<(String, String)>,
+    settings: &DescribeSettings,
+) -> anyhow::Result<()> {
+    let display = |schema: &str, table: &str| {
+        if schema == "public" {
+            table.to_string()
+        } else {
+            format!("{schema}.{table}")
+        }
+    };
+    let tables: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        "SELECT n.nspname::text, c.relname::text, obj_description(c.oid, 'pg_class') \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f') \
+           AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%' \
+           AND obj_description(c.oid, 'pg_class') IS NOT NULL",
+    )
+    .fetch_all(pool)
+    .await
+    .context("Failed to read table comments")?;
+    for (schema, table, comment) in tables {
+        if let Some(entry) = table_mut(described, &display(&schema, &table)) {
+            entry.comment = comment.filter(|c| !c.trim().is_empty());
+        }
+    }
+
+    let columns: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
+        "SELECT n.nspname::text, c.relname::text, a.attname::text, col_description(c.oid, a.attnum) \
+         FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE a.attnum > 0 AND NOT a.attisdropped \
+           AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%' \
+           AND col_description(c.oid, a.attnum) IS NOT NULL",
+    )
+    .fetch_all(pool)
+    .await
+    .context("Failed to read column comments")?;
+    for (schema, table, column, comment) in columns {
+        if let Some(entry) = table_mut(described, &display(&schema, &table)).and_then(|t| t.column_mut(&column)) {
+            entry.comment = comment.filter(|c| !c.trim().is_empty());
+        }
+    }
+
+    type ConstraintRow = (
+        String,
+        String,
+        String,
+        Vec<String>,
+        Option<String>,
+        Option<String>,
+        Vec<String>,
+    );
+    let constraints: Vec<ConstraintRow> = sqlx::query_as(
+        "SELECT con.contype::text, n.nspname::text, c.relname::text, \
+           ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(attnum, ord) \
+                 JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum ORDER BY k.ord), \
+           fn.nspname::text, fc.relname::text, \
+           ARRAY(SELECT a.attname::text FROM unnest(coalesce(con.confkey, '{}'::int2[])) WITH ORDINALITY k(attnum, ord) \
+                 JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum ORDER BY k.ord) \
+         FROM pg_constraint con \
+         JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+         LEFT JOIN pg_class fc ON fc.oid = con.confrelid LEFT JOIN pg_namespace fn ON fn.oid = fc.relnamespace \
+         WHERE con.contype IN ('p', 'f') \
+           AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'",
+    )
+    .fetch_all(pool)
+    .await
+    .context("Failed to read keys")?;
+    for (kind, schema, table, columns, ref_schema, ref_table, references) in constraints {
+        let Some(entry) = table_mut(described, &display(&schema, &table)) else {
+            continue;
+        };
+        match (kind.as_str(), ref_schema, ref_table) {
+            ("p", _, _) => entry.primary_key = columns,
+            ("f", Some(ref_schema), Some(ref_table)) => entry.foreign_keys.push(ForeignKey {
+                columns,
+                table: display(&ref_schema, &ref_table),
+                references,
+            }),
+            _ => {}
+        }
+    }
+
+    // Statistics give the values of low-cardinality columns without scanning any table.
+    type StatsRow = (String, String, String, Option<f32>, Option<String>, Option<f32>);
+    let stats: Vec<StatsRow> = sqlx::query_as(
+        "SELECT s.schemaname::text, s.tablename::text, s.attname::text, s.n_distinct, s.most_common_vals::text, \
+                c.reltuples \
+         FROM pg_stats s \
+         JOIN pg_namespace n ON n.nspname = s.schemaname \
+         JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = s.tablename \
+         WHERE s.schemaname NOT IN ('pg_catalog', 'information_schema') AND s.schemaname NOT LIKE 'pg\\_%'",
+    )
+    .fetch_all(pool)
+    .await
+    .context("Failed to read column statistics")?;
+    for (schema, table, column, n_distinct, common, rows) in stats {
+        let name = display(&schema, &table);
+        let Some(entry) = table_mut(described, &name).and_then(|t| t.column_mut(&column)) else {
+            continue;
+        };
+        if entry.kind != ColumnKind::Text || !worth_sampling(&entry.name) {
+            continue;
+        }
+        let Some(n_distinct) = n_distinct else { continue };
+        // Positive: the number of distinct values; negative: minus a fraction of the rows.
+        let distinct = if n_distinct >= 0.0 {
+            f64::from(n_distinct)
+        } else {
+            -f64::from(n_distinct) * f64::from(rows.unwrap_or(0.0).max(0.0))
+        };
+        if distinct.round() > settings.max_values as f64 {
+            known.insert((name, column));
+            continue;
+        }
+        let common: Vec<String> = common
+            .map(|text| parse_pg_array(&text))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|v| is_presentable_value(v))
+            .collect();
+        // The most common values are every value only when there are as many as distinct ones;
+        // otherwise (all values unique, say) a `SELECT DISTINCT` reads them.
+        if !common.is_empty() && common.len() as f64 >= distinct.round() {
+            entry.values = common;
+            entry.values.sort();
+            known.insert((name, column));
+        }
+    }
+    Ok(())
+}
+
+/// Parses a Postgres array literal (`{EMEA,"North America","a \"b\""}`) into its elements.
+fn parse_pg_array(text: &str) -> Vec<String> {
+    let inner = text.trim().trim_start_matches('{').trim_end_matches('}');
+    let mut values = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    let mut was_quoted = false;
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if quoted => {
+                if let Some(next) = chars.next() {
+                    current.push(next);
+                }
+            }
+            '"' => {
+                quoted = !quoted;
+                was_quoted = true;
+            }
+            ',' if !quoted => {
+                push_element(&mut values, &mut current, was_quoted);
+                was_quoted = false;
+            }
+            c => current.push(c),
+        }
+    }
+    if !current.is_empty() || was_quoted {
+        push_element(&mut values, &mut current, was_quoted);
+    }
+    values
+}
+
+fn push_element(values: &mut Vec<String>, current: &mut String, was_quoted: bool) {
+    let element = std::mem::take(current);
+    // An unquoted NULL is SQL NULL, not the text "NULL".
+    if was_quoted || !element.eq_ignore_ascii_case("null") {
+        values.push(element);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn postgres_array_literals_are_split_with_quotes_and_escapes() {
+        assert_eq!(
+            parse_pg_array(r#"{APAC,EMEA,"North America","say \"hi\"",NULL}"#),
+            vec!["APAC", "EMEA", "North America", "say \"hi\""]
+        );
+        assert!(parse_pg_array("{}").is_empty());
+    }
 
     /// A throwaway database on the local server, dropped by [`TestDb::drop_database`].
     struct TestDb {

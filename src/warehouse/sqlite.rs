@@ -3,6 +3,7 @@
 //! SQLite runs statements on sqlx's worker thread, so dropping a future does not stop one. A
 //! progress handler, installed for each statement, makes SQLite itself abort the statement when
 //! the deadline passes, the caller cancels, or the caller drops the future.
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -16,11 +17,12 @@ use sqlx::{Column as _, Executor, Row, Sqlite, Statement, TypeInfo, ValueRef};
 use tokio_util::sync::CancellationToken;
 
 use super::demo::DEMO_META_TABLE;
-use super::{
-    infer_column_format, Column, ColumnFormat, ColumnKind, ColumnSchema, Dialect, QueryResult, TableSchema, Value,
-    Warehouse, WarehouseError,
+use super::describe::{self, DescribeSettings};
+use super::{Warehouse, WarehouseError};
+use crate::domain::{
+    infer_column_format, Column, ColumnFormat, ColumnKind, ColumnSchema, ForeignKey, QueryResult, TableSchema, Value,
 };
-use crate::sql::GuardedSql;
+use crate::sql::{Dialect, GuardedSql};
 
 /// Connections in the pool by default; SQLite readers do not block each other.
 const DEFAULT_MAX_CONNECTIONS: u32 = 4;
@@ -359,17 +361,69 @@ impl Warehouse for SqliteWarehouse {
                     kind: column_kind(&data_type),
                     name,
                     data_type,
+                    ..Default::default()
                 })
                 .collect();
-            schema.push(TableSchema { name: table, columns });
+            schema.push(TableSchema {
+                name: table,
+                columns,
+                ..Default::default()
+            });
         }
         Ok(schema)
+    }
+
+    async fn describe(&self, settings: &DescribeSettings) -> Result<Vec<TableSchema>, WarehouseError> {
+        let mut tables = self.schema().await?;
+        if let Err(error) = read_keys(&self.pool, &mut tables).await {
+            tracing::warn!(?error, "Failed to read keys from the SQLite catalog");
+        }
+        // SQLite keeps no statistics of distinct values: every candidate column is sampled.
+        describe::sample_values(self, &mut tables, &HashSet::new(), settings).await;
+        Ok(tables)
     }
 
     async fn ping(&self) -> Result<(), WarehouseError> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map_err(unavailable)?;
         Ok(())
     }
+}
+
+/// Primary and foreign keys from SQLite's pragmas (SQLite has no comments).
+async fn read_keys(pool: &SqlitePool, tables: &mut [TableSchema]) -> anyhow::Result<()> {
+    for table in tables.iter_mut() {
+        let name = table.name.clone();
+        let columns: Vec<(String, i64)> = sqlx::query_as("SELECT name, pk FROM pragma_table_info(?1) ORDER BY pk")
+            .bind(&name)
+            .fetch_all(pool)
+            .await
+            .context("Failed to read a SQLite table's primary key")?;
+        let keys: Vec<(i64, String, String, Option<String>)> =
+            sqlx::query_as("SELECT id, \"table\", \"from\", \"to\" FROM pragma_foreign_key_list(?1) ORDER BY id, seq")
+                .bind(&name)
+                .fetch_all(pool)
+                .await
+                .context("Failed to read a SQLite table's foreign keys")?;
+        table.primary_key = columns
+            .into_iter()
+            .filter(|(_, pk)| *pk > 0)
+            .map(|(column, _)| column)
+            .collect();
+        let mut by_id: HashMap<i64, ForeignKey> = HashMap::new();
+        for (id, target, from, to) in keys {
+            let key = by_id.entry(id).or_insert_with(|| ForeignKey {
+                columns: Vec::new(),
+                table: target.clone(),
+                references: Vec::new(),
+            });
+            key.columns.push(from);
+            key.references.push(to.unwrap_or_else(|| "rowid".into()));
+        }
+        let mut keys: Vec<(i64, ForeignKey)> = by_id.into_iter().collect();
+        keys.sort_by_key(|(id, _)| *id);
+        table.foreign_keys = keys.into_iter().map(|(_, key)| key).collect();
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ pub const TEAM: &str = "T0TEST01";
 const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/slack-samples")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/slack-samples")
 }
 
 pub fn fixture(relative: &str) -> Value {

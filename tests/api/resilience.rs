@@ -9,14 +9,15 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
-use threadql::actors::{Replier, Reply, ThreadRegistry, UserMessage};
-use threadql::conversation::{ThreadKey, ThreadState, Turn};
-use threadql::interpret::{InterpretError, InterpretRequest, Interpretation, Interpreter, ProposedQuery};
-use threadql::slack::events::Origin;
+use threadql::actors::{Replier, ThreadRegistry, UserMessage};
+use threadql::domain::Origin;
+use threadql::domain::Value as Cell;
+use threadql::domain::{ProposedQuery, Reply};
+use threadql::domain::{ThreadKey, ThreadState, Turn};
+use threadql::interpret::{InterpretError, InterpretRequest, Interpretation, Interpreter};
 use threadql::slack::verify::sign;
 use threadql::startup::Backends;
 use threadql::store::{PostgresStore, SnapshotWrite, SqliteStore, StateStore, StoreError};
-use threadql::warehouse::Value as Cell;
 
 use crate::helpers::{
     app_mention, config_with, create_database, demo_warehouse_path, new_channel, new_ts, post_text, spawn_app,
@@ -446,7 +447,7 @@ fn state_after(texts: &[&str]) -> ThreadState {
         state.record_turn(Turn {
             user: "U0ALICE01".into(),
             text: (*text).into(),
-            message_ts: new_ts(),
+            message_ts: new_ts().into(),
         });
     }
     state

@@ -1,4 +1,4 @@
-//! Outbound Slack Web API calls through slack-morphism's client, pointed at `SLACK_API_URL`
+//! A paced, retrying Slack Web API client (slack-morphism), pointed at `SLACK_API_URL`
 //! (plain `http://` allowed, so a proxy or a local test server can stand in for Slack).
 //!
 //! Messages are paced per channel (Slack allows about one message per second per channel;

@@ -1,55 +1,15 @@
-//! The pure conversation domain: which thread, what the user asked for, and the thread's
-//! history of query versions. No I/O here; thread actors drive it.
+//! Everything a thread remembers: its history of query versions, its turns and what is in
+//! flight. Thread actors drive it; snapshots persist it.
 use serde::{Deserialize, Serialize};
 
-use crate::interpret::{PendingClarification, ProposedQuery};
-
-mod command;
-
-pub use command::Command;
+use super::ids::QueryId;
+use super::proposed_query::{PendingClarification, ProposedQuery};
+use super::turn::Turn;
 
 /// How many versions a thread keeps; older ones cannot be undone to.
 pub const MAX_VERSIONS: usize = 50;
 /// How many turns a thread remembers for context.
 pub const MAX_TURNS: usize = 50;
-
-/// A Slack thread: team, channel and the ts of the thread's root message.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct ThreadKey {
-    team: String,
-    channel: String,
-    thread_ts: String,
-}
-
-impl ThreadKey {
-    /// Builds a key; every part must be non-empty (Slack always sends them).
-    pub fn parse(team: &str, channel: &str, thread_ts: &str) -> Option<Self> {
-        if team.is_empty() || channel.is_empty() || thread_ts.is_empty() {
-            return None;
-        }
-        Some(Self {
-            team: team.to_string(),
-            channel: channel.to_string(),
-            thread_ts: thread_ts.to_string(),
-        })
-    }
-
-    pub fn team(&self) -> &str {
-        &self.team
-    }
-    pub fn channel(&self) -> &str {
-        &self.channel
-    }
-    pub fn thread_ts(&self) -> &str {
-        &self.thread_ts
-    }
-}
-
-impl std::fmt::Display for ThreadKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}/{}", self.team, self.channel, self.thread_ts)
-    }
-}
 
 /// One question or refinement that produced a query, kept so it can be shown, undone and re-run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,19 +17,11 @@ pub struct QueryVersion {
     /// 1-based number within the thread, shown to users ("version 3").
     pub number: usize,
     /// Stable id shown in answers and recorded in the query history.
-    pub query_id: String,
+    pub query_id: QueryId,
     pub question: String,
     pub query: ProposedQuery,
     /// The version this one refined, if any; `undo` goes back to it.
     pub parent: Option<usize>,
-}
-
-/// Something a user said in the thread.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Turn {
-    pub user: String,
-    pub text: String,
-    pub message_ts: String,
 }
 
 /// Everything a thread remembers. Snapshotted after every turn.
@@ -136,7 +88,7 @@ impl ThreadState {
     }
 
     /// Adds a version refining the current one and makes it current.
-    pub fn push_version(&mut self, question: &str, query: ProposedQuery, query_id: String) -> &QueryVersion {
+    pub fn push_version(&mut self, question: &str, query: ProposedQuery, query_id: QueryId) -> &QueryVersion {
         let number = self.versions.last().map_or(1, |v| v.number + 1);
         self.versions.push(QueryVersion {
             number,
@@ -190,13 +142,13 @@ mod tests {
     fn undo_walks_back_through_parents_and_a_new_version_branches_from_the_current_one() {
         let mut state = ThreadState::default();
         assert_eq!(state.undo().unwrap_err(), UndoError::NoQuery);
-        state.push_version("revenue by region", query("q1"), "a".into());
+        state.push_version("revenue by region", query("q1"), QueryId::new("a"));
         assert_eq!(state.undo().unwrap_err(), UndoError::AtFirstVersion);
-        state.push_version("only EMEA", query("q2"), "b".into());
-        state.push_version("by week", query("q3"), "c".into());
+        state.push_version("only EMEA", query("q2"), QueryId::new("b"));
+        state.push_version("by week", query("q3"), QueryId::new("c"));
         assert_eq!(state.undo().unwrap().query.sql, "q2");
         assert_eq!(state.undo().unwrap().query.sql, "q1");
-        let v4 = state.push_version("top 5", query("q4"), "d".into());
+        let v4 = state.push_version("top 5", query("q4"), QueryId::new("d"));
         assert_eq!((v4.number, v4.parent), (4, Some(1)));
         assert_eq!(state.undo().unwrap().query.sql, "q1");
         // Undo on the answer of version 3 (an older message) goes to version 3's parent.
@@ -207,11 +159,11 @@ mod tests {
     fn versions_and_turns_are_bounded() {
         let mut state = ThreadState::default();
         for i in 0..(MAX_VERSIONS + 5) {
-            state.push_version("q", query(&format!("q{i}")), i.to_string());
+            state.push_version("q", query(&format!("q{i}")), QueryId::new(i.to_string()));
             state.record_turn(Turn {
                 user: "U".into(),
                 text: "t".into(),
-                message_ts: i.to_string(),
+                message_ts: i.to_string().into(),
             });
         }
         assert_eq!(state.versions().len(), MAX_VERSIONS);
@@ -225,14 +177,8 @@ mod tests {
             engaged: true,
             ..Default::default()
         };
-        state.push_version("revenue", query("SELECT 1"), "q-1".into());
+        state.push_version("revenue", query("SELECT 1"), QueryId::new("q-1"));
         let json = serde_json::to_value(&state).unwrap();
         assert_eq!(serde_json::from_value::<ThreadState>(json).unwrap(), state);
-    }
-
-    #[test]
-    fn thread_key_requires_every_part() {
-        assert!(ThreadKey::parse("T1", "C1", "").is_none());
-        assert_eq!(ThreadKey::parse("T1", "C1", "1.2").unwrap().to_string(), "T1/C1/1.2");
     }
 }

@@ -1,0 +1,26 @@
+//! The pure domain every stage shares: which thread, what was said, what was proposed and
+//! answered. No I/O, no actors, no Slack or database clients: each type is plain data with the
+//! rules that keep it valid, so any stage (and any test) can build one.
+mod command;
+mod ids;
+mod origin;
+mod proposed_query;
+mod reply;
+mod result;
+mod schema;
+mod structured_query;
+mod thread_key;
+mod thread_state;
+mod turn;
+
+pub use command::Command;
+pub use ids::{ChannelId, MessageTs, QueryId, TeamId, UserId};
+pub use origin::Origin;
+pub use proposed_query::{LlmUsage, PendingClarification, ProposedQuery};
+pub use reply::{Answer, Reply};
+pub use result::{infer_column_format, is_iso_date, Column, ColumnFormat, QueryResult, Value};
+pub use schema::{ColumnKind, ColumnSchema, ForeignKey, TableSchema};
+pub use structured_query::{Filter, Grain, StructuredQuery, TimeRange, TopN};
+pub use thread_key::ThreadKey;
+pub use thread_state::{InFlight, QueryVersion, ThreadState, UndoError, MAX_TURNS, MAX_VERSIONS};
+pub use turn::Turn;

@@ -1,0 +1,64 @@
+//! A query over the semantic model, as the rules interpreter builds and refines it.
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+/// A query over the semantic model: what to measure, how to break it down, which rows count.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct StructuredQuery {
+    /// Metric names from the semantic model, at least one.
+    pub metrics: Vec<String>,
+    /// Dimension names from the semantic model, in output order.
+    pub dimensions: Vec<String>,
+    /// Time grain of the time dimension, when broken down over time.
+    pub grain: Option<Grain>,
+    pub filters: Vec<Filter>,
+    pub time_range: Option<TimeRange>,
+    pub top: Option<TopN>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Grain {
+    Day,
+    Week,
+    Month,
+    Quarter,
+    Year,
+}
+
+impl Grain {
+    /// The output column name of the time bucket, also the word used in summaries.
+    pub fn name(self) -> &'static str {
+        match self {
+            Grain::Day => "day",
+            Grain::Week => "week",
+            Grain::Month => "month",
+            Grain::Quarter => "quarter",
+            Grain::Year => "year",
+        }
+    }
+}
+
+/// `dimension IN (values)` or, negated, `NOT IN`. Values are canonical values read from the
+/// warehouse, never the user's text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Filter {
+    pub dimension: String,
+    pub values: Vec<String>,
+    pub negated: bool,
+}
+
+/// Half-open date range `[start, end)` with the words it came from ("last month").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeRange {
+    pub start: NaiveDate,
+    pub end: NaiveDate,
+    pub label: String,
+}
+
+/// `top N` (largest first) or `bottom N` (smallest first) by the first metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopN {
+    pub n: u32,
+    pub largest_first: bool,
+}
