@@ -22,7 +22,7 @@ pub async fn run(config: &Config) -> bool {
     };
 
     let store = within(async {
-        let store = crate::store::connect_and_migrate(&config.database_url)
+        let store = crate::store::connect_and_migrate(config.database_url.expose())
             .await
             .map_err(|e| format!("{e:#}"))?;
         store.ping().await.map_err(|e| format!("{e:#}"))?;
@@ -64,7 +64,7 @@ pub async fn run(config: &Config) -> bool {
     match &config.redis_url {
         Some(url) => {
             let outcome = within(async {
-                let client = redis::Client::open(url.as_str()).map_err(|e| e.to_string())?;
+                let client = redis::Client::open(url.expose()).map_err(|e| e.to_string())?;
                 let mut connection = client
                     .get_multiplexed_async_connection()
                     .await

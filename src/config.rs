@@ -1,5 +1,6 @@
 //! Typed configuration from the environment (and a `.env` file when present). Parsed once at
 //! start; a bad or missing value stops start-up with a message naming the variable.
+use std::fmt;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
@@ -65,13 +66,71 @@ pub enum LogFormat {
     Json,
 }
 
+/// A connection URL that may carry a password (`postgres://user:pass@host/db`). `Debug` and
+/// `Display` replace the password (and a `password=` query parameter) with `***`, so logs,
+/// `threadql check` and error chains never print it; `expose` gives the real text to the code
+/// that connects.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConnectionUrl(String);
+
+impl ConnectionUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    /// The URL with its password, for the connecting code only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn starts_with(&self, prefix: &str) -> bool {
+        self.0.starts_with(prefix)
+    }
+
+    fn redacted(&self) -> String {
+        let Ok(mut parsed) = Url::parse(&self.0) else {
+            // Not a URL we can read: show only its scheme, never the rest.
+            return match self.0.split_once(':') {
+                Some((scheme, _)) => format!("{scheme}:***"),
+                None => "***".to_string(),
+            };
+        };
+        if parsed.password().is_some() {
+            let _ = parsed.set_password(Some("***"));
+        }
+        if parsed.query().is_some() {
+            let pairs: Vec<(String, String)> = parsed
+                .query_pairs()
+                .map(|(k, v)| {
+                    let secret = k.to_ascii_lowercase().contains("password");
+                    (k.into_owned(), if secret { "***".to_string() } else { v.into_owned() })
+                })
+                .collect();
+            parsed.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        parsed.to_string()
+    }
+}
+
+impl fmt::Debug for ConnectionUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ConnectionUrl({})", self.redacted())
+    }
+}
+
+impl fmt::Display for ConnectionUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
 /// Where answers come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WarehouseSource {
     /// The embedded demo data set, generated on first use at this path.
     Demo(PathBuf),
     /// A real warehouse: `postgres://…`, `mysql://…` or `sqlite://…`.
-    Url(String),
+    Url(ConnectionUrl),
 }
 
 #[derive(Debug, Clone)]
@@ -94,8 +153,8 @@ pub struct OpenAiConfig {
 pub struct Config {
     pub listen: SocketAddr,
     pub slack: SlackConfig,
-    pub database_url: String,
-    pub redis_url: Option<String>,
+    pub database_url: ConnectionUrl,
+    pub redis_url: Option<ConnectionUrl>,
     pub warehouse: WarehouseSource,
     pub openai: Option<OpenAiConfig>,
     pub rate_limit_per_minute: NonZeroU32,
@@ -186,7 +245,7 @@ impl Config {
                         "must start with postgres://, mysql:// or sqlite:",
                     ));
                 }
-                WarehouseSource::Url(url)
+                WarehouseSource::Url(ConnectionUrl::new(url))
             }
             None => WarehouseSource::Demo(
                 get(THREADQL_DEMO_WAREHOUSE)
@@ -273,8 +332,8 @@ impl Config {
         Ok(Self {
             listen,
             slack,
-            database_url,
-            redis_url,
+            database_url: ConnectionUrl::new(database_url),
+            redis_url: redis_url.map(ConnectionUrl::new),
             warehouse,
             openai,
             rate_limit_per_minute,
@@ -357,11 +416,51 @@ mod tests {
     }
 
     #[test]
+    fn no_password_or_token_is_printed_by_debug_or_display() {
+        let config = config_from(&[
+            ("SLACK_SIGNING_SECRET", "signing-hunter2"),
+            ("SLACK_BOT_TOKEN", "xoxb-token-hunter2"),
+            ("SLACK_APP_TOKEN", "xapp-token-hunter2"),
+            ("OPENAI_API_KEY", "sk-hunter2"),
+            ("DATABASE_URL", "postgres://app:db-hunter2@db.internal/threadql"),
+            ("REDIS_URL", "redis://:redis-hunter2@cache.internal:6379/0"),
+            (
+                "WAREHOUSE_URL",
+                "postgres://ro@wh.internal/analytics?password=wh-hunter2&sslmode=require",
+            ),
+        ])
+        .unwrap();
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("hunter2"), "a secret in Debug: {debug}");
+
+        let warehouse = match &config.warehouse {
+            WarehouseSource::Url(url) => url.clone(),
+            other => panic!("expected a URL, got {other:?}"),
+        };
+        for (url, shown) in [
+            (&config.database_url, "postgres://app:***@db.internal/threadql"),
+            (config.redis_url.as_ref().unwrap(), "redis://:***@cache.internal:6379/0"),
+            (
+                &warehouse,
+                "postgres://ro@wh.internal/analytics?password=***&sslmode=require",
+            ),
+        ] {
+            assert_eq!(url.to_string().replace("%2A", "*"), shown);
+            assert!(url.expose().contains("hunter2"), "expose keeps the real URL");
+        }
+        // What cannot be parsed as a URL is not echoed either.
+        assert_eq!(
+            ConnectionUrl::new("postgres://app:hunter2@[::1").to_string(),
+            "postgres:***"
+        );
+    }
+
+    #[test]
     fn defaults_match_the_documented_table() {
         let config = config_from(&[]).unwrap();
         assert_eq!(config.listen.to_string(), "127.0.0.1:3000");
         assert_eq!(config.slack.api_url.as_str(), "https://slack.com/api/");
-        assert_eq!(config.database_url, "sqlite://threadql.db");
+        assert_eq!(config.database_url.expose(), "sqlite://threadql.db");
         assert_eq!(
             config.warehouse,
             WarehouseSource::Demo(PathBuf::from("threadql-demo.db"))

@@ -72,10 +72,10 @@ async fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Serve => serve(config).await,
         Command::Demo => threadql::demo::run(config).await,
-        Command::Migrate => threadql::store::connect_and_migrate(&config.database_url)
+        Command::Migrate => threadql::store::connect_and_migrate(config.database_url.expose())
             .await
             .map(|_| {
-                println!("Migrations applied to {}", redact(&config.database_url));
+                println!("Migrations applied to {}", config.database_url);
             }),
         Command::Check => {
             return if threadql::check::run(&config).await {
@@ -100,15 +100,4 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(port = application.port(), "threadql is serving Slack");
     application.run_until_stopped().await?;
     Ok(())
-}
-
-/// Hides a password in a connection URL.
-fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        _ => url.to_string(),
-    }
 }

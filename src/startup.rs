@@ -62,10 +62,14 @@ impl Backends {
         let metrics = Metrics::new().context("Failed to register metrics")?;
         let redis = match &config.redis_url {
             // Start-up does not wait for Redis: the backend connects (and reconnects) lazily.
-            Some(url) => Some(RedisBackend::connect(url).await.context("REDIS_URL is not usable")?),
+            Some(url) => Some(
+                RedisBackend::connect(url.expose())
+                    .await
+                    .context("REDIS_URL is not usable")?,
+            ),
             None => None,
         };
-        let store = crate::store::connect_and_migrate(&config.database_url).await?;
+        let store = crate::store::connect_and_migrate(config.database_url.expose()).await?;
         let warehouse = connect_warehouse(config).await?;
         let schema = warehouse
             .schema()
@@ -173,12 +177,12 @@ pub async fn connect_warehouse(config: &Config) -> anyhow::Result<Arc<dyn Wareho
             ))
         }
         WarehouseSource::Url(url) if url.starts_with("postgres") => Ok(Arc::new(
-            PostgresWarehouse::connect(url)
+            PostgresWarehouse::connect(url.expose())
                 .await
                 .context("Failed to connect to WAREHOUSE_URL")?,
         )),
         WarehouseSource::Url(url) if url.starts_with("sqlite:") => Ok(Arc::new(
-            SqliteWarehouse::connect(url)
+            SqliteWarehouse::connect(url.expose())
                 .await
                 .context("Failed to open WAREHOUSE_URL")?,
         )),

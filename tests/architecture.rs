@@ -3,6 +3,7 @@
 //!
 //! The graph is read from the source text: every `crate::a::b` path (in `use` items, brace
 //! groups included, and inline) and every `super::` path, resolved against the file's module.
+#![allow(clippy::expect_used)]
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -104,7 +105,7 @@ fn paths(text: &str) -> Vec<Vec<String>> {
             if preceded_by_ident || (at > 0 && bytes[at - 1] == b':') {
                 continue;
             }
-            expand(&text[at..], &mut Vec::new(), &mut found);
+            expand(&text[at..], &[], &mut found);
         }
     }
     found
@@ -112,9 +113,9 @@ fn paths(text: &str) -> Vec<Vec<String>> {
 
 /// Reads one path at the start of `text` (segments separated by `::`, possibly ending in a
 /// brace group) and pushes each full path it names.
-fn expand(text: &str, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+fn expand(text: &str, prefix: &[String], out: &mut Vec<Vec<String>>) {
     let mut rest = text;
-    let mut segments = prefix.clone();
+    let mut segments = prefix.to_vec();
     loop {
         let end = rest
             .find(|c: char| !(c.is_alphanumeric() || c == '_'))
@@ -128,7 +129,7 @@ fn expand(text: &str, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
             rest = after.trim_start();
             if let Some(group) = rest.strip_prefix('{') {
                 for item in split_group(group) {
-                    expand(item.trim(), &mut segments.clone(), out);
+                    expand(item.trim(), &segments, out);
                 }
                 out.push(segments);
                 return;

@@ -61,6 +61,9 @@ impl UserMessage {
 }
 
 /// How often an actor checks whether it has been idle long enough to passivate.
+/// Slack's own limit on a message's text: anything longer is refused with a sentence.
+pub const MAX_QUESTION_CHARS: usize = 40_000;
+
 const IDLE_CHECK_EVERY: Duration = Duration::from_secs(5);
 
 pub struct ThreadActor {
@@ -442,6 +445,23 @@ impl TurnContext {
         }
         if message.origin == Origin::ThreadReply && !self.state.engaged {
             // A reply in a thread the bot was never asked in: not for us.
+            return TurnOutcome {
+                state: None,
+                snapshot_version: None,
+                needs_reload: false,
+            };
+        }
+        let length = message.text.chars().count();
+        if length > MAX_QUESTION_CHARS {
+            // Refused before the interpreter or the snapshot sees it: nothing that long is a
+            // question, and reading it would keep this thread busy for no answer.
+            self.say(Reply::Text(format!(
+                "That message is {} characters long; I read questions of up to {} characters \
+                 (Slack's own message limit). Please ask a shorter question.",
+                format_count(length),
+                format_count(MAX_QUESTION_CHARS)
+            )))
+            .await;
             return TurnOutcome {
                 state: None,
                 snapshot_version: None,
@@ -1058,8 +1078,6 @@ impl TurnContext {
         }
     }
 }
-
-/// A short, unique query id shown in answers ("q-1a2b3c4d").
 
 fn format_count(n: usize) -> String {
     crate::render::number::format_value(

@@ -195,6 +195,24 @@ async fn a_reply_in_a_thread_the_bot_was_never_asked_in_is_ignored() {
 }
 
 #[actix_rt::test]
+async fn a_question_longer_than_slacks_message_limit_is_refused_with_a_sentence() {
+    let app = spawn_app().await;
+    let channel = new_channel();
+    let root = new_ts();
+    // 40,008 characters of an otherwise answerable question.
+    let question = "revenue ".repeat(5_001);
+    app.post_event(&app_mention("EvLong1", &channel, &root, question.trim_end()))
+        .await;
+    let posts = app.slack.wait_for_posts(&channel, &root, 1).await;
+    let reply = post_text(&posts[0]);
+    assert!(
+        reply.contains("40,00") && reply.contains("characters long"),
+        "says how long it was: {reply}"
+    );
+    assert!(reply.contains("up to 40,000 characters"), "names the limit: {reply}");
+}
+
+#[actix_rt::test]
 async fn a_question_the_rules_cannot_map_gets_a_helpful_reply() {
     let app = spawn_app().await;
     let channel = new_channel();
