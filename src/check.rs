@@ -84,7 +84,11 @@ pub async fn run(config: &Config) -> bool {
     match &config.openai {
         Some(openai) => {
             let outcome = within(async {
-                let response = reqwest::Client::new()
+                // The interpreter's own client (reqwest 0.13, its TLS set-up), so `check`
+                // reaches the model exactly as `serve` will.
+                let client = crate::interpret::llm::http_client(std::time::Duration::from_secs(10))
+                    .map_err(|e| format!("{e:#}"))?;
+                let response = client
                     .get(format!("{}/models", openai.base_url.as_str().trim_end_matches('/')))
                     .bearer_auth(openai.api_key.expose_secret())
                     .send()

@@ -15,7 +15,14 @@ pub fn init(format: LogFormat, default_filter: &str) {
         LogFormat::Json => registry
             .with(fmt::layer().json().with_current_span(true).with_span_list(false))
             .try_init(),
-        LogFormat::Text => registry.with(fmt::layer().with_writer(std::io::stderr)).try_init(),
+        // Colour codes only for a terminal: a file, a pipe or a log collector gets plain text.
+        LogFormat::Text => registry
+            .with(
+                fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+            )
+            .try_init(),
     };
 }
 

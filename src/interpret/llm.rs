@@ -1107,7 +1107,7 @@ fn mentions_response_format(message: &str) -> bool {
 
 /// A reqwest (0.13, async-openai's) client with our TLS setup: rustls with the ring provider
 /// and the platform's trust store, so no process-wide crypto provider is needed.
-fn http_client(request_timeout: Duration) -> anyhow::Result<reqwest_openai::Client> {
+pub fn http_client(request_timeout: Duration) -> anyhow::Result<reqwest_openai::Client> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = rustls_platform_verifier::Verifier::new(provider.clone())
         .context("Failed to load the platform's TLS trust store")?;

@@ -62,7 +62,7 @@ impl FromRequest for VerifiedSlackRequest {
                 ingress
                     .metrics
                     .slack_requests
-                    .with_label_values(&[req.path(), "rejected"])
+                    .with_label_values(&[endpoint_label(req.path()), "rejected"])
                     .inc();
                 tracing::warn!(path = req.path(), %error, "Refused a Slack request");
                 return Err(IngressError::from(error).into());
@@ -112,6 +112,17 @@ pub async fn commands(
         Ok(HttpResponse::Ok().finish())
     } else {
         Ok(HttpResponse::Ok().json(reply))
+    }
+}
+
+/// The `endpoint` label of `threadql_slack_requests_total` for a request path: the same short
+/// names ingress counts under (`events`, `interactions`, `commands`), and a bounded `other`.
+fn endpoint_label(path: &str) -> &'static str {
+    match path.trim_end_matches('/').rsplit('/').next() {
+        Some("events") => "events",
+        Some("interactions") => "interactions",
+        Some("commands") => "commands",
+        _ => "other",
     }
 }
 

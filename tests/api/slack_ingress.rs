@@ -129,6 +129,13 @@ async fn forged_stale_and_unsigned_requests_get_401() {
             assert_eq!(response.status().as_u16(), 401, "{endpoint}: {description}");
         }
     }
+    // Refusals are counted under the same endpoint names as accepted requests.
+    let metrics = app.metrics().await;
+    for endpoint in ["events", "interactions", "commands"] {
+        let line = format!("threadql_slack_requests_total{{endpoint=\"{endpoint}\",outcome=\"rejected\"}} 4");
+        assert!(metrics.contains(&line), "{line} not in:\n{metrics}");
+    }
+    assert!(!metrics.contains("endpoint=\"/slack/"), "a path as a label:\n{metrics}");
 }
 
 #[actix_rt::test]
