@@ -1,4 +1,4 @@
-//! This process's memory of handled keys (Slack event ids, channel+ts of messages), so retries
+//! This process's memory of handled keys (one per message: team, channel, ts), so retries
 //! and double deliveries (a mention arrives as `app_mention` and as `message`) never produce a
 //! second answer. With Redis, the [`super::IngressGate`] claims keys there as well, so replicas
 //! and restarts are covered; this memory answers while Redis does not, and saves a round trip

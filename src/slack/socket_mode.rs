@@ -13,7 +13,7 @@
 //! slack-morphism has a Socket Mode client, but it is not used: it acks only after the callback
 //! returns, runs callbacks on plain tokio tasks (ingress spawns on actix's local set), hands over
 //! re-typed events rather than the JSON ingress parses, and does not expose `retry_attempt`.
-//! Redelivered envelopes need no special case here: ingress dedupes by event id and message.
+//! Redelivered envelopes need no special case here: ingress dedupes by message (team, channel, ts).
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
