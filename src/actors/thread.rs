@@ -909,12 +909,21 @@ impl TurnContext {
                 if rows >= cap {
                     title.push_str(&format!(", cut at the export limit of {}", format_count(cap)));
                 }
-                vec![Reply::File {
-                    filename: format!("threadql-{}.csv", version.query_id),
-                    content_type: "text/csv".into(),
-                    bytes: crate::render::csv::to_csv(&execution.result),
-                    title,
-                }]
+                // Up to the export cap (100,000 rows by default) this is CPU work of a noticeable
+                // size: off the actor's thread, as charts are.
+                let result = execution.result;
+                match tokio::task::spawn_blocking(move || crate::render::csv::to_csv(&result)).await {
+                    Ok(bytes) => vec![Reply::File {
+                        filename: format!("threadql-{}.csv", version.query_id),
+                        content_type: "text/csv".into(),
+                        bytes,
+                        title,
+                    }],
+                    Err(error) => {
+                        tracing::error!(thread = %self.key, %error, "Writing a CSV export failed");
+                        vec![Reply::Text("Sorry, I couldn't write that CSV file.".into())]
+                    }
+                }
             }
             Err(failure) => vec![failure.reply],
         }
