@@ -8,7 +8,7 @@ use anyhow::Context;
 use async_trait::async_trait;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::actors::{Replier, ThreadRegistry, UserMessage};
+use crate::actors::{ThreadRegistry, UserMessage};
 use crate::config::Config;
 use crate::domain::Origin;
 use crate::domain::Reply;
@@ -17,6 +17,7 @@ use crate::domain::{ColumnFormat, Value};
 use crate::render::number::format_value;
 use crate::render::table::text_table;
 use crate::startup::Backends;
+use crate::turn::Replier;
 
 /// Prints replies and writes exported files into a folder.
 struct TerminalReplier {
@@ -52,6 +53,7 @@ impl Replier for TerminalReplier {
             }
             Reply::Sql(sql) => sql,
             Reply::Text(text) => text,
+            Reply::Error(error) => format!("{}\n(code: {})", error.text(), error.code),
             Reply::File {
                 filename, bytes, title, ..
             } => {

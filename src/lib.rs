@@ -18,4 +18,5 @@ pub mod sql;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod turn;
 pub mod warehouse;

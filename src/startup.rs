@@ -10,7 +10,7 @@ use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 use tracing_actix_web::TracingLogger;
 
-use crate::actors::{Replier, ThreadRegistry, ThreadServices, TurnLimits};
+use crate::actors::ThreadRegistry;
 use crate::config::{Config, WarehouseSource, SLACK_APP_TOKEN, SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET};
 use crate::domain::Value;
 use crate::http::Readiness;
@@ -28,6 +28,7 @@ use crate::slack::web_api::SlackWebApi;
 use crate::sql::SqlGuard;
 use crate::store::StateStore;
 use crate::telemetry::RequestSpan;
+use crate::turn::{Replier, ThreadServices, TurnLimits};
 use crate::warehouse::postgres::PostgresWarehouse;
 use crate::warehouse::sqlite::SqliteWarehouse;
 use crate::warehouse::{demo, Warehouse};

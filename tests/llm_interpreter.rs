@@ -343,6 +343,7 @@ fn record(thread: &str, question: &str, sql: &str, status: QueryStatus) -> Query
         duration_ms: 12,
         row_count: Some(3),
         error: None,
+        error_code: None,
     }
 }
 
@@ -741,7 +742,10 @@ async fn write_statements_from_the_model_are_refused_audited_and_write_nothing()
 
     // Assert: one refusal, three attempts, the refusals audited, the data untouched.
     let text = post_text(&posts[0]);
-    assert!(text.contains("won't run"), "{text}");
+    assert!(
+        text.contains("won't run") && text.contains("code `query_refused`"),
+        "{text}"
+    );
     assert_eq!(fake.requests().await.len(), 3);
     let user = message(&fake.requests().await[0], "user", 0);
     assert_eq!(
@@ -750,11 +754,12 @@ async fn write_statements_from_the_model_are_refused_audited_and_write_nothing()
         "the question cannot close its quote: {user}"
     );
     let mut store = app.store().await;
-    let refused: Vec<String> =
-        sqlx::query_scalar("SELECT detail FROM audit_logs WHERE action = 'sql_refused' ORDER BY id")
-            .fetch_all(&mut store)
-            .await
-            .unwrap();
+    let refused: Vec<String> = sqlx::query_scalar(
+        "SELECT detail FROM audit_logs WHERE action = 'sql_refused' AND code = 'query_refused' ORDER BY id",
+    )
+    .fetch_all(&mut store)
+    .await
+    .unwrap();
     assert_eq!(refused.len(), 3, "{refused:#?}");
     assert!(refused[0].contains("DELETE FROM orders"), "{refused:?}");
     assert!(refused[1].contains("WITH gone AS (DELETE"), "{refused:?}");

@@ -8,8 +8,9 @@ use dashmap::DashMap;
 
 use super::backlog::{Backlog, BacklogTicket};
 use super::thread::{ThreadActor, UserMessage};
-use super::{ThreadMap, ThreadServices};
+use super::ThreadMap;
 use crate::domain::{Origin, ThreadKey};
+use crate::turn::ThreadServices;
 
 /// Routes messages to thread actors, which run on a pool of arbiters (one per core).
 pub struct ThreadRegistry {

@@ -37,7 +37,7 @@ use subtle::ConstantTimeEq;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use threadql::actors::{Replier, ThreadRegistry, UserMessage};
+use threadql::actors::{ThreadRegistry, UserMessage};
 use threadql::config::Config;
 use threadql::domain::Origin;
 use threadql::domain::Reply;
@@ -45,6 +45,7 @@ use threadql::domain::ThreadKey;
 use threadql::slack::verify::sign;
 use threadql::startup::{Application, Backends};
 use threadql::store::{PostgresStore, StateStore};
+use threadql::turn::Replier;
 
 const SIGNING_SECRET: &str = "bench-signing-secret";
 const BOT_USER: &str = "UBOT0001";

@@ -2,6 +2,7 @@
 //! answered. No I/O, no actors, no Slack or database clients: each type is plain data with the
 //! rules that keep it valid, so any stage (and any test) can build one.
 mod command;
+mod error_code;
 mod ids;
 mod origin;
 mod proposed_query;
@@ -14,10 +15,11 @@ mod thread_state;
 mod turn;
 
 pub use command::Command;
+pub use error_code::{ErrorCode, ErrorDescription};
 pub use ids::{ChannelId, MessageTs, QueryId, TeamId, UserId};
 pub use origin::Origin;
 pub use proposed_query::{LlmUsage, PendingClarification, ProposedQuery};
-pub use reply::{Answer, Reply};
+pub use reply::{Answer, Reply, UserError};
 pub use result::{infer_column_format, is_iso_date, Column, ColumnFormat, QueryResult, Value};
 pub use schema::{ColumnKind, ColumnSchema, ForeignKey, TableSchema};
 pub use structured_query::{Filter, Grain, StructuredQuery, TimeRange, TopN};

@@ -1,6 +1,7 @@
 //! What a thread says back: an answer, SQL, a file or text.
 use std::time::Duration;
 
+use super::error_code::ErrorCode;
 use super::ids::QueryId;
 use super::result::QueryResult;
 
@@ -31,6 +32,48 @@ pub enum Reply {
         bytes: Vec<u8>,
         title: String,
     },
-    /// Help, notices and errors, in mrkdwn.
+    /// Help, notices and clarifying questions, in mrkdwn.
     Text(String),
+    /// Why the message got no answer: the error table's sentence and code, with our own words
+    /// about this case (never raw database or model text).
+    Error(UserError),
+}
+
+/// A failure as the thread shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserError {
+    pub code: ErrorCode,
+    /// Safe specifics in mrkdwn: the words not understood, the guard's reason, the question.
+    pub detail: Option<String>,
+}
+
+impl UserError {
+    pub fn new(code: ErrorCode) -> Self {
+        Self { code, detail: None }
+    }
+
+    pub fn with_detail(code: ErrorCode, detail: impl Into<String>) -> Self {
+        Self {
+            code,
+            detail: Some(detail.into()),
+        }
+    }
+
+    /// The sentence, then the detail, as one mrkdwn text (without the code).
+    pub fn text(&self) -> String {
+        match &self.detail {
+            Some(detail) => format!("{}\n{detail}", self.code.sentence()),
+            None => self.code.sentence().to_string(),
+        }
+    }
+}
+
+impl Reply {
+    pub fn error(code: ErrorCode) -> Self {
+        Self::Error(UserError::new(code))
+    }
+
+    pub fn error_with(code: ErrorCode, detail: impl Into<String>) -> Self {
+        Self::Error(UserError::with_detail(code, detail))
+    }
 }

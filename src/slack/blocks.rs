@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value as Json};
 
-use crate::domain::QueryResult;
+use crate::domain::{QueryResult, UserError};
 use crate::render::number::group_thousands;
 use crate::render::table::{text_table_with, TableOptions};
 
@@ -138,6 +138,18 @@ pub fn text(message: &str) -> SlackMessage {
         text: truncate_escaped(&content, MAX_FALLBACK_CHARS),
         blocks,
     }
+}
+
+/// Why a message got no answer: the sentence and our own detail as text, then the error code
+/// in a context line, so a user can quote it and an operator can find it in the logs.
+pub fn error(error: &UserError) -> SlackMessage {
+    let mut message = text(&format!(":warning: {}", error.text()));
+    message.blocks.truncate(MAX_BLOCKS - 1);
+    message.blocks.push(json!({
+        "type": "context",
+        "elements": [{ "type": "mrkdwn", "text": format!("code `{}`", error.code) }],
+    }));
+    message
 }
 
 /// Escapes the three characters Slack's mrkdwn treats as control characters.

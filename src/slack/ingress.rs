@@ -11,7 +11,7 @@ use super::verify::SignatureVerifier;
 use super::web_api::SlackWebApi;
 use crate::actors::{ThreadRegistry, UserMessage};
 use crate::domain::ThreadKey;
-use crate::domain::{MessageTs, Origin, UserId};
+use crate::domain::{ErrorCode, MessageTs, Origin, UserId};
 use crate::limits::{Admission, IngressGate};
 use crate::metrics::Metrics;
 
@@ -199,7 +199,7 @@ impl SlackIngress {
         }
         if self.registry.backlog() >= self.max_backlog {
             self.count("commands", "overloaded");
-            return serde_json::json!({ "response_type": "ephemeral", "text": "I'm answering a great many questions right now and can't take this one. Please ask again in a minute." });
+            return serde_json::json!({ "response_type": "ephemeral", "text": ErrorCode::Overloaded.sentence() });
         }
         let asker = (command.team_id.as_str(), command.user_id.as_str());
         if let Admission::Limited { retry_after } = self.gate.admit(None, Some(asker)).await {
@@ -217,10 +217,11 @@ impl SlackIngress {
                 Ok(ts) if !ts.is_empty() => ts,
                 Ok(_) => return tracing::warn!("chat.postMessage returned no ts for a slash command's thread root"),
                 Err(error) => {
-                    tracing::warn!(%error, "Failed to start a thread for a slash command");
-                    let text = format!("I couldn't post in this channel ({error}). Invite me with `/invite @threadql`, or mention me instead.");
+                    // Slack's own error code goes to the log; the user gets the table's sentence.
+                    tracing::warn!(%error, code = %ErrorCode::SlackRefused, "Failed to start a thread for a slash command");
+                    let text = ErrorCode::SlackRefused.sentence();
                     let _ = slack
-                        .post_ephemeral(&command.channel_id, &command.user_id, None, &text)
+                        .post_ephemeral(&command.channel_id, &command.user_id, None, text)
                         .await;
                     return;
                 }

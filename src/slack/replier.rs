@@ -3,9 +3,9 @@ use async_trait::async_trait;
 
 use super::blocks::{self, AnswerContext, SlackMessage};
 use super::web_api::SlackWebApi;
-use crate::actors::Replier;
 use crate::domain::Reply;
 use crate::domain::ThreadKey;
+use crate::turn::Replier;
 
 pub struct SlackReplier {
     api: SlackWebApi,
@@ -18,38 +18,37 @@ impl SlackReplier {
     }
 }
 
-impl SlackReplier {
-    /// The Block Kit message for a reply that is not a file.
-    fn message(&self, thread: &ThreadKey, reply: &Reply) -> Option<SlackMessage> {
-        Some(match reply {
-            Reply::Answer(answer) => blocks::with_answer_buttons(
-                blocks::answer(
-                    &answer.summary,
-                    &answer.result,
-                    self.max_rows,
-                    &AnswerContext {
-                        total_rows: answer.total_rows,
-                        capped: answer.capped,
-                        duration: answer.duration,
-                        query_id: &answer.query_id,
-                        version: answer.version,
-                    },
-                ),
-                thread.thread_ts(),
-                answer.version,
+/// The Block Kit message for a reply that is not a file.
+fn block_kit(thread: &ThreadKey, reply: &Reply, max_rows: usize) -> Option<SlackMessage> {
+    Some(match reply {
+        Reply::Answer(answer) => blocks::with_answer_buttons(
+            blocks::answer(
+                &answer.summary,
+                &answer.result,
+                max_rows,
+                &AnswerContext {
+                    total_rows: answer.total_rows,
+                    capped: answer.capped,
+                    duration: answer.duration,
+                    query_id: &answer.query_id,
+                    version: answer.version,
+                },
             ),
-            Reply::Sql(sql) => blocks::sql(sql),
-            Reply::Text(text) => blocks::text(text),
-            Reply::File { .. } => return None,
-        })
-    }
+            thread.thread_ts(),
+            answer.version,
+        ),
+        Reply::Sql(sql) => blocks::sql(sql),
+        Reply::Text(text) => blocks::text(text),
+        Reply::Error(error) => blocks::error(error),
+        Reply::File { .. } => return None,
+    })
 }
 
 #[async_trait]
 impl Replier for SlackReplier {
     async fn reply(&self, thread: &ThreadKey, reply: Reply) -> anyhow::Result<()> {
         let (channel, thread_ts) = (thread.channel(), thread.thread_ts());
-        match self.message(thread, &reply) {
+        match block_kit(thread, &reply, self.max_rows) {
             Some(message) => {
                 self.api.post_message(channel, Some(thread_ts), &message).await?;
             }
@@ -80,7 +79,7 @@ impl Replier for SlackReplier {
     }
 
     async fn replace(&self, thread: &ThreadKey, progress: &str, reply: Reply) -> anyhow::Result<()> {
-        match self.message(thread, &reply) {
+        match block_kit(thread, &reply, self.max_rows) {
             Some(message) => self.api.update_message(thread.channel(), progress, &message).await?,
             None => {
                 // A file cannot replace a message: close the progress message, then upload.
@@ -96,5 +95,234 @@ impl Replier for SlackReplier {
     async fn react(&self, thread: &ThreadKey, message_ts: &str, emoji: &str) -> anyhow::Result<()> {
         self.api.add_reaction(thread.channel(), message_ts, emoji).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The Block Kit of each reply kind, pinned: a change to what users see shows up here.
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use std::time::Duration;
+
+    use super::*;
+    use crate::domain::{Answer, Column, ColumnFormat, ErrorCode, QueryId, QueryResult, Value};
+
+    fn thread() -> ThreadKey {
+        ThreadKey::parse("T1", "C1", "1700000000.000100").unwrap()
+    }
+
+    fn kit(reply: Reply) -> serde_json::Value {
+        let message = block_kit(&thread(), &reply, 10).unwrap();
+        serde_json::json!({ "text": message.text, "blocks": message.blocks })
+    }
+
+    #[test]
+    fn an_answer() {
+        let result = QueryResult {
+            columns: vec![
+                Column {
+                    name: "region".into(),
+                    format: ColumnFormat::Text,
+                },
+                Column {
+                    name: "revenue".into(),
+                    format: ColumnFormat::Money,
+                },
+            ],
+            rows: vec![
+                vec![Value::Text("EMEA".into()), Value::Float(1234.5)],
+                vec![Value::Text("APAC".into()), Value::Float(99.0)],
+            ],
+        };
+        let reply = Reply::Answer(Box::new(Answer {
+            summary: "Revenue by region · last month (Oct 2026)".into(),
+            result,
+            total_rows: 2,
+            capped: false,
+            duration: Duration::from_millis(420),
+            query_id: QueryId::new("q-abc123"),
+            version: 2,
+        }));
+        insta::assert_json_snapshot!(kit(reply), @r#"
+        {
+          "blocks": [
+            {
+              "text": {
+                "text": "*Revenue by region · last month (Oct 2026)*",
+                "type": "mrkdwn"
+              },
+              "type": "section"
+            },
+            {
+              "text": {
+                "text": "```\nregion |  revenue\n-------+---------\nEMEA   | 1,234.50\nAPAC   |    99.00\n```",
+                "type": "mrkdwn"
+              },
+              "type": "section"
+            },
+            {
+              "elements": [
+                {
+                  "text": "2 rows · 0.42 s · query q-abc123 · version 2",
+                  "type": "mrkdwn"
+                }
+              ],
+              "type": "context"
+            },
+            {
+              "block_id": "threadql_answer",
+              "elements": [
+                {
+                  "action_id": "show_sql",
+                  "text": {
+                    "text": "Show SQL",
+                    "type": "plain_text"
+                  },
+                  "type": "button",
+                  "value": "{\"thread_ts\":\"1700000000.000100\",\"version\":2}"
+                },
+                {
+                  "action_id": "export_csv",
+                  "text": {
+                    "text": "Export CSV",
+                    "type": "plain_text"
+                  },
+                  "type": "button",
+                  "value": "{\"thread_ts\":\"1700000000.000100\",\"version\":2}"
+                },
+                {
+                  "action_id": "chart",
+                  "text": {
+                    "text": "Chart",
+                    "type": "plain_text"
+                  },
+                  "type": "button",
+                  "value": "{\"thread_ts\":\"1700000000.000100\",\"version\":2}"
+                },
+                {
+                  "action_id": "undo",
+                  "text": {
+                    "text": "Undo",
+                    "type": "plain_text"
+                  },
+                  "type": "button",
+                  "value": "{\"thread_ts\":\"1700000000.000100\",\"version\":2}"
+                }
+              ],
+              "type": "actions"
+            }
+          ],
+          "text": "Revenue by region · last month (Oct 2026)\nregion |  revenue\n-------+---------\nEMEA   | 1,234.50\nAPAC   |    99.00"
+        }
+        "#);
+    }
+
+    #[test]
+    fn sql() {
+        insta::assert_json_snapshot!(kit(Reply::Sql("SELECT region, SUM(total) AS revenue FROM orders GROUP BY region LIMIT 10000".into())), @r#"
+        {
+          "blocks": [
+            {
+              "text": {
+                "text": "```\nSELECT region, SUM(total) AS revenue FROM orders GROUP BY region LIMIT 10000\n```",
+                "type": "mrkdwn"
+              },
+              "type": "section"
+            }
+          ],
+          "text": "SELECT region, SUM(total) AS revenue FROM orders GROUP BY region LIMIT 10000"
+        }
+        "#);
+    }
+
+    #[test]
+    fn text() {
+        insta::assert_json_snapshot!(kit(Reply::Text("*Revenue by region*\nThis answer comes from the rules.".into())), @r#"
+        {
+          "blocks": [
+            {
+              "text": {
+                "text": "*Revenue by region*\nThis answer comes from the rules.",
+                "type": "mrkdwn"
+              },
+              "type": "section"
+            }
+          ],
+          "text": "*Revenue by region*\nThis answer comes from the rules."
+        }
+        "#);
+    }
+
+    #[test]
+    fn an_error_with_its_code() {
+        insta::assert_json_snapshot!(kit(Reply::error_with(ErrorCode::QueryCancelled, "It was the query for “revenue <by> region”.")), @r#"
+        {
+          "blocks": [
+            {
+              "text": {
+                "text": ":warning: Cancelled the query.\nIt was the query for “revenue &lt;by&gt; region”.",
+                "type": "mrkdwn"
+              },
+              "type": "section"
+            },
+            {
+              "elements": [
+                {
+                  "text": "code `query_cancelled`",
+                  "type": "mrkdwn"
+                }
+              ],
+              "type": "context"
+            }
+          ],
+          "text": ":warning: Cancelled the query.\nIt was the query for “revenue &lt;by&gt; region”."
+        }
+        "#);
+    }
+
+    #[test]
+    fn progress() {
+        let message = blocks::progress("Working on it… this query is taking a while.", thread().thread_ts());
+        insta::assert_json_snapshot!(serde_json::json!({ "text": message.text, "blocks": message.blocks }), @r#"
+        {
+          "blocks": [
+            {
+              "text": {
+                "text": ":hourglass_flowing_sand: Working on it… this query is taking a while.",
+                "type": "mrkdwn"
+              },
+              "type": "section"
+            },
+            {
+              "block_id": "threadql_progress",
+              "elements": [
+                {
+                  "action_id": "cancel",
+                  "style": "danger",
+                  "text": {
+                    "text": "Cancel",
+                    "type": "plain_text"
+                  },
+                  "type": "button",
+                  "value": "{\"thread_ts\":\"1700000000.000100\"}"
+                }
+              ],
+              "type": "actions"
+            }
+          ],
+          "text": ":hourglass_flowing_sand: Working on it… this query is taking a while."
+        }
+        "#);
+    }
+
+    #[test]
+    fn a_file_has_no_message_of_its_own() {
+        let file = Reply::File {
+            filename: "threadql-q.csv".into(),
+            content_type: "text/csv".into(),
+            bytes: b"a\n1\n".to_vec(),
+            title: "Export".into(),
+        };
+        assert!(block_kit(&thread(), &file, 10).is_none());
     }
 }

@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use super::ingress::{EventAck, SlackIngress, SlashCommand};
 use super::verify::{SignatureError, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use crate::domain::ErrorCode;
 
 /// Largest request body accepted from Slack.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -28,16 +29,32 @@ pub enum IngressError {
     BadRequest(String),
 }
 
-impl ResponseError for IngressError {
-    fn status_code(&self) -> StatusCode {
+impl IngressError {
+    fn code(&self) -> ErrorCode {
         match self {
-            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => ErrorCode::InvalidSignature,
+            Self::BadRequest(_) => ErrorCode::BadRequest,
         }
     }
+}
 
+impl ResponseError for IngressError {
+    /// From the error table, like every failure a caller can meet.
+    fn status_code(&self) -> StatusCode {
+        self.code()
+            .describe()
+            .http_status
+            .and_then(|status| StatusCode::from_u16(status).ok())
+            .unwrap_or(StatusCode::BAD_REQUEST)
+    }
+
+    /// `error` is the stable code (as Slack's own API answers); `message` says what was wrong.
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(serde_json::json!({ "ok": false, "error": self.to_string() }))
+        HttpResponse::build(self.status_code()).json(serde_json::json!({
+            "ok": false,
+            "error": self.code().code(),
+            "message": self.to_string(),
+        }))
     }
 }
 

@@ -2,7 +2,7 @@
 //! (and for several replicas), SQLite as the embedded single-node default.
 use async_trait::async_trait;
 
-use crate::domain::{LlmUsage, QueryId, ThreadKey, ThreadState, UserId};
+use crate::domain::{ErrorCode, LlmUsage, QueryId, ThreadKey, ThreadState, UserId};
 
 mod batch;
 mod postgres;
@@ -39,7 +39,10 @@ pub struct QueryRecord {
     pub status: QueryStatus,
     pub duration_ms: i64,
     pub row_count: Option<i64>,
+    /// The engine's or the guard's own words (for operators; never shown in a thread).
     pub error: Option<String>,
+    /// What the user was shown instead.
+    pub error_code: Option<ErrorCode>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +73,8 @@ pub struct AuditRecord {
     pub user: UserId,
     /// e.g. `sql_refused`, `csv_exported`.
     pub action: String,
+    /// The error table's code when the row records a refusal or failure.
+    pub code: Option<ErrorCode>,
     pub detail: String,
 }
 

@@ -10,7 +10,7 @@ use super::{
     decode_state, encode_state, AnsweredQuestion, AuditRecord, QueryRecord, Snapshot, SnapshotWrite, StateStore,
     StoreError,
 };
-use crate::domain::{LlmUsage, QueryId};
+use crate::domain::{ErrorCode, LlmUsage, QueryId};
 use crate::domain::{ThreadKey, ThreadState};
 
 pub struct PostgresStore {
@@ -191,7 +191,7 @@ impl StateStore for PostgresStore {
     async fn record_query(&self, record: &QueryRecord) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO query_history (query_id, team_id, channel_id, thread_ts, user_id, question, sql, status, \
-             duration_ms, row_count, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             duration_ms, row_count, error, error_code) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(record.query_id.as_str())
         .bind(record.thread.team().as_str())
@@ -204,6 +204,7 @@ impl StateStore for PostgresStore {
         .bind(record.duration_ms)
         .bind(record.row_count)
         .bind(&record.error)
+        .bind(record.error_code.map(ErrorCode::code))
         .execute(&self.pool)
         .await
         .context("Failed to record query history")?;
@@ -212,8 +213,8 @@ impl StateStore for PostgresStore {
 
     async fn record_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO audit_logs (team_id, channel_id, thread_ts, user_id, action, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO audit_logs (team_id, channel_id, thread_ts, user_id, action, detail, code) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(record.thread.team().as_str())
         .bind(record.thread.channel().as_str())
@@ -221,6 +222,7 @@ impl StateStore for PostgresStore {
         .bind(record.user.as_str())
         .bind(&record.action)
         .bind(&record.detail)
+        .bind(record.code.map(ErrorCode::code))
         .execute(&self.pool)
         .await
         .context("Failed to record an audit row")?;

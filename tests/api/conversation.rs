@@ -206,10 +206,14 @@ async fn a_question_longer_than_slacks_message_limit_is_refused_with_a_sentence(
     let posts = app.slack.wait_for_posts(&channel, &root, 1).await;
     let reply = post_text(&posts[0]);
     assert!(
-        reply.contains("40,00") && reply.contains("characters long"),
+        reply.contains("That one is 40,007 characters long."),
         "says how long it was: {reply}"
     );
-    assert!(reply.contains("up to 40,000 characters"), "names the limit: {reply}");
+    assert!(
+        reply.contains("longer than the 40,000 characters I read"),
+        "names the limit: {reply}"
+    );
+    assert!(reply.contains("code `question_too_long`"), "names the code: {reply}");
 }
 
 #[actix_rt::test]

@@ -9,15 +9,16 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
-use threadql::actors::{Replier, ThreadRegistry, UserMessage};
+use threadql::actors::{ThreadRegistry, UserMessage};
 use threadql::domain::Origin;
 use threadql::domain::Value as Cell;
-use threadql::domain::{ProposedQuery, Reply};
+use threadql::domain::{ErrorCode, ProposedQuery, Reply};
 use threadql::domain::{ThreadKey, ThreadState, Turn};
 use threadql::interpret::{InterpretError, InterpretRequest, Interpretation, Interpreter};
 use threadql::slack::verify::sign;
 use threadql::startup::Backends;
 use threadql::store::{PostgresStore, SnapshotWrite, SqliteStore, StateStore, StoreError};
+use threadql::turn::Replier;
 
 use crate::helpers::{
     app_mention, config_with, create_database, demo_warehouse_path, new_channel, new_ts, post_text, spawn_app,
@@ -142,9 +143,8 @@ async fn a_thousand_events_across_two_hundred_threads_get_their_replies_in_order
         for (k, text) in CONVERSATION[..4].iter().enumerate() {
             let reply = &posts[k];
             let answered = reply.contains(&format!("· version {}", k + 1));
-            let superseded = reply.contains(&format!(
-                "Stopped the query for “{text}”: your newer message replaced it"
-            ));
+            let superseded = reply.contains("Stopped the query: your newer message replaced it.")
+                && reply.contains(&format!("It was the query for “{text}”."));
             assert!(
                 answered || superseded,
                 "{channel}: reply {k} should answer {text:?} as version {} (or say a newer message replaced it): {reply}",
@@ -288,7 +288,8 @@ async fn a_panicking_turn_gets_an_apology_and_the_thread_goes_on_with_its_contex
     assert_eq!(replies.len(), 3, "{replies:#?}");
     assert_eq!(answered(&replies[0]).0, 1);
     assert!(
-        matches!(&replies[1], Reply::Text(text) if text.contains("Sorry, something went wrong")),
+        matches!(&replies[1], Reply::Error(error) if error.code == ErrorCode::Internal
+            && error.text().contains("Sorry, something went wrong")),
         "{:?}",
         replies[1]
     );

@@ -148,7 +148,8 @@ async fn a_slow_query_shows_progress_whose_cancel_button_stops_it() {
     // Assert: the progress message now says the query was cancelled, and Postgres stopped it.
     let posts = app.slack.wait_for_posts(&channel, &root, 1).await;
     assert!(
-        post_text(&posts[0]).contains("Cancelled the query"),
+        post_text(&posts[0]).contains("Cancelled the query.")
+            && post_text(&posts[0]).contains("code `query_cancelled`"),
         "{}",
         post_text(&posts[0])
     );

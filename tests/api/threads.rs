@@ -71,7 +71,8 @@ async fn cancel_stops_the_running_query_in_postgres() {
     // Assert: the turn says so, and Postgres no longer runs it.
     let posts = app.slack.wait_for_posts(&channel, &root, 1).await;
     assert!(
-        post_text(&posts[0]).contains("Cancelled the query for “slow numbers count”"),
+        post_text(&posts[0]).contains("Cancelled the query.\nIt was the query for “slow numbers count”.")
+            && post_text(&posts[0]).contains("code `query_cancelled`"),
         "{}",
         post_text(&posts[0])
     );
@@ -99,7 +100,8 @@ async fn a_newer_question_supersedes_the_running_one_and_is_answered() {
     // Assert
     let posts = app.slack.wait_for_posts(&channel, &root, 2).await;
     assert!(
-        post_text(&posts[0]).contains("your newer message replaced it"),
+        post_text(&posts[0]).contains("your newer message replaced it")
+            && post_text(&posts[0]).contains("code `query_superseded`"),
         "{}",
         post_text(&posts[0])
     );

@@ -1,0 +1,137 @@
+//! A question or a refinement: interpret it, run it, and let an interpreter that can correct
+//! itself see what went wrong.
+use super::execute::Failure;
+use super::run::{Handled, TurnContext, TurnRequest};
+use crate::domain::{ErrorCode, PendingClarification, ProposedQuery, QueryId, Reply};
+use crate::interpret::{InterpretError, InterpretRequest, Interpretation};
+
+/// How many times one question may be interpreted (the first try plus corrections).
+const MAX_ATTEMPTS: u32 = 3;
+
+impl TurnContext {
+    pub(super) async fn ask(&mut self, message: &TurnRequest, text: &str) -> Handled {
+        let today = self.services.today();
+        let clarifying = self.state.pending_clarification.take();
+        let current = self.state.current().map(|v| v.query.clone());
+        // The turn being handled was just recorded; the interpreter gets the ones before it.
+        let turns = self.state.turns();
+        let history = turns[..turns.len().saturating_sub(1)].to_vec();
+        let request = InterpretRequest {
+            text,
+            current: current.as_ref(),
+            today,
+            history: &history,
+            clarifying: clarifying.as_ref(),
+        };
+        let interpreter = self.services.interpreter.clone();
+        let mut proposed = match interpreter.interpret(request.clone()).await {
+            Ok(interpretation) => match self.accept_interpretation(interpretation, text, clarifying.as_ref()) {
+                Ok(proposed) => proposed,
+                Err(handled) => return handled,
+            },
+            Err(error) => return self.interpreter_failure(error),
+        };
+        let query_id = QueryId::random();
+        let mut attempt = 1;
+        loop {
+            let cap = self.services.limits.answer_fetch_cap;
+            match self.execute(message, text, &query_id, &proposed, cap).await {
+                Ok(execution) => {
+                    self.record_llm_usage(&query_id, &proposed).await;
+                    let version = self.state.push_version(text, proposed, query_id.clone()).number;
+                    let summary = self
+                        .state
+                        .current()
+                        .map(|v| v.query.summary.clone())
+                        .unwrap_or_default();
+                    return Handled::answered(self.answer(summary, execution, query_id, version));
+                }
+                Err(failure) if failure.superseded => {
+                    // The newer message is most likely a refinement of this question: keep the
+                    // version (unanswered) so that it has something to refine.
+                    self.state.push_version(text, proposed, query_id);
+                    return Handled::failure(failure.reply);
+                }
+                Err(Failure {
+                    reply,
+                    error,
+                    revisable: true,
+                    ..
+                }) if attempt < MAX_ATTEMPTS => {
+                    // Interpreters that can correct themselves (the LLM) see the guard's or the
+                    // warehouse's error; the user sees only the final answer or failure.
+                    match interpreter.revise(request.clone(), &proposed, &error).await {
+                        Ok(Some(interpretation)) => {
+                            match self.accept_interpretation(interpretation, text, clarifying.as_ref()) {
+                                Ok(revised) => {
+                                    proposed = revised;
+                                    attempt += 1;
+                                }
+                                Err(handled) => return handled,
+                            }
+                        }
+                        Ok(None) => return Handled::failure(reply),
+                        Err(error) => return self.interpreter_failure(error),
+                    }
+                }
+                Err(failure) => {
+                    self.record_llm_usage(&query_id, &proposed).await;
+                    return Handled::failure(failure.reply);
+                }
+            }
+        }
+    }
+
+    /// The model's own error text goes to the log only.
+    fn interpreter_failure(&self, error: InterpretError) -> Handled {
+        tracing::error!(thread = %self.key, ?error, "The interpreter failed");
+        Handled::failed(match error {
+            InterpretError::Unavailable(_) => ErrorCode::LlmUnavailable,
+            InterpretError::Unexpected(_) => ErrorCode::InterpreterFailed,
+        })
+    }
+
+    /// What the language model spent on this question, summed over its attempts.
+    async fn record_llm_usage(&self, query_id: &QueryId, proposed: &ProposedQuery) {
+        let Some(usage) = &proposed.usage else { return };
+        if let Err(error) = self
+            .services
+            .store
+            .record_llm_usage(query_id, usage, &proposed.explanation)
+            .await
+        {
+            tracing::error!(thread = %self.key, ?error, "Failed to record LLM usage");
+        }
+        self.services.metrics.llm_attempts.observe(f64::from(usage.attempts));
+    }
+
+    /// A query to run, or how the turn ends (a clarifying question is remembered so the user's
+    /// answer continues this question).
+    fn accept_interpretation(
+        &mut self,
+        interpretation: Interpretation,
+        text: &str,
+        clarifying: Option<&PendingClarification>,
+    ) -> Result<ProposedQuery, Handled> {
+        match interpretation {
+            Interpretation::Query(proposed) => Ok(*proposed),
+            Interpretation::Clarify(asked) => {
+                let question = match clarifying {
+                    Some(pending) => format!("{} ({text})", pending.question),
+                    None => text.to_string(),
+                };
+                self.state.pending_clarification = Some(PendingClarification {
+                    question,
+                    asked: asked.clone(),
+                });
+                Err(Handled::replied(Reply::Text(asked)))
+            }
+            // The interpreter's explanation names the words it did not understand and what it
+            // knows instead: our own words, shown as the detail.
+            Interpretation::NotUnderstood(explanation) => Err(Handled::failure(Reply::error_with(
+                ErrorCode::NotUnderstood,
+                explanation,
+            ))),
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! Commands over the thread's versions: help, show sql, explain, undo.
+use super::run::{as_sentence, Handled, TurnContext, TurnRequest};
+use crate::domain::{ErrorCode, QueryVersion, Reply};
+
+impl TurnContext {
+    /// The version a command acts on: the one a button was attached to, else the current one.
+    pub(super) fn target(&self, requested: Option<usize>) -> Option<QueryVersion> {
+        requested
+            .and_then(|number| self.state.version(number))
+            .or_else(|| self.state.current())
+            .cloned()
+    }
+
+    pub(super) fn help(&self) -> String {
+        format!(
+            "{}\n\n*In a thread* you can refine the last answer (`only EMEA`, `by week`, `top 5`, `exclude refunded`, \
+             `and by channel`, `remove the region filter`, `last year instead`) and use:\n\
+             • `show sql`: the exact SQL of the current answer\n\
+             • `export csv`: the full result as a CSV file\n\
+             • `undo`: back to the previous version\n\
+             • `chart`: the result as a chart\n\
+             • `explain`: why the query is what it is\n\
+             • `cancel`: stop the query that is running\n\
+             • `help`: this message",
+            self.services.interpreter.help()
+        )
+    }
+
+    pub(super) fn show_sql(&self, requested: Option<usize>) -> Handled {
+        let Some(version) = self.target(requested) else {
+            return Handled::failed(ErrorCode::NoQueryYet);
+        };
+        // The guarded form is what ran (with its row cap); a version the guard now refuses
+        // still shows what was proposed.
+        let sql = match self
+            .services
+            .guard
+            .check(&version.query.sql, self.services.limits.answer_fetch_cap as u64)
+        {
+            Ok(guarded) => guarded.as_str().to_string(),
+            Err(_) => version.query.sql.clone(),
+        };
+        Handled::answered(Reply::Sql(sql))
+    }
+
+    pub(super) fn explain(&self, requested: Option<usize>) -> Handled {
+        let Some(version) = self.target(requested) else {
+            return Handled::failed(ErrorCode::NoQueryYet);
+        };
+        Handled::replied(Reply::Text(if version.query.explanation.trim().is_empty() {
+            format!(
+                "*{}*\nThis answer comes from the built-in rules over the semantic model: each word of your \
+                 question maps to a metric, a breakdown, a filter or a time range. `show sql` shows the exact query.",
+                version.query.summary
+            )
+        } else {
+            format!("*{}*\n{}", version.query.summary, version.query.explanation)
+        }))
+    }
+
+    pub(super) async fn undo(&mut self, message: &TurnRequest) -> Handled {
+        let undone = match message.version {
+            Some(number) => self.state.undo_from(number),
+            None => self.state.undo(),
+        };
+        let version = match undone {
+            Ok(version) => version.clone(),
+            Err(error) => {
+                return Handled::failure(Reply::error_with(
+                    ErrorCode::NothingToUndo,
+                    as_sentence(&error.to_string()),
+                ))
+            }
+        };
+        match self
+            .execute(
+                message,
+                &version.question,
+                &version.query_id,
+                &version.query,
+                self.services.limits.answer_fetch_cap,
+            )
+            .await
+        {
+            Ok(execution) => {
+                let summary = format!("Back to version {}: {}", version.number, version.query.summary);
+                Handled::answered(self.answer(summary, execution, version.query_id, version.number))
+            }
+            Err(failure) => Handled::failure(failure.reply),
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! Guarding and running a version's SQL, with its history and audit rows.
+use std::time::{Duration, Instant};
+
+use super::cancel::CancelReason;
+use super::run::{TurnContext, TurnRequest};
+use crate::domain::{Answer, ErrorCode, ProposedQuery, QueryId, QueryResult, Reply};
+use crate::store::{AuditRecord, QueryRecord, QueryStatus};
+use crate::warehouse::WarehouseError;
+
+/// The outcome of a warehouse run for a version.
+pub(super) struct Execution {
+    pub result: QueryResult,
+    pub duration: Duration,
+}
+
+/// Why a query did not produce a result.
+pub(super) struct Failure {
+    /// What the user is told.
+    pub reply: Reply,
+    /// The guard's or the warehouse's own words, for an interpreter that can correct itself
+    /// (never shown in the thread).
+    pub error: String,
+    /// Whether a corrected query could succeed (not after a timeout or an outage).
+    pub revisable: bool,
+    /// A newer question stopped this one.
+    pub superseded: bool,
+}
+
+impl TurnContext {
+    pub(super) fn answer(&self, summary: String, execution: Execution, query_id: QueryId, version: usize) -> Reply {
+        let total_rows = execution.result.rows.len();
+        Reply::Answer(Box::new(Answer {
+            summary,
+            capped: total_rows >= self.services.limits.answer_fetch_cap,
+            total_rows,
+            result: execution.result,
+            duration: execution.duration,
+            query_id,
+            version,
+        }))
+    }
+
+    /// Guards and runs a proposed query, recording it in the query history. A failure comes
+    /// back as the reply that explains it.
+    pub(super) async fn execute(
+        &self,
+        message: &TurnRequest,
+        question: &str,
+        query_id: &QueryId,
+        proposed: &ProposedQuery,
+        row_cap: usize,
+    ) -> Result<Execution, Failure> {
+        let services = &self.services;
+        let record = |status: QueryStatus,
+                      sql: &str,
+                      duration: Duration,
+                      rows: Option<usize>,
+                      error: Option<(ErrorCode, String)>| QueryRecord {
+            query_id: query_id.clone(),
+            thread: self.key.clone(),
+            user: message.user.clone(),
+            question: question.to_string(),
+            sql: sql.to_string(),
+            status,
+            duration_ms: duration.as_millis() as i64,
+            row_count: rows.map(|r| r as i64),
+            error_code: error.as_ref().map(|(code, _)| *code),
+            error: error.map(|(_, text)| text),
+        };
+        let guarded = match services.guard.check(&proposed.sql, row_cap as u64) {
+            Ok(guarded) => guarded,
+            Err(error) => {
+                let code = ErrorCode::QueryRefused;
+                self.audit(message, "sql_refused", Some(code), format!("{error}: {}", proposed.sql))
+                    .await;
+                self.history(record(
+                    QueryStatus::Refused,
+                    &proposed.sql,
+                    Duration::ZERO,
+                    None,
+                    Some((code, error.to_string())),
+                ))
+                .await;
+                // The guard's reason is our own wording, safe and useful to show.
+                return Err(Failure {
+                    reply: Reply::error_with(code, super::run::as_sentence(&error.to_string())),
+                    error: error.to_string(),
+                    revisable: true,
+                    superseded: false,
+                });
+            }
+        };
+        // Held until the query ends: caps running queries per user and for the warehouse.
+        let _slot = match services.slots.acquire(&message.user).await {
+            Ok(permit) => permit,
+            Err(busy) => {
+                return Err(Failure {
+                    reply: Reply::error_with(ErrorCode::TooManyQueries, super::run::as_sentence(&busy.to_string())),
+                    error: busy.to_string(),
+                    revisable: false,
+                    superseded: false,
+                });
+            }
+        };
+        let started = Instant::now();
+        let outcome = services
+            .warehouse
+            .execute(&guarded, services.limits.query_timeout, self.signal.token())
+            .await;
+        let duration = started.elapsed();
+        match outcome {
+            Ok(mut result) => {
+                services
+                    .metrics
+                    .query_seconds
+                    .with_label_values(&["ok"])
+                    .observe(duration.as_secs_f64());
+                result.apply_formats(&proposed.formats);
+                self.history(record(
+                    QueryStatus::Succeeded,
+                    guarded.as_str(),
+                    duration,
+                    Some(result.rows.len()),
+                    None,
+                ))
+                .await;
+                Ok(Execution { result, duration })
+            }
+            Err(error) => {
+                let superseded = self.signal.reason() == Some(CancelReason::Superseded);
+                let (status, code, label, revisable) = match &error {
+                    WarehouseError::Timeout(_) => (QueryStatus::TimedOut, ErrorCode::QueryTimedOut, "timeout", false),
+                    WarehouseError::Cancelled if superseded => {
+                        (QueryStatus::Cancelled, ErrorCode::QuerySuperseded, "cancelled", false)
+                    }
+                    WarehouseError::Cancelled => {
+                        (QueryStatus::Cancelled, ErrorCode::QueryCancelled, "cancelled", false)
+                    }
+                    WarehouseError::Unavailable(_) => (
+                        QueryStatus::Failed,
+                        ErrorCode::WarehouseUnavailable,
+                        "unavailable",
+                        false,
+                    ),
+                    WarehouseError::Query(_) => (QueryStatus::Failed, ErrorCode::QueryFailed, "error", true),
+                };
+                services
+                    .metrics
+                    .query_seconds
+                    .with_label_values(&[label])
+                    .observe(duration.as_secs_f64());
+                // The engine's own text goes to the log and the history row, not the thread.
+                tracing::warn!(thread = %self.key, %error, code = %code, "A query failed");
+                self.history(record(
+                    status,
+                    guarded.as_str(),
+                    duration,
+                    None,
+                    Some((code, error.to_string())),
+                ))
+                .await;
+                let reply = match code {
+                    ErrorCode::QueryCancelled | ErrorCode::QuerySuperseded => {
+                        Reply::error_with(code, format!("It was the query for “{question}”."))
+                    }
+                    _ => Reply::error(code),
+                };
+                Err(Failure {
+                    reply,
+                    error: error.to_string(),
+                    revisable,
+                    superseded,
+                })
+            }
+        }
+    }
+
+    async fn history(&self, record: QueryRecord) {
+        if let Err(error) = self.services.store.record_query(&record).await {
+            tracing::error!(thread = %self.key, ?error, "Failed to record query history");
+        }
+    }
+
+    pub(super) async fn audit(&self, message: &TurnRequest, action: &str, code: Option<ErrorCode>, detail: String) {
+        let record = AuditRecord {
+            thread: self.key.clone(),
+            user: message.user.clone(),
+            action: action.to_string(),
+            code,
+            detail,
+        };
+        if let Err(error) = self.services.store.record_audit(&record).await {
+            tracing::error!(thread = %self.key, ?error, "Failed to record an audit row");
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Commands that turn a version's result into a file: a chart PNG, a CSV export. Both draw on a
+//! blocking thread: tens of milliseconds (a chart) to seconds (100,000 CSV rows) of CPU work
+//! must not hold the actor's arbiter.
+use super::run::{format_count, Handled, TurnContext, TurnRequest};
+use crate::domain::{ErrorCode, Reply};
+use crate::render::chart::{render_chart, ChartError};
+
+impl TurnContext {
+    pub(super) async fn chart(&mut self, message: &TurnRequest) -> Handled {
+        let Some(version) = self.target(message.version) else {
+            return Handled::failed(ErrorCode::NoQueryYet);
+        };
+        let cap = self.services.limits.answer_fetch_cap;
+        let execution = match self
+            .execute(message, &version.question, &version.query_id, &version.query, cap)
+            .await
+        {
+            Ok(execution) => execution,
+            Err(failure) => return Handled::failure(failure.reply),
+        };
+        let title = version.query.summary.clone();
+        let drawn = tokio::task::spawn_blocking(move || render_chart(&execution.result, &title)).await;
+        match drawn {
+            Ok(Ok(chart)) => Handled::answered(Reply::File {
+                filename: format!("threadql-{}.png", version.query_id),
+                content_type: "image/png".into(),
+                bytes: chart.png,
+                title: version.query.summary.clone(),
+            }),
+            Ok(Err(ChartError::NothingToChart(reason))) => {
+                Handled::failure(Reply::error_with(ErrorCode::ChartUnsuitable, reason.to_string()))
+            }
+            Ok(Err(error @ ChartError::Draw(_))) => {
+                tracing::error!(thread = %self.key, %error, "Drawing a chart failed");
+                Handled::failed(ErrorCode::ChartFailed)
+            }
+            Err(error) => {
+                tracing::error!(thread = %self.key, %error, "Drawing a chart failed");
+                Handled::failed(ErrorCode::ChartFailed)
+            }
+        }
+    }
+
+    pub(super) async fn export_csv(&mut self, message: &TurnRequest) -> Handled {
+        let Some(version) = self.target(message.version) else {
+            return Handled::failed(ErrorCode::NoQueryYet);
+        };
+        let cap = self.services.limits.export_max_rows;
+        let execution = match self
+            .execute(message, &version.question, &version.query_id, &version.query, cap)
+            .await
+        {
+            Ok(execution) => execution,
+            Err(failure) => return Handled::failure(failure.reply),
+        };
+        let rows = execution.result.rows.len();
+        self.audit(
+            message,
+            "csv_exported",
+            None,
+            format!("query {} ({rows} rows)", version.query_id),
+        )
+        .await;
+        let mut title = format!("{} ({} rows)", version.query.summary, format_count(rows));
+        if rows >= cap {
+            title.push_str(&format!(", cut at the export limit of {}", format_count(cap)));
+        }
+        let result = execution.result;
+        match tokio::task::spawn_blocking(move || crate::render::csv::to_csv(&result)).await {
+            Ok(bytes) => Handled::answered(Reply::File {
+                filename: format!("threadql-{}.csv", version.query_id),
+                content_type: "text/csv".into(),
+                bytes,
+                title,
+            }),
+            Err(error) => {
+                tracing::error!(thread = %self.key, %error, "Writing a CSV export failed");
+                Handled::failed(ErrorCode::ExportFailed)
+            }
+        }
+    }
+}

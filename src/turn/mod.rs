@@ -1,0 +1,26 @@
+//! A turn: one message of a thread handled from start to end, without actix. The thread actor
+//! (in `actors`) owns the mailbox, ordering, cancellation, idle timer and panic boundary; it
+//! hands each message to [`TurnContext::run`] with the thread's state and gets the new state
+//! back with how the turn ended.
+//!
+//! - `run`: the frame of every turn (state, in-flight marker, persist before posting)
+//! - `ask`: questions and refinements, with the interpreter's corrections
+//! - `commands`: help, show sql, explain, undo
+//! - `files`: chart and CSV export
+//! - `execute`: guard, warehouse, history and audit rows
+//! - `progress`: the "working on it" message of a slow turn
+mod ask;
+mod cancel;
+mod commands;
+mod execute;
+mod files;
+mod progress;
+mod run;
+mod services;
+
+pub use cancel::{CancelReason, CancelSignal};
+pub use run::{intent_of, Ending, TurnContext, TurnOutcome, TurnRequest, MAX_QUESTION_CHARS};
+pub use services::{Replier, ThreadServices, TurnLimits};
+
+#[cfg(test)]
+mod tests;

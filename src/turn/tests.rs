@@ -1,0 +1,383 @@
+//! The turn service without actix: a real SQLite state store and warehouse in a temporary
+//! folder, a scripted interpreter, and a replier that keeps what it is given.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::Row;
+
+use super::*;
+use crate::domain::{Command, ErrorCode, MessageTs, Origin, ProposedQuery, Reply, ThreadKey, ThreadState, UserId};
+use crate::interpret::{InterpretError, InterpretRequest, Interpretation, Interpreter};
+use crate::limits::QuerySlots;
+use crate::metrics::Metrics;
+use crate::sql::{Dialect, SqlGuard};
+use crate::store::SqliteStore;
+use crate::warehouse::sqlite::SqliteWarehouse;
+
+/// Answers from a script: question -> interpretation; a revision is answered with `corrected`.
+#[derive(Default)]
+struct ScriptedInterpreter {
+    script: HashMap<&'static str, Result<Interpretation, &'static str>>,
+    corrected: Option<&'static str>,
+    /// The errors `revise` was shown.
+    revisions: Mutex<Vec<String>>,
+}
+
+fn query(sql: &str) -> Interpretation {
+    Interpretation::Query(Box::new(ProposedQuery {
+        sql: sql.to_string(),
+        structured: None,
+        summary: format!("Summary of {sql}"),
+        formats: vec![],
+        explanation: String::new(),
+        usage: None,
+    }))
+}
+
+#[async_trait]
+impl Interpreter for ScriptedInterpreter {
+    async fn interpret(&self, request: InterpretRequest<'_>) -> Result<Interpretation, InterpretError> {
+        match self.script.get(request.text) {
+            Some(Ok(interpretation)) => Ok(interpretation.clone()),
+            Some(Err(cause)) => Err(InterpretError::Unavailable(cause.to_string())),
+            None => Ok(Interpretation::NotUnderstood(format!(
+                "I didn't understand \"{}\".",
+                request.text
+            ))),
+        }
+    }
+
+    fn help(&self) -> String {
+        "Scripted questions only.".into()
+    }
+
+    async fn revise(
+        &self,
+        _request: InterpretRequest<'_>,
+        _failed: &ProposedQuery,
+        error: &str,
+    ) -> Result<Option<Interpretation>, InterpretError> {
+        self.revisions.lock().unwrap().push(error.to_string());
+        Ok(self.corrected.map(query))
+    }
+}
+
+#[derive(Default)]
+struct RecordingReplier {
+    replies: Mutex<Vec<Reply>>,
+}
+
+#[async_trait]
+impl Replier for RecordingReplier {
+    async fn reply(&self, _thread: &ThreadKey, reply: Reply) -> anyhow::Result<()> {
+        self.replies.lock().unwrap().push(reply);
+        Ok(())
+    }
+}
+
+struct Harness {
+    services: Arc<ThreadServices>,
+    replier: Arc<RecordingReplier>,
+    interpreter: Arc<ScriptedInterpreter>,
+    state_url: String,
+    key: ThreadKey,
+    state: ThreadState,
+    version: i64,
+    _folder: tempfile::TempDir,
+}
+
+impl Harness {
+    async fn new(interpreter: ScriptedInterpreter) -> Self {
+        let folder = tempfile::tempdir().unwrap();
+        let warehouse_path = folder.path().join("warehouse.db");
+        let warehouse_url = format!("sqlite://{}?mode=rwc", warehouse_path.display());
+        let pool = sqlx::SqlitePool::connect(&warehouse_url).await.unwrap();
+        sqlx::query("CREATE TABLE sales (region TEXT NOT NULL, amount INTEGER NOT NULL)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO sales VALUES ('EMEA', 10), ('EMEA', 5), ('APAC', 7)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        let warehouse = Arc::new(SqliteWarehouse::connect(&warehouse_url).await.unwrap());
+        let state_url = format!("sqlite://{}", folder.path().join("state.db").display());
+        let store = SqliteStore::connect(&state_url).await.unwrap();
+        store.migrate().await.unwrap();
+        let replier = Arc::new(RecordingReplier::default());
+        let interpreter = Arc::new(interpreter);
+        let services = Arc::new(ThreadServices {
+            interpreter: interpreter.clone(),
+            guard: SqlGuard::new(Dialect::Sqlite, Some(HashSet::from(["sales".to_string()]))),
+            warehouse,
+            store: Arc::new(store),
+            replier: replier.clone(),
+            metrics: Metrics::new().unwrap(),
+            slots: QuerySlots::new(2, 8),
+            limits: TurnLimits {
+                max_rows: 20,
+                answer_fetch_cap: 1_000,
+                export_max_rows: 1_000,
+                query_timeout: Duration::from_secs(10),
+                idle_after: Duration::from_secs(60),
+                progress_after: Duration::from_secs(60),
+            },
+            timezone: chrono_tz::UTC,
+            reactions: false,
+            turn_permits: Arc::new(tokio::sync::Semaphore::new(4)),
+        });
+        Self {
+            services,
+            replier,
+            interpreter,
+            state_url,
+            key: ThreadKey::parse("T1", "C1", "1700000000.000100").unwrap(),
+            state: ThreadState::default(),
+            version: 0,
+            _folder: folder,
+        }
+    }
+
+    /// One turn in a thread the bot was asked in; the state carries over to the next.
+    async fn say(&mut self, text: &str) -> (Ending, Vec<Reply>) {
+        self.turn(text, Origin::Mention).await
+    }
+
+    async fn turn(&mut self, text: &str, origin: Origin) -> (Ending, Vec<Reply>) {
+        let request = TurnRequest {
+            user: UserId::new("U1"),
+            text: text.to_string(),
+            command: Command::parse(text),
+            message_ts: MessageTs::new(format!("1700000000.{:06}", 200 + self.state.turns().len())),
+            origin,
+            version: None,
+        };
+        let turn = TurnContext::new(
+            self.key.clone(),
+            self.services.clone(),
+            self.state.clone(),
+            self.version,
+            false,
+            CancelSignal::default(),
+        );
+        let outcome = turn.run(request).await;
+        if let Some(state) = outcome.state {
+            self.state = state;
+        }
+        if let Some(version) = outcome.snapshot_version {
+            self.version = version;
+        }
+        let replies = std::mem::take(&mut *self.replier.replies.lock().unwrap());
+        (outcome.ending, replies)
+    }
+
+    async fn state_rows(&self, sql: &str) -> Vec<sqlx::sqlite::SqliteRow> {
+        let pool = sqlx::SqlitePool::connect(&self.state_url).await.unwrap();
+        sqlx::query(sql).fetch_all(&pool).await.unwrap()
+    }
+}
+
+fn error_of(replies: &[Reply]) -> &crate::domain::UserError {
+    match replies {
+        [Reply::Error(error)] => error,
+        other => panic!("expected one error reply, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_question_is_answered_recorded_as_a_version_and_persisted() {
+    let mut script = ScriptedInterpreter::default();
+    script.script.insert(
+        "sales by region",
+        Ok(query(
+            "SELECT region, SUM(amount) AS sales FROM sales GROUP BY region ORDER BY region",
+        )),
+    );
+    let mut harness = Harness::new(script).await;
+    let (ending, replies) = harness.say("sales by region").await;
+    assert_eq!(ending, Ending::Answered);
+    let [Reply::Answer(answer)] = replies.as_slice() else {
+        panic!("expected an answer, got {replies:?}");
+    };
+    assert_eq!(answer.total_rows, 2);
+    assert_eq!(answer.version, 1);
+    assert_eq!(harness.state.current().map(|v| v.number), Some(1));
+    let saved = harness
+        .services
+        .store
+        .load_snapshot(&harness.key)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(saved.version, harness.version);
+    assert_eq!(
+        saved.state.current().map(|v| v.question.as_str()),
+        Some("sales by region")
+    );
+    assert!(
+        saved.state.in_flight.is_none(),
+        "the in-flight marker is cleared once answered"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_query_shows_its_code_and_sentence_never_the_engines_words() {
+    let mut script = ScriptedInterpreter::default();
+    script
+        .script
+        .insert("broken", Ok(query("SELECT no_such_column FROM sales")));
+    let mut harness = Harness::new(script).await;
+    let (ending, replies) = harness.say("broken").await;
+    assert_eq!(ending, Ending::Failed(ErrorCode::QueryFailed));
+    let error = error_of(&replies);
+    assert_eq!(error.code, ErrorCode::QueryFailed);
+    assert!(!error.text().contains("no_such_column"), "{}", error.text());
+    // The engine's words are kept for operators, beside the code the user saw.
+    let rows = harness
+        .state_rows("SELECT status, error, error_code FROM query_history")
+        .await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<String, _>("status"), "failed");
+    assert_eq!(
+        rows[0].get::<Option<String>, _>("error_code").as_deref(),
+        Some("query_failed")
+    );
+    assert!(rows[0].get::<String, _>("error").contains("no_such_column"));
+    // Nothing to revise for an interpreter that cannot: it was asked once, and said no.
+    assert_eq!(harness.interpreter.revisions.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn an_interpreter_that_corrects_itself_sees_the_engines_words_and_the_user_the_answer() {
+    let mut script = ScriptedInterpreter {
+        corrected: Some("SELECT SUM(amount) AS total FROM sales"),
+        ..Default::default()
+    };
+    script
+        .script
+        .insert("total", Ok(query("SELECT SUM(amont) AS total FROM sales")));
+    let mut harness = Harness::new(script).await;
+    let (ending, replies) = harness.say("total").await;
+    assert_eq!(ending, Ending::Answered, "{replies:?}");
+    let revisions = harness.interpreter.revisions.lock().unwrap().clone();
+    assert_eq!(revisions.len(), 1);
+    assert!(revisions[0].contains("amont"), "{revisions:?}");
+}
+
+#[tokio::test]
+async fn a_refused_statement_is_audited_with_its_code() {
+    let mut script = ScriptedInterpreter::default();
+    script.script.insert("wipe", Ok(query("DELETE FROM sales")));
+    let mut harness = Harness::new(script).await;
+    let (ending, replies) = harness.say("wipe").await;
+    assert_eq!(ending, Ending::Failed(ErrorCode::QueryRefused));
+    assert_eq!(error_of(&replies).code, ErrorCode::QueryRefused);
+    let rows = harness.state_rows("SELECT action, code, detail FROM audit_logs").await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<String, _>("action"), "sql_refused");
+    assert_eq!(
+        rows[0].get::<Option<String>, _>("code").as_deref(),
+        Some("query_refused")
+    );
+    assert!(rows[0].get::<String, _>("detail").contains("DELETE FROM sales"));
+}
+
+#[tokio::test]
+async fn an_unreachable_model_is_named_without_its_error_text() {
+    let mut script = ScriptedInterpreter::default();
+    script.script.insert(
+        "revenue",
+        Err("error sending request for url (http://10.0.0.7:8080/v1/chat/completions)"),
+    );
+    let mut harness = Harness::new(script).await;
+    let (ending, replies) = harness.say("revenue").await;
+    assert_eq!(ending, Ending::Failed(ErrorCode::LlmUnavailable));
+    let text = error_of(&replies).text();
+    assert!(text.contains("can't reach the language model"), "{text}");
+    assert!(!text.contains("10.0.0.7"), "{text}");
+}
+
+#[tokio::test]
+async fn a_question_not_understood_keeps_the_interpreters_explanation_under_its_code() {
+    let mut harness = Harness::new(ScriptedInterpreter::default()).await;
+    let (ending, replies) = harness.say("weather tomorrow").await;
+    assert_eq!(ending, Ending::Failed(ErrorCode::NotUnderstood));
+    let error = error_of(&replies);
+    assert_eq!(
+        error.detail.as_deref(),
+        Some("I didn't understand \"weather tomorrow\".")
+    );
+    assert!(harness.state.current().is_none());
+}
+
+#[tokio::test]
+async fn commands_on_a_thread_without_a_query_say_so_with_a_code() {
+    let mut harness = Harness::new(ScriptedInterpreter::default()).await;
+    for (text, code) in [
+        ("show sql", ErrorCode::NoQueryYet),
+        ("chart", ErrorCode::NoQueryYet),
+        ("export csv", ErrorCode::NoQueryYet),
+        ("explain", ErrorCode::NoQueryYet),
+        ("undo", ErrorCode::NothingToUndo),
+        ("cancel", ErrorCode::NothingToCancel),
+    ] {
+        let (ending, replies) = harness.say(text).await;
+        assert_eq!(ending, Ending::Failed(code), "{text}");
+        assert_eq!(error_of(&replies).code, code, "{text}");
+    }
+    let (ending, replies) = harness.say("help").await;
+    assert_eq!(ending, Ending::Replied);
+    assert!(matches!(replies.as_slice(), [Reply::Text(text)] if text.contains("Scripted questions only.")));
+}
+
+#[tokio::test]
+async fn a_reply_in_a_thread_never_asked_in_is_ignored_and_changes_nothing() {
+    let mut harness = Harness::new(ScriptedInterpreter::default()).await;
+    let (ending, replies) = harness.turn("lunch anyone?", Origin::ThreadReply).await;
+    assert_eq!(ending, Ending::Ignored);
+    assert!(replies.is_empty());
+    assert!(harness
+        .services
+        .store
+        .load_snapshot(&harness.key)
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn a_clarifying_question_is_a_reply_and_waits_for_its_answer() {
+    let mut script = ScriptedInterpreter::default();
+    script.script.insert(
+        "sales by date",
+        Ok(Interpretation::Clarify("Which date: ordered or shipped?".into())),
+    );
+    let mut harness = Harness::new(script).await;
+    let (ending, replies) = harness.say("sales by date").await;
+    assert_eq!(ending, Ending::Replied);
+    assert_eq!(replies, vec![Reply::Text("Which date: ordered or shipped?".into())]);
+    assert_eq!(
+        harness
+            .state
+            .pending_clarification
+            .as_ref()
+            .map(|p| p.question.as_str()),
+        Some("sales by date")
+    );
+}
+
+#[tokio::test]
+async fn a_question_over_slacks_limit_is_refused_before_it_is_recorded() {
+    let mut harness = Harness::new(ScriptedInterpreter::default()).await;
+    let (ending, replies) = harness.say(&"revenue ".repeat(6_000)).await;
+    assert_eq!(ending, Ending::Failed(ErrorCode::QuestionTooLong));
+    assert_eq!(
+        error_of(&replies).detail.as_deref(),
+        Some("That one is 48,000 characters long.")
+    );
+    assert!(harness.state.turns().is_empty());
+}
