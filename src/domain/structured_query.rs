@@ -14,6 +14,32 @@ pub struct StructuredQuery {
     pub filters: Vec<Filter>,
     pub time_range: Option<TimeRange>,
     pub top: Option<TopN>,
+    /// "vs last quarter": the metrics over `time_range` and over this earlier range side by
+    /// side, with the change between them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compare_to: Option<TimeRange>,
+    /// "share of revenue by channel": each row's share of the total, in percent.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub share: bool,
+    /// "sort by name", "sort ascending": overrides the default order (largest first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sort: Option<Sort>,
+}
+
+/// An explicit order of the rows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sort {
+    pub by: SortKey,
+    pub descending: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SortKey {
+    /// The first metric.
+    Metric,
+    /// The breakdown's labels (the first dimension, else the time bucket).
+    Label,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

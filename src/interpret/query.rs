@@ -5,7 +5,7 @@ use chrono::NaiveDate;
 
 use super::model::{output_alias, tokenize, ColumnRef, Join, Metric, MetricDefinition, SemanticModel, SqlToken};
 use crate::domain::ColumnFormat;
-pub use crate::domain::{Filter, Grain, StructuredQuery, TimeRange, TopN};
+pub use crate::domain::{Filter, Grain, Sort, SortKey, StructuredQuery, TimeRange, TopN};
 use crate::sql::dialect::{is_reserved, quote_ident, string_literal};
 use crate::sql::Dialect;
 
@@ -203,20 +203,77 @@ pub fn compile(query: &StructuredQuery, model: &SemanticModel, dialect: Dialect)
         _ => None,
     };
     let conditional = row_filters.len() > 1;
+    // A comparison measures each metric once per period: the period becomes part of each
+    // aggregate's condition, and both periods' rows are read in one pass.
+    let periods: Vec<(Option<String>, Option<String>)> = match (&query.compare_to, &query.time_range, &plan.time_column)
+    {
+        (Some(previous), Some(current), Some(time)) => {
+            let column = column_sql(&time.table, &time.column);
+            vec![
+                (
+                    Some(period_alias(current, "current")),
+                    Some(range_condition(&column, current)),
+                ),
+                (
+                    Some(period_alias(previous, "previous")),
+                    Some(range_condition(&column, previous)),
+                ),
+            ]
+        }
+        _ => vec![(None, None)],
+    };
     let mut metric_aliases = Vec::new();
     for (metric, definition) in &plan.metrics {
-        let expression = rewrite_tables(&definition.expression, &aliases, dialect)?;
-        let expression = match (&definition.filter, conditional) {
-            (Some(filter), true) => {
-                let condition = rewrite_tables(filter, &aliases, dialect)?;
-                conditional_aggregate(&expression, &condition)
-                    .ok_or_else(|| CompileError::NotCombinable(metric.name.clone()))?
-            }
-            _ => expression,
+        let base = rewrite_tables(&definition.expression, &aliases, dialect)?;
+        let own_filter = match (&definition.filter, conditional) {
+            (Some(filter), true) => Some(rewrite_tables(filter, &aliases, dialect)?),
+            _ => None,
         };
-        let alias = quote_ident(&output_alias(&metric.name), dialect);
-        select.push(format!("{expression} AS {alias}"));
-        metric_aliases.push(alias);
+        let mut per_period = Vec::new();
+        for (suffix, period) in &periods {
+            let condition = match (&own_filter, period) {
+                (Some(filter), Some(period)) => Some(format!("({filter}) AND {period}")),
+                (Some(filter), None) => Some(filter.clone()),
+                (None, Some(period)) => Some(period.clone()),
+                (None, None) => None,
+            };
+            let expression = match condition {
+                Some(condition) => conditional_aggregate(&base, &condition)
+                    .ok_or_else(|| CompileError::NotCombinable(metric.name.clone()))?,
+                None => base.clone(),
+            };
+            let name = match suffix {
+                Some(suffix) => format!("{}_{suffix}", output_alias(&metric.name)),
+                None => output_alias(&metric.name),
+            };
+            let alias = quote_ident(&name, dialect);
+            select.push(format!("{expression} AS {alias}"));
+            per_period.push(expression);
+            // Orders and `top N` go by the first (the current) period.
+            if per_period.len() == 1 {
+                metric_aliases.push(alias);
+            }
+        }
+        if let [current, previous] = per_period.as_slice() {
+            let name = output_alias(&metric.name);
+            select.push(format!(
+                "{current} - {previous} AS {}",
+                quote_ident(&format!("{name}_change"), dialect)
+            ));
+            // 100.0 makes the division exact in every engine (no integer division); NULLIF
+            // gives NULL instead of an error when the earlier period had none.
+            select.push(format!(
+                "({current} - {previous}) * 100.0 / NULLIF({previous}, 0) AS {}",
+                quote_ident(&format!("{name}_change_pct"), dialect)
+            ));
+        } else if query.share && metric_aliases.len() == 1 {
+            if let Some(expression) = per_period.first() {
+                select.push(format!(
+                    "{expression} * 100.0 / NULLIF(SUM({expression}) OVER (), 0) AS {}",
+                    quote_ident(&format!("{}_share_pct", output_alias(&metric.name)), dialect)
+                ));
+            }
+        }
     }
 
     let mut conditions = Vec::new();
@@ -230,8 +287,17 @@ pub fn compile(query: &StructuredQuery, model: &SemanticModel, dialect: Dialect)
     }
     if let (Some(range), Some(time)) = (&query.time_range, &plan.time_column) {
         let column = column_sql(&time.table, &time.column);
-        conditions.push(format!("{column} >= {}", date_literal(range.start)));
-        conditions.push(format!("{column} < {}", date_literal(range.end)));
+        match &query.compare_to {
+            Some(previous) => conditions.push(format!(
+                "({} OR {})",
+                range_condition(&column, range),
+                range_condition(&column, previous)
+            )),
+            None => {
+                conditions.push(format!("{column} >= {}", date_literal(range.start)));
+                conditions.push(format!("{column} < {}", date_literal(range.end)));
+            }
+        }
     }
     for filter in &query.filters {
         let dimension = model
@@ -255,7 +321,26 @@ pub fn compile(query: &StructuredQuery, model: &SemanticModel, dialect: Dialect)
     } else {
         ""
     };
-    if let Some(top) = query.top {
+    let label = dimension_aliases.first().or(grain_alias.as_ref()).cloned();
+    let explicit = query.sort.as_ref().map(|sort| {
+        let direction = if sort.descending { "DESC" } else { "ASC" };
+        match (&sort.by, &label) {
+            (SortKey::Label, Some(label)) => format!("{label} {direction}"),
+            _ => format!("{first_metric} {direction}{nulls_last}"),
+        }
+    });
+    if let (Some(explicit), None) = (&explicit, query.top) {
+        // Then the labels, for a stable order among ties (not the one already sorted on).
+        let lead = explicit.split(' ').next().unwrap_or_default().to_string();
+        order_by.push(explicit.clone());
+        order_by.extend(
+            grain_alias
+                .iter()
+                .chain(&dimension_aliases)
+                .filter(|alias| **alias != lead)
+                .cloned(),
+        );
+    } else if let Some(top) = query.top {
         let direction = if top.largest_first { "DESC" } else { "ASC" };
         order_by.push(format!("{first_metric} {direction}{nulls_last}"));
         order_by.extend(grain_alias.iter().cloned());
@@ -298,13 +383,22 @@ pub fn compile(query: &StructuredQuery, model: &SemanticModel, dialect: Dialect)
     }
     if let Some(top) = query.top {
         sql.push_str(&format!("\nLIMIT {}", top.n));
+        // "top 5, sorted by name": the five are chosen by the metric, then shown in the order asked.
+        if let Some(explicit) = explicit {
+            sql = format!("SELECT *\nFROM (\n{sql}\n) AS ranked\nORDER BY {explicit}");
+        }
     }
     Ok(sql)
 }
 
 /// One line saying what is answered: "Revenue by region · last month (Oct 2026) · region: EMEA".
 pub fn summarize(query: &StructuredQuery) -> String {
-    let mut head = capitalize(&join_words(&query.metrics));
+    let measured = join_words(&query.metrics);
+    let mut head = if query.share && query.compare_to.is_none() {
+        format!("Share of {measured}")
+    } else {
+        capitalize(&measured)
+    };
     let mut by: Vec<String> = query.dimensions.clone();
     if let Some(grain) = query.grain {
         by.push(grain.name().to_string());
@@ -314,8 +408,10 @@ pub fn summarize(query: &StructuredQuery) -> String {
         head.push_str(&join_words(&by));
     }
     let mut parts = vec![head];
-    if let Some(range) = &query.time_range {
-        parts.push(range.label.clone());
+    match (&query.time_range, &query.compare_to) {
+        (Some(range), Some(previous)) => parts.push(format!("{} vs {}", range.label, previous.label)),
+        (Some(range), None) => parts.push(range.label.clone()),
+        _ => {}
     }
     for filter in &query.filters {
         let values = filter.values.join(", ");
@@ -332,6 +428,17 @@ pub fn summarize(query: &StructuredQuery) -> String {
             top.n
         ));
     }
+    if let Some(sort) = &query.sort {
+        parts.push(
+            match (&sort.by, sort.descending) {
+                (SortKey::Label, false) => "sorted by name",
+                (SortKey::Label, true) => "sorted by name, Z to A",
+                (SortKey::Metric, false) => "smallest first",
+                (SortKey::Metric, true) => "largest first",
+            }
+            .to_string(),
+        );
+    }
     parts.join(" · ")
 }
 
@@ -345,9 +452,26 @@ pub fn output_formats(query: &StructuredQuery, model: &SemanticModel) -> Vec<(St
     for dimension in &query.dimensions {
         formats.push((output_alias(dimension), ColumnFormat::Text));
     }
-    for name in &query.metrics {
-        if let Some(metric) = model.metric(name) {
-            formats.push((output_alias(name), metric.format));
+    let compared = match (&query.time_range, &query.compare_to) {
+        (Some(current), Some(previous)) => Some((period_alias(current, "current"), period_alias(previous, "previous"))),
+        _ => None,
+    };
+    for (index, name) in query.metrics.iter().enumerate() {
+        let Some(metric) = model.metric(name) else { continue };
+        let alias = output_alias(name);
+        match &compared {
+            Some((current, previous)) => {
+                formats.push((format!("{alias}_{current}"), metric.format));
+                formats.push((format!("{alias}_{previous}"), metric.format));
+                formats.push((format!("{alias}_change"), metric.format));
+                formats.push((format!("{alias}_change_pct"), ColumnFormat::Number));
+            }
+            None => {
+                formats.push((alias.clone(), metric.format));
+                if query.share && index == 0 {
+                    formats.push((format!("{alias}_share_pct"), ColumnFormat::Number));
+                }
+            }
         }
     }
     formats
@@ -492,6 +616,27 @@ fn time_bucket(grain: Grain, column: &str, dialect: Dialect) -> String {
             format!("CONCAT(YEAR({column}), '-', LPAD((QUARTER({column}) - 1) * 3 + 1, 2, '0'), '-01')")
         }
         (Dialect::MySql, Grain::Year) => format!("DATE_FORMAT({column}, '%Y-01-01')"),
+    }
+}
+
+/// `column` within the half-open range.
+fn range_condition(column: &str, range: &TimeRange) -> String {
+    format!(
+        "({column} >= {} AND {column} < {})",
+        date_literal(range.start),
+        date_literal(range.end)
+    )
+}
+
+/// The column suffix naming a compared period: the words of its label before any detail in
+/// parentheses ("last quarter (Q3 2026)" -> `last_quarter`), else `fallback`.
+pub(crate) fn period_alias(range: &TimeRange, fallback: &str) -> String {
+    let words = range.label.split(" (").next().unwrap_or_default();
+    let alias = output_alias(words);
+    if alias.starts_with("c_") || alias.is_empty() {
+        fallback.to_string()
+    } else {
+        alias
     }
 }
 
@@ -728,6 +873,118 @@ GROUP BY c.region\nORDER BY revenue DESC, region";
             for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql] {
                 let text = sql(&q, dialect);
                 assert!(parses(&text, dialect), "{dialect:?} cannot parse:\n{text}");
+            }
+        }
+    }
+
+    fn september() -> TimeRange {
+        TimeRange {
+            start: NaiveDate::from_ymd_opt(2026, 9, 1).unwrap_or_default(),
+            end: NaiveDate::from_ymd_opt(2026, 10, 1).unwrap_or_default(),
+            label: "the month before (Sep 2026)".into(),
+        }
+    }
+
+    #[test]
+    fn a_comparison_measures_each_period_in_one_pass_with_the_change() {
+        let mut q = query(&["revenue", "refunds"], &["region"]);
+        q.time_range = Some(october());
+        q.compare_to = Some(september());
+        let text = sql(&q, Dialect::Postgres);
+        for expected in [
+            "AS revenue_last_month,",
+            "AS revenue_the_month_before,",
+            "AS revenue_change,",
+            "* 100.0 / NULLIF(",
+            "AS revenue_change_pct",
+            "AS refunds_last_month",
+            // Both periods are read, nothing else.
+            "WHERE ((o.order_date >= '2026-10-01' AND o.order_date < '2026-11-01') OR (o.order_date >= '2026-09-01' AND o.order_date < '2026-10-01'))",
+            "ORDER BY revenue_last_month DESC NULLS LAST, region",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
+        // Revenue counts completed orders, refunds refunded ones, each in its own period.
+        assert!(
+            text.contains("SUM(CASE WHEN (o.status = 'completed') AND (o.order_date >= '2026-09-01' AND o.order_date < '2026-10-01') THEN o.total END)"),
+            "{text}"
+        );
+        assert_eq!(
+            summarize(&q),
+            "Revenue and refunds by region · last month (Oct 2026) vs the month before (Sep 2026)"
+        );
+        let formats: Vec<String> = output_formats(&q, &demo()).into_iter().map(|(name, _)| name).collect();
+        assert_eq!(
+            formats,
+            [
+                "region",
+                "revenue_last_month",
+                "revenue_the_month_before",
+                "revenue_change",
+                "revenue_change_pct",
+                "refunds_last_month",
+                "refunds_the_month_before",
+                "refunds_change",
+                "refunds_change_pct"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_share_is_each_rows_part_of_the_total() {
+        let mut q = query(&["revenue"], &["channel"]);
+        q.share = true;
+        let text = sql(&q, Dialect::Sqlite);
+        assert!(
+            text.contains("SUM(o.total) * 100.0 / NULLIF(SUM(SUM(o.total)) OVER (), 0) AS revenue_share_pct"),
+            "{text}"
+        );
+        assert_eq!(summarize(&q), "Share of revenue by channel");
+    }
+
+    #[test]
+    fn an_explicit_sort_replaces_the_default_order_and_sorts_a_top_n_after_choosing_it() {
+        let mut q = query(&["revenue"], &["country"]);
+        q.sort = Some(Sort {
+            by: SortKey::Label,
+            descending: false,
+        });
+        let text = sql(&q, Dialect::Sqlite);
+        assert!(text.ends_with("ORDER BY country ASC"), "{text}");
+        q.top = Some(TopN {
+            n: 3,
+            largest_first: true,
+        });
+        let text = sql(&q, Dialect::Postgres);
+        assert!(text.starts_with("SELECT *\nFROM (\nSELECT"), "{text}");
+        assert!(
+            text.contains("ORDER BY revenue DESC NULLS LAST, country\nLIMIT 3\n) AS ranked\nORDER BY country ASC"),
+            "{text}"
+        );
+        assert_eq!(summarize(&q), "Revenue by country · top 3 · sorted by name");
+    }
+
+    #[test]
+    fn comparisons_shares_and_sorts_parse_and_pass_the_guard_in_every_dialect() {
+        let mut compared = query(&["revenue", "orders"], &["category"]);
+        compared.time_range = Some(october());
+        compared.compare_to = Some(september());
+        let mut shared = query(&["orders"], &["segment"]);
+        shared.share = true;
+        shared.top = Some(TopN {
+            n: 2,
+            largest_first: true,
+        });
+        shared.sort = Some(Sort {
+            by: SortKey::Label,
+            descending: true,
+        });
+        for q in [&compared, &shared] {
+            for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql] {
+                let text = sql(q, dialect);
+                assert!(parses(&text, dialect), "{dialect:?}:\n{text}");
+                let checked = crate::sql::SqlGuard::new(dialect, None).check(&text, 1000);
+                assert!(checked.is_ok(), "{dialect:?}: {checked:?}\n{text}");
             }
         }
     }
