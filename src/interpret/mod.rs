@@ -9,6 +9,7 @@ pub use crate::domain::{LlmUsage, PendingClarification, ProposedQuery, Structure
 pub mod catalog;
 pub mod derive;
 pub mod llm;
+pub mod load;
 pub mod model;
 pub mod query;
 pub mod rules;

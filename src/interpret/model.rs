@@ -8,7 +8,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::derive::{self, accept_joins, Containment, DerivedNames, DerivedTable, JoinCandidate, JoinEvidence, Vocabulary};
+use super::derive::{
+    self, accept_joins, Containment, DerivedNames, DerivedTable, JoinCandidate, JoinEvidence, Vocabulary,
+};
 use crate::domain::{Cardinality, ColumnFormat, TableSchema};
 use crate::sql::dialect::quote_ident;
 use crate::sql::Dialect;
@@ -937,10 +939,7 @@ mod tests {
         assert!(model.validate().is_ok(), "{:?}", model.validate());
         let table = model.table("support_tickets");
         assert_eq!(table.and_then(|t| t.time_column.clone()).as_deref(), Some("opened_on"));
-        assert_eq!(
-            table.map(|t| t.date_columns()),
-            Some(vec!["opened_at", "opened_on"])
-        );
+        assert_eq!(table.map(|t| t.date_columns()), Some(vec!["opened_at", "opened_on"]));
         let count = model.metric("support tickets");
         assert_eq!(count.map(|m| m.expression.as_str()), Some("COUNT(*)"));
         assert_eq!(
@@ -951,8 +950,16 @@ mod tests {
             ])
         );
         for (name, expression, format) in [
-            ("minutes spent", "SUM(support_tickets.minutes_spent)", ColumnFormat::Number),
-            ("average minutes spent", "AVG(support_tickets.minutes_spent)", ColumnFormat::Number),
+            (
+                "minutes spent",
+                "SUM(support_tickets.minutes_spent)",
+                ColumnFormat::Number,
+            ),
+            (
+                "average minutes spent",
+                "AVG(support_tickets.minutes_spent)",
+                ColumnFormat::Number,
+            ),
             ("replies", "SUM(support_tickets.replies)", ColumnFormat::Integer),
             ("average replies", "AVG(support_tickets.replies)", ColumnFormat::Number),
         ] {

@@ -180,10 +180,7 @@ pub fn classify_table(table: &TableSchema, names: &TableNames, sampled: bool) ->
 
 fn classify_column(table: &TableSchema, column: &ColumnSchema, words: &ColumnWords, sampled: bool) -> ColumnRole {
     let declared_key = table.primary_key.contains(&column.name)
-        || table
-            .foreign_keys
-            .iter()
-            .any(|fk| fk.columns.contains(&column.name));
+        || table.foreign_keys.iter().any(|fk| fk.columns.contains(&column.name));
     if declared_key {
         return ColumnRole::Key;
     }
@@ -248,10 +245,7 @@ fn classify_column(table: &TableSchema, column: &ColumnSchema, words: &ColumnWor
 /// Few values when sampled ones are there (and the column is no free text); many when the
 /// schema was sampled and this column was not; by its name on a bare schema.
 fn text_cardinality(column: &ColumnSchema, words: &ColumnWords, sampled: bool) -> Cardinality {
-    let label_only = words
-        .words
-        .iter()
-        .any(|w| LABEL_ONLY_WORDS.contains(&w.as_str()));
+    let label_only = words.words.iter().any(|w| LABEL_ONLY_WORDS.contains(&w.as_str()));
     if label_only {
         Cardinality::High
     } else if !column.values.is_empty() {

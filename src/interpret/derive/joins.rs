@@ -176,7 +176,8 @@ fn target_key(column: &ColumnWords, target: &TableSchema, names: &TableNames) ->
     if let [only] = target.primary_key.as_slice() {
         return Some(only.clone());
     }
-    let find = |wanted: &dyn Fn(&ColumnWords) -> bool| names.columns.iter().find(|c| wanted(c)).map(|c| c.column.clone());
+    let find =
+        |wanted: &dyn Fn(&ColumnWords) -> bool| names.columns.iter().find(|c| wanted(c)).map(|c| c.column.clone());
     find(&|c| c.words == ["id"])
         .or_else(|| find(&|c| c.column.eq_ignore_ascii_case(&column.column)))
         .or_else(|| find(&|c| c.words == column.words))
@@ -305,7 +306,10 @@ mod tests {
             ),
             fixtures::table(
                 "accounts",
-                vec![fixtures::column("acct_acctkey", Integer), fixtures::column("acct_name", Text)],
+                vec![
+                    fixtures::column("acct_acctkey", Integer),
+                    fixtures::column("acct_name", Text),
+                ],
             ),
             fixtures::table("sellers", vec![fixtures::column("id", Text)]),
             fixtures::table("seller", vec![fixtures::column("id", Integer)]),

@@ -18,8 +18,8 @@ pub(crate) mod fixtures;
 
 use classify::{classify_table, Attribute, ClassifiedColumn, ColumnRole, Measure};
 pub use joins::{accept_joins, Containment, JoinCandidate, JoinEvidence};
-use names::{comment_phrase, stem, ColumnWords, TableNames, TableNouns};
 pub use names::Vocabulary;
+use names::{comment_phrase, stem, ColumnWords, TableNames, TableNouns};
 
 /// Words of a dimension too generic to stand alone: "status" becomes "order status" (with
 /// "status" a synonym while no other table has one).
@@ -51,7 +51,15 @@ const GENERIC_WORDS: &[&str] = &[
 
 /// Words of a date column kept for bookkeeping rather than for when things happen.
 const AUDIT_WORDS: &[&str] = &[
-    "updated", "modified", "deleted", "loaded", "inserted", "ingested", "synced", "refreshed", "etl",
+    "updated",
+    "modified",
+    "deleted",
+    "loaded",
+    "inserted",
+    "ingested",
+    "synced",
+    "refreshed",
+    "etl",
 ];
 
 /// Tables, joins, metrics and dimensions derived from a schema.
@@ -134,10 +142,7 @@ pub fn derive_model(schema: &[TableSchema], wanted: impl Fn(&str) -> bool, vocab
 fn derive_table(table: &TableSchema, names: &TableNames, sampled: bool) -> DerivedTable {
     let classified = classify_table(table, names, sampled);
     let nouns = names.nouns.clone();
-    let time_columns: Vec<&ClassifiedColumn> = classified
-        .iter()
-        .filter(|c| c.role == ColumnRole::Time)
-        .collect();
+    let time_columns: Vec<&ClassifiedColumn> = classified.iter().filter(|c| c.role == ColumnRole::Time).collect();
     let time_column = choose_time_column(table, &nouns, &time_columns);
     let mut metrics = vec![count_metric(table, &nouns)];
     let mut dimensions = Vec::new();
@@ -210,10 +215,7 @@ fn measure_metrics(
                 qualified: qualified.clone(),
                 synonyms: unique(synonyms, &phrase),
             },
-            description: column
-                .comment
-                .clone()
-                .unwrap_or_else(|| format!("Sum of {reference}")),
+            description: column.comment.clone().unwrap_or_else(|| format!("Sum of {reference}")),
             expression: format!("SUM({reference})"),
             format: if measure.money {
                 ColumnFormat::Money
@@ -472,7 +474,10 @@ mod tests {
             metric(&model, "average price").names.synonyms
         );
         assert_eq!(metric(&model, "quantity").format, ColumnFormat::Number);
-        assert_eq!(metric(&model, "average quantity").expression, "AVG(lineitem.l_quantity)");
+        assert_eq!(
+            metric(&model, "average quantity").expression,
+            "AVG(lineitem.l_quantity)"
+        );
 
         assert_eq!(dimension_names(&model, "region"), ["region", "region comment"]);
         assert_eq!(dimension_names(&model, "nation"), ["nation", "nation comment"]);
@@ -488,7 +493,13 @@ mod tests {
         );
         assert_eq!(
             dimension_names(&model, "orders"),
-            ["order status", "order priority", "clerk", "ship priority", "order comment"]
+            [
+                "order status",
+                "order priority",
+                "clerk",
+                "ship priority",
+                "order comment"
+            ]
         );
         assert_eq!(
             dimension_names(&model, "lineitem"),
@@ -582,15 +593,9 @@ mod tests {
             metric(&model, "accounts").names.synonyms,
             ["number of accounts", "account count", "chart of accounts"]
         );
-        assert_eq!(
-            dimension_names(&model, "JournalEntry"),
-            ["journal entry memo"]
-        );
+        assert_eq!(dimension_names(&model, "JournalEntry"), ["journal entry memo"]);
         assert_eq!(dimension_names(&model, "Account"), ["account", "account type"]);
-        assert_eq!(
-            table(&model, "JournalEntry").time_column.as_deref(),
-            Some("PostedDate")
-        );
+        assert_eq!(table(&model, "JournalEntry").time_column.as_deref(), Some("PostedDate"));
     }
 
     #[test]

@@ -205,10 +205,7 @@ impl Vocabulary {
                     Some(long) => long.clone(),
                     None => piece.clone(),
                 };
-                expanded
-                    .split_whitespace()
-                    .map(str::to_string)
-                    .collect::<Vec<_>>()
+                expanded.split_whitespace().map(str::to_string).collect::<Vec<_>>()
             })
             .collect()
     }
@@ -337,7 +334,8 @@ impl Vocabulary {
                 let known = len >= MIN_PARTIAL_WORD && self.is_word(candidate);
                 let unknown_ok = len >= MIN_UNKNOWN_RUN;
                 for previous_unknown in [false, true] {
-                    let Some(Some((unknown, pieces, _, _))) = best.get(start).map(|cell| cell[usize::from(previous_unknown)])
+                    let Some(Some((unknown, pieces, _, _))) =
+                        best.get(start).map(|cell| cell[usize::from(previous_unknown)])
                     else {
                         continue;
                     };
@@ -617,7 +615,10 @@ mod tests {
                 "{columns:?}: {prefix:?}"
             );
         }
-        assert_eq!(shared_prefix(&["id", "account_id", "issued_on", "paid_on", "total_amount"]), None);
+        assert_eq!(
+            shared_prefix(&["id", "account_id", "issued_on", "paid_on", "total_amount"]),
+            None
+        );
         assert_eq!(
             Vocabulary::standard()
                 .table_names("invoices", &["inv_id", "inv_acctkey", "inv_totalamt"])
@@ -651,7 +652,10 @@ mod tests {
             comment_phrase("Customer lifetime value (EUR)").as_deref(),
             Some("customer lifetime value")
         );
-        assert_eq!(comment_phrase("Amount debited, in EUR").as_deref(), Some("amount debited"));
+        assert_eq!(
+            comment_phrase("Amount debited, in EUR").as_deref(),
+            Some("amount debited")
+        );
         assert_eq!(
             comment_phrase("One row per posted ledger line, written by the nightly close job"),
             None
