@@ -52,6 +52,9 @@ enum Command {
     Migrate,
     /// Validate the configuration and reach every configured dependency.
     Check,
+    /// Print the semantic model in use (threadql.toml completed from the warehouse schema) as
+    /// threadql.toml, to start a hand-written model from.
+    Model,
 }
 
 #[actix_web::main]
@@ -65,7 +68,7 @@ async fn main() -> ExitCode {
         }
     };
     let default_filter = match cli.command {
-        Command::Demo => "warn",
+        Command::Demo | Command::Model => "warn",
         _ => "info",
     };
     threadql::telemetry::init(config.log_format, default_filter);
@@ -77,6 +80,7 @@ async fn main() -> ExitCode {
             .map(|_| {
                 println!("Migrations applied to {}", config.database_url);
             }),
+        Command::Model => threadql::model_command::run(&config).await,
         Command::Check => {
             return if threadql::check::run(&config).await {
                 ExitCode::SUCCESS

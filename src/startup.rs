@@ -79,21 +79,9 @@ impl Backends {
         let tables: HashSet<String> = schema.iter().map(|t| t.name.to_lowercase()).collect();
         let guard = SqlGuard::new(warehouse.dialect(), Some(tables));
 
-        let mut model = match &config.model_path {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("Failed to read THREADQL_CONFIG file {}", path.display()))?;
-                SemanticModel::from_toml_str(&text)
-                    .with_context(|| format!("THREADQL_CONFIG file {} is not valid", path.display()))?
-            }
-            // The demo model describes the demo data set; any other warehouse without a
-            // threadql.toml gets a model derived from its own schema.
-            None if matches!(config.warehouse, WarehouseSource::Demo(_)) => {
-                SemanticModel::demo().context("The built-in demo model is invalid")?
-            }
-            None => SemanticModel::default(),
-        };
-        model.extend_from_schema(&schema);
+        // threadql.toml (or the demo model), completed from the described warehouse for the
+        // tables it does not describe; joins guessed from names are checked against the data.
+        let model = crate::interpret::load::load_model(config, warehouse.as_ref()).await?;
         let values = load_dimension_values(&model, warehouse.as_ref(), &guard, config).await;
         let interpreter: Arc<dyn Interpreter> = match &config.openai {
             Some(openai) => Arc::new(

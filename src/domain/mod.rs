@@ -21,7 +21,7 @@ pub use origin::Origin;
 pub use proposed_query::{LlmUsage, PendingClarification, ProposedQuery};
 pub use reply::{Answer, Reply, UserError};
 pub use result::{infer_column_format, is_iso_date, Column, ColumnFormat, QueryResult, Value};
-pub use schema::{ColumnKind, ColumnSchema, ForeignKey, TableSchema};
+pub use schema::{Cardinality, ColumnKind, ColumnSchema, ForeignKey, TableSchema};
 pub use structured_query::{Filter, Grain, Sort, SortKey, StructuredQuery, TimeRange, TopN};
 pub use thread_key::ThreadKey;
 pub use thread_state::{InFlight, QueryVersion, ThreadState, UndoError, MAX_TURNS, MAX_VERSIONS};

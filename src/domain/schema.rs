@@ -16,6 +16,24 @@ pub enum ColumnKind {
     Other,
 }
 
+/// How many distinct values a column holds, as far as a breakdown is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cardinality {
+    /// Few values (a segment, a status): a breakdown and a filter.
+    #[default]
+    Low,
+    /// Many values (names, phones, comments): a label for `top N` and an exact filter, not a
+    /// breakdown to offer.
+    High,
+}
+
+impl Cardinality {
+    pub fn is_low(&self) -> bool {
+        *self == Cardinality::Low
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ColumnSchema {
     pub name: String,

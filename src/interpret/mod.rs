@@ -7,7 +7,9 @@ use crate::domain::Turn;
 pub use crate::domain::{LlmUsage, PendingClarification, ProposedQuery, StructuredQuery};
 
 pub mod catalog;
+pub mod derive;
 pub mod llm;
+pub mod load;
 pub mod model;
 pub mod query;
 pub mod rules;

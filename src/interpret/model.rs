@@ -3,12 +3,15 @@
 //! It is read from TOML (the `[model]` of threadql.toml, or the built-in demo model), validated
 //! once so that every later step can trust its references, and can be completed from the
 //! warehouse schema for tables nobody described.
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{ColumnFormat, ColumnKind, TableSchema};
+use super::derive::{
+    self, accept_joins, Containment, DerivedNames, DerivedTable, JoinCandidate, JoinEvidence, Vocabulary,
+};
+use crate::domain::{Cardinality, ColumnFormat, TableSchema};
 use crate::sql::dialect::quote_ident;
 use crate::sql::Dialect;
 
@@ -22,18 +25,36 @@ pub const DISTINCT_VALUES_LIMIT: usize = 500;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct SemanticModel {
-    #[serde(default)]
+    /// How names are derived for tables the model does not describe.
+    #[serde(default, skip_serializing_if = "Naming::is_empty")]
+    pub naming: Naming,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tables: Vec<Table>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub joins: Vec<Join>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub metrics: Vec<Metric>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dimensions: Vec<Dimension>,
     /// The team's words for things that are not a column: given to the LLM interpreter when
     /// a question uses them ("active customer", "churned").
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub glossary: Vec<GlossaryEntry>,
+}
+
+/// `[naming]`: the team's abbreviations (`abbreviations = { "xyz" = "widget" }`), added to the
+/// built-in ones when names are derived from column names (`xyz_cnt` -> "widget count").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Naming {
+    #[serde(default)]
+    pub abbreviations: BTreeMap<String, String>,
+}
+
+impl Naming {
+    pub fn is_empty(&self) -> bool {
+        self.abbreviations.is_empty()
+    }
 }
 
 /// A term of the team's vocabulary and what it means in data terms.
@@ -41,7 +62,7 @@ pub struct SemanticModel {
 #[serde(deny_unknown_fields)]
 pub struct GlossaryEntry {
     pub term: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub synonyms: Vec<String>,
     pub meaning: String,
 }
@@ -55,6 +76,21 @@ pub struct Table {
     /// The date column time ranges and grains apply to, when rows happen at a time.
     #[serde(default)]
     pub time_column: Option<String>,
+    /// Every date column a question may mean ("shipped" -> `ship_date`), the default one
+    /// included; empty when `time_column` is the only one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub time_columns: Vec<String>,
+}
+
+impl Table {
+    /// The table's date columns: `time_columns`, else the time column alone.
+    pub fn date_columns(&self) -> Vec<&str> {
+        if self.time_columns.is_empty() {
+            self.time_column.iter().map(String::as_str).collect()
+        } else {
+            self.time_columns.iter().map(String::as_str).collect()
+        }
+    }
 }
 
 /// A many-to-one join: each `from` row points at one `to` row.
@@ -104,7 +140,7 @@ impl fmt::Display for ColumnRef {
 #[serde(deny_unknown_fields)]
 pub struct Metric {
     pub name: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub synonyms: Vec<String>,
     #[serde(default)]
     pub description: Option<String>,
@@ -118,7 +154,7 @@ pub struct Metric {
     /// money, integer or number.
     pub format: ColumnFormat,
     /// The same metric over a finer fact table, used when a dimension is only reachable from it.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alternatives: Vec<MetricDefinition>,
 }
 
@@ -156,10 +192,16 @@ impl Metric {
 #[serde(deny_unknown_fields)]
 pub struct Dimension {
     pub name: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub synonyms: Vec<String>,
+    #[serde(default)]
+    pub description: Option<String>,
     pub table: String,
     pub column: String,
+    /// `high` for names, phones, comments: a label for `top N` and an exact filter, not a
+    /// breakdown to offer in help.
+    #[serde(default, skip_serializing_if = "Cardinality::is_low")]
+    pub cardinality: Cardinality,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -176,6 +218,12 @@ impl SemanticModel {
         let model: SemanticModel = toml::from_str(text)?;
         model.validate()?;
         Ok(model)
+    }
+
+    /// The model as threadql.toml text, which [`Self::from_toml_str`] reads back to the same
+    /// model.
+    pub fn to_toml(&self) -> Result<String, toml::ser::Error> {
+        toml::to_string(self)
     }
 
     /// The model of the embedded demo data set.
@@ -215,13 +263,23 @@ impl SemanticModel {
                     ));
                 }
             }
-            if let Some(time) = &table.time_column {
+            for time in table.time_column.iter().chain(&table.time_columns) {
                 if !table.columns.contains(time) {
                     problems.push(format!(
                         "time column '{}.{time}' is not a column of table '{}'",
                         table.name, table.name
                     ));
                 }
+            }
+        }
+        for (short, long) in &self.naming.abbreviations {
+            if short.is_empty() || !short.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()) {
+                problems.push(format!(
+                    "naming: abbreviation '{short}' must be lower-case letters and digits"
+                ));
+            }
+            if long.trim().is_empty() {
+                problems.push(format!("naming: abbreviation '{short}' expands to nothing"));
             }
         }
         for join in &self.joins {
@@ -399,96 +457,124 @@ impl SemanticModel {
         ))
     }
 
-    /// Adds metrics and dimensions for warehouse tables the model does not describe: a
-    /// `<table> count`, a SUM for each numeric column, a dimension for each text column, and the
-    /// first date column as the time column. Names already taken get the table as a prefix.
+    /// Adds the tables the model does not describe, as a data engineer would model them by
+    /// hand (see [`derive`]): a row count, a sum and an average per measure, low-cardinality
+    /// text and booleans as breakdowns, names and comments as labels, all date columns, and
+    /// joins from foreign keys (declared, else inferred from names and trusted unchecked).
+    /// A name already taken falls back to one with the table's noun, else is left out.
     pub fn extend_from_schema(&mut self, schema: &[TableSchema]) {
-        for table in schema {
-            // Names that need quoting cannot be written into metric expressions portably, and
-            // such tables are rare enough that a hand-written model entry is the better answer.
-            if !is_plain_identifier(&table.name)
-                || self
-                    .tables
-                    .iter()
-                    .any(|known| known.name.eq_ignore_ascii_case(&table.name))
-            {
+        self.extend_from_schema_checked(schema, |_| Containment::Unchecked);
+    }
+
+    /// [`Self::extend_from_schema`], keeping only the joins inferred from names that
+    /// `containment` does not contradict: it answers for each of
+    /// [`Self::inferred_join_candidates`] whether a sample of the data agrees.
+    pub fn extend_from_schema_checked(
+        &mut self,
+        schema: &[TableSchema],
+        containment: impl Fn(&JoinCandidate) -> Containment,
+    ) {
+        let schema = plain_schema(schema);
+        let described: HashSet<String> = self.tables.iter().map(|t| t.name.to_lowercase()).collect();
+        let vocabulary = Vocabulary::with_abbreviations(&self.naming.abbreviations);
+        let derived = derive::derive_model(&schema, |name| !described.contains(&name.to_lowercase()), &vocabulary);
+        for table in derived.tables {
+            self.add_derived_table(table);
+        }
+        for candidate in accept_joins(derived.joins, containment) {
+            // A described table's joins are the ones its description declares.
+            if described.contains(&candidate.from_table.to_lowercase()) {
                 continue;
             }
-            let columns: Vec<_> = table
-                .columns
-                .iter()
-                .filter(|column| is_plain_identifier(&column.name))
-                .collect();
-            let time_column = columns
-                .iter()
-                .find(|column| column.kind == ColumnKind::Date)
-                .or_else(|| columns.iter().find(|column| column.kind == ColumnKind::Timestamp))
-                .map(|column| column.name.clone());
-            self.tables.push(Table {
-                name: table.name.clone(),
-                columns: columns.iter().map(|column| column.name.clone()).collect(),
-                time_column,
-            });
-            let table_words = words_of(&table.name);
-            let count_name = format!("{table_words} count");
-            if !self.name_taken(&count_name) {
-                let synonyms = if self.name_taken(&table_words) {
-                    vec![]
-                } else {
-                    vec![table_words.clone()]
-                };
-                self.metrics.push(Metric {
-                    name: count_name,
-                    synonyms,
-                    description: Some(format!("Rows of {}", table.name)),
-                    table: table.name.clone(),
-                    expression: "COUNT(*)".to_string(),
-                    filter: None,
-                    format: ColumnFormat::Integer,
-                    alternatives: vec![],
-                });
-            }
-            for column in &columns {
-                // Keys are numbers too, but their sum means nothing.
-                let is_key = column.name == "id" || column.name.ends_with("_id");
-                let Some(name) = self.free_name(&table_words, &column.name) else {
-                    continue;
-                };
-                match column.kind {
-                    ColumnKind::Integer | ColumnKind::Decimal if !is_key => self.metrics.push(Metric {
-                        name,
-                        synonyms: vec![],
-                        description: Some(format!("Sum of {}.{}", table.name, column.name)),
-                        table: table.name.clone(),
-                        expression: format!("SUM({}.{})", table.name, column.name),
-                        filter: None,
-                        format: if column.kind == ColumnKind::Integer {
-                            ColumnFormat::Integer
-                        } else {
-                            ColumnFormat::Number
-                        },
-                        alternatives: vec![],
-                    }),
-                    ColumnKind::Text if !is_key => self.dimensions.push(Dimension {
-                        name,
-                        synonyms: vec![],
-                        table: table.name.clone(),
-                        column: column.name.clone(),
-                    }),
-                    _ => {}
-                }
+            let join = Join {
+                from: ColumnRef {
+                    table: candidate.from_table,
+                    column: candidate.from_column,
+                },
+                to: ColumnRef {
+                    table: candidate.to_table,
+                    column: candidate.to_column,
+                },
+            };
+            let valid = self.check_column(&join.from).is_none() && self.check_column(&join.to).is_none();
+            if valid && !self.joins.contains(&join) {
+                self.joins.push(join);
             }
         }
     }
 
-    /// `column` as words, or `table column` when that is taken, or nothing.
-    fn free_name(&self, table_words: &str, column: &str) -> Option<String> {
-        let plain = words_of(column);
-        if !self.name_taken(&plain) {
-            return Some(plain);
+    /// The joins [`Self::extend_from_schema`] would infer from names alone, for the caller to
+    /// check against the data before trusting them.
+    pub fn inferred_join_candidates(&self, schema: &[TableSchema]) -> Vec<JoinCandidate> {
+        let schema = plain_schema(schema);
+        let described: HashSet<String> = self.tables.iter().map(|t| t.name.to_lowercase()).collect();
+        let vocabulary = Vocabulary::with_abbreviations(&self.naming.abbreviations);
+        derive::derive_model(&schema, |_| false, &vocabulary)
+            .joins
+            .into_iter()
+            .filter(|j| j.evidence == JoinEvidence::Named && !described.contains(&j.from_table.to_lowercase()))
+            .collect()
+    }
+
+    fn add_derived_table(&mut self, table: DerivedTable) {
+        self.tables.push(Table {
+            name: table.name.clone(),
+            columns: table.columns,
+            time_column: table.time_column,
+            time_columns: if table.time_columns.len() > 1 {
+                table.time_columns
+            } else {
+                Vec::new()
+            },
+        });
+        for metric in table.metrics {
+            let Some(name) = self.free_name(&metric.names) else {
+                continue;
+            };
+            let synonyms = self.free_synonyms(&metric.names, &name);
+            self.metrics.push(Metric {
+                name,
+                synonyms,
+                description: Some(metric.description),
+                table: table.name.clone(),
+                expression: metric.expression,
+                filter: None,
+                format: metric.format,
+                alternatives: vec![],
+            });
         }
-        let prefixed = format!("{table_words} {plain}");
-        (!self.name_taken(&prefixed)).then_some(prefixed)
+        for dimension in table.dimensions {
+            let Some(name) = self.free_name(&dimension.names) else {
+                continue;
+            };
+            let synonyms = self.free_synonyms(&dimension.names, &name);
+            self.dimensions.push(Dimension {
+                name,
+                synonyms,
+                description: dimension.description,
+                table: table.name.clone(),
+                column: dimension.column,
+                cardinality: dimension.cardinality,
+            });
+        }
+    }
+
+    /// The derived name, else its qualified form, whichever no metric or dimension has yet.
+    fn free_name(&self, names: &DerivedNames) -> Option<String> {
+        [&names.name, &names.qualified]
+            .into_iter()
+            .find(|name| !self.name_taken(name))
+            .cloned()
+    }
+
+    /// The synonyms nothing else answers to, without `name` (which may be one of them when the
+    /// derived name was taken).
+    fn free_synonyms(&self, names: &DerivedNames, name: &str) -> Vec<String> {
+        std::iter::once(&names.name)
+            .chain(&names.synonyms)
+            .filter(|synonym| *synonym != name && !self.name_taken(synonym))
+            .cloned()
+            .collect()
     }
 
     fn name_taken(&self, name: &str) -> bool {
@@ -503,6 +589,21 @@ impl SemanticModel {
                 .iter()
                 .any(|d| d.name == name || output_alias(&d.name) == alias || d.synonyms.iter().any(|s| s == name))
     }
+}
+
+/// The tables and columns whose names can be written into model SQL without quoting rules of
+/// their own; a table named `sales.orders` or a column named `odd name` is better described by
+/// hand.
+fn plain_schema(schema: &[TableSchema]) -> Vec<TableSchema> {
+    schema
+        .iter()
+        .filter(|table| is_plain_identifier(&table.name))
+        .map(|table| {
+            let mut table = table.clone();
+            table.columns.retain(|column| is_plain_identifier(&column.name));
+            table
+        })
+        .collect()
 }
 
 /// Output column names of time buckets; metric and dimension names must not clash with them.
@@ -526,10 +627,6 @@ pub fn output_alias(name: &str) -> String {
         alias.insert_str(0, "c_");
     }
     alias
-}
-
-fn words_of(identifier: &str) -> String {
-    identifier.replace('_', " ").to_lowercase()
 }
 
 /// `[A-Za-z_][A-Za-z0-9_]*`: safe to write without quotes once keywords are quoted.
@@ -634,7 +731,7 @@ pub(crate) fn column_references(tokens: &[SqlToken]) -> Vec<ColumnRef> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::ColumnSchema;
+    use crate::domain::{ColumnKind, ColumnSchema};
 
     fn demo() -> SemanticModel {
         match SemanticModel::demo() {
@@ -803,12 +900,19 @@ mod tests {
     }
 
     #[test]
-    fn uncovered_tables_get_count_sum_metrics_text_dimensions_and_a_time_column() {
+    fn uncovered_tables_get_counts_sums_averages_dimensions_time_columns_and_joins() {
+        // Arrange: `orders` and `customers` are described by the demo model, `support_tickets`
+        // is not; nothing was sampled, so text columns are judged by their names.
         let mut model = demo();
         let schema = vec![
             TableSchema {
                 name: "orders".into(),
                 columns: vec![column("id", ColumnKind::Integer)],
+                ..Default::default()
+            },
+            TableSchema {
+                name: "customers".into(),
+                columns: vec![column("id", ColumnKind::Integer), column("region", ColumnKind::Text)],
                 ..Default::default()
             },
             TableSchema {
@@ -827,34 +931,185 @@ mod tests {
                 ..Default::default()
             },
         ];
+
+        // Act
         model.extend_from_schema(&schema);
+
+        // Assert
         assert!(model.validate().is_ok(), "{:?}", model.validate());
         let table = model.table("support_tickets");
         assert_eq!(table.and_then(|t| t.time_column.clone()).as_deref(), Some("opened_on"));
-        let count = model.metric("support tickets count");
+        assert_eq!(table.map(|t| t.date_columns()), Some(vec!["opened_at", "opened_on"]));
+        let count = model.metric("support tickets");
         assert_eq!(count.map(|m| m.expression.as_str()), Some("COUNT(*)"));
         assert_eq!(
             count.map(|m| m.synonyms.clone()),
-            Some(vec!["support tickets".to_string()])
+            Some(vec![
+                "number of support tickets".to_string(),
+                "support ticket count".to_string()
+            ])
         );
-        assert_eq!(
-            model.metric("minutes spent").map(|m| m.format),
-            Some(ColumnFormat::Number)
+        for (name, expression, format) in [
+            (
+                "minutes spent",
+                "SUM(support_tickets.minutes_spent)",
+                ColumnFormat::Number,
+            ),
+            (
+                "average minutes spent",
+                "AVG(support_tickets.minutes_spent)",
+                ColumnFormat::Number,
+            ),
+            ("replies", "SUM(support_tickets.replies)", ColumnFormat::Integer),
+            ("average replies", "AVG(support_tickets.replies)", ColumnFormat::Number),
+        ] {
+            let metric = model.metric(name);
+            assert_eq!(
+                metric.map(|m| (m.expression.as_str(), m.format)),
+                Some((expression, format)),
+                "{name}"
+            );
+        }
+        assert!(
+            !model
+                .metrics
+                .iter()
+                .any(|m| m.expression.contains("support_tickets.id") || m.expression.contains("customer_id")),
+            "keys are not summed"
         );
-        assert_eq!(
-            model.metric("replies").map(|m| m.expression.as_str()),
-            Some("SUM(support_tickets.replies)")
-        );
-        assert!(model.metric("customer id").is_none(), "keys are not summed");
-        assert!(model.dimension("priority").is_some());
-        // "status" is already the orders' dimension, so the ticket status gets the table prefix.
-        assert_eq!(
-            model.dimension("support tickets status").map(|d| d.table.as_str()),
-            Some("support_tickets")
-        );
-        assert!(model.dimension("odd name").is_none());
+        let priority = model.dimension("support ticket priority");
+        assert_eq!(priority.map(|d| d.synonyms.clone()), Some(vec!["priority".to_string()]));
+        // "status" is already the orders' dimension, so the ticket status keeps the table's noun
+        // and does not answer to "status".
+        let status = model.dimension("support ticket status");
+        assert_eq!(status.map(|d| d.column.as_str()), Some("status"));
+        assert_eq!(status.map(|d| d.synonyms.is_empty()), Some(true));
+        assert!(model.dimensions.iter().all(|d| d.column != "odd name"));
+        assert!(model.joins.contains(&Join {
+            from: ColumnRef {
+                table: "support_tickets".into(),
+                column: "customer_id".into()
+            },
+            to: ColumnRef {
+                table: "customers".into(),
+                column: "id".into()
+            },
+        }));
         // Described tables are left alone.
         assert_eq!(model.table("orders").map(|t| t.columns.len()), Some(6));
+        assert_eq!(model.table("customers").map(|t| t.columns.len()), Some(6));
+    }
+
+    fn derived(schema: &[TableSchema]) -> SemanticModel {
+        let mut model = SemanticModel::default();
+        model.extend_from_schema(schema);
+        model
+    }
+
+    #[test]
+    fn derived_models_are_valid_and_round_trip_through_toml() {
+        for (style, schema) in [
+            ("tpch", derive::fixtures::tpch()),
+            ("snake", derive::fixtures::snake()),
+            ("camel", derive::fixtures::camel()),
+        ] {
+            // Arrange
+            let model = derived(&schema);
+            assert!(model.validate().is_ok(), "{style}: {:?}", model.validate());
+
+            // Act
+            let printed = match model.to_toml() {
+                Ok(text) => text,
+                Err(error) => panic!("{style}: {error}"),
+            };
+            let parsed = SemanticModel::from_toml_str(&printed);
+
+            // Assert
+            assert_eq!(parsed.as_ref().ok(), Some(&model), "{style}:\n{printed}\n{parsed:?}");
+            // Loaded as a config over the same warehouse, nothing more is derived.
+            let mut again = parsed.unwrap_or_default();
+            again.extend_from_schema(&schema);
+            assert_eq!(again, model, "{style}");
+        }
+    }
+
+    #[test]
+    fn the_demo_model_round_trips_through_toml() {
+        let model = demo();
+        let printed = model.to_toml().unwrap_or_default();
+        assert_eq!(SemanticModel::from_toml_str(&printed).ok(), Some(model), "{printed}");
+    }
+
+    #[test]
+    fn a_tpch_schema_derives_joins_labels_and_high_cardinality_marks() {
+        let model = derived(&derive::fixtures::tpch());
+        let joins: Vec<String> = model.joins.iter().map(|j| format!("{} -> {}", j.from, j.to)).collect();
+        assert_eq!(
+            joins,
+            [
+                "nation.n_regionkey -> region.r_regionkey",
+                "customer.c_nationkey -> nation.n_nationkey",
+                "orders.o_custkey -> customer.c_custkey",
+                "lineitem.l_orderkey -> orders.o_orderkey",
+            ]
+        );
+        // Line items reach the region through four joins.
+        assert!(model.reachable_from("lineitem").contains("region"));
+        assert_eq!(
+            model.dimension("region").map(|d| (d.column.as_str(), d.cardinality)),
+            Some(("r_name", Cardinality::Low))
+        );
+        assert_eq!(
+            model.dimension("customer").map(|d| (d.column.as_str(), d.cardinality)),
+            Some(("c_name", Cardinality::High))
+        );
+        assert_eq!(
+            model.table("lineitem").map(|t| t.date_columns()),
+            Some(vec!["l_shipdate", "l_commitdate", "l_receiptdate"])
+        );
+        assert_eq!(
+            model.time_column_for("lineitem").map(|c| c.to_string()).as_deref(),
+            Some("lineitem.l_shipdate")
+        );
+        assert_eq!(
+            model.time_column_for("customer").map(|c| c.to_string()),
+            None,
+            "customers happen at no time"
+        );
+    }
+
+    #[test]
+    fn team_abbreviations_from_the_naming_section_name_derived_entries() {
+        let mut model = match SemanticModel::from_toml_str("[naming]\nabbreviations = { \"wdg\" = \"widget\" }\n") {
+            Ok(model) => model,
+            Err(error) => panic!("{error}"),
+        };
+        model.extend_from_schema(&[TableSchema {
+            name: "stock".into(),
+            columns: vec![column("wdg_cnt", ColumnKind::Integer)],
+            ..Default::default()
+        }]);
+        assert_eq!(
+            model.metric("widget count").map(|m| m.expression.as_str()),
+            Some("SUM(stock.wdg_cnt)")
+        );
+        let message = problems_of("[naming]\nabbreviations = { \"Bad Key\" = \"x\" }\n");
+        assert!(message.contains("abbreviation 'Bad Key'"), "{message}");
+    }
+
+    #[test]
+    fn inferred_joins_the_data_contradicts_are_not_added() {
+        let schema = derive::fixtures::snake();
+        let candidates = SemanticModel::default().inferred_join_candidates(&schema);
+        assert_eq!(candidates.len(), 1);
+
+        let mut model = SemanticModel::default();
+        model.extend_from_schema_checked(&schema, |_| Containment::NotContained);
+        assert!(model.joins.is_empty());
+
+        let mut model = SemanticModel::default();
+        model.extend_from_schema_checked(&schema, |_| Containment::Contained);
+        assert_eq!(model.joins.len(), 1);
     }
 
     #[test]

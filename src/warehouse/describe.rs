@@ -144,12 +144,62 @@ pub(super) fn worth_sampling(column: &str) -> bool {
         "note",
         "body",
         "url",
-        "ip",
     ];
-    name != "id" && !name.ends_with("_id") && !SKIP.iter().any(|s| name.contains(s))
+    // Too short to look for inside other words: "ip" is in "shipmode" and "zip".
+    const SKIP_WORDS: &[&str] = &["ip"];
+    let is_skipped_word = identifier_words(column)
+        .iter()
+        .any(|word| SKIP_WORDS.contains(&word.as_str()));
+    name != "id" && !name.ends_with("_id") && !SKIP.iter().any(|s| name.contains(s)) && !is_skipped_word
+}
+
+/// The lower-case words of `client_ip` or `ClientIP`.
+fn identifier_words(column: &str) -> Vec<String> {
+    let mut words: Vec<String> = Vec::new();
+    let mut previous_lower = false;
+    for c in column.chars() {
+        if !c.is_alphanumeric() {
+            words.push(String::new());
+            previous_lower = false;
+            continue;
+        }
+        if c.is_uppercase() && previous_lower {
+            words.push(String::new());
+        }
+        match words.last_mut() {
+            Some(word) => word.extend(c.to_lowercase()),
+            None => words.push(c.to_lowercase().collect()),
+        }
+        previous_lower = c.is_lowercase();
+    }
+    words.retain(|word| !word.is_empty());
+    words
 }
 
 /// Short single-line values only: a value is shown to the model, never followed by it.
 pub(super) fn is_presentable_value(value: &str) -> bool {
     !value.trim().is_empty() && value.chars().count() <= 60 && !value.contains(['\n', '\r'])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_are_sampled_unless_their_names_say_identifier_contact_or_secret() {
+        for (column, sampled) in [
+            ("l_shipmode", true),
+            ("l_shipinstruct", true),
+            ("zip_code", true),
+            ("status", true),
+            ("client_ip", false),
+            ("ClientIP", false),
+            ("ip", false),
+            ("c_phone", false),
+            ("customer_id", false),
+            ("description", false),
+        ] {
+            assert_eq!(worth_sampling(column), sampled, "{column}");
+        }
+    }
 }

@@ -107,7 +107,7 @@ async fn a_newer_question_supersedes_the_running_one_and_is_answered() {
     );
     let answer = post_text(&posts[1]);
     assert!(
-        answer.contains("10") && answer.contains("fast_numbers_count"),
+        answer.contains("10") && answer.contains("fast_numbers"),
         "{answer}"
     );
     assert_eq!(slow_queries_running(&warehouse).await, 0);

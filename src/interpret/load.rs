@@ -1,0 +1,151 @@
+//! The semantic model in use: threadql.toml (or the demo model over the demo data set),
+//! completed from the described warehouse for the tables it does not describe, with joins
+//! inferred from names checked against a sample of the data before they are trusted.
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use super::derive::{Containment, JoinCandidate};
+use super::model::SemanticModel;
+use crate::config::{Config, WarehouseSource};
+use crate::domain::{TableSchema, Value};
+use crate::sql::dialect::quote_ident;
+use crate::sql::SqlGuard;
+use crate::warehouse::{DescribeSettings, Warehouse};
+
+/// Values of a key read to check that its target holds them: enough to catch a wrong guess
+/// (keys that merely share a name rarely agree on a thousand values), cheap on any table.
+const CONTAINMENT_SAMPLE: usize = 1000;
+const CONTAINMENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The model threadql answers with: the configured one completed from the warehouse.
+pub async fn load_model(config: &Config, warehouse: &dyn Warehouse) -> anyhow::Result<SemanticModel> {
+    let mut model = configured_model(config)?;
+    let schema = describe_or_list(warehouse).await?;
+    let candidates = model.inferred_join_candidates(&schema);
+    let verdicts = check_containment(warehouse, &candidates).await;
+    model.extend_from_schema_checked(&schema, |candidate| {
+        verdicts.get(candidate).copied().unwrap_or(Containment::Unchecked)
+    });
+    Ok(model)
+}
+
+/// THREADQL_CONFIG (or ./threadql.toml); else the demo model over the demo data set; else an
+/// empty model, which the warehouse's schema then fills.
+pub fn configured_model(config: &Config) -> anyhow::Result<SemanticModel> {
+    match &config.model_path {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("Failed to read THREADQL_CONFIG file {}", path.display()))?;
+            SemanticModel::from_toml_str(&text)
+                .with_context(|| format!("THREADQL_CONFIG file {} is not valid", path.display()))
+        }
+        None if matches!(config.warehouse, WarehouseSource::Demo(_)) => {
+            SemanticModel::demo().context("The built-in demo model is invalid")
+        }
+        None => Ok(SemanticModel::default()),
+    }
+}
+
+/// Keys, comments and sampled values make a far better model, but a warehouse that cannot
+/// describe itself still gets one from its bare tables and columns.
+async fn describe_or_list(warehouse: &dyn Warehouse) -> anyhow::Result<Vec<TableSchema>> {
+    match warehouse.describe(&DescribeSettings::default()).await {
+        Ok(schema) => Ok(schema),
+        Err(error) => {
+            tracing::warn!(%error, "Failed to describe the warehouse; deriving the model from its bare schema");
+            warehouse
+                .schema()
+                .await
+                .context("Failed to read the warehouse schema (WAREHOUSE_URL)")
+        }
+    }
+}
+
+/// Asks the warehouse, for each candidate, whether a sample of its key's values is found in
+/// the target column. A check that cannot run leaves the candidate unchecked.
+pub async fn check_containment(
+    warehouse: &dyn Warehouse,
+    candidates: &[JoinCandidate],
+) -> HashMap<JoinCandidate, Containment> {
+    let guard = SqlGuard::new(warehouse.dialect(), None);
+    let mut verdicts = HashMap::new();
+    for candidate in candidates {
+        let verdict = containment_of(warehouse, &guard, candidate).await;
+        tracing::debug!(?candidate, ?verdict, "Checked an inferred join");
+        verdicts.insert(candidate.clone(), verdict);
+    }
+    verdicts
+}
+
+async fn containment_of(warehouse: &dyn Warehouse, guard: &SqlGuard, candidate: &JoinCandidate) -> Containment {
+    let sql = containment_sql(candidate, guard.dialect());
+    let guarded = match guard.check(&sql, 1) {
+        Ok(guarded) => guarded,
+        Err(error) => {
+            tracing::debug!(%error, sql, "Not checking an inferred join");
+            return Containment::Unchecked;
+        }
+    };
+    let result = warehouse
+        .execute(&guarded, CONTAINMENT_TIMEOUT, &CancellationToken::new())
+        .await;
+    let missing = match result {
+        Ok(result) => result.rows.into_iter().next().and_then(|row| row.into_iter().next()),
+        Err(error) => {
+            tracing::debug!(%error, "Failed to check an inferred join");
+            return Containment::Unchecked;
+        }
+    };
+    match missing {
+        Some(Value::Int(0)) => Containment::Contained,
+        Some(Value::Int(_)) => Containment::NotContained,
+        Some(Value::Decimal(count)) if count.is_zero() => Containment::Contained,
+        Some(Value::Decimal(_)) => Containment::NotContained,
+        _ => Containment::Unchecked,
+    }
+}
+
+/// How many of a sample of the key's values the target column lacks.
+fn containment_sql(candidate: &JoinCandidate, dialect: crate::sql::Dialect) -> String {
+    let from_table = quote_ident(&candidate.from_table, dialect);
+    let from_column = quote_ident(&candidate.from_column, dialect);
+    let to_table = quote_ident(&candidate.to_table, dialect);
+    let to_column = quote_ident(&candidate.to_column, dialect);
+    format!(
+        "SELECT COUNT(*) AS missing FROM \
+         (SELECT {from_column} AS v FROM {from_table} WHERE {from_column} IS NOT NULL LIMIT {CONTAINMENT_SAMPLE}) s \
+         WHERE NOT EXISTS (SELECT 1 FROM {to_table} t WHERE t.{to_column} = s.v)"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::interpret::derive::JoinEvidence;
+    use crate::sql::Dialect;
+
+    #[test]
+    fn the_containment_check_counts_sampled_keys_missing_from_the_target() {
+        let candidate = JoinCandidate {
+            from_table: "JournalEntry".into(),
+            from_column: "AccountId".into(),
+            to_table: "Account".into(),
+            to_column: "AccountId".into(),
+            evidence: JoinEvidence::Named,
+        };
+        let sql = containment_sql(&candidate, Dialect::Postgres);
+        assert_eq!(
+            sql,
+            "SELECT COUNT(*) AS missing FROM (SELECT \"AccountId\" AS v FROM \"JournalEntry\" \
+             WHERE \"AccountId\" IS NOT NULL LIMIT 1000) s WHERE NOT EXISTS \
+             (SELECT 1 FROM \"Account\" t WHERE t.\"AccountId\" = s.v)"
+        );
+        assert!(SqlGuard::new(Dialect::Postgres, None).check(&sql, 1).is_ok());
+        assert!(SqlGuard::new(Dialect::Sqlite, None)
+            .check(&containment_sql(&candidate, Dialect::Sqlite), 1)
+            .is_ok());
+    }
+}
