@@ -31,10 +31,6 @@ pub(super) struct Word {
     pub(super) original: String,
 }
 
-pub(super) fn lowercase(words: &[Word]) -> Vec<String> {
-    words.iter().map(|w| w.lower.clone()).collect()
-}
-
 /// Splits text into words the same way for questions and for model phrases and values, so
 /// "United Kingdom" or "Home & Garden" match word for word. Commas stay as words: they
 /// separate lists.

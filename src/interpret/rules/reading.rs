@@ -3,7 +3,7 @@
 //! follow-up are read the same way; what the parts do to a query is `refinement`'s concern.
 use chrono::NaiveDate;
 
-use super::lexicon::{lowercase, Word, PREPOSITIONS, REFINEMENT_WORDS, STOPWORDS};
+use super::lexicon::{Word, PREPOSITIONS, REFINEMENT_WORDS, STOPWORDS};
 use super::vocabulary::{Term, Vocabulary};
 use crate::interpret::query::{Grain, TimeRange, TopN};
 use crate::interpret::time::{match_time_phrase, parse_count};
@@ -80,7 +80,12 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     /// Splits the text into parts, left to right, taking the longest phrase at each step.
+    ///
+    /// Each step looks only at the words it uses and a few after them, and never copies the
+    /// rest of the text, so reading is linear in the text's length (questions may run to
+    /// 40,000 characters).
     fn read(&self, words: &[Word]) -> Reading {
+        let lowered: Vec<&str> = words.iter().map(|w| w.lower.as_str()).collect();
         let mut reading = Reading::default();
         let mut joined = false;
         let mut at = 0;
@@ -131,7 +136,7 @@ impl Reader<'_> {
                 joined = false;
                 continue;
             }
-            let mut time = match_time_phrase(&lowercase(rest), self.today);
+            let mut time = match_time_phrase(lowered.get(at..).unwrap_or_default(), self.today);
             // "for may planner": the preposition is not part of a time phrase when the words
             // after it are a longer model phrase (here a product).
             if let (Some((time_len, _)), true) = (&time, PREPOSITIONS.contains(&lower)) {
@@ -326,8 +331,7 @@ impl Reader<'_> {
     /// "by region and week", "and by product", "per day", "for each country", "broken down by".
     /// Returns the words used, the items, and whether the phrase adds ("and by").
     fn match_group(&self, words: &[Word]) -> Option<(usize, Vec<GroupItem>, bool)> {
-        let lower = lowercase(words);
-        let get = |i: usize| lower.get(i).map(String::as_str);
+        let get = |i: usize| words.get(i).map(|w| w.lower.as_str());
         let (intro, adds) = match (get(0), get(1), get(2)) {
             (Some("and" | "also" | "plus"), Some("by" | "per"), _) => (2, true),
             (Some("and" | "also" | "plus"), Some("for"), Some("each")) => (3, true),
@@ -381,8 +385,7 @@ impl Reader<'_> {
     /// "remove the region filter", "without the region filter", "all regions", "all time",
     /// "remove the time range", "no limit", "remove the breakdown", "drop region".
     fn match_removal(&self, words: &[Word]) -> Option<(usize, Part)> {
-        let lower = lowercase(words);
-        let get = |i: usize| lower.get(i).map(String::as_str);
+        let get = |i: usize| words.get(i).map(|w| w.lower.as_str());
         let dimension_at = |i: usize| -> Option<(usize, String)> {
             let (used, terms) = self.vocabulary.longest(words.get(i..)?)?;
             terms.iter().find_map(|t| match t {
