@@ -470,21 +470,311 @@ pub(super) fn encode_png(pixels: &[u8], width: u32, height: u32) -> Result<Vec<u
 
 #[cfg(test)]
 mod tests {
+    use chrono::NaiveDate;
+
     use super::*;
-    use crate::domain::Value;
+    use crate::domain::{ColumnFormat, QueryResult, Value};
     use crate::render::chart::fixtures::*;
+    use crate::render::chart::{Chart, ChartKind, MAX_CATEGORIES};
+
+    fn rgb(colour: RGBColor) -> [u8; 3] {
+        [colour.0, colour.1, colour.2]
+    }
+
+    fn drawn(result: &QueryResult, title: &str) -> (Chart, Picture) {
+        let chart = render(result, title);
+        let picture = Picture::decode(&chart.png);
+        assert_eq!((picture.width, picture.height), (CHART_WIDTH, CHART_HEIGHT), "{title}");
+        (chart, picture)
+    }
+
+    /// The x axis: the lowest long line in the axis colour (a zero line, drawn when values go
+    /// below zero, sits higher).
+    fn x_axis(picture: &Picture) -> HorizontalLine {
+        match picture.horizontal_lines(rgb(MUTED), picture.width / 2).last() {
+            Some(axis) => *axis,
+            None => panic!("no x axis was drawn"),
+        }
+    }
+
+    /// The pixel column of `at` on an x axis that runs from 0 to `count` (categories sit in the
+    /// slots between whole numbers).
+    fn column_of(axis: &HorizontalLine, count: usize, at: f64) -> f64 {
+        f64::from(axis.left) + at / count as f64 * f64::from(axis.right - axis.left)
+    }
+
+    fn assert_near(actual: u32, expected: f64, what: &str) {
+        assert!(
+            (f64::from(actual) - expected).abs() <= 3.0,
+            "{what}: at {actual}, expected {expected:.1}"
+        );
+    }
+
+    /// The top row of the tallest bar of `colour` on the plot.
+    fn tallest_bar_top(picture: &Picture, axis: &HorizontalLine, colour: [u8; 3]) -> u32 {
+        match picture
+            .blocks(colour, (axis.left, axis.right + 1))
+            .iter()
+            .map(|bar| bar.top)
+            .min()
+        {
+            Some(top) => top,
+            None => panic!("no bar of colour {colour:?} was drawn"),
+        }
+    }
+
+    /// Asserts that `bars` are solid, stand on `axis`, fill `[slot + start, slot + start + width]`
+    /// of their category slot, and are as tall as `fractions` of the bar whose top is at
+    /// `tallest_top`.
+    fn assert_bars(
+        picture: &Picture,
+        axis: &HorizontalLine,
+        (colour, bars): ([u8; 3], &[Block]),
+        (start, width): (f64, f64),
+        fractions: &[f64],
+        tallest_top: u32,
+    ) {
+        assert_eq!(bars.len(), fractions.len(), "one bar per category: {bars:?}");
+        let tallest = f64::from(axis.y - tallest_top);
+        for (slot, (bar, fraction)) in bars.iter().zip(fractions).enumerate() {
+            let what = format!("bar {slot} of colour {colour:?}");
+            let left = column_of(axis, fractions.len(), slot as f64 + start);
+            assert_near(bar.left, left, &format!("{what}, left edge"));
+            let right = column_of(axis, fractions.len(), slot as f64 + start + width);
+            assert_near(bar.right, right, &format!("{what}, right edge"));
+            assert!(
+                bar.bottom < axis.y && bar.bottom + 3 >= axis.y,
+                "{what} stands on the x axis (row {}): {bar:?}",
+                axis.y
+            );
+            let height = f64::from(axis.y - bar.top) / tallest;
+            assert!(
+                (height - fraction).abs() <= 0.015,
+                "{what} is {height:.3} of the tallest bar, its value {fraction:.3}"
+            );
+            let inside = picture.count_other_than(colour, (bar.left, bar.right + 1), (bar.top, bar.bottom + 1));
+            assert_eq!(inside, 0, "{what} is solid");
+        }
+    }
+
+    /// Asserts that `colour` is drawn as a line across the plot: from its first point (2 % in
+    /// from the left, minus a marker's radius) to its last, missing at most a few columns (where
+    /// a later series is drawn over it).
+    fn assert_line_across(picture: &Picture, axis: &HorizontalLine, colour: [u8; 3], what: &str) {
+        let columns: Vec<u32> = picture
+            .blocks(colour, (axis.left, axis.right + 1))
+            .iter()
+            .flat_map(|block| block.left..=block.right)
+            .collect();
+        let (Some(&first), Some(&last)) = (columns.first(), columns.last()) else {
+            panic!("{what}: no line of colour {colour:?} was drawn");
+        };
+        let inset = 0.03 * f64::from(axis.right - axis.left) + 5.0;
+        assert!(
+            f64::from(first) <= f64::from(axis.left) + inset,
+            "{what} starts at {first}, the axis at {}",
+            axis.left
+        );
+        assert!(
+            f64::from(last) >= f64::from(axis.right) - inset,
+            "{what} ends at {last}, the axis at {}",
+            axis.right
+        );
+        let coverage = columns.len() as f64 / f64::from(last - first + 1);
+        assert!(
+            coverage >= 0.95,
+            "{what} is broken: {coverage:.2} of its columns are drawn"
+        );
+    }
 
     #[test]
-    fn long_titles_and_labels_are_shortened_with_an_ellipsis() {
+    fn a_category_result_is_drawn_as_solid_bars_in_their_slots_as_tall_as_their_values() {
+        // Arrange
+        let values = [1_843_201.55, 1_210_933.10, 988_412.00, 301_877.45];
+        let fractions: Vec<f64> = values.iter().map(|v| v / values[0]).collect();
+
+        // Act
+        let (chart, picture) = drawn(&revenue_by_region(), "Revenue by region");
+
+        // Assert
+        assert_eq!(chart.kind, ChartKind::Bars);
+        let axis = x_axis(&picture);
+        let colour = rgb(PALETTE[0]);
+        let bars = picture.blocks(colour, (0, picture.width));
+        let tallest_top = tallest_bar_top(&picture, &axis, colour);
+        assert_bars(&picture, &axis, (colour, &bars), (0.1, 0.8), &fractions, tallest_top);
+    }
+
+    #[test]
+    fn grouped_bars_stand_side_by_side_in_series_order_with_a_legend_swatch_each() {
+        // Arrange: revenue is 1,800,000 × the region's scale × the channel's share.
+        let scales = [1.0, 0.7, 0.55, 0.2];
+        let shares = [0.55, 0.35, 0.1];
+
+        // Act
+        let (chart, picture) = drawn(&revenue_by_region_and_channel(), "Revenue by region and channel");
+
+        // Assert
+        assert_eq!(chart.kind, ChartKind::GroupedBars);
+        let axis = x_axis(&picture);
+        let width = 0.8 / shares.len() as f64;
+        let tallest_top = tallest_bar_top(&picture, &axis, rgb(PALETTE[0]));
+        for (series, share) in shares.iter().enumerate() {
+            let colour = rgb(PALETTE[series]);
+            // Heights are compared with the tallest bar of all: the first region's first series.
+            let fractions: Vec<f64> = scales.iter().map(|scale| scale * share / shares[0]).collect();
+            let bars = picture.blocks(colour, (axis.left, axis.right + 1));
+            let start = 0.1 + series as f64 * width;
+            assert_bars(
+                &picture,
+                &axis,
+                (colour, &bars),
+                (start, width),
+                &fractions,
+                tallest_top,
+            );
+            let swatches = picture.blocks(colour, (axis.right + 1, picture.width));
+            assert!(
+                matches!(swatches.as_slice(), [swatch] if swatch.width() == 14 && swatch.bottom - swatch.top == 13),
+                "series {series} has one 14-pixel legend swatch right of the plot: {swatches:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn negative_values_hang_below_the_zero_line_and_positive_ones_stand_on_it() {
+        // Arrange
+        let values = [120_400.0, 54_300.0, -12_800.0, 33_900.0, -4_100.0, 18_700.0];
+
+        // Act
+        let (_, picture) = drawn(&profit_by_country(), "Profit by country");
+
+        // Assert
+        let axis = x_axis(&picture);
+        let zero = match picture.horizontal_lines(rgb(MUTED), picture.width / 4).as_slice() {
+            [zero, bottom] if *bottom == axis => *zero,
+            other => panic!("expected a zero line above the x axis: {other:?}"),
+        };
+        let bars = picture.blocks(rgb(PALETTE[0]), (axis.left, axis.right + 1));
+        assert_eq!(bars.len(), values.len(), "{bars:?}");
+        for (slot, (bar, value)) in bars.iter().zip(values).enumerate() {
+            let left = column_of(&axis, values.len(), slot as f64 + 0.1);
+            assert_near(bar.left, left, &format!("bar {slot}"));
+            if value > 0.0 {
+                assert!(
+                    bar.bottom < zero.y,
+                    "bar {slot} ({value}) stands on the zero line: {bar:?}"
+                );
+            } else {
+                assert!(
+                    bar.top >= zero.y,
+                    "bar {slot} ({value}) hangs from the zero line: {bar:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn two_hundred_categories_are_drawn_as_thirty_bars() {
+        let (_, picture) = drawn(&many_products(200), "Units sold by product");
+
+        let axis = x_axis(&picture);
+        let bars = picture.blocks(rgb(PALETTE[0]), (axis.left, axis.right + 1));
+        assert_eq!(bars.len(), MAX_CATEGORIES, "{bars:?}");
+        for (slot, bar) in bars.iter().enumerate() {
+            let what = format!("bar {slot}");
+            assert_near(bar.left, column_of(&axis, MAX_CATEGORIES, slot as f64 + 0.1), &what);
+            assert_near(bar.right, column_of(&axis, MAX_CATEGORIES, slot as f64 + 0.9), &what);
+        }
+    }
+
+    #[test]
+    fn a_time_series_is_drawn_as_one_unbroken_line_per_metric_across_the_plot() {
+        let (chart, picture) = drawn(&monthly_revenue(), "Revenue and orders by month");
+
+        assert_eq!(chart.kind, ChartKind::Line);
+        let axis = x_axis(&picture);
+        assert_line_across(&picture, &axis, rgb(PALETTE[0]), "revenue");
+        assert_line_across(&picture, &axis, rgb(PALETTE[1]), "orders");
+    }
+
+    #[test]
+    fn a_time_bucket_with_a_second_dimension_is_drawn_as_one_line_per_value() {
+        let (chart, picture) = drawn(&weekly_users_by_platform(), "Weekly active users by platform");
+
+        assert_eq!(chart.kind, ChartKind::Line);
+        let axis = x_axis(&picture);
+        for (index, platform) in ["ios", "android", "web"].iter().enumerate() {
+            assert_line_across(&picture, &axis, rgb(PALETTE[index]), platform);
+        }
+    }
+
+    #[test]
+    fn a_long_daily_series_is_drawn_as_one_thin_unbroken_line() {
+        let (_, picture) = drawn(&daily_orders(), "Orders per day");
+
+        let axis = x_axis(&picture);
+        assert_line_across(&picture, &axis, rgb(PALETTE[0]), "orders");
+    }
+
+    #[test]
+    fn a_missing_value_breaks_the_line_rather_than_bridging_the_gap() {
+        // Arrange: 48 hours, with hours 3, 13, 23, 33 and 43 missing.
+        let start = NaiveDate::from_ymd_opt(2024, 3, 1)
+            .and_then(|day| day.and_hms_opt(0, 0, 0))
+            .unwrap_or_default();
+        let result = QueryResult {
+            columns: vec![
+                column("hour", ColumnFormat::Text),
+                column("sessions", ColumnFormat::Integer),
+            ],
+            rows: (0..48i64)
+                .map(|hour| {
+                    let sessions = if hour % 10 == 3 {
+                        Value::Null
+                    } else {
+                        Value::Int(100 + hour * 3)
+                    };
+                    vec![Value::Timestamp(start + chrono::Duration::hours(hour)), sessions]
+                })
+                .collect(),
+        };
+
+        // Act
+        let (_, picture) = drawn(&result, "Sessions per hour");
+
+        // Assert
+        let axis = x_axis(&picture);
+        let pieces = picture.blocks(rgb(PALETTE[0]), (axis.left, axis.right + 1));
+        assert_eq!(pieces.len(), 6, "five gaps make six pieces: {pieces:?}");
+    }
+
+    #[test]
+    fn long_titles_and_labels_are_shortened_to_fit() {
+        // Arrange
         let mut result = revenue_by_region();
         if let Some(Value::Text(name)) = result.rows.first_mut().and_then(|row| row.first_mut()) {
             *name = "A region whose name goes on and on and on well past any sensible length".to_string();
         }
         let title = "How much revenue did each region bring in ".repeat(5);
 
-        let chart = render(&result, &title);
+        // Act
+        let (_, picture) = drawn(&result, &title);
 
-        assert_eq!(decoded_size(&chart.png), (CHART_WIDTH, CHART_HEIGHT));
+        // Assert: the title is drawn and stops at the 20-pixel margin instead of running off.
+        let white = rgb(WHITE);
+        let header = (0, HEADER_HEIGHT);
+        assert!(
+            picture.count_other_than(white, (20, 120), header) > 0,
+            "no title was drawn"
+        );
+        assert_eq!(
+            picture.count_other_than(white, (CHART_WIDTH - 19, CHART_WIDTH), header),
+            0,
+            "the title runs into the right margin"
+        );
+        let axis = x_axis(&picture);
+        assert_eq!(picture.blocks(rgb(PALETTE[0]), (axis.left, axis.right + 1)).len(), 4);
     }
 
     /// Writes the example charts to `target/chart-examples/` for a person to look at:

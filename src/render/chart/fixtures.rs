@@ -20,19 +20,141 @@ pub(super) fn text(value: &str) -> Value {
     Value::Text(value.to_string())
 }
 
-/// Decodes a PNG and returns its size, failing the test when it does not decode.
-pub(super) fn decoded_size(png: &[u8]) -> (u32, u32) {
-    let decoder = png::Decoder::new(png);
-    let mut reader = match decoder.read_info() {
-        Ok(reader) => reader,
-        Err(error) => panic!("the chart is not a PNG: {error}"),
-    };
-    let mut pixels = vec![0; reader.output_buffer_size()];
-    let info = match reader.next_frame(&mut pixels) {
-        Ok(info) => info,
-        Err(error) => panic!("the chart's pixels do not decode: {error}"),
-    };
-    (info.width, info.height)
+/// A chart's PNG decoded: what was actually drawn, pixel by pixel, for tests that check the
+/// drawing rather than the file.
+pub(super) struct Picture {
+    pub(super) width: u32,
+    pub(super) height: u32,
+    /// Three bytes (RGB) per pixel, row by row.
+    rgb: Vec<u8>,
+}
+
+/// A run of adjacent columns that each hold at least one pixel of a colour: a bar, a legend
+/// swatch, or a stretch of line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Block {
+    pub(super) left: u32,
+    /// The last column of the run.
+    pub(super) right: u32,
+    /// The highest and lowest rows holding the colour within the run.
+    pub(super) top: u32,
+    pub(super) bottom: u32,
+}
+
+impl Block {
+    pub(super) fn width(&self) -> u32 {
+        self.right - self.left + 1
+    }
+}
+
+/// A horizontal line of one colour: where it is and how far it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct HorizontalLine {
+    pub(super) y: u32,
+    pub(super) left: u32,
+    /// The last column of the line.
+    pub(super) right: u32,
+}
+
+impl Picture {
+    /// Decodes `png`, failing the test when it is not an 8-bit RGB PNG.
+    pub(super) fn decode(png: &[u8]) -> Picture {
+        let decoder = png::Decoder::new(png);
+        let mut reader = match decoder.read_info() {
+            Ok(reader) => reader,
+            Err(error) => panic!("the chart is not a PNG: {error}"),
+        };
+        let mut rgb = vec![0; reader.output_buffer_size()];
+        let info = match reader.next_frame(&mut rgb) {
+            Ok(info) => info,
+            Err(error) => panic!("the chart's pixels do not decode: {error}"),
+        };
+        assert_eq!(
+            (info.color_type, info.bit_depth),
+            (png::ColorType::Rgb, png::BitDepth::Eight),
+            "the chart is not 8-bit RGB"
+        );
+        rgb.truncate(info.buffer_size());
+        Picture {
+            width: info.width,
+            height: info.height,
+            rgb,
+        }
+    }
+
+    pub(super) fn pixel(&self, x: u32, y: u32) -> [u8; 3] {
+        let at = usize::try_from((u64::from(y) * u64::from(self.width) + u64::from(x)) * 3).unwrap_or(usize::MAX);
+        match self.rgb.get(at..at + 3) {
+            Some([r, g, b]) => [*r, *g, *b],
+            _ => panic!("({x}, {y}) is outside the {}×{} chart", self.width, self.height),
+        }
+    }
+
+    /// How many pixels in the rectangle `[left, right) × [top, bottom)` are not `background`.
+    pub(super) fn count_other_than(
+        &self,
+        background: [u8; 3],
+        (left, right): (u32, u32),
+        (top, bottom): (u32, u32),
+    ) -> usize {
+        (top..bottom)
+            .flat_map(|y| (left..right).map(move |x| (x, y)))
+            .filter(|&(x, y)| self.pixel(x, y) != background)
+            .count()
+    }
+
+    /// The runs of adjacent columns in `[left, right)` that hold `colour`, left to right.
+    pub(super) fn blocks(&self, colour: [u8; 3], (left, right): (u32, u32)) -> Vec<Block> {
+        let mut blocks: Vec<Block> = Vec::new();
+        for x in left..right.min(self.width) {
+            let rows: Vec<u32> = (0..self.height).filter(|&y| self.pixel(x, y) == colour).collect();
+            let (Some(&top), Some(&bottom)) = (rows.first(), rows.last()) else {
+                continue;
+            };
+            match blocks.last_mut() {
+                Some(block) if block.right + 1 == x => {
+                    block.right = x;
+                    block.top = block.top.min(top);
+                    block.bottom = block.bottom.max(bottom);
+                }
+                _ => blocks.push(Block {
+                    left: x,
+                    right: x,
+                    top,
+                    bottom,
+                }),
+            }
+        }
+        blocks
+    }
+
+    /// Every horizontal line of `colour` at least `min_length` pixels long, top to bottom (the
+    /// longest on a row when a row has several).
+    pub(super) fn horizontal_lines(&self, colour: [u8; 3], min_length: u32) -> Vec<HorizontalLine> {
+        let mut lines = Vec::new();
+        for y in 0..self.height {
+            let mut longest: Option<HorizontalLine> = None;
+            let mut start: Option<u32> = None;
+            for x in 0..=self.width {
+                let on = x < self.width && self.pixel(x, y) == colour;
+                match (on, start) {
+                    (true, None) => start = Some(x),
+                    (false, Some(left)) => {
+                        let line = HorizontalLine { y, left, right: x - 1 };
+                        if longest.is_none_or(|l| line.right - line.left > l.right - l.left) {
+                            longest = Some(line);
+                        }
+                        start = None;
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(line) = longest.filter(|l| l.right - l.left + 1 >= min_length) {
+                lines.push(line);
+            }
+        }
+        lines
+    }
 }
 
 pub(super) fn render(result: &QueryResult, title: &str) -> Chart {

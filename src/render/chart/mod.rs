@@ -102,28 +102,6 @@ mod tests {
     use crate::render::chart::fixtures::*;
 
     #[test]
-    fn a_time_series_renders_as_a_line_chart_png_of_the_chart_size() {
-        // Arrange
-        let result = monthly_revenue();
-
-        // Act
-        let chart = render(&result, "Revenue and orders by month");
-
-        // Assert
-        assert_eq!(chart.kind, ChartKind::Line);
-        assert_eq!((chart.width, chart.height), (CHART_WIDTH, CHART_HEIGHT));
-        assert_eq!(decoded_size(&chart.png), (CHART_WIDTH, CHART_HEIGHT));
-    }
-
-    #[test]
-    fn a_category_result_renders_as_a_bar_chart_png_of_the_chart_size() {
-        let chart = render(&revenue_by_region(), "Revenue by region");
-
-        assert_eq!(chart.kind, ChartKind::Bars);
-        assert_eq!(decoded_size(&chart.png), (CHART_WIDTH, CHART_HEIGHT));
-    }
-
-    #[test]
     fn several_metrics_by_category_render_as_grouped_bars() {
         let result = QueryResult {
             columns: vec![

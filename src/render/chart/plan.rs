@@ -439,7 +439,7 @@ mod tests {
 
     use super::*;
     use crate::render::chart::fixtures::*;
-    use crate::render::chart::{render_chart, CHART_HEIGHT, CHART_WIDTH};
+    use crate::render::chart::render_chart;
 
     fn plan(result: &QueryResult) -> Plan {
         match plan_chart(result) {
@@ -452,11 +452,9 @@ mod tests {
     fn two_dimensions_and_one_metric_render_as_grouped_bars_with_one_series_per_second_dimension() {
         let result = revenue_by_region_and_channel();
 
-        let chart = render(&result, "Revenue by region and channel");
         let plan = plan(&result);
 
-        assert_eq!(chart.kind, ChartKind::GroupedBars);
-        assert_eq!(decoded_size(&chart.png), (CHART_WIDTH, CHART_HEIGHT));
+        assert_eq!(plan.kind, ChartKind::GroupedBars);
         let names: Vec<&str> = plan.series.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["web", "mobile", "marketplace"]);
         assert_eq!(
@@ -474,23 +472,19 @@ mod tests {
     fn a_time_bucket_with_a_second_dimension_gives_one_line_per_value() {
         let result = weekly_users_by_platform();
 
-        let chart = render(&result, "Weekly active users by platform");
         let plan = plan(&result);
 
-        assert_eq!(chart.kind, ChartKind::Line);
+        assert_eq!(plan.kind, ChartKind::Line);
         assert_eq!(plan.series.len(), 3);
         assert_eq!(plan.x.len(), 40);
-        assert_eq!(decoded_size(&chart.png), (CHART_WIDTH, CHART_HEIGHT));
     }
 
     #[test]
     fn two_hundred_categories_render_with_the_largest_thirty_and_a_note() {
         let result = many_products(200);
 
-        let chart = render(&result, "Units sold by product");
         let plan = plan(&result);
 
-        assert_eq!(decoded_size(&chart.png), (CHART_WIDTH, CHART_HEIGHT));
         assert_eq!(plan.x.len(), MAX_CATEGORIES);
         assert!(
             plan.notes
@@ -649,10 +643,9 @@ mod tests {
             rows,
         };
 
-        let chart = render(&result, "Sessions per hour");
         let plan = plan(&result);
 
-        assert_eq!(chart.kind, ChartKind::Line);
+        assert_eq!(plan.kind, ChartKind::Line);
         assert!(matches!(
             plan.x,
             XAxis::Time {
