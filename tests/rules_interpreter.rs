@@ -1,7 +1,10 @@
 //! The rules interpreter against the generated demo data set: each question (or refinement
 //! sequence) is interpreted, compiled, passed through the SQL guard and run, and its rows are
-//! compared with those of SQL written by hand for the same question.
+//! compared with those of SQL written by hand for the same question. And the work interpreting
+//! costs, counted by this binary's allocator, grows in proportion to the question's length.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
@@ -891,4 +894,84 @@ async fn a_dimension_the_metric_cannot_reach_is_refused() {
     );
     let message = demo.not_understood(&["revenue by region", "for ios"]);
     assert!(message.contains("by platform"), "{message}");
+}
+
+/// The system allocator, counting the bytes each thread asks for: a test can then measure the
+/// work a call does without timing it (timings flake; allocation totals do not).
+struct CountingAllocator;
+
+thread_local! {
+    static BYTES_ALLOCATED: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count_allocation(bytes: usize) {
+    // A constant-initialised thread local without a destructor is always accessible; `try_with`
+    // keeps the allocator from ever panicking regardless.
+    let _ = BYTES_ALLOCATED.try_with(|total| total.set(total.get() + u64::try_from(bytes).unwrap_or(u64::MAX)));
+}
+
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count_allocation(layout.size());
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count_allocation(layout.size());
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // Only the growth is new work: a vector doubling from n to 2n bytes asks for n more.
+        count_allocation(new_size.saturating_sub(layout.size()));
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+/// Bytes this thread allocates while `work` runs.
+fn bytes_allocated_by(work: impl FnOnce()) -> u64 {
+    let before = BYTES_ALLOCATED.with(Cell::get);
+    work();
+    BYTES_ALLOCATED.with(Cell::get) - before
+}
+
+/// `sentence` repeated as often as fits in `length` characters.
+fn question_of_length(sentence: &str, length: usize) -> String {
+    sentence.repeat(length / sentence.len())
+}
+
+/// Questions reach the interpreter capped at 40,000 characters, and reading one must cost work
+/// in proportion to its length. Copying the rest of the question at every word (the quadratic
+/// mistake this guards against) allocates, so bytes allocated measure the work exactly where a
+/// timing would flake. A nested scan that allocates nothing would go unnoticed.
+#[tokio::test]
+async fn interpreting_costs_work_in_proportion_to_the_question_length() {
+    let demo = demo().await;
+    for sentence in [
+        // Read to the end; the unknown "customers" makes it a not-understood answer.
+        "revenue by region last month for emea customers ",
+        // Every word known: read, applied to a query and compiled.
+        "revenue by region for emea and apac ",
+    ] {
+        let short = question_of_length(sentence, 5_000);
+        let long = question_of_length(sentence, 40_000);
+
+        let short_bytes = bytes_allocated_by(|| drop(demo.interpreter.interpret_text(&short, None, today())));
+        let long_bytes = bytes_allocated_by(|| drop(demo.interpreter.interpret_text(&long, None, today())));
+
+        // Eight times the text: linear work allocates about eight times the bytes, quadratic
+        // work about 64 times.
+        let growth = long_bytes as f64 / short_bytes as f64;
+        assert!(
+            growth < 12.0,
+            "'{sentence}': 8 times the text allocated {growth:.1} times the bytes ({short_bytes} -> {long_bytes})"
+        );
+    }
 }

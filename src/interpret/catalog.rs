@@ -279,18 +279,26 @@ pub struct Terms {
     words: HashSet<String>,
     /// The text's words joined by single spaces, for phrase matching.
     flat: String,
+    /// The same with every word stemmed. Built once: a prompt matches every catalog value and
+    /// model phrase against a question that may run to 40,000 characters.
+    flat_stemmed: String,
 }
 
 impl Terms {
     pub fn of(text: &str) -> Self {
         let raw = words(text);
         let flat = format!(" {} ", raw.join(" "));
+        let flat_stemmed = format!(" {} ", raw.iter().map(|w| stem(w)).collect::<Vec<_>>().join(" "));
         let words = raw
             .iter()
             .filter(|w| !STOPWORDS.contains(&w.as_str()))
             .map(|w| stem(w))
             .collect();
-        Self { words, flat }
+        Self {
+            words,
+            flat,
+            flat_stemmed,
+        }
     }
 
     /// How many distinct normalised words of `text` occur in these terms.
@@ -314,8 +322,7 @@ impl Terms {
         }
         // A plural in the question (`refunds`) still names a singular value (`refund`).
         let stemmed: Vec<String> = words(&phrase).iter().map(|w| stem(w)).collect();
-        let flat_stemmed: Vec<String> = self.flat.split_whitespace().map(stem).collect();
-        format!(" {} ", flat_stemmed.join(" ")).contains(&format!(" {} ", stemmed.join(" ")))
+        self.flat_stemmed.contains(&format!(" {} ", stemmed.join(" ")))
     }
 
     pub fn words(&self) -> &HashSet<String> {

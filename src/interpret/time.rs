@@ -56,6 +56,7 @@ pub fn resolve_time_phrase(text: &str, today: NaiveDate) -> Option<TimeRange> {
         .filter(|w| !w.is_empty())
         .map(str::to_lowercase)
         .collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
     match match_time_phrase(&words, today) {
         Some((used, range)) if used == words.len() => Some(range),
         _ => None,
@@ -65,8 +66,10 @@ pub fn resolve_time_phrase(text: &str, today: NaiveDate) -> Option<TimeRange> {
 /// Matches a time phrase at the start of `words` (lowercase). Returns how many words it used
 /// and the range. A leading preposition ("in", "during", "for", "over", "since"...) and "the"
 /// are part of the phrase, so "in May" is a month while a bare "may" is not.
-pub fn match_time_phrase<S: AsRef<str>>(words: &[S], today: NaiveDate) -> Option<(usize, TimeRange)> {
-    let words: Vec<&str> = words.iter().map(AsRef::as_ref).collect();
+///
+/// Only the first few words are looked at and none is copied: the rules reader calls this at
+/// every word of a question, with the rest of the question as `words`.
+pub fn match_time_phrase(words: &[&str], today: NaiveDate) -> Option<(usize, TimeRange)> {
     let mut at = 0;
     let mut has_preposition = false;
     if matches!(

@@ -1,0 +1,210 @@
+//! The deterministic interpreter: maps words onto the semantic model and refines the thread's
+//! current query. It never guesses: a word it cannot place is named back to the user.
+//!
+//! The parts: `lexicon` (splitting a text into words, the fixed word lists), `vocabulary` (the
+//! phrases of the model's metrics, dimensions and values), `reading` (words to parts) and
+//! `refinement` (parts applied to the thread's query or to a new one).
+use async_trait::async_trait;
+use chrono::NaiveDate;
+
+use super::model::SemanticModel;
+use super::query::{self, join_words};
+use super::time::KNOWN_TIME_PHRASES;
+use super::{InterpretError, InterpretRequest, Interpretation, Interpreter, ProposedQuery};
+use crate::sql::Dialect;
+
+#[cfg(test)]
+mod fixtures;
+mod lexicon;
+mod reading;
+mod refinement;
+mod vocabulary;
+
+use lexicon::split_words;
+use reading::read;
+use refinement::{apply, NotApplied};
+use vocabulary::Vocabulary;
+
+/// The deterministic interpreter over a semantic model and the dimensions' distinct values.
+#[derive(Debug, Clone)]
+pub struct RulesInterpreter {
+    model: SemanticModel,
+    dialect: Dialect,
+    vocabulary: Vocabulary,
+    values: Vec<(String, Vec<String>)>,
+}
+
+impl RulesInterpreter {
+    /// `values` are each dimension's distinct values as read from the warehouse (see
+    /// [`SemanticModel::distinct_values_sql`]); only those are accepted as filter values.
+    pub fn new(model: SemanticModel, values: Vec<(String, Vec<String>)>, dialect: Dialect) -> Self {
+        let vocabulary = Vocabulary::new(&model, &values);
+        Self {
+            model,
+            dialect,
+            vocabulary,
+            values,
+        }
+    }
+
+    pub fn model(&self) -> &SemanticModel {
+        &self.model
+    }
+
+    /// The synchronous core of [`Interpreter::interpret`].
+    pub fn interpret_text(&self, text: &str, current: Option<&ProposedQuery>, today: NaiveDate) -> Interpretation {
+        let words = split_words(text);
+        let reading = read(&self.vocabulary, &words, today);
+        if !reading.unknown.is_empty() {
+            return Interpretation::NotUnderstood(self.not_understood(&reading.unknown));
+        }
+        if reading.parts.is_empty() {
+            return Interpretation::NotUnderstood(format!(
+                "I could not find a question in that.\n{}",
+                self.vocabulary_help()
+            ));
+        }
+        let query = match apply(&reading, current, &self.model) {
+            Ok(query) => query,
+            Err(NotApplied::NothingToRefine(message)) => {
+                return Interpretation::NotUnderstood(format!("{message}\n{}", self.vocabulary_help()))
+            }
+            Err(NotApplied::Answer(answer)) => return answer,
+        };
+        match query::compile(&query, &self.model, self.dialect) {
+            Ok(sql) => Interpretation::Query(Box::new(ProposedQuery {
+                sql,
+                summary: query::summarize(&query),
+                formats: query::output_formats(&query, &self.model),
+                structured: Some(query),
+                explanation: String::new(),
+                usage: None,
+            })),
+            Err(error) => Interpretation::NotUnderstood(format!("I can't answer that: {error}.")),
+        }
+    }
+
+    fn not_understood(&self, unknown: &[String]) -> String {
+        let quoted: Vec<String> = unknown.iter().map(|w| format!("\"{w}\"")).collect();
+        format!(
+            "I didn't understand {}.\n{}",
+            join_words(&quoted),
+            self.vocabulary_help()
+        )
+    }
+
+    /// What this interpreter knows, for replies and `help`.
+    fn vocabulary_help(&self) -> String {
+        let metrics: Vec<String> = self
+            .model
+            .metrics
+            .iter()
+            .map(|m| {
+                if m.synonyms.is_empty() {
+                    m.name.clone()
+                } else {
+                    format!("{} ({})", m.name, m.synonyms.join(", "))
+                }
+            })
+            .collect();
+        let dimensions: Vec<String> = self.model.dimensions.iter().map(|d| d.name.clone()).collect();
+        let examples: Vec<String> = self
+            .values
+            .iter()
+            .filter_map(|(dimension, values)| values.first().map(|v| format!("{v} ({dimension})")))
+            .take(4)
+            .collect();
+        let mut lines = vec![
+            format!("Metrics: {}.", metrics.join(", ")),
+            format!(
+                "Break down by: {}; or by day, week, month, quarter, year.",
+                dimensions.join(", ")
+            ),
+            format!("Time: {}.", KNOWN_TIME_PHRASES.join(", ")),
+        ];
+        if !examples.is_empty() {
+            lines.push(format!("Filter by values such as {}.", examples.join(", ")));
+        }
+        lines.join("\n")
+    }
+}
+
+#[async_trait]
+impl Interpreter for RulesInterpreter {
+    async fn interpret(&self, request: InterpretRequest<'_>) -> Result<Interpretation, InterpretError> {
+        // The answer to a clarifying question completes the question that raised it.
+        if let Some(pending) = request.clarifying {
+            let combined = format!("{} {}", pending.question, request.text);
+            if let Interpretation::Query(query) = self.interpret_text(&combined, request.current, request.today) {
+                return Ok(Interpretation::Query(query));
+            }
+        }
+        Ok(self.interpret_text(request.text, request.current, request.today))
+    }
+
+    fn help(&self) -> String {
+        [
+            "Ask a question with a metric, optional breakdowns, filters and a time range, e.g. \
+             \"revenue by region last month\", \"orders by channel this year\", \"units by product top 10\"."
+                .to_string(),
+            self.vocabulary_help(),
+            "Then refine it in the thread: \"only EMEA\", \"exclude partner\", \"by week instead\", \
+             \"and by channel\", \"top 5\", \"what about last year?\", \"orders instead\", \"and units\", \
+             \"remove the region filter\", \"all time\"."
+                .to_string(),
+        ]
+        .join("\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::interpret::rules::fixtures::*;
+
+    #[test]
+    fn the_proposed_query_carries_sql_summary_and_formats() {
+        let proposed = query("revenue by region last month", None);
+        assert!(proposed.sql.contains("GROUP BY c.region"), "{}", proposed.sql);
+        assert_eq!(proposed.summary, "Revenue by region · last month (Oct 2026)");
+        assert_eq!(proposed.formats.len(), 2);
+        assert!(proposed.explanation.is_empty());
+    }
+
+    #[test]
+    fn unknown_words_are_named_with_what_is_known() {
+        let message = not_understood("revenue by planet for Zorg", None);
+        assert!(message.contains("\"planet\" and \"Zorg\""), "{message}");
+        assert!(
+            message.contains("Metrics: revenue (sales, income, turnover)"),
+            "{message}"
+        );
+        assert!(message.contains("Break down by: region, country"), "{message}");
+        assert!(message.contains("last month"), "{message}");
+    }
+
+    #[test]
+    fn metrics_over_different_tables_are_refused() {
+        let message = not_understood("revenue and active users", None);
+        assert!(message.contains("cannot be combined"), "{message}");
+    }
+
+    #[test]
+    fn an_unreachable_dimension_is_refused() {
+        let message = not_understood("active users by region", None);
+        assert!(
+            message.contains("active users cannot be broken down or filtered by region"),
+            "{message}"
+        );
+        let message = not_understood("active users in EMEA", None);
+        assert!(message.contains("by region"), "{message}");
+    }
+
+    #[test]
+    fn help_lists_metrics_dimensions_and_refinements() {
+        let help = interpreter().help();
+        assert!(help.contains("revenue"), "{help}");
+        assert!(help.contains("platform"), "{help}");
+        assert!(help.contains("only EMEA"), "{help}");
+    }
+}

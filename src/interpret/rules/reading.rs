@@ -1,0 +1,662 @@
+//! Reading a text: its words, left to right, become parts (a metric, a grouping, values, a time
+//! range, a top N, a removal), taking the longest phrase at each step. A new question and a
+//! follow-up are read the same way; what the parts do to a query is `refinement`'s concern.
+use chrono::NaiveDate;
+
+use super::lexicon::{Word, PREPOSITIONS, REFINEMENT_WORDS, STOPWORDS};
+use super::vocabulary::{Term, Vocabulary};
+use crate::interpret::query::{Grain, TimeRange, TopN};
+use crate::interpret::time::{match_time_phrase, parse_count};
+
+/// Largest accepted N in `top N`; larger is a typo or a wish for everything.
+const MAX_TOP: u32 = 1000;
+
+/// Rows shown by a bare `top`/`bottom`.
+const DEFAULT_TOP: u32 = 10;
+
+/// A value the user named, with every dimension it may belong to.
+#[derive(Debug, Clone)]
+pub(super) struct ValueMention {
+    pub(super) text: String,
+    pub(super) candidates: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub(super) enum GroupItem {
+    Dimension(String),
+    Grain(Grain),
+}
+
+/// One meaningful piece of the text. `joined` means it followed "and"/"also"/"plus", which in
+/// a refinement adds to the current query instead of replacing.
+#[derive(Debug, Clone)]
+pub(super) enum Part {
+    Metric {
+        name: String,
+        joined: bool,
+    },
+    Group {
+        items: Vec<GroupItem>,
+        joined: bool,
+    },
+    Values {
+        mentions: Vec<ValueMention>,
+        negated: bool,
+        joined: bool,
+    },
+    Time(TimeRange),
+    Top(TopN),
+    RemoveTop,
+    /// `None` removes every filter.
+    RemoveFilter(Option<String>),
+    RemoveTime,
+    /// Drops a dimension from the grouping (and from the filters when `filters_too`).
+    RemoveDimension {
+        dimension: String,
+        filters_too: bool,
+    },
+    ClearGrouping,
+}
+
+/// What the words of a text amount to before they are applied.
+#[derive(Debug, Default)]
+pub(super) struct Reading {
+    pub(super) parts: Vec<Part>,
+    pub(super) unknown: Vec<String>,
+    pub(super) refinement_wording: bool,
+}
+
+/// Reads `words` against the model's vocabulary; relative time phrases resolve against `today`.
+pub(super) fn read(vocabulary: &Vocabulary, words: &[Word], today: NaiveDate) -> Reading {
+    Reader { vocabulary, today }.read(words)
+}
+
+/// The reader of one text: the vocabulary phrases are matched against, and the day relative
+/// time phrases resolve against.
+struct Reader<'a> {
+    vocabulary: &'a Vocabulary,
+    today: NaiveDate,
+}
+
+impl Reader<'_> {
+    /// Splits the text into parts, left to right, taking the longest phrase at each step.
+    ///
+    /// Each step looks only at the words it uses and a few after them, and never copies the
+    /// rest of the text, so reading is linear in the text's length (questions may run to
+    /// 40,000 characters).
+    fn read(&self, words: &[Word]) -> Reading {
+        let lowered: Vec<&str> = words.iter().map(|w| w.lower.as_str()).collect();
+        let mut reading = Reading::default();
+        let mut joined = false;
+        let mut at = 0;
+        while at < words.len() {
+            let rest = words.get(at..).unwrap_or_default();
+            let lower = rest.first().map(|w| w.lower.as_str()).unwrap_or_default();
+            if let Some((used, part)) = self.match_removal(rest) {
+                reading.parts.push(part);
+                reading.refinement_wording = true;
+                at += used;
+                joined = false;
+                continue;
+            }
+            if let Some(skip) = negation_length(rest) {
+                if let Some((used, mentions)) = self.match_value_list(rest.get(skip..).unwrap_or_default()) {
+                    reading.parts.push(Part::Values {
+                        mentions,
+                        negated: true,
+                        joined,
+                    });
+                    reading.refinement_wording = true;
+                    at += skip + used;
+                    joined = false;
+                    continue;
+                }
+            }
+            if let Some((used, items, adds)) = self.match_group(rest) {
+                reading.parts.push(Part::Group {
+                    items,
+                    joined: joined || adds,
+                });
+                if adds {
+                    reading.refinement_wording = true;
+                }
+                at += used;
+                joined = false;
+                continue;
+            }
+            if let Some((used, top)) = match_top(rest) {
+                reading.parts.push(Part::Top(top));
+                at += used;
+                joined = false;
+                continue;
+            }
+            if let Some((used, items)) = match_grain_adjective(rest) {
+                reading.parts.push(Part::Group { items, joined });
+                at += used;
+                joined = false;
+                continue;
+            }
+            let mut time = match_time_phrase(lowered.get(at..).unwrap_or_default(), self.today);
+            // "for may planner": the preposition is not part of a time phrase when the words
+            // after it are a longer model phrase (here a product).
+            if let (Some((time_len, _)), true) = (&time, PREPOSITIONS.contains(&lower)) {
+                let after = self.vocabulary.longest(rest.get(1..).unwrap_or_default());
+                if after.is_some_and(|(len, _)| len + 1 > *time_len) {
+                    time = None;
+                }
+            }
+            let term = self.vocabulary.longest(rest);
+            let time_len = time.as_ref().map_or(0, |(used, _)| *used);
+            let term_len = term.as_ref().map_or(0, |(used, _)| *used);
+            let names_model = term
+                .as_ref()
+                .is_some_and(|(_, terms)| terms.iter().any(|t| !matches!(t, Term::Value { .. })));
+            // Longest wins; on a tie a metric or dimension name beats a time phrase, which beats
+            // a dimension value ("may" the product loses to "in may").
+            if let Some((used, range)) = time.filter(|_| time_len > term_len || (time_len == term_len && !names_model))
+            {
+                reading.parts.push(Part::Time(range));
+                at += used;
+                joined = false;
+                continue;
+            }
+            if let Some((used, terms)) = term {
+                let (used, part) = self.term_part(rest, used, &terms, joined);
+                reading.parts.push(part);
+                at += used;
+                joined = false;
+                continue;
+            }
+            match lower {
+                "and" | "plus" | "&" | "," | "also" | "+" => {
+                    joined = true;
+                    if at == 0 || lower == "also" {
+                        reading.refinement_wording = true;
+                    }
+                    at += 1;
+                    continue;
+                }
+                _ => {}
+            }
+            if matches!(lower, "what" | "how") && rest.get(1).is_some_and(|w| w.lower == "about") {
+                reading.refinement_wording = true;
+                at += 2;
+                continue;
+            }
+            if REFINEMENT_WORDS.contains(&lower) {
+                reading.refinement_wording = true;
+                at += 1;
+                continue;
+            }
+            if STOPWORDS.contains(&lower) {
+                at += 1;
+                continue;
+            }
+            if let Some(word) = rest.first() {
+                reading.unknown.push(word.original.clone());
+            }
+            at += 1;
+        }
+        reading
+    }
+
+    /// Turns a matched model phrase into a part: a metric, a value list, or a bare dimension
+    /// ("top 5 countries"), which groups. A dimension followed by one of its values
+    /// ("region EMEA") is a filter on it.
+    fn term_part(&self, rest: &[Word], used: usize, terms: &[Term], joined: bool) -> (usize, Part) {
+        if let Some(Term::Metric(name)) = terms.iter().find(|t| matches!(t, Term::Metric(_))) {
+            return (
+                used,
+                Part::Metric {
+                    name: name.clone(),
+                    joined,
+                },
+            );
+        }
+        if let Some(Term::Dimension(dimension)) = terms.iter().find(|t| matches!(t, Term::Dimension(_))) {
+            if let Some((value_len, mut mentions)) = self.match_value_list(rest.get(used..).unwrap_or_default()) {
+                let all_fit = mentions
+                    .iter()
+                    .all(|m| m.candidates.iter().any(|(d, _)| d == dimension));
+                if all_fit {
+                    for mention in &mut mentions {
+                        mention.candidates.retain(|(d, _)| d == dimension);
+                    }
+                    return (
+                        used + value_len,
+                        Part::Values {
+                            mentions,
+                            negated: false,
+                            joined,
+                        },
+                    );
+                }
+            }
+            return (
+                used,
+                Part::Group {
+                    items: vec![GroupItem::Dimension(dimension.clone())],
+                    joined,
+                },
+            );
+        }
+        match self.match_value_list(rest) {
+            Some((value_len, mentions)) => (
+                value_len,
+                Part::Values {
+                    mentions,
+                    negated: false,
+                    joined,
+                },
+            ),
+            // Unreachable in practice: the lexicon only holds metrics, dimensions and values.
+            None => (
+                used,
+                Part::Values {
+                    mentions: vec![],
+                    negated: false,
+                    joined,
+                },
+            ),
+        }
+    }
+
+    /// One value, optionally followed by its dimension's name ("EMEA region").
+    fn match_value(&self, words: &[Word]) -> Option<(usize, ValueMention)> {
+        let (used, terms) = self.vocabulary.longest(words)?;
+        let mut candidates: Vec<(String, String)> = terms
+            .iter()
+            .filter_map(|term| match term {
+                Term::Value { dimension, value } => Some((dimension.clone(), value.clone())),
+                _ => None,
+            })
+            .collect();
+        if candidates.is_empty() || terms.iter().any(|t| !matches!(t, Term::Value { .. })) {
+            return None;
+        }
+        let text = words
+            .get(..used)?
+            .iter()
+            .map(|w| w.original.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut total = used;
+        if let Some((qualifier_len, qualifier)) = self.vocabulary.longest(words.get(used..).unwrap_or_default()) {
+            let named = qualifier.iter().find_map(|t| match t {
+                Term::Dimension(d) if candidates.iter().any(|(c, _)| c == d) => Some(d.clone()),
+                _ => None,
+            });
+            if let Some(dimension) = named {
+                candidates.retain(|(d, _)| *d == dimension);
+                total += qualifier_len;
+            }
+        }
+        Some((total, ValueMention { text, candidates }))
+    }
+
+    /// Values separated by "and", "or" and commas: "EMEA and APAC", "web, mobile".
+    fn match_value_list(&self, words: &[Word]) -> Option<(usize, Vec<ValueMention>)> {
+        let mut at = 0;
+        while words
+            .get(at)
+            .is_some_and(|w| matches!(w.lower.as_str(), "the" | "in" | "for" | "of" | "from"))
+        {
+            at += 1;
+        }
+        let (used, first) = self.match_value(words.get(at..)?)?;
+        at += used;
+        let mut mentions = vec![first];
+        loop {
+            let mut next = at;
+            while words
+                .get(next)
+                .is_some_and(|w| matches!(w.lower.as_str(), "and" | "or" | "," | "nor" | "&"))
+            {
+                next += 1;
+            }
+            if next == at {
+                break;
+            }
+            match words.get(next..).and_then(|rest| self.match_value(rest)) {
+                Some((used, mention)) => {
+                    mentions.push(mention);
+                    at = next + used;
+                }
+                None => break,
+            }
+        }
+        Some((at, mentions))
+    }
+
+    /// "by region and week", "and by product", "per day", "for each country", "broken down by".
+    /// Returns the words used, the items, and whether the phrase adds ("and by").
+    fn match_group(&self, words: &[Word]) -> Option<(usize, Vec<GroupItem>, bool)> {
+        let get = |i: usize| words.get(i).map(|w| w.lower.as_str());
+        let (intro, adds) = match (get(0), get(1), get(2)) {
+            (Some("and" | "also" | "plus"), Some("by" | "per"), _) => (2, true),
+            (Some("and" | "also" | "plus"), Some("for"), Some("each")) => (3, true),
+            (Some("broken"), Some("down"), Some("by")) => (3, false),
+            (Some("split" | "grouped" | "group" | "break" | "breakdown"), Some("by"), _) => (2, false),
+            (Some("break"), Some("down"), Some("by")) => (3, false),
+            (Some("for"), Some("each" | "every"), _) => (2, false),
+            (Some("by" | "per" | "each" | "every"), _, _) => (1, false),
+            _ => return None,
+        };
+        let mut at = intro;
+        let mut items = Vec::new();
+        loop {
+            let rest = words.get(at..).unwrap_or_default();
+            let item = if let Some((used, grain)) = match_grain_word(rest) {
+                Some((used, GroupItem::Grain(grain)))
+            } else {
+                match self.vocabulary.longest(rest) {
+                    Some((used, terms)) => terms.iter().find_map(|t| match t {
+                        Term::Dimension(d) => Some((used, GroupItem::Dimension(d.clone()))),
+                        _ => None,
+                    }),
+                    None => None,
+                }
+            };
+            let Some((used, item)) = item else { break };
+            items.push(item);
+            at += used;
+            // "by region and channel": keep going only when another group item follows.
+            let after = words.get(at).map(|w| w.lower.as_str());
+            if matches!(after, Some("and" | "," | "then" | "&")) {
+                let next = words.get(at + 1..).unwrap_or_default();
+                let follows = match_grain_word(next).is_some()
+                    || self
+                        .vocabulary
+                        .longest(next)
+                        .is_some_and(|(_, terms)| terms.iter().any(|t| matches!(t, Term::Dimension(_))));
+                if follows {
+                    at += 1;
+                    continue;
+                }
+            }
+            break;
+        }
+        if items.is_empty() {
+            return None;
+        }
+        Some((at, items, adds))
+    }
+
+    /// "remove the region filter", "without the region filter", "all regions", "all time",
+    /// "remove the time range", "no limit", "remove the breakdown", "drop region".
+    fn match_removal(&self, words: &[Word]) -> Option<(usize, Part)> {
+        let get = |i: usize| words.get(i).map(|w| w.lower.as_str());
+        let dimension_at = |i: usize| -> Option<(usize, String)> {
+            let (used, terms) = self.vocabulary.longest(words.get(i..)?)?;
+            terms.iter().find_map(|t| match t {
+                Term::Dimension(d) => Some((used, d.clone())),
+                _ => None,
+            })
+        };
+        // "all regions", "any region", "every country": no filter on that dimension.
+        if matches!(get(0), Some("all" | "any" | "every")) {
+            if matches!(get(1), Some("time" | "dates" | "history")) {
+                return Some((2, Part::RemoveTime));
+            }
+            if let Some((used, dimension)) = dimension_at(1) {
+                return Some((1 + used, Part::RemoveFilter(Some(dimension))));
+            }
+            return None;
+        }
+        if !matches!(
+            get(0),
+            Some("remove" | "drop" | "clear" | "delete" | "without" | "no" | "ignore" | "reset")
+        ) {
+            return None;
+        }
+        let mut at = 1;
+        while matches!(get(at), Some("the" | "any" | "all" | "a")) {
+            at += 1;
+        }
+        let is_filter_word = |w: Option<&str>| matches!(w, Some("filter" | "filters" | "restriction" | "condition"));
+        if matches!(get(at), Some("time" | "date"))
+            && matches!(
+                get(at + 1),
+                Some("range" | "filter" | "period" | "window" | "restriction" | "frame")
+            )
+        {
+            return Some((at + 2, Part::RemoveTime));
+        }
+        if matches!(get(at), Some("period" | "timeframe" | "dates")) {
+            return Some((at + 1, Part::RemoveTime));
+        }
+        if matches!(get(at), Some("limit" | "top" | "bottom")) {
+            let mut used = at + 1;
+            if get(used) == Some("n") {
+                used += 1;
+            }
+            return Some((used, Part::RemoveTop));
+        }
+        if matches!(get(at), Some("breakdown" | "breakdowns" | "grouping" | "groupings")) {
+            return Some((at + 1, Part::ClearGrouping));
+        }
+        if is_filter_word(get(at)) {
+            if matches!(get(at + 1), Some("on" | "for" | "by")) {
+                if let Some((used, dimension)) = dimension_at(at + 2) {
+                    return Some((at + 2 + used, Part::RemoveFilter(Some(dimension))));
+                }
+            }
+            return Some((at + 1, Part::RemoveFilter(None)));
+        }
+        if let Some((used, dimension)) = dimension_at(at) {
+            let next = get(at + used);
+            if is_filter_word(next) {
+                return Some((at + used + 1, Part::RemoveFilter(Some(dimension))));
+            }
+            if matches!(next, Some("breakdown" | "grouping" | "column")) {
+                return Some((
+                    at + used + 1,
+                    Part::RemoveDimension {
+                        dimension,
+                        filters_too: false,
+                    },
+                ));
+            }
+            // "without region" is ambiguous with "without <value>" only for values, and values
+            // are matched as negations; a dimension name means the whole dimension goes.
+            return Some((
+                at + used,
+                Part::RemoveDimension {
+                    dimension,
+                    filters_too: true,
+                },
+            ));
+        }
+        None
+    }
+}
+
+/// "exclude", "excluding", "except", "without", "not", "other than", "but not", "outside".
+fn negation_length(words: &[Word]) -> Option<usize> {
+    let first = words.first().map(|w| w.lower.as_str());
+    let second = words.get(1).map(|w| w.lower.as_str());
+    match (first, second) {
+        (Some("but" | "and"), Some("not")) => Some(2),
+        (Some("other"), Some("than")) => Some(2),
+        (Some("except"), Some("for")) => Some(2),
+        (Some("outside"), Some("of")) => Some(2),
+        (
+            Some("exclude" | "excluding" | "excludes" | "except" | "without" | "not" | "minus" | "outside" | "omit"),
+            _,
+        ) => Some(1),
+        _ => None,
+    }
+}
+
+/// "top 5", "top five", "bottom 3", "top" (ten), "highest 3", "lowest 5".
+fn match_top(words: &[Word]) -> Option<(usize, TopN)> {
+    let first = words.first()?.lower.as_str();
+    let largest_first = match first {
+        "top" | "highest" | "best" | "largest" | "biggest" => true,
+        "bottom" | "lowest" | "worst" | "smallest" => false,
+        _ => return None,
+    };
+    match words.get(1).and_then(|w| parse_count(&w.lower)) {
+        Some(n) if (1..=MAX_TOP).contains(&n) => Some((2, TopN { n, largest_first })),
+        Some(_) => None,
+        // Only the plain words default to ten; "highest" alone is more likely part of a phrase.
+        None if matches!(first, "top" | "bottom") => Some((
+            1,
+            TopN {
+                n: DEFAULT_TOP,
+                largest_first,
+            },
+        )),
+        None => None,
+    }
+}
+
+/// A grain named after "by": "day", "week", "weeks", "date".
+fn match_grain_word(words: &[Word]) -> Option<(usize, Grain)> {
+    let grain = match words.first()?.lower.as_str() {
+        "day" | "days" | "date" | "dates" => Grain::Day,
+        "week" | "weeks" => Grain::Week,
+        "month" | "months" => Grain::Month,
+        "quarter" | "quarters" => Grain::Quarter,
+        "year" | "years" => Grain::Year,
+        _ => return None,
+    };
+    Some((1, grain))
+}
+
+/// "daily", "weekly", "monthly", "quarterly", "yearly": a grain without "by".
+fn match_grain_adjective(words: &[Word]) -> Option<(usize, Vec<GroupItem>)> {
+    let grain = match words.first()?.lower.as_str() {
+        "daily" => Grain::Day,
+        "weekly" => Grain::Week,
+        "monthly" => Grain::Month,
+        "quarterly" => Grain::Quarter,
+        "yearly" | "annually" | "annual" => Grain::Year,
+        _ => return None,
+    };
+    Some((1, vec![GroupItem::Grain(grain)]))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::interpret::query::{Grain, TopN};
+    use crate::interpret::rules::fixtures::*;
+
+    #[test]
+    fn a_question_names_metric_dimension_and_time() {
+        let q = thread(&["revenue by region last month"]);
+        assert_eq!(q.metrics, vec!["revenue"]);
+        assert_eq!(q.dimensions, vec!["region"]);
+        assert_eq!(
+            q.time_range.map(|r| (r.start, r.end)),
+            Some((date(2026, 10, 1), date(2026, 11, 1)))
+        );
+    }
+
+    #[test]
+    fn synonyms_and_several_metrics_are_understood() {
+        let q = thread(&["sales and orders by region"]);
+        assert_eq!(q.metrics, vec!["revenue", "orders"]);
+        let q = thread(&["what was the aov by segment in Q3 2025?"]);
+        assert_eq!(q.metrics, vec!["average order value"]);
+        assert_eq!(q.dimensions, vec!["segment"]);
+        assert_eq!(q.time_range.map(|r| r.label), Some("Q3 2025".into()));
+    }
+
+    #[test]
+    fn several_dimensions_can_follow_by() {
+        let q = thread(&["revenue by region and channel"]);
+        assert_eq!(q.dimensions, vec!["region", "channel"]);
+    }
+
+    #[test]
+    fn values_become_filters_with_the_canonical_spelling() {
+        let q = thread(&["emea revenue"]);
+        assert_eq!(q.filters, vec![filter("region", &["EMEA"], false)]);
+        let q = thread(&["orders for MOBILE in united kingdom"]);
+        assert_eq!(
+            q.filters,
+            vec![
+                filter("channel", &["mobile"], false),
+                filter("country", &["United Kingdom"], false)
+            ]
+        );
+    }
+
+    #[test]
+    fn several_values_of_one_dimension_make_one_filter() {
+        let q = thread(&["revenue in EMEA and APAC by country"]);
+        assert_eq!(q.filters, vec![filter("region", &["EMEA", "APAC"], false)]);
+        assert_eq!(q.dimensions, vec!["country"]);
+    }
+
+    #[test]
+    fn a_value_with_punctuation_is_matched_and_escaped_in_sql() {
+        let proposed = query("units for o'brien mug", None);
+        assert_eq!(
+            structured(&proposed).filters,
+            vec![filter("product", &["O'Brien Mug"], false)]
+        );
+        assert!(proposed.sql.contains("p.name IN ('O''Brien Mug')"), "{}", proposed.sql);
+        let q = thread(&["revenue for home & garden"]);
+        assert_eq!(q.filters, vec![filter("category", &["Home & Garden"], false)]);
+    }
+
+    #[test]
+    fn a_dimension_name_next_to_a_value_qualifies_it() {
+        let q = thread(&["revenue in the EMEA region"]);
+        assert_eq!(q.filters, vec![filter("region", &["EMEA"], false)]);
+        assert!(q.dimensions.is_empty());
+        let q = thread(&["orders with channel web"]);
+        assert_eq!(q.filters, vec![filter("channel", &["web"], false)]);
+    }
+
+    #[test]
+    fn grains_are_understood_with_and_without_by() {
+        for (text, grain) in [
+            ("revenue by day", Grain::Day),
+            ("daily revenue", Grain::Day),
+            ("weekly orders", Grain::Week),
+            ("orders by week", Grain::Week),
+            ("revenue by month", Grain::Month),
+            ("monthly revenue", Grain::Month),
+            ("revenue by quarter", Grain::Quarter),
+            ("revenue by year", Grain::Year),
+        ] {
+            assert_eq!(thread(&[text]).grain, Some(grain), "{text}");
+        }
+    }
+
+    #[test]
+    fn top_and_bottom_n_are_understood() {
+        let q = thread(&["units by product top 10"]);
+        assert_eq!(
+            q.top,
+            Some(TopN {
+                n: 10,
+                largest_first: true
+            })
+        );
+        let q = thread(&["bottom 3 countries by revenue"]);
+        assert_eq!(
+            q.top,
+            Some(TopN {
+                n: 3,
+                largest_first: false
+            })
+        );
+        assert_eq!(q.dimensions, vec!["country"]);
+        assert_eq!(q.metrics, vec!["revenue"]);
+    }
+
+    #[test]
+    fn a_bare_may_is_not_silently_a_month() {
+        let message = not_understood("revenue may be high", None);
+        assert!(message.contains("\"may\""), "{message}");
+        let q = thread(&["revenue in may"]);
+        assert_eq!(q.time_range.map(|r| r.start), Some(date(2026, 5, 1)));
+        // The product "May Planner" is still a product.
+        let q = thread(&["units for may planner"]);
+        assert_eq!(q.filters, vec![filter("product", &["May Planner"], false)]);
+    }
+}

@@ -1,0 +1,506 @@
+//! Applying what was read to a query: the thread's current query when the text refines it
+//! ("only EMEA", "by week instead", "top 5", "remove the region filter"), or an empty query for
+//! a new question, which the same rules then fill from nothing.
+use super::reading::{GroupItem, Part, Reading, ValueMention};
+use crate::interpret::model::SemanticModel;
+use crate::interpret::query::{self, join_words, Filter, Grain, StructuredQuery, TimeRange};
+use crate::interpret::{Interpretation, ProposedQuery};
+
+/// Why the parts did not make a query.
+#[derive(Debug)]
+pub(super) enum NotApplied {
+    /// The text only changes a query, and there is no query of ours to change; the message says
+    /// what to do instead (the interpreter adds what it knows).
+    NothingToRefine(&'static str),
+    /// A clarifying question or a refusal, as it is told to the user.
+    Answer(Interpretation),
+}
+
+/// Applies the parts to a new query or to the thread's current one.
+pub(super) fn apply(
+    reading: &Reading,
+    current: Option<&ProposedQuery>,
+    model: &SemanticModel,
+) -> Result<StructuredQuery, NotApplied> {
+    let parts = &reading.parts;
+    let has_metric = parts.iter().any(|p| matches!(p, Part::Metric { .. }));
+    let has_other = parts.iter().any(|p| !matches!(p, Part::Metric { .. }));
+    let current_structured = current.and_then(|c| c.structured.as_ref());
+    let wants_refinement = !has_metric || !has_other || reading.refinement_wording;
+    let base = match (current_structured, wants_refinement) {
+        (Some(structured), true) => Some(structured.clone()),
+        _ => None,
+    };
+    if base.is_none() && !has_metric {
+        let message = if current.is_some() {
+            "I can only change questions I interpreted myself; please ask the whole question, e.g. \
+             \"revenue by region last month\"."
+        } else {
+            "There is no question to change yet. Ask one first, e.g. \"revenue by region last month\", \
+             then refine it with \"only EMEA\", \"by week instead\" or \"top 5\"."
+        };
+        return Err(NotApplied::NothingToRefine(message));
+    }
+    let refining = base.is_some();
+    let mut query = base.unwrap_or_default();
+
+    // Metrics first: which dimension a value like "web" belongs to depends on them.
+    let metric_parts: Vec<(&String, bool)> = parts
+        .iter()
+        .filter_map(|p| match p {
+            Part::Metric { name, joined } => Some((name, *joined)),
+            _ => None,
+        })
+        .collect();
+    if !metric_parts.is_empty() {
+        let adds = refining && metric_parts.first().is_some_and(|(_, joined)| *joined);
+        if !adds {
+            query.metrics.clear();
+        }
+        for (name, _) in metric_parts {
+            if !query.metrics.contains(name) {
+                query.metrics.push(name.clone());
+            }
+        }
+    }
+
+    // Removals before additions, so "remove the region filter, only APAC" ends with APAC.
+    for part in parts {
+        match part {
+            Part::RemoveFilter(Some(dimension)) => query.filters.retain(|f| f.dimension != *dimension),
+            Part::RemoveFilter(None) => query.filters.clear(),
+            Part::RemoveTime => query.time_range = None,
+            Part::RemoveTop => query.top = None,
+            Part::ClearGrouping => {
+                query.dimensions.clear();
+                query.grain = None;
+            }
+            Part::RemoveDimension { dimension, filters_too } => {
+                query.dimensions.retain(|d| d != dimension);
+                if *filters_too {
+                    query.filters.retain(|f| f.dimension != *dimension);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // Grouping: a plain "by X" replaces dimensions and grain; "and by X" adds.
+    let groups: Vec<(&Vec<GroupItem>, bool)> = parts
+        .iter()
+        .filter_map(|p| match p {
+            Part::Group { items, joined } => Some((items, *joined)),
+            _ => None,
+        })
+        .collect();
+    if refining && groups.iter().any(|(_, joined)| !joined) {
+        query.dimensions.clear();
+        query.grain = None;
+    }
+    let mut grains_named: Vec<Grain> = Vec::new();
+    for (items, _) in &groups {
+        for item in items.iter() {
+            match item {
+                GroupItem::Dimension(d) if !query.dimensions.contains(d) => query.dimensions.push(d.clone()),
+                GroupItem::Dimension(_) => {}
+                GroupItem::Grain(g) => {
+                    if !grains_named.contains(g) {
+                        grains_named.push(*g);
+                    }
+                    query.grain = Some(*g);
+                }
+            }
+        }
+    }
+    if grains_named.len() > 1 {
+        let names: Vec<String> = grains_named.iter().map(|g| g.name().to_string()).collect();
+        return Err(NotApplied::Answer(Interpretation::Clarify(format!(
+            "Which time grain do you want: {}? I can break down by one at a time.",
+            join_words(&names).replace(" and ", " or ")
+        ))));
+    }
+
+    // Values: resolve each to one dimension, then merge into filters.
+    let mut positive: Vec<(String, Vec<String>, bool)> = Vec::new();
+    let mut negative: Vec<(String, Vec<String>)> = Vec::new();
+    for part in parts {
+        let Part::Values {
+            mentions,
+            negated,
+            joined,
+        } = part
+        else {
+            continue;
+        };
+        for mention in mentions {
+            let (dimension, value) = resolve_value(mention, &query.metrics, model).map_err(NotApplied::Answer)?;
+            if *negated {
+                match negative.iter_mut().find(|(d, _)| *d == dimension) {
+                    Some((_, values)) => push_unique(values, value),
+                    None => negative.push((dimension, vec![value])),
+                }
+            } else {
+                match positive.iter_mut().find(|(d, _, _)| *d == dimension) {
+                    Some((_, values, replaces)) => {
+                        push_unique(values, value);
+                        *replaces |= !joined;
+                    }
+                    None => positive.push((dimension, vec![value], !joined)),
+                }
+            }
+        }
+    }
+    for (dimension, values, replaces) in positive {
+        let existing = query
+            .filters
+            .iter_mut()
+            .find(|f| f.dimension == dimension && !f.negated);
+        match existing {
+            Some(filter) if refining && !replaces => {
+                for value in values {
+                    push_unique(&mut filter.values, value);
+                }
+            }
+            _ => {
+                // "only X" replaces any filter on X's dimension, negated ones too.
+                query.filters.retain(|f| f.dimension != dimension);
+                query.filters.push(Filter {
+                    dimension,
+                    values,
+                    negated: false,
+                });
+            }
+        }
+    }
+    for (dimension, values) in negative {
+        if let Some(filter) = query
+            .filters
+            .iter_mut()
+            .find(|f| f.dimension == dimension && !f.negated)
+        {
+            // Excluding from an "only" list narrows the list.
+            filter.values.retain(|v| !values.contains(v));
+            if !filter.values.is_empty() {
+                continue;
+            }
+            query.filters.retain(|f| f.dimension != dimension || f.negated);
+        }
+        match query.filters.iter_mut().find(|f| f.dimension == dimension && f.negated) {
+            Some(filter) => {
+                for value in values {
+                    push_unique(&mut filter.values, value);
+                }
+            }
+            None => query.filters.push(Filter {
+                dimension,
+                values,
+                negated: true,
+            }),
+        }
+    }
+
+    let times: Vec<&TimeRange> = parts
+        .iter()
+        .filter_map(|p| match p {
+            Part::Time(range) => Some(range),
+            _ => None,
+        })
+        .collect();
+    match times.as_slice() {
+        [] => {}
+        [range] => query.time_range = Some((*range).clone()),
+        several => {
+            let labels: Vec<String> = several.iter().map(|r| format!("\"{}\"", r.label)).collect();
+            return Err(NotApplied::Answer(Interpretation::Clarify(format!(
+                "I found several time ranges ({}); which one do you mean? Comparisons are not supported yet.",
+                labels.join(", ")
+            ))));
+        }
+    }
+    for part in parts {
+        if let Part::Top(top) = part {
+            query.top = Some(*top);
+        }
+    }
+    if query.top.is_some() && query.dimensions.is_empty() && query.grain.is_none() {
+        return Err(NotApplied::Answer(Interpretation::Clarify(format!(
+            "Top of what? Add a breakdown, e.g. \"top 5 by {}\".",
+            model.dimensions.first().map_or("region", |d| d.name.as_str())
+        ))));
+    }
+    Ok(query)
+}
+
+/// Picks the dimension of a value like "web" (a channel and a platform) from the metrics:
+/// the one their tables reach. Asks when that is still ambiguous.
+fn resolve_value(
+    mention: &ValueMention,
+    metrics: &[String],
+    model: &SemanticModel,
+) -> Result<(String, String), Interpretation> {
+    let reachable: Vec<&(String, String)> = mention
+        .candidates
+        .iter()
+        .filter(|(dimension, _)| {
+            let probe = StructuredQuery {
+                metrics: metrics.to_vec(),
+                dimensions: vec![dimension.clone()],
+                ..StructuredQuery::default()
+            };
+            query::plan(&probe, model).is_ok()
+        })
+        .collect();
+    let chosen = match reachable.as_slice() {
+        [one] => (*one).clone(),
+        [] => match mention.candidates.first() {
+            // Unreachable everywhere: compile explains why it cannot be filtered.
+            Some(first) if mention.candidates.len() == 1 => first.clone(),
+            _ => {
+                return Err(Interpretation::NotUnderstood(format!(
+                    "\"{}\" is a value of {}, and none of them applies to {}.",
+                    mention.text,
+                    join_words(&mention.candidates.iter().map(|(d, _)| d.clone()).collect::<Vec<_>>()),
+                    join_words(metrics)
+                )))
+            }
+        },
+        several => {
+            let options: Vec<String> = several
+                .iter()
+                .map(|(d, _)| format!("\"{} {d}\"", mention.text))
+                .collect();
+            return Err(Interpretation::Clarify(format!(
+                "\"{}\" could be a {}. Which one: {}?",
+                mention.text,
+                join_words(&several.iter().map(|(d, _)| d.clone()).collect::<Vec<_>>()).replace(" and ", " or a "),
+                options.join(" or ")
+            )));
+        }
+    };
+    Ok(chosen)
+}
+
+fn push_unique(values: &mut Vec<String>, value: String) {
+    if !values.contains(&value) {
+        values.push(value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::interpret::query::{Grain, TopN};
+    use crate::interpret::rules::fixtures::*;
+    use crate::interpret::{Interpretation, ProposedQuery, RulesInterpreter, SemanticModel};
+    use crate::sql::Dialect;
+
+    #[test]
+    fn a_value_shared_by_two_dimensions_is_resolved_by_the_metric() {
+        let q = thread(&["revenue on web"]);
+        assert_eq!(q.filters, vec![filter("channel", &["web"], false)]);
+        let q = thread(&["active users on web"]);
+        assert_eq!(q.filters, vec![filter("platform", &["web"], false)]);
+    }
+
+    #[test]
+    fn the_canonical_refinement_sequence_edits_one_query() {
+        let mut current = query("revenue by region last month", None);
+        current = query("only EMEA", Some(&current));
+        let q = structured(&current);
+        assert_eq!(q.filters, vec![filter("region", &["EMEA"], false)]);
+        assert_eq!(q.dimensions, vec!["region"]);
+        current = query("by week instead", Some(&current));
+        let q = structured(&current);
+        assert!(q.dimensions.is_empty(), "by X replaces the grouping");
+        assert_eq!(q.grain, Some(Grain::Week));
+        assert_eq!(q.filters, vec![filter("region", &["EMEA"], false)], "filters are kept");
+        assert_eq!(
+            q.time_range.as_ref().map(|r| r.start),
+            Some(date(2026, 10, 1)),
+            "time is kept"
+        );
+        current = query("top 5", Some(&current));
+        let q = structured(&current);
+        assert_eq!(
+            q.top,
+            Some(TopN {
+                n: 5,
+                largest_first: true
+            })
+        );
+        assert_eq!(q.grain, Some(Grain::Week));
+        assert_eq!(
+            current.summary,
+            "Revenue by week · last month (Oct 2026) · region: EMEA · top 5"
+        );
+    }
+
+    #[test]
+    fn and_by_adds_a_dimension() {
+        let q = thread(&["revenue by region", "and by channel"]);
+        assert_eq!(q.dimensions, vec!["region", "channel"]);
+    }
+
+    #[test]
+    fn only_replaces_the_filter_on_the_same_dimension() {
+        let q = thread(&["revenue in EMEA by country", "only APAC"]);
+        assert_eq!(q.filters, vec![filter("region", &["APAC"], false)]);
+        let q = thread(&["revenue in EMEA", "for mobile"]);
+        assert_eq!(
+            q.filters,
+            vec![
+                filter("region", &["EMEA"], false),
+                filter("channel", &["mobile"], false)
+            ]
+        );
+        let q = thread(&["revenue only EMEA", "and APAC"]);
+        assert_eq!(q.filters, vec![filter("region", &["EMEA", "APAC"], false)]);
+    }
+
+    #[test]
+    fn exclude_adds_a_negated_filter() {
+        let q = thread(&["orders by channel this year", "exclude partner"]);
+        assert_eq!(q.filters, vec![filter("channel", &["partner"], true)]);
+        assert_eq!(q.dimensions, vec!["channel"]);
+        let q = thread(&["orders by channel this year", "exclude partner", "without mobile"]);
+        assert_eq!(q.filters, vec![filter("channel", &["partner", "mobile"], true)]);
+        let q = thread(&["orders in EMEA and APAC", "excluding APAC"]);
+        assert_eq!(q.filters, vec![filter("region", &["EMEA"], false)]);
+    }
+
+    #[test]
+    fn a_time_phrase_alone_replaces_the_time_range() {
+        for follow_up in ["what about last year?", "last year instead", "in 2025"] {
+            let q = thread(&["revenue by region last month", follow_up]);
+            assert_eq!(
+                q.time_range.map(|r| r.start.format("%Y").to_string()),
+                Some("2025".into()),
+                "{follow_up}"
+            );
+            assert_eq!(q.dimensions, vec!["region"], "{follow_up}");
+        }
+    }
+
+    #[test]
+    fn filters_and_time_can_be_removed() {
+        let q = thread(&["revenue by country in EMEA", "remove the region filter"]);
+        assert!(q.filters.is_empty());
+        assert_eq!(q.dimensions, vec!["country"]);
+        let q = thread(&["revenue by country in EMEA", "without the region filter"]);
+        assert!(q.filters.is_empty());
+        let q = thread(&["revenue by country in EMEA for mobile", "all regions"]);
+        assert_eq!(q.filters, vec![filter("channel", &["mobile"], false)]);
+        let q = thread(&["revenue last month", "remove the time range"]);
+        assert_eq!(q.time_range, None);
+        let q = thread(&["revenue last month", "all time"]);
+        assert_eq!(q.time_range, None);
+    }
+
+    #[test]
+    fn a_metric_alone_replaces_the_metrics_and_and_adds_one() {
+        let q = thread(&["revenue by region last month", "orders instead"]);
+        assert_eq!(q.metrics, vec!["orders"]);
+        assert_eq!(q.dimensions, vec!["region"]);
+        let q = thread(&["revenue by category", "and units"]);
+        assert_eq!(q.metrics, vec!["revenue", "units"]);
+    }
+
+    #[test]
+    fn a_full_question_in_a_thread_starts_over() {
+        let q = thread(&[
+            "revenue by region last month",
+            "only EMEA",
+            "orders by channel this year",
+        ]);
+        assert_eq!(q.metrics, vec!["orders"]);
+        assert_eq!(q.dimensions, vec!["channel"]);
+        assert!(q.filters.is_empty(), "no carry-over: {q:?}");
+        assert_eq!(q.time_range.map(|r| r.start), Some(date(2026, 1, 1)));
+    }
+
+    #[test]
+    fn a_metric_with_refinement_wording_refines() {
+        let q = thread(&[
+            "revenue by region last month",
+            "only EMEA",
+            "what about orders by channel?",
+        ]);
+        assert_eq!(q.metrics, vec!["orders"]);
+        assert_eq!(q.dimensions, vec!["channel"]);
+        assert_eq!(q.filters, vec![filter("region", &["EMEA"], false)]);
+    }
+
+    #[test]
+    fn a_refinement_without_a_question_asks_for_one_first() {
+        let message = not_understood("only EMEA", None);
+        assert!(message.contains("Ask one first"), "{message}");
+        let message = not_understood("by week", None);
+        assert!(message.contains("Ask one first"), "{message}");
+    }
+
+    #[test]
+    fn a_value_of_a_dimension_the_metric_cannot_reach_is_refused() {
+        let current = query("revenue by region", None);
+        let message = not_understood("ios", Some(&current));
+        assert!(
+            message.contains("revenue cannot be broken down or filtered by platform"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_value_of_two_reachable_dimensions_is_asked_about() {
+        let mut values = values();
+        values.push(("status".into(), vec!["web".into()]));
+        let interpreter = RulesInterpreter::new(SemanticModel::demo().unwrap_or_default(), values, Dialect::Sqlite);
+        match interpreter.interpret_text("revenue on web", None, today()) {
+            Interpretation::Clarify(message) => {
+                assert!(message.contains("\"web channel\" or \"web status\""), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // Naming the dimension settles it.
+        let answer = interpreter.interpret_text("revenue on web channel", None, today());
+        assert!(matches!(answer, Interpretation::Query(_)), "{answer:?}");
+    }
+
+    #[test]
+    fn top_without_a_breakdown_asks_for_one() {
+        assert!(matches!(ask("revenue top 5", None), Interpretation::Clarify(_)));
+    }
+
+    #[test]
+    fn two_time_ranges_are_asked_about() {
+        assert!(matches!(
+            ask("revenue last month last year", None),
+            Interpretation::Clarify(_)
+        ));
+    }
+
+    #[test]
+    fn a_thread_whose_query_came_from_elsewhere_cannot_be_refined() {
+        let current = ProposedQuery {
+            sql: "SELECT 1".into(),
+            structured: None,
+            summary: "x".into(),
+            formats: vec![],
+            explanation: String::new(),
+            usage: None,
+        };
+        let message = not_understood("only EMEA", Some(&current));
+        assert!(message.contains("please ask the whole question"), "{message}");
+        assert!(matches!(
+            ask("revenue by region", Some(&current)),
+            Interpretation::Query(_)
+        ));
+    }
+
+    #[test]
+    fn the_limit_and_breakdowns_can_be_removed() {
+        let q = thread(&["units by product top 10", "no limit"]);
+        assert_eq!(q.top, None);
+        let q = thread(&["revenue by region and channel", "remove the channel breakdown"]);
+        assert_eq!(q.dimensions, vec!["region"]);
+        let q = thread(&["revenue by region monthly", "remove the breakdown"]);
+        assert!(q.dimensions.is_empty() && q.grain.is_none());
+    }
+}
