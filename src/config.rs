@@ -35,6 +35,7 @@ pub const THREADQL_REDIS_PREFIX: &str = "THREADQL_REDIS_PREFIX";
 pub const THREADQL_REACTIONS: &str = "THREADQL_REACTIONS";
 pub const THREADQL_SOCKET_CONNECTIONS: &str = "THREADQL_SOCKET_CONNECTIONS";
 pub const THREADQL_MAX_BACKLOG: &str = "THREADQL_MAX_BACKLOG";
+pub const THREADQL_SHUTDOWN_GRACE: &str = "THREADQL_SHUTDOWN_GRACE";
 
 pub const DEFAULT_SLACK_API_URL: &str = "https://slack.com/api/";
 pub const DEFAULT_OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
@@ -175,6 +176,9 @@ pub struct Config {
     pub export_max_rows: usize,
     pub query_timeout: Duration,
     pub idle_after: Duration,
+    /// How long a stopping server (SIGTERM, SIGINT) may take, whatever is stuck: turns under way
+    /// and replies queued for Slack get this long, then the process exits anyway.
+    pub shutdown_grace: Duration,
     pub timezone: chrono_tz::Tz,
     /// `threadql.toml` (semantic model, glossary); `None` = the built-in demo model.
     pub model_path: Option<PathBuf>,
@@ -297,6 +301,8 @@ impl Config {
         let query_timeout =
             Duration::from_secs(positive(get(THREADQL_QUERY_TIMEOUT_SECS), THREADQL_QUERY_TIMEOUT_SECS, 30)? as u64);
         let idle_after = Duration::from_secs(positive(get(THREADQL_IDLE_SECS), THREADQL_IDLE_SECS, 900)? as u64);
+        let shutdown_grace =
+            Duration::from_secs(positive(get(THREADQL_SHUTDOWN_GRACE), THREADQL_SHUTDOWN_GRACE, 20)? as u64);
         let timezone = match get(THREADQL_TIMEZONE) {
             Some(zone) => zone.parse::<chrono_tz::Tz>().map_err(|_| {
                 ConfigError::new(
@@ -347,6 +353,7 @@ impl Config {
             export_max_rows,
             query_timeout,
             idle_after,
+            shutdown_grace,
             timezone,
             model_path,
             log_format,
@@ -469,6 +476,7 @@ mod tests {
         assert_eq!((config.max_rows, config.export_max_rows), (20, 100_000));
         assert_eq!(config.query_timeout, Duration::from_secs(30));
         assert_eq!(config.idle_after, Duration::from_secs(900));
+        assert_eq!(config.shutdown_grace, Duration::from_secs(20));
         assert_eq!(config.max_backlog, 200_000);
         assert_eq!(config.timezone, chrono_tz::UTC);
         assert!(config.openai.is_none());

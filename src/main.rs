@@ -29,6 +29,7 @@ Configuration (environment, or a .env file):
   THREADQL_EXPORT_MAX_ROWS        rows in a CSV export [100000]
   THREADQL_QUERY_TIMEOUT_SECS     statement timeout [30]
   THREADQL_IDLE_SECS              passivate an idle thread after [900]
+  THREADQL_SHUTDOWN_GRACE         seconds a stop (SIGTERM, SIGINT) may take before the process exits anyway [20]
   THREADQL_TIMEZONE               zone for \"last month\", \"yesterday\" [UTC]
   THREADQL_REACTIONS              eyes / check / warning reactions on questions [on]
   THREADQL_LOG_FORMAT             text or json [text]; RUST_LOG filters";
@@ -102,6 +103,6 @@ async fn main() -> ExitCode {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let application = threadql::startup::Application::build(config).await?;
     tracing::info!(port = application.port(), "threadql is serving Slack");
-    application.run_until_stopped().await?;
+    application.run_until_signalled().await?;
     Ok(())
 }

@@ -10,6 +10,7 @@ use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 use tracing_actix_web::TracingLogger;
 
+use crate::activity::Activity;
 use crate::actors::ThreadRegistry;
 use crate::config::{Config, WarehouseSource, SLACK_APP_TOKEN, SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET};
 use crate::domain::Value;
@@ -24,7 +25,7 @@ use crate::slack::replier::SlackReplier;
 use crate::slack::routes;
 use crate::slack::socket_mode::{SocketMode, SocketModeSettings};
 use crate::slack::verify::SignatureVerifier;
-use crate::slack::web_api::SlackWebApi;
+use crate::slack::web_api::{Outbox, SlackWebApi};
 use crate::sql::SqlGuard;
 use crate::store::StateStore;
 use crate::telemetry::RequestSpan;
@@ -134,8 +135,10 @@ impl Backends {
     }
 }
 
-/// How long a stopping server waits for the turns under way to finish.
-const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(20);
+/// How far past its grace (`THREADQL_SHUTDOWN_GRACE`) a stopping `threadql serve` may run
+/// before its watchdog ends the process: the drain itself gives up at the grace, so only a
+/// stuck main thread or a runtime teardown waiting on a blocking task gets this far.
+const WATCHDOG_SLACK: std::time::Duration = std::time::Duration::from_secs(1);
 /// Turns running at once across all threads (see `ThreadServices::turn_permits`). Well above the
 /// warehouse's query cap, so cheap turns (help, show sql, undo) are not stuck behind queries.
 const MAX_TURNS_IN_FLIGHT: usize = 1024;
@@ -231,6 +234,67 @@ pub struct Application {
     registry: Arc<ThreadRegistry>,
     /// Socket Mode connections, when `SLACK_APP_TOKEN` is set.
     socket_mode: Option<SocketMode>,
+    handle: AppHandle,
+    shutdown_grace: std::time::Duration,
+}
+
+/// A handle on a running [`Application`]: whether it still has work under way, and a way to
+/// stop it. Cheap to clone.
+#[derive(Clone)]
+pub struct AppHandle {
+    activity: Arc<Activity>,
+    registry: std::sync::Weak<ThreadRegistry>,
+    outbox: Arc<Outbox>,
+    stop: CancellationToken,
+}
+
+impl AppHandle {
+    /// Resolves once no dispatched message's turn is under way and nothing is queued or in
+    /// flight to Slack (at once when that is already so). Work that starts later (a message
+    /// still to arrive, a Socket Mode envelope not acked yet) is not waited for, nor is a thread
+    /// woken without a message (a restart's "I was restarted while…" notice).
+    pub async fn wait_until_idle(&self) {
+        self.activity.wait_until_idle().await;
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.activity.is_idle()
+    }
+
+    /// Messages dispatched whose turn is not over.
+    pub fn backlog(&self) -> usize {
+        self.registry.upgrade().map_or(0, |registry| registry.backlog())
+    }
+
+    /// Slack calls queued or in flight.
+    pub fn outbox(&self) -> usize {
+        self.outbox.pending()
+    }
+
+    /// Starts the bounded stop of [`Application::run_until_stopped`] (as SIGTERM does).
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+}
+
+/// How a stop went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopped {
+    /// Work still under way when the grace ran out; `None` when everything finished.
+    pub abandoned: Option<Abandoned>,
+    pub took: std::time::Duration,
+}
+
+/// Work a stop left behind (see [`Stopped`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Abandoned {
+    /// Messages whose turn was not over: their threads are told after the restart when the
+    /// turn had a query in flight.
+    pub turns: usize,
+    /// Replies and reactions Slack had not taken.
+    pub slack_calls: usize,
+    /// Whether the HTTP server or Socket Mode had not finished closing either.
+    pub intake: bool,
 }
 
 impl Application {
@@ -252,7 +316,10 @@ impl Application {
             .clone()
             .with_context(|| format!("{SLACK_BOT_TOKEN} is required to post answers"))?;
         let backends = Backends::build(&config).await?;
-        let api = SlackWebApi::new(&config.slack.api_url, &bot_token, backends.metrics.clone())?;
+        // Turns and the replies they queue count as one: see `Activity`.
+        let activity = Activity::new();
+        let api = SlackWebApi::new(&config.slack.api_url, &bot_token, backends.metrics.clone())?
+            .with_activity(activity.clone());
         let bot_user = match api.bot_user_id().await {
             Ok(user) => Some(user),
             Err(error) => {
@@ -263,7 +330,7 @@ impl Application {
         let replier: Arc<dyn Replier> = Arc::new(SlackReplier::new(api.clone(), config.max_rows));
         let services = backends.thread_services(&config, replier);
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let registry = ThreadRegistry::start(services, cores, ACTOR_NICE);
+        let registry = ThreadRegistry::start_counting_in(services, cores, ACTOR_NICE, activity.clone());
 
         // Questions a previous process was working on when it stopped get an answer now.
         match backends.store.threads_with_query_in_flight().await {
@@ -274,6 +341,12 @@ impl Application {
             }
             Err(error) => tracing::warn!(?error, "Failed to look for questions interrupted by a restart"),
         }
+        let handle = AppHandle {
+            activity,
+            registry: Arc::downgrade(&registry),
+            outbox: api.outbox(),
+            stop: CancellationToken::new(),
+        };
         let ingress = web::Data::new(SlackIngress {
             verifier: SignatureVerifier::new(signing_secret),
             registry: registry.clone(),
@@ -319,6 +392,13 @@ impl Application {
                 .configure(crate::http::configure)
         })
         .workers(cores * HTTP_WORKERS_PER_CORE)
+        // Signals are ours (see `run_until_signalled`): actix-web's own SIGTERM handling would
+        // also stop the actix System, and with it the thread actors' arbiters, cutting the
+        // turns under way off instead of letting them finish.
+        .disable_signals()
+        // actix-web waits 30 s by default for requests in flight when stopping (a client that
+        // never finishes sending its request holds it that long); the stop has one budget.
+        .shutdown_timeout(config.shutdown_grace.as_secs())
         .listen(listener)
         .context("Failed to start the HTTP server")?
         .run();
@@ -327,6 +407,8 @@ impl Application {
             server,
             registry,
             socket_mode,
+            handle,
+            shutdown_grace: config.shutdown_grace,
         })
     }
 
@@ -334,34 +416,136 @@ impl Application {
         self.port
     }
 
-    /// Stops the HTTP server (tests use it to restart).
+    /// Stops the HTTP server only (the benchmark's baseline runs use it).
     pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
         self.server.handle()
+    }
+
+    /// What the server still has under way, and a way to stop it.
+    pub fn handle(&self) -> AppHandle {
+        self.handle.clone()
     }
 
     pub fn registry(&self) -> Arc<ThreadRegistry> {
         self.registry.clone()
     }
 
-    /// Serves until the server is stopped (SIGINT/SIGTERM stop it gracefully), then closes
-    /// the Socket Mode connections.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let served = self.server.await;
-        if let Some(socket_mode) = self.socket_mode {
-            socket_mode.shutdown().await;
+    /// [`Application::run_until_stopped`], stopped by SIGTERM or SIGINT, for `threadql serve`.
+    /// The stop takes at most `THREADQL_SHUTDOWN_GRACE`; should the process still be there
+    /// [`WATCHDOG_SLACK`] later (a thread stuck where no deadline reaches it), a watchdog
+    /// thread ends it. A second signal ends it at once.
+    pub async fn run_until_signalled(self) -> anyhow::Result<Stopped> {
+        let handle = self.handle();
+        let bound = self.shutdown_grace + WATCHDOG_SLACK;
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("Failed to listen for SIGTERM")?;
+        let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            .context("Failed to listen for SIGINT")?;
+        actix_rt::spawn(async move {
+            let signal = tokio::select! {
+                _ = terminate.recv() => "SIGTERM",
+                _ = interrupt.recv() => "SIGINT",
+            };
+            tracing::info!(signal, "Stopping");
+            arm_watchdog(bound);
+            handle.stop();
+            tokio::select! {
+                _ = terminate.recv() => {},
+                _ = interrupt.recv() => {},
+            }
+            tracing::warn!("A second signal: exiting without waiting for the stop to finish");
+            std::process::exit(1);
+        });
+        Ok(self.run_until_stopped().await?)
+    }
+
+    /// Serves until [`AppHandle::stop`] (or until the HTTP server stops through
+    /// [`Application::server_handle`]), then stops within `THREADQL_SHUTDOWN_GRACE`, all steps
+    /// under one deadline: the HTTP server and Socket Mode stop taking messages (requests in
+    /// flight finish, acks due are sent), then the turns under way finish and their replies reach
+    /// Slack. What is still under way at the deadline is logged and left: a turn stuck on the
+    /// CPU or in a warehouse query that ignores cancellation, a reply Slack keeps refusing.
+    pub async fn run_until_stopped(self) -> std::io::Result<Stopped> {
+        let Self {
+            server,
+            registry,
+            socket_mode,
+            handle,
+            shutdown_grace,
+            ..
+        } = self;
+        let http = server.handle();
+        let mut server = std::pin::pin!(server);
+        let served = tokio::select! {
+            served = &mut server => Some(served),
+            () = handle.stop.cancelled() => None,
+        };
+        let started = tokio::time::Instant::now();
+        let deadline = started + shutdown_grace;
+        tracing::info!(
+            grace_ms = shutdown_grace.as_millis() as u64,
+            turns = registry.backlog(),
+            slack_calls = handle.outbox(),
+            "Stopping: no new messages; the turns under way finish first"
+        );
+        let intake = async {
+            let stop_http = async {
+                match served {
+                    Some(served) => served,
+                    // The server future runs the stop, so it is polled alongside.
+                    None => futures::join!(http.stop(true), server).1,
+                }
+            };
+            let stop_socket_mode = async {
+                if let Some(socket_mode) = socket_mode {
+                    socket_mode.shutdown().await;
+                }
+            };
+            futures::join!(stop_http, stop_socket_mode).0
+        };
+        let (served, intake_stopped) = match tokio::time::timeout_at(deadline, intake).await {
+            Ok(served) => (served, true),
+            Err(_) => (Ok(()), false),
+        };
+        let drained = tokio::time::timeout_at(deadline, handle.wait_until_idle())
+            .await
+            .is_ok();
+        let took = started.elapsed();
+        let abandoned = (!drained || !intake_stopped).then(|| Abandoned {
+            turns: registry.backlog(),
+            slack_calls: handle.outbox(),
+            intake: !intake_stopped,
+        });
+        match abandoned {
+            None => tracing::info!(took_ms = took.as_millis() as u64, "Stopped: every turn finished"),
+            Some(left) => tracing::warn!(
+                turns = left.turns,
+                slack_calls = left.slack_calls,
+                intake_still_closing = left.intake,
+                grace_ms = shutdown_grace.as_millis() as u64,
+                "Stopping with work unfinished after the grace; a question whose query was in flight is \
+                 reported in its thread after the restart"
+            ),
         }
-        // Turns under way finish (answers posted, markers cleared) before the process goes, so a
-        // deploy neither cuts an answer off nor leaves a "restarted while working" notice behind.
-        let deadline = tokio::time::Instant::now() + SHUTDOWN_DRAIN;
-        while self.registry.backlog() > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        if self.registry.backlog() > 0 {
-            tracing::warn!(
-                backlog = self.registry.backlog(),
-                "Stopping with turns still under way; their threads are told after the restart"
+        served.map(|()| Stopped { abandoned, took })
+    }
+}
+
+/// Ends the process after `bound` unless it has exited by then: the last resort behind the
+/// stop's own deadline, for what no deadline reaches (a runtime teardown waiting on a blocking
+/// task, a thread stuck outside the async code). A plain thread, so a busy runtime cannot delay it.
+fn arm_watchdog(bound: std::time::Duration) {
+    let armed = std::thread::Builder::new()
+        .name("shutdown-watchdog".into())
+        .spawn(move || {
+            std::thread::sleep(bound);
+            tracing::error!(
+                bound_ms = bound.as_millis() as u64,
+                "Still running after the shutdown grace; exiting now"
             );
-        }
-        served
+            std::process::exit(1);
+        });
+    if let Err(error) = armed {
+        tracing::warn!(%error, "Failed to start the shutdown watchdog; the stop relies on its own deadline");
     }
 }

@@ -7,8 +7,7 @@ use std::process::{Command, Stdio};
 fn the_terminal_demo_answers_refines_shows_sql_exports_and_undoes() {
     // Arrange: an empty working directory, embedded defaults only.
     let workdir = tempfile::tempdir().unwrap();
-    let demo_db = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("threadql-demo-{}.db", chrono::Utc::now().date_naive()));
+    let demo_db = threadql_testkit::demo_warehouse_path();
     let mut child = Command::new(env!("CARGO_BIN_EXE_threadql"))
         .arg("demo")
         .current_dir(workdir.path())

@@ -3,15 +3,12 @@
 //! and restart themselves to prove the in-process fallback and the recovery.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::TcpListener;
 use std::num::NonZeroU32;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
 use threadql::limits::{Admission, IngressGate, QuerySlots, Quota, RedisBackend, RedisSettings, SlotsBusy};
-
-const SHARED_REDIS: &str = "redis://127.0.0.1:6379";
+use threadql_testkit::{eventually, free_port, RedisPrefix, RedisServer, SHARED_REDIS};
 /// A call must come back about this fast whatever Redis does (its budget is 100 ms).
 const CALL_CEILING: Duration = Duration::from_millis(250);
 
@@ -19,8 +16,9 @@ fn per_minute(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n).unwrap()
 }
 
-fn unique_prefix() -> String {
-    format!("threadql-test-{}:", uuid::Uuid::new_v4().simple())
+/// This test's keys on the shared Redis, deleted when it ends.
+fn unique_prefix() -> RedisPrefix {
+    RedisPrefix::new("threadql-test")
 }
 
 /// Probes a down Redis often, so recovery tests need no long sleeps.
@@ -53,97 +51,6 @@ async fn key_exists(url: &str, key: &str) -> bool {
         return false;
     };
     connection.exists(key).await.unwrap_or(false)
-}
-
-/// Deletes what a test left under its prefix on the shared Redis.
-async fn clean_up(prefix: &str) {
-    let mut connection = raw_connection(SHARED_REDIS).await;
-    let keys: Vec<String> = connection.keys(format!("{prefix}*")).await.unwrap();
-    if !keys.is_empty() {
-        let _: () = connection.del(keys).await.unwrap();
-    }
-}
-
-/// A redis-server child process on its own port, killed on drop.
-struct OwnRedis {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl OwnRedis {
-    fn free_port() -> u16 {
-        TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-    }
-
-    async fn start_on(port: u16) -> Self {
-        let mut redis = Self { port, child: None };
-        redis.restart().await;
-        redis
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    async fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .args(["--daemonize", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let Ok(client) = redis::Client::open(self.url()) {
-                if let Ok(mut connection) = client.get_multiplexed_async_connection().await {
-                    if redis::cmd("PING").query_async::<String>(&mut connection).await.is_ok() {
-                        return;
-                    }
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server on port {} did not come up",
-                self.port
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Sends a signal (`STOP`, `CONT`) to this test's own redis-server, by its pid.
-    fn signal(&self, signal: &str) {
-        let pid = self.child.as_ref().expect("redis-server is running").id();
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(pid.to_string())
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -{signal} {pid} failed");
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().unwrap();
-            child.wait().unwrap();
-        }
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 /// Asks `limiter` as `user` and asserts the call came back within [`CALL_CEILING`].
@@ -189,7 +96,7 @@ async fn assert_eleventh_question_is_limited(limiter: &IngressGate, mode: &str) 
 
 #[tokio::test]
 async fn the_eleventh_question_in_a_minute_is_limited_in_process() {
-    let limiter = IngressGate::per_minute(per_minute(10), None, unique_prefix());
+    let limiter = IngressGate::per_minute(per_minute(10), None, unique_prefix().to_string());
     assert_eleventh_question_is_limited(&limiter, "in process").await;
 }
 
@@ -197,7 +104,7 @@ async fn the_eleventh_question_in_a_minute_is_limited_in_process() {
 async fn the_eleventh_question_in_a_minute_is_limited_with_redis() {
     // Arrange
     let prefix = unique_prefix();
-    let limiter = IngressGate::per_minute(per_minute(10), Some(shared_backend().await), prefix.clone());
+    let limiter = IngressGate::per_minute(per_minute(10), Some(shared_backend().await), prefix.to_string());
 
     // Act + Assert
     assert_eleventh_question_is_limited(&limiter, "redis").await;
@@ -205,15 +112,14 @@ async fn the_eleventh_question_in_a_minute_is_limited_with_redis() {
         key_exists(SHARED_REDIS, &limiter.bucket_key("T1", "U1")).await,
         "the bucket lives in Redis"
     );
-    clean_up(&prefix).await;
 }
 
 #[tokio::test]
 async fn replicas_sharing_redis_share_a_users_budget() {
     let prefix = unique_prefix();
     let quota = Quota::per_minute(per_minute(2));
-    let replica_a = IngressGate::new(quota, Some(shared_backend().await), prefix.clone());
-    let replica_b = IngressGate::new(quota, Some(shared_backend().await), prefix.clone());
+    let replica_a = IngressGate::new(quota, Some(shared_backend().await), prefix.to_string());
+    let replica_b = IngressGate::new(quota, Some(shared_backend().await), prefix.to_string());
 
     assert_eq!(replica_a.admit(None, Some(("T1", "U1"))).await, Admission::Accepted);
     assert_eq!(replica_b.admit(None, Some(("T1", "U1"))).await, Admission::Accepted);
@@ -225,14 +131,13 @@ async fn replicas_sharing_redis_share_a_users_budget() {
         replica_b.admit(None, Some(("T1", "U1"))).await,
         Admission::Limited { .. }
     ));
-    clean_up(&prefix).await;
 }
 
 #[tokio::test]
 async fn users_and_teams_are_limited_independently() {
     let prefix = unique_prefix();
     for (mode, redis) in [("in process", None), ("redis", Some(shared_backend().await))] {
-        let limiter = IngressGate::per_minute(per_minute(1), redis, prefix.clone());
+        let limiter = IngressGate::per_minute(per_minute(1), redis, prefix.to_string());
         assert_eq!(
             limiter.admit(None, Some(("T1", "U1"))).await,
             Admission::Accepted,
@@ -252,7 +157,6 @@ async fn users_and_teams_are_limited_independently() {
             Admission::Accepted,
             "{mode}: same user id, other team"
         );
-        clean_up(&prefix).await;
     }
 }
 
@@ -263,7 +167,7 @@ async fn a_bucket_refills_one_question_per_interval() {
     let prefix = unique_prefix();
     for (mode, redis) in [("in process", None), ("redis", Some(shared_backend().await))] {
         // Arrange
-        let limiter = IngressGate::new(quota, redis, prefix.clone());
+        let limiter = IngressGate::new(quota, redis, prefix.to_string());
         assert_eq!(
             limiter.admit(None, Some(("T1", "U1"))).await,
             Admission::Accepted,
@@ -295,7 +199,6 @@ async fn a_bucket_refills_one_question_per_interval() {
             matches!(limiter.admit(None, Some(("T1", "U1"))).await, Admission::Limited { .. }),
             "{mode}: only one came back"
         );
-        clean_up(&prefix).await;
     }
 }
 
@@ -303,8 +206,8 @@ async fn a_bucket_refills_one_question_per_interval() {
 async fn a_key_is_first_once_across_deduplicators_sharing_redis() {
     // Two instances stand for two replicas, or one process before and after a restart.
     let prefix = unique_prefix();
-    let replica_a = IngressGate::per_minute(per_minute(100), Some(shared_backend().await), prefix.clone());
-    let replica_b = IngressGate::per_minute(per_minute(100), Some(shared_backend().await), prefix.clone());
+    let replica_a = IngressGate::per_minute(per_minute(100), Some(shared_backend().await), prefix.to_string());
+    let replica_b = IngressGate::per_minute(per_minute(100), Some(shared_backend().await), prefix.to_string());
 
     assert!((replica_a.admit(Some("event:Ev1"), None).await == Admission::Accepted));
     assert!(!(replica_a.admit(Some("event:Ev1"), None).await == Admission::Accepted));
@@ -318,7 +221,6 @@ async fn a_key_is_first_once_across_deduplicators_sharing_redis() {
     let key = replica_a.claim_key("event:Ev1");
     let ttl: i64 = raw_connection(SHARED_REDIS).await.ttl(&key).await.unwrap();
     assert!(ttl > 0 && ttl <= 3600, "the key expires (ttl {ttl})");
-    clean_up(&prefix).await;
 }
 
 #[tokio::test]
@@ -328,12 +230,12 @@ async fn duplicates_cost_no_budget_and_a_limited_question_stays_handled() {
     let prefix = unique_prefix();
     let quota = Quota::per_minute(per_minute(2));
     for (mode, redis) in [("in process", None), ("redis", Some(shared_backend().await))] {
-        let replica_a = IngressGate::new(quota, redis.clone(), prefix.clone());
+        let replica_a = IngressGate::new(quota, redis.clone(), prefix.to_string());
         let replica_b = if redis.is_some() {
-            IngressGate::new(quota, redis.clone(), prefix.clone())
+            IngressGate::new(quota, redis.clone(), prefix.to_string())
         } else {
             // In process there is no sharing: the same gate sees the retries.
-            IngressGate::new(quota, None, prefix.clone())
+            IngressGate::new(quota, None, prefix.to_string())
         };
         let other = if redis.is_some() { &replica_b } else { &replica_a };
         let asker = Some(("T1", "U1"));
@@ -372,19 +274,18 @@ async fn duplicates_cost_no_budget_and_a_limited_question_stays_handled() {
             Admission::Accepted,
             "{mode}: an unmetered message passes whatever the budget"
         );
-        clean_up(&prefix).await;
     }
 }
 
 #[tokio::test]
 async fn limits_and_dedupe_fall_back_in_process_while_redis_is_down_and_return_when_it_is_back() {
     // Arrange
-    let mut redis = OwnRedis::start_on(OwnRedis::free_port()).await;
+    let mut redis = RedisServer::start().await;
     let backend = RedisBackend::connect_with(&redis.url(), quick_probes()).await.unwrap();
     assert!(backend.is_available());
     let prefix = unique_prefix();
-    let limiter = IngressGate::per_minute(per_minute(3), Some(backend.clone()), prefix.clone());
-    let dedupe = IngressGate::per_minute(per_minute(100), Some(backend.clone()), prefix.clone());
+    let limiter = IngressGate::per_minute(per_minute(3), Some(backend.clone()), prefix.to_string());
+    let dedupe = IngressGate::per_minute(per_minute(100), Some(backend.clone()), prefix.to_string());
     assert_eq!(timed_check(&limiter, "U1").await, Admission::Accepted);
     assert!(timed_claim(&dedupe, "event:Ev1").await);
     assert!(key_exists(&redis.url(), &limiter.bucket_key("T1", "U1")).await);
@@ -439,13 +340,13 @@ async fn limits_and_dedupe_fall_back_in_process_while_redis_is_down_and_return_w
 #[tokio::test]
 async fn a_redis_that_stops_answering_costs_one_budget_per_probe_not_per_call() {
     // Arrange
-    let redis = OwnRedis::start_on(OwnRedis::free_port()).await;
+    let redis = RedisServer::start().await;
     let backend = RedisBackend::connect_with(&redis.url(), quick_probes()).await.unwrap();
-    let limiter = IngressGate::per_minute(per_minute(100), Some(backend.clone()), unique_prefix());
+    let limiter = IngressGate::per_minute(per_minute(100), Some(backend.clone()), unique_prefix().to_string());
     assert_eq!(timed_check(&limiter, "U1").await, Admission::Accepted);
 
     // Act: the process is alive but frozen, so connections hang instead of being refused.
-    redis.signal("STOP");
+    redis.pause();
 
     // Assert: the first call waits out the budget; the calls before the next probe do not wait.
     let started = Instant::now();
@@ -465,7 +366,7 @@ async fn a_redis_that_stops_answering_costs_one_budget_per_probe_not_per_call() 
     );
 
     // Act + Assert: it thaws, and the next probe uses it again.
-    redis.signal("CONT");
+    redis.resume();
     let deadline = Instant::now() + Duration::from_secs(3);
     while !backend.is_available() {
         assert!(
@@ -481,13 +382,13 @@ async fn a_redis_that_stops_answering_costs_one_budget_per_probe_not_per_call() 
 #[tokio::test]
 async fn a_redis_that_is_down_at_start_up_is_used_once_it_comes_up() {
     // Arrange: nothing listens on the port yet.
-    let port = OwnRedis::free_port();
+    let port = free_port();
     let url = format!("redis://127.0.0.1:{port}");
     let backend = RedisBackend::connect_with(&url, quick_probes())
         .await
         .expect("start-up must not fail");
     assert!(!backend.is_available());
-    let limiter = IngressGate::per_minute(per_minute(1), Some(backend.clone()), unique_prefix());
+    let limiter = IngressGate::per_minute(per_minute(1), Some(backend.clone()), unique_prefix().to_string());
     assert_eq!(timed_check(&limiter, "U1").await, Admission::Accepted);
     assert!(
         matches!(timed_check(&limiter, "U1").await, Admission::Limited { .. }),
@@ -495,7 +396,7 @@ async fn a_redis_that_is_down_at_start_up_is_used_once_it_comes_up() {
     );
 
     // Act
-    let redis = OwnRedis::start_on(port).await;
+    let redis = RedisServer::start_on(port).await;
 
     // Assert
     let deadline = Instant::now() + Duration::from_secs(3);
@@ -556,9 +457,13 @@ async fn acquire_waits_for_a_global_slot_and_an_abandoned_wait_frees_the_user_sl
         let slots = slots.clone();
         async move { slots.acquire("U2").await }
     });
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    eventually(
+        "U2's waiting query counts against U2",
+        Duration::from_secs(5),
+        || async { slots.running("U2") == 1 },
+    )
+    .await;
     assert!(!waiting.is_finished());
-    assert_eq!(slots.running("U2"), 1, "a waiting query counts against its user");
     drop(held);
     let permit = waiting.await.unwrap().unwrap();
     assert_eq!(slots.available(), 0);

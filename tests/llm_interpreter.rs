@@ -4,31 +4,27 @@
 //! retries, timeouts, an unreachable server and clarifications, directly and end to end through
 //! the real server with a fake Slack.
 mod fake_openai;
-#[allow(dead_code)]
-#[path = "api/helpers.rs"]
-mod helpers;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::dev::ServerHandle;
 use chrono::NaiveDate;
 use fake_openai::{clarification, message, query, FakeOpenAi, Scripted, COMPLETION_TOKENS, MODEL, PROMPT_TOKENS};
-use helpers::{app_mention, create_database, new_channel, new_ts, post_text, thread_reply, FakeSlack, SIGNING_SECRET};
 use serde_json::Value;
 use sqlx::{Connection, Executor, PgConnection, Row};
-use threadql::config::{Config, OpenAiConfig};
+use threadql::config::OpenAiConfig;
 use threadql::domain::{ThreadKey, Turn};
 use threadql::interpret::{
     InterpretError, InterpretRequest, Interpretation, Interpreter, LlmInterpreter, LlmSettings, LlmUsage,
     ProposedQuery, SemanticModel,
 };
 use threadql::metrics::Metrics;
-use threadql::startup::Application;
 use threadql::store::{PostgresStore, QueryRecord, QueryStatus, StateStore};
 use threadql::warehouse::postgres::PostgresWarehouse;
 use threadql::warehouse::Warehouse;
+use threadql_testkit::{
+    app_mention, new_channel, new_ts, post_text, spawn_app_with, thread_reply, TestApp, TestDatabase,
+};
 
 const REVENUE_BY_REGION: &str = "SELECT c.region, SUM(o.total) AS revenue FROM orders o \
      JOIN customers c ON c.id = o.customer_id WHERE o.status = 'completed' GROUP BY c.region ORDER BY revenue DESC";
@@ -98,23 +94,22 @@ fn unrelated_tables() -> String {
     sql
 }
 
-async fn create_warehouse(with_unrelated_tables: bool) -> String {
-    let url = create_database().await;
-    let mut conn = PgConnection::connect(&url).await.unwrap();
-    conn.execute(SALES).await.unwrap();
+async fn create_warehouse(with_unrelated_tables: bool) -> TestDatabase {
+    let warehouse = TestDatabase::create().await;
+    warehouse.execute(SALES).await;
     if with_unrelated_tables {
-        conn.execute(unrelated_tables().as_str()).await.unwrap();
+        warehouse.execute(&unrelated_tables()).await;
     }
     // Statistics give the catalog the values of low-cardinality columns.
-    conn.execute("ANALYZE").await.unwrap();
-    url
+    warehouse.execute("ANALYZE").await;
+    warehouse
 }
 
-async fn create_store() -> (String, Arc<PostgresStore>) {
-    let url = create_database().await;
-    let store = PostgresStore::connect(&url).await.unwrap();
+async fn create_store() -> (TestDatabase, Arc<PostgresStore>) {
+    let database = TestDatabase::create().await;
+    let store = PostgresStore::connect(database.url()).await.unwrap();
     store.migrate().await.unwrap();
-    (url, Arc::new(store))
+    (database, Arc::new(store))
 }
 
 fn settings(base_url: &str) -> LlmSettings {
@@ -131,11 +126,11 @@ fn settings(base_url: &str) -> LlmSettings {
 /// An LLM interpreter over a Postgres warehouse, as `Backends::build` makes it.
 async fn interpreter(
     settings: LlmSettings,
-    warehouse_url: &str,
+    warehouse: &TestDatabase,
     store: Option<Arc<PostgresStore>>,
     metrics: Option<Metrics>,
 ) -> LlmInterpreter {
-    let warehouse: Arc<dyn Warehouse> = Arc::new(PostgresWarehouse::connect(warehouse_url).await.unwrap());
+    let warehouse: Arc<dyn Warehouse> = Arc::new(PostgresWarehouse::connect(warehouse.url()).await.unwrap());
     LlmInterpreter::connect(
         settings,
         warehouse,
@@ -180,10 +175,10 @@ fn tables_in_prompt(prompt: &str) -> Vec<String> {
 #[tokio::test]
 async fn a_glossary_term_in_the_question_brings_its_meaning_into_the_prompt() {
     // Arrange: the demo model's glossary says what an active customer is.
-    let warehouse_url = create_warehouse(false).await;
+    let warehouse = create_warehouse(false).await;
     let fake = FakeOpenAi::start().await;
     fake.push(query(REVENUE_BY_REGION, "Revenue by region", "Sums completed orders."));
-    let llm = interpreter(settings(&fake.base_url()), &warehouse_url, None, None).await;
+    let llm = interpreter(settings(&fake.base_url()), &warehouse, None, None).await;
 
     // Act
     expect_query(
@@ -208,14 +203,14 @@ async fn a_glossary_term_in_the_question_brings_its_meaning_into_the_prompt() {
 #[tokio::test]
 async fn the_prompt_carries_the_relevant_tables_of_a_200_table_warehouse_and_not_the_others() {
     // Arrange
-    let warehouse_url = create_warehouse(true).await;
+    let warehouse = create_warehouse(true).await;
     let fake = FakeOpenAi::start().await;
     fake.push(query(
         REVENUE_BY_REGION,
         "Revenue by region",
         "Sums completed orders by customer region.",
     ));
-    let llm = interpreter(settings(&fake.base_url()), &warehouse_url, None, None).await;
+    let llm = interpreter(settings(&fake.base_url()), &warehouse, None, None).await;
 
     // Act
     let proposed = expect_query(
@@ -278,8 +273,8 @@ async fn the_prompt_carries_the_relevant_tables_of_a_200_table_warehouse_and_not
 #[tokio::test]
 async fn the_team_s_answered_questions_most_like_the_new_one_are_given_as_examples() {
     // Arrange
-    let warehouse_url = create_warehouse(false).await;
-    let (_, store) = create_store().await;
+    let warehouse = create_warehouse(false).await;
+    let (_database, store) = create_store().await;
     let history = [
         ("T1", "revenue by region last month", "SELECT 'example-revenue-region'"),
         ("T2", "how many crashes per platform", "SELECT 'example-crashes'"),
@@ -312,7 +307,7 @@ async fn the_team_s_answered_questions_most_like_the_new_one_are_given_as_exampl
         .unwrap();
     let fake = FakeOpenAi::start().await;
     fake.push(query(REVENUE_BY_REGION, "Revenue by region", ""));
-    let llm = interpreter(settings(&fake.base_url()), &warehouse_url, Some(store), None).await;
+    let llm = interpreter(settings(&fake.base_url()), &warehouse, Some(store), None).await;
 
     // Act
     llm.interpret(ask("revenue by region this year")).await.unwrap();
@@ -350,14 +345,14 @@ fn record(thread: &str, question: &str, sql: &str, status: QueryStatus) -> Query
 #[tokio::test]
 async fn a_refinement_carries_the_thread_s_questions_the_current_sql_and_its_columns() {
     // Arrange
-    let warehouse_url = create_warehouse(false).await;
+    let warehouse = create_warehouse(false).await;
     let fake = FakeOpenAi::start().await;
     fake.push(query(
         &format!("{REVENUE_BY_REGION} LIMIT 1"),
         "Revenue by region, top 1",
         "",
     ));
-    let llm = interpreter(settings(&fake.base_url()), &warehouse_url, None, None).await;
+    let llm = interpreter(settings(&fake.base_url()), &warehouse, None, None).await;
     let current = ProposedQuery {
         sql: REVENUE_BY_REGION.into(),
         structured: None,
@@ -400,12 +395,12 @@ async fn a_refinement_carries_the_thread_s_questions_the_current_sql_and_its_col
 #[tokio::test]
 async fn a_rate_limited_request_is_retried_once_and_then_answered() {
     // Arrange
-    let warehouse_url = create_warehouse(false).await;
+    let warehouse = create_warehouse(false).await;
     let fake = FakeOpenAi::start().await;
     fake.push(fake_openai::rate_limited());
     fake.push(query(REVENUE_BY_REGION, "Revenue by region", ""));
     let metrics = Metrics::new().unwrap();
-    let llm = interpreter(settings(&fake.base_url()), &warehouse_url, None, Some(metrics.clone())).await;
+    let llm = interpreter(settings(&fake.base_url()), &warehouse, None, Some(metrics.clone())).await;
 
     // Act
     let proposed = expect_query(llm.interpret(ask("revenue by region")).await.unwrap());
@@ -433,7 +428,7 @@ async fn a_rate_limited_request_is_retried_once_and_then_answered() {
 #[tokio::test]
 async fn server_errors_are_retried_at_most_three_times_then_reported_as_unavailable() {
     // Arrange
-    let warehouse_url = create_warehouse(false).await;
+    let warehouse = create_warehouse(false).await;
     let fake = FakeOpenAi::start().await;
     for _ in 0..5 {
         fake.push(Scripted::Error {
@@ -442,7 +437,7 @@ async fn server_errors_are_retried_at_most_three_times_then_reported_as_unavaila
             message: "The server is overloaded".into(),
         });
     }
-    let llm = interpreter(settings(&fake.base_url()), &warehouse_url, None, None).await;
+    let llm = interpreter(settings(&fake.base_url()), &warehouse, None, None).await;
 
     // Act
     let error = llm.interpret(ask("revenue by region")).await.unwrap_err();
@@ -458,7 +453,7 @@ async fn server_errors_are_retried_at_most_three_times_then_reported_as_unavaila
 #[tokio::test]
 async fn a_model_that_does_not_answer_in_time_is_reported_as_unavailable() {
     // Arrange
-    let warehouse_url = create_warehouse(false).await;
+    let warehouse = create_warehouse(false).await;
     let fake = FakeOpenAi::start().await;
     for _ in 0..10 {
         fake.push(Scripted::Delayed(
@@ -469,7 +464,7 @@ async fn a_model_that_does_not_answer_in_time_is_reported_as_unavailable() {
     let mut settings = settings(&fake.base_url());
     settings.request_timeout = Duration::from_millis(300);
     settings.completion_timeout = Duration::from_secs(1);
-    let llm = interpreter(settings, &warehouse_url, None, None).await;
+    let llm = interpreter(settings, &warehouse, None, None).await;
 
     // Act
     let outcome = tokio::time::timeout(Duration::from_secs(20), llm.interpret(ask("revenue by region")))
@@ -495,7 +490,7 @@ async fn a_model_that_does_not_answer_in_time_is_reported_as_unavailable() {
 #[tokio::test]
 async fn a_server_that_rejects_structured_outputs_is_asked_in_json_mode_from_then_on() {
     // Arrange
-    let warehouse_url = create_warehouse(false).await;
+    let warehouse = create_warehouse(false).await;
     let fake = FakeOpenAi::start().await;
     fake.push(Scripted::Error {
         status: 400,
@@ -506,7 +501,7 @@ async fn a_server_that_rejects_structured_outputs_is_asked_in_json_mode_from_the
         "Here you go:\n```json\n{{\"sql\": \"{REVENUE_BY_REGION};\", \"summary\": \"Revenue by region\", \"reasoning\": \"extra\"}}\n```"
     )));
     fake.push(query(REVENUE_BY_REGION, "Revenue by region", ""));
-    let llm = interpreter(settings(&fake.base_url()), &warehouse_url, None, None).await;
+    let llm = interpreter(settings(&fake.base_url()), &warehouse, None, None).await;
 
     // Act
     let first = expect_query(llm.interpret(ask("revenue by region")).await.unwrap());
@@ -526,7 +521,7 @@ async fn a_server_that_rejects_structured_outputs_is_asked_in_json_mode_from_the
 #[tokio::test]
 async fn llm_usage_and_the_explanation_are_recorded_on_the_query_s_history_rows() {
     // Arrange
-    let (database_url, store) = create_store().await;
+    let (database, store) = create_store().await;
     let row = record("T9", "revenue by region", REVENUE_BY_REGION, QueryStatus::Succeeded);
     store.record_query(&row).await.unwrap();
     let usage = LlmUsage {
@@ -544,7 +539,7 @@ async fn llm_usage_and_the_explanation_are_recorded_on_the_query_s_history_rows(
         .unwrap();
 
     // Assert
-    let mut conn = PgConnection::connect(&database_url).await.unwrap();
+    let mut conn = database.connect().await;
     let stored = sqlx::query(
         "SELECT prompt_tokens, completion_tokens, llm_attempts, llm_latency_ms, llm_model, explanation \
          FROM query_history WHERE query_id = $1",
@@ -568,90 +563,44 @@ async fn llm_usage_and_the_explanation_are_recorded_on_the_query_s_history_rows(
 // End to end: the real server, a fake Slack, the fake OpenAI server and a Postgres warehouse.
 // ---------------------------------------------------------------------------------------------
 
+/// The real server interpreting with the fake OpenAI server, over a Postgres warehouse.
 struct LlmApp {
-    address: String,
-    slack: FakeSlack,
-    store_url: String,
-    warehouse_url: String,
-    client: reqwest::Client,
-    handle: ServerHandle,
-}
-
-impl Drop for LlmApp {
-    fn drop(&mut self) {
-        let handle = self.handle.clone();
-        actix_rt::spawn(async move { handle.stop(false).await });
-    }
+    app: TestApp,
+    warehouse: TestDatabase,
 }
 
 async fn spawn_llm_app(openai_base_url: &str) -> LlmApp {
-    if std::env::var("TEST_LOG").is_ok() {
-        threadql::telemetry::init(threadql::config::LogFormat::Text, "info");
-    }
-    let slack = FakeSlack::start().await;
-    let store_url = create_database().await;
-    let warehouse_url = create_warehouse(false).await;
-    let mut vars: HashMap<&str, String> = HashMap::new();
-    vars.insert("THREADQL_LISTEN", "127.0.0.1:0".into());
-    vars.insert("SLACK_SIGNING_SECRET", SIGNING_SECRET.into());
-    vars.insert("SLACK_BOT_TOKEN", "xoxb-test-token".into());
-    vars.insert("SLACK_API_URL", slack.api_url());
-    vars.insert("DATABASE_URL", store_url.clone());
-    vars.insert("WAREHOUSE_URL", warehouse_url.clone());
-    vars.insert("OPENAI_API_KEY", "sk-test-key".into());
-    vars.insert("OPENAI_BASE_URL", openai_base_url.into());
-    vars.insert("OPENAI_MODEL", MODEL.into());
-    vars.insert(
-        "THREADQL_REDIS_PREFIX",
-        format!("test-{}:", uuid::Uuid::new_v4().simple()),
-    );
-    let config = Config::from_lookup(|name| vars.get(name).cloned()).unwrap();
-    let application = Application::build(config).await.expect("the application starts");
-    let address = format!("http://127.0.0.1:{}", application.port());
-    let handle = application.server_handle();
-    actix_rt::spawn(application.run_until_stopped());
-    LlmApp {
-        address,
-        slack,
-        store_url,
-        warehouse_url,
-        client: reqwest::Client::new(),
-        handle,
+    let warehouse = create_warehouse(false).await;
+    let app = spawn_app_with(&[
+        ("WAREHOUSE_URL", warehouse.url().to_string()),
+        ("OPENAI_API_KEY", "sk-test-key".into()),
+        ("OPENAI_BASE_URL", openai_base_url.into()),
+        ("OPENAI_MODEL", MODEL.into()),
+    ])
+    .await;
+    LlmApp { app, warehouse }
+}
+
+impl std::ops::Deref for LlmApp {
+    type Target = TestApp;
+
+    fn deref(&self) -> &TestApp {
+        &self.app
     }
 }
 
 impl LlmApp {
     async fn post_event(&self, envelope: &Value) {
-        let body = serde_json::to_vec(envelope).unwrap();
-        let response = helpers::post_signed_to(
-            &self.client,
-            &self.address,
-            "/slack/events",
-            "application/json",
-            body,
-            &[],
-        )
-        .await;
+        let response = self.app.post_event(envelope).await;
         assert_eq!(response.status().as_u16(), 200);
     }
 
-    async fn metrics(&self) -> String {
-        self.client
-            .get(format!("{}/metrics", self.address))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    }
-
     async fn store(&self) -> PgConnection {
-        PgConnection::connect(&self.store_url).await.unwrap()
+        self.app.database.connect().await
     }
 
     async fn warehouse(&self) -> PgConnection {
-        PgConnection::connect(&self.warehouse_url).await.unwrap()
+        self.warehouse.connect().await
     }
 }
 
@@ -712,7 +661,7 @@ async fn invalid_sql_is_corrected_by_the_model_and_the_user_sees_only_the_correc
         "{metrics}"
     );
     // No further post arrives.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.wait_until_idle().await;
     assert_eq!(app.slack.posts_in_thread(&channel, &root).await.len(), 1);
 }
 

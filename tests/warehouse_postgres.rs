@@ -1,7 +1,6 @@
-//! The Postgres warehouse against the local PostgreSQL server. Each test creates its own
-// Helpers outside #[test] functions unwrap too: a failed setup step should fail the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-//! database and drops it at the end (also when the test fails).
+//! The Postgres warehouse against the local PostgreSQL server. Each test creates its own
+//! database ([`TestDatabase`]), dropped at the end also when the test fails.
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
@@ -12,9 +11,9 @@ use threadql::sql::Dialect;
 use threadql::sql::{GuardedSql, SqlGuard};
 use threadql::warehouse::postgres::PostgresWarehouse;
 use threadql::warehouse::{Warehouse, WarehouseError};
+use threadql_testkit::{TestDatabase, POSTGRES_SERVER as SERVER};
 use tokio_util::sync::CancellationToken;
 
-const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
 /// Ten billion rows: hours of work, so anything that ends soon was stopped.
 const HEAVY_QUERY: &str =
     "SELECT count(*) AS n FROM generate_series(1, 100000) AS a CROSS JOIN generate_series(1, 100000) AS b";
@@ -25,73 +24,11 @@ fn guarded(sql: &str) -> GuardedSql {
     SqlGuard::new(Dialect::Postgres, None).check(sql, 100_000).unwrap()
 }
 
-/// A database named `threadql_test_<uuid>`, dropped by [`TestDatabase::drop`] or, when a test
-/// panics first, by `Drop`.
-struct TestDatabase {
-    name: String,
-    dropped: bool,
-}
-
-impl TestDatabase {
-    async fn create() -> Self {
-        let name = format!("threadql_test_{}", uuid::Uuid::new_v4().simple());
-        let admin = PgPool::connect(&format!("{SERVER}/postgres")).await.unwrap();
-        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-            .execute(&admin)
-            .await
-            .unwrap();
-        admin.close().await;
-        Self { name, dropped: false }
-    }
-
-    fn url(&self) -> String {
-        format!("{SERVER}/{}", self.name)
-    }
-
-    /// A writable pool for arranging data (the warehouse itself cannot write).
-    async fn setup(&self, statements: &str) {
-        let pool = PgPool::connect(&self.url()).await.unwrap();
-        sqlx::raw_sql(statements).execute(&pool).await.unwrap();
-        pool.close().await;
-    }
-
-    async fn drop(mut self) {
-        drop_database(&self.name).await;
-        self.dropped = true;
-    }
-}
-
-async fn drop_database(name: &str) {
-    let admin = PgPool::connect(&format!("{SERVER}/postgres")).await.unwrap();
-    sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    admin.close().await;
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        if self.dropped {
-            return;
-        }
-        // The test panicked before dropping its database; do it on a fresh runtime, since the
-        // test's runtime may be shutting down.
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            if let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                runtime.block_on(drop_database(&name));
-            }
-        })
-        .join();
-    }
-}
-
 #[tokio::test]
 async fn postgres_values_convert_by_type() {
     let db = TestDatabase::create().await;
-    db.setup("CREATE TYPE mood AS ENUM ('happy', 'sad')").await;
-    let warehouse = PostgresWarehouse::connect(&db.url()).await.unwrap();
+    db.execute("CREATE TYPE mood AS ENUM ('happy', 'sad')").await;
+    let warehouse = PostgresWarehouse::connect(db.url()).await.unwrap();
 
     let result = warehouse
         .execute(
@@ -166,19 +103,18 @@ async fn postgres_values_convert_by_type() {
             ("i4", ColumnFormat::Integer),
         ]
     );
-    db.drop().await;
 }
 
 #[tokio::test]
 async fn rows_keep_their_order_and_day_timestamps_read_as_dates() {
     let db = TestDatabase::create().await;
-    db.setup(
+    db.execute(
         "CREATE TABLE sales (id int PRIMARY KEY, sold_at timestamp NOT NULL, amount numeric(10,2), tags text[]); \
          INSERT INTO sales SELECT g, TIMESTAMP '2024-01-01' + g * interval '1 day', g * 1.5, ARRAY['t' || g] \
          FROM generate_series(1, 50) AS g;",
     )
     .await;
-    let warehouse = PostgresWarehouse::connect(&db.url()).await.unwrap();
+    let warehouse = PostgresWarehouse::connect(db.url()).await.unwrap();
 
     // `tags` is cast to text by the server, which wraps the statement; the order must survive.
     let result = warehouse
@@ -199,13 +135,12 @@ async fn rows_keep_their_order_and_day_timestamps_read_as_dates() {
         .collect();
     assert_eq!(amounts, expected);
     assert_eq!(result.rows[0][2], Value::Text("{t50}".into()));
-    db.drop().await;
 }
 
 #[tokio::test]
 async fn statements_run_in_a_read_only_transaction_with_the_statement_timeout() {
     let db = TestDatabase::create().await;
-    let warehouse = PostgresWarehouse::connect(&db.url()).await.unwrap();
+    let warehouse = PostgresWarehouse::connect(db.url()).await.unwrap();
 
     let result = warehouse
         .execute(
@@ -223,21 +158,19 @@ async fn statements_run_in_a_read_only_transaction_with_the_statement_timeout() 
         result.rows,
         vec![vec![Value::Text("on".into()), Value::Text("1500ms".into())]]
     );
-    db.drop().await;
 }
 
 #[tokio::test]
 async fn a_write_hidden_in_a_query_is_refused_by_the_read_only_transaction() {
     let db = TestDatabase::create().await;
-    db.setup("CREATE TABLE t (id int)").await;
-    let warehouse = PostgresWarehouse::connect(&db.url()).await.unwrap();
+    db.execute("CREATE TABLE t (id int)").await;
+    let warehouse = PostgresWarehouse::connect(db.url()).await.unwrap();
     // A data-modifying CTE is a query to the parser; whether or not the guard catches it, the
     // transaction must.
     let Ok(sql) = SqlGuard::new(Dialect::Postgres, None).check(
         "WITH w AS (INSERT INTO t VALUES (1) RETURNING id) SELECT id FROM w",
         100,
     ) else {
-        db.drop().await;
         return;
     };
 
@@ -258,14 +191,13 @@ async fn a_write_hidden_in_a_query_is_refused_by_the_read_only_transaction() {
         .await
         .unwrap();
     assert_eq!(count.rows, vec![vec![Value::Int(0)]]);
-    db.drop().await;
 }
 
 #[tokio::test]
 async fn a_heavy_query_is_stopped_by_the_statement_timeout() {
     let db = TestDatabase::create().await;
     // One connection: the follow-up query must reuse the one that ran the heavy query.
-    let warehouse = PostgresWarehouse::connect_with_max_connections(&db.url(), 1)
+    let warehouse = PostgresWarehouse::connect_with_max_connections(db.url(), 1)
         .await
         .unwrap();
     let started = Instant::now();
@@ -292,16 +224,23 @@ async fn a_heavy_query_is_stopped_by_the_statement_timeout() {
         .await
         .unwrap();
     assert_eq!(after.rows, vec![vec![Value::Int(1)]]);
-    db.drop().await;
 }
 
 /// Statements of `database` the server is still running.
 async fn active_statements(database: &str) -> i64 {
+    active_statements_like(database, "%").await
+}
+
+/// Statements of `database` the server is still running whose text matches `pattern` (ILIKE).
+/// Only clients' statements: autovacuum works in fresh databases too.
+async fn active_statements_like(database: &str, pattern: &str) -> i64 {
     let admin = PgPool::connect(&format!("{SERVER}/postgres")).await.unwrap();
     let active: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND state = 'active' AND pid <> pg_backend_pid()",
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND state = 'active' AND query ILIKE $2 \
+         AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
     )
     .bind(database)
+    .bind(pattern)
     .fetch_one(&admin)
     .await
     .unwrap();
@@ -312,32 +251,40 @@ async fn active_statements(database: &str) -> i64 {
 #[tokio::test]
 async fn cancelling_stops_the_statement_in_the_server() {
     let db = TestDatabase::create().await;
-    let warehouse = PostgresWarehouse::connect_with_max_connections(&db.url(), 1)
+    let warehouse = PostgresWarehouse::connect_with_max_connections(db.url(), 1)
         .await
         .unwrap();
     let cancel = CancellationToken::new();
     let trigger = cancel.clone();
-    let name = db.name.clone();
-    let observed_running = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let running = active_statements(&name).await;
+    let name = db.name().to_string();
+    // Cancels once the server shows the statement running (not after a guessed delay), and in
+    // any case after 30 s, so a statement that never shows up fails the test instead of running.
+    let cancelled_while_running = tokio::spawn(async move {
+        let seen = tokio::time::timeout(Duration::from_secs(30), async {
+            // The heavy statement itself, not the transaction's set-up query before it.
+            while active_statements_like(&name, "%generate_series%").await != 1 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .is_ok();
         trigger.cancel();
-        running
+        (seen, Instant::now())
     });
-    let started = Instant::now();
 
     let result = warehouse
         .execute(&guarded(HEAVY_QUERY), Duration::from_secs(600), &cancel)
         .await;
 
+    let (seen_running, cancelled_at) = cancelled_while_running.await.unwrap();
+    assert!(seen_running, "the heavy query never showed as running");
     assert!(matches!(result, Err(WarehouseError::Cancelled)), "{result:?}");
-    assert!(started.elapsed() < STOPPED_WELL_BEFORE, "took {:?}", started.elapsed());
-    assert_eq!(
-        observed_running.await.unwrap(),
-        1,
-        "the heavy query was not running before the cancel"
+    assert!(
+        cancelled_at.elapsed() < STOPPED_WELL_BEFORE,
+        "stopped {:?} after the cancel",
+        cancelled_at.elapsed()
     );
-    assert_eq!(active_statements(&db.name).await, 0);
+    assert_eq!(active_statements(db.name()).await, 0);
     let after = warehouse
         .execute(
             &guarded("SELECT 1 AS one"),
@@ -347,13 +294,12 @@ async fn cancelling_stops_the_statement_in_the_server() {
         .await
         .unwrap();
     assert_eq!(after.rows, vec![vec![Value::Int(1)]]);
-    db.drop().await;
 }
 
 #[tokio::test]
 async fn dropping_a_running_query_cancels_it_in_the_server() {
     let db = TestDatabase::create().await;
-    let warehouse = PostgresWarehouse::connect_with_max_connections(&db.url(), 1)
+    let warehouse = PostgresWarehouse::connect_with_max_connections(db.url(), 1)
         .await
         .unwrap();
     let never = CancellationToken::new();
@@ -374,15 +320,14 @@ async fn dropping_a_running_query_cancels_it_in_the_server() {
         .unwrap();
     assert_eq!(after.rows, vec![vec![Value::Int(1)]]);
     assert!(started.elapsed() < STOPPED_WELL_BEFORE, "took {:?}", started.elapsed());
-    assert_eq!(active_statements(&db.name).await, 0);
-    db.drop().await;
+    assert_eq!(active_statements(db.name()).await, 0);
 }
 
 #[tokio::test]
 async fn an_empty_result_still_names_its_columns() {
     let db = TestDatabase::create().await;
-    db.setup("CREATE TABLE t (id int, label text, at date)").await;
-    let warehouse = PostgresWarehouse::connect(&db.url()).await.unwrap();
+    db.execute("CREATE TABLE t (id int, label text, at date)").await;
+    let warehouse = PostgresWarehouse::connect(db.url()).await.unwrap();
 
     let result = warehouse
         .execute(
@@ -403,13 +348,12 @@ async fn an_empty_result_still_names_its_columns() {
             ("at", ColumnFormat::Date)
         ]
     );
-    db.drop().await;
 }
 
 #[tokio::test]
 async fn a_failing_statement_returns_the_database_message() {
     let db = TestDatabase::create().await;
-    let warehouse = PostgresWarehouse::connect(&db.url()).await.unwrap();
+    let warehouse = PostgresWarehouse::connect(db.url()).await.unwrap();
 
     let result = warehouse
         .execute(
@@ -423,20 +367,19 @@ async fn a_failing_statement_returns_the_database_message() {
         matches!(&result, Err(WarehouseError::Query(message)) if message.contains("\"missing\" does not exist")),
         "{result:?}"
     );
-    db.drop().await;
 }
 
 #[tokio::test]
 async fn the_schema_lists_user_tables_and_column_kinds() {
     let db = TestDatabase::create().await;
-    db.setup(
+    db.execute(
         "CREATE TABLE orders (id bigint PRIMARY KEY, ordered_on date, total numeric(12,2), status varchar(20), \
                               paid boolean, created_at timestamptz, payload jsonb); \
          CREATE SCHEMA sales; \
          CREATE TABLE sales.targets (region text, amount double precision);",
     )
     .await;
-    let warehouse = PostgresWarehouse::connect(&db.url()).await.unwrap();
+    let warehouse = PostgresWarehouse::connect(db.url()).await.unwrap();
 
     let schema = warehouse.schema().await.unwrap();
 
@@ -457,7 +400,6 @@ async fn the_schema_lists_user_tables_and_column_kinds() {
     );
     assert_eq!(schema[1].columns[1].kind, ColumnKind::Decimal);
     warehouse.ping().await.unwrap();
-    db.drop().await;
 }
 
 #[tokio::test]

@@ -1,23 +1,29 @@
 //! How many dispatched messages are not done yet. The count is the registry's own control state
-//! (the backlog cap reads it); the `threadql_backlog` gauge only mirrors it for scrapes.
+//! (the backlog cap reads it); the `threadql_backlog` gauge only mirrors it for scrapes. Each
+//! message also counts in the server's [`Activity`], which shutdown and tests wait on.
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use prometheus::IntGauge;
+
+use crate::activity::{Activity, ActivityGuard};
 
 /// Messages dispatched whose turn is not over (queued, waiting for a turn permit or running).
 #[derive(Debug)]
 pub struct Backlog {
     count: AtomicUsize,
     gauge: IntGauge,
+    activity: Arc<Activity>,
 }
 
 impl Backlog {
-    pub fn new(gauge: IntGauge) -> Self {
+    /// A backlog whose messages also count in `activity`.
+    pub fn new(gauge: IntGauge, activity: Arc<Activity>) -> Self {
         gauge.set(0);
         Self {
             count: AtomicUsize::new(0),
             gauge,
+            activity,
         }
     }
 
@@ -30,20 +36,28 @@ impl Backlog {
 /// over, when `cancel` is absorbed by the running turn, or when its actor goes away unread. One
 /// place to count down, whichever way a message ends.
 #[derive(Debug)]
-pub struct BacklogTicket(Arc<Backlog>);
+pub struct BacklogTicket {
+    backlog: Arc<Backlog>,
+    /// Dropped after the backlog's own count goes down (fields drop after `drop` runs).
+    _activity: ActivityGuard,
+}
 
 impl BacklogTicket {
     pub fn new(backlog: Arc<Backlog>) -> Self {
+        let activity = backlog.activity.begin();
         backlog.count.fetch_add(1, Ordering::Relaxed);
         backlog.gauge.inc();
-        Self(backlog)
+        Self {
+            backlog,
+            _activity: activity,
+        }
     }
 }
 
 impl Drop for BacklogTicket {
     fn drop(&mut self) {
-        self.0.count.fetch_sub(1, Ordering::Relaxed);
-        self.0.gauge.dec();
+        self.backlog.count.fetch_sub(1, Ordering::Relaxed);
+        self.backlog.gauge.dec();
     }
 }
 
@@ -54,14 +68,17 @@ mod tests {
     #[test]
     fn the_count_follows_tickets_whatever_the_gauge_says() {
         let gauge = IntGauge::new("backlog_test", "test").unwrap();
-        let backlog = Arc::new(Backlog::new(gauge.clone()));
+        let activity = Activity::new();
+        let backlog = Arc::new(Backlog::new(gauge.clone(), activity.clone()));
         let first = BacklogTicket::new(backlog.clone());
         let second = BacklogTicket::new(backlog.clone());
         // Someone resetting the exported gauge does not change the control state.
         gauge.set(0);
         assert_eq!(backlog.get(), 2);
+        assert_eq!(activity.pending(), 2, "each message counts as the server's work too");
         drop(first);
         drop(second);
         assert_eq!(backlog.get(), 0);
+        assert!(activity.is_idle());
     }
 }

@@ -9,6 +9,7 @@ use dashmap::DashMap;
 use super::backlog::{Backlog, BacklogTicket};
 use super::thread::{ThreadActor, UserMessage};
 use super::ThreadMap;
+use crate::activity::Activity;
 use crate::domain::{Origin, ThreadKey};
 use crate::turn::ThreadServices;
 
@@ -28,6 +29,17 @@ impl ThreadRegistry {
     /// `nice` (0 = like the rest; see [`lower_this_threads_priority`]). Must run inside an
     /// actix `System`.
     pub fn start(services: Arc<ThreadServices>, arbiter_count: usize, nice: i32) -> Arc<Self> {
+        Self::start_counting_in(services, arbiter_count, nice, Activity::new())
+    }
+
+    /// [`ThreadRegistry::start`], counting each dispatched message in `activity` until its turn
+    /// is over (the server shares it with its Slack outbox; see [`Activity`]).
+    pub fn start_counting_in(
+        services: Arc<ThreadServices>,
+        arbiter_count: usize,
+        nice: i32,
+        activity: Arc<Activity>,
+    ) -> Arc<Self> {
         let owned: Vec<Arbiter> = (0..arbiter_count.max(1)).map(|_| Arbiter::new()).collect();
         if nice > 0 {
             for arbiter in &owned {
@@ -37,7 +49,7 @@ impl ThreadRegistry {
         let arbiters = owned.iter().map(Arbiter::handle).collect();
         Arc::new(Self {
             threads: Arc::new(DashMap::new()),
-            backlog: Arc::new(Backlog::new(services.metrics.backlog.clone())),
+            backlog: Arc::new(Backlog::new(services.metrics.backlog.clone(), activity)),
             arbiters,
             services,
             _owned_arbiters: owned,

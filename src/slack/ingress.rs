@@ -209,8 +209,12 @@ impl SlackIngress {
         self.count("commands", "accepted");
         let slack = self.slack.clone();
         let registry = self.registry.clone();
+        // Counted from now, not from the task's first poll: the root post hands the question to
+        // its thread before this ticket goes, so the server never looks idle in between.
+        let queued = slack.outbox_ticket();
         // After the ack: the thread root must exist before its thread can be answered.
         actix_rt::spawn(async move {
+            let _queued = queued;
             let root = super::blocks::text(&format!("*<@{}> asked:* {question}", command.user_id));
             let posted = slack.post_message(&command.channel_id, None, &root).await;
             let root_ts = match posted {
@@ -316,8 +320,10 @@ impl SlackIngress {
         let channel = message.thread.channel().to_string();
         let thread_ts = message.thread.thread_ts().to_string();
         let user = message.user.clone();
+        let queued = slack.outbox_ticket();
         // After the ack: the handler never waits for Slack.
         actix_rt::spawn(async move {
+            let _queued = queued;
             if let Err(error) = slack.post_ephemeral(&channel, &user, Some(&thread_ts), &text).await {
                 tracing::warn!(%error, "Failed to post a rate-limit notice");
             }

@@ -8,6 +8,7 @@
 //! a 4xx) ends it. Lookups (`auth.test`, `apps.connections.open`) and reactions, whose callers
 //! can do without, give up after a few attempts instead.
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,7 @@ use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
 
 use super::blocks::SlackMessage;
+use crate::activity::{Activity, ActivityGuard};
 use crate::metrics::Metrics;
 
 /// Attempts of a lookup or a reaction before its error is reported (messages have no limit).
@@ -79,6 +81,34 @@ struct ChannelPace {
     refilled_at: Instant,
 }
 
+/// What users are to see and has not reached Slack yet: messages, updates, reactions and
+/// uploads queued (pacing, waiting for a connection, backing off) or in flight. The count is the
+/// client's own state; the `slack_outbox_waiting` gauge only shows the waits, for scrapes.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    pending: AtomicUsize,
+}
+
+impl Outbox {
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::SeqCst)
+    }
+}
+
+/// One call counted in the [`Outbox`] (and in the server's [`Activity`]) until dropped.
+#[derive(Debug)]
+pub struct OutboxTicket {
+    outbox: Arc<Outbox>,
+    /// Dropped after the outbox's own count goes down (fields drop after `drop` runs).
+    _activity: ActivityGuard,
+}
+
+impl Drop for OutboxTicket {
+    fn drop(&mut self) {
+        self.outbox.pending.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// The Slack Web API as threadql uses it.
 #[derive(Clone)]
 pub struct SlackWebApi {
@@ -88,6 +118,8 @@ pub struct SlackWebApi {
     channels: Arc<DashMap<String, Arc<tokio::sync::Mutex<ChannelPace>>>>,
     in_flight: Arc<tokio::sync::Semaphore>,
     retry: RetryPolicy,
+    outbox: Arc<Outbox>,
+    activity: Arc<Activity>,
 }
 
 impl SlackWebApi {
@@ -109,7 +141,33 @@ impl SlackWebApi {
             channels: Arc::new(DashMap::new()),
             in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_CALLS_IN_FLIGHT)),
             retry: RetryPolicy::default(),
+            outbox: Arc::default(),
+            activity: Activity::new(),
         })
+    }
+
+    /// The same client counting its outbox in `activity` too (the server shares it with the
+    /// thread registry; see [`Activity`]). Set before the client is cloned.
+    pub fn with_activity(mut self, activity: Arc<Activity>) -> Self {
+        self.activity = activity;
+        self
+    }
+
+    /// Counts a call in the outbox from now until the ticket is dropped. Every message call
+    /// takes one itself; a caller that spawns a call takes one first, so the call counts from
+    /// the moment it is decided rather than from its task's first poll.
+    pub fn outbox_ticket(&self) -> OutboxTicket {
+        let activity = self.activity.begin();
+        self.outbox.pending.fetch_add(1, Ordering::SeqCst);
+        OutboxTicket {
+            outbox: self.outbox.clone(),
+            _activity: activity,
+        }
+    }
+
+    /// Calls queued or in flight (see [`Outbox`]).
+    pub fn outbox(&self) -> Arc<Outbox> {
+        self.outbox.clone()
     }
 
     /// The same client with another retry policy (tests use short waits).
@@ -150,6 +208,7 @@ impl SlackWebApi {
         thread_ts: Option<&str>,
         message: &SlackMessage,
     ) -> Result<String, SlackApiError> {
+        let _queued = self.outbox_ticket();
         let mut body = serde_json::json!({
             "channel": channel,
             "text": message.text,
@@ -173,6 +232,7 @@ impl SlackWebApi {
 
     /// Replaces the content of a message the bot posted.
     pub async fn update_message(&self, channel: &str, ts: &str, message: &SlackMessage) -> Result<(), SlackApiError> {
+        let _queued = self.outbox_ticket();
         let body = serde_json::json!({ "channel": channel, "ts": ts, "text": message.text, "blocks": message.blocks });
         self.post_json("chat.update", Persistence::UntilDelivered, &body)
             .await?;
@@ -181,6 +241,7 @@ impl SlackWebApi {
 
     /// Adds an emoji reaction (name without colons) to a message; one already there is fine.
     pub async fn add_reaction(&self, channel: &str, ts: &str, name: &str) -> Result<(), SlackApiError> {
+        let _queued = self.outbox_ticket();
         let body = serde_json::json!({ "channel": channel, "timestamp": ts, "name": name });
         let added = self.post_json("reactions.add", Persistence::GiveUp, &body).await;
         match added {
@@ -197,6 +258,7 @@ impl SlackWebApi {
         thread_ts: Option<&str>,
         text: &str,
     ) -> Result<(), SlackApiError> {
+        let _queued = self.outbox_ticket();
         let mut body = serde_json::json!({ "channel": channel, "user": user, "text": text });
         if let Some(ts) = thread_ts {
             body["thread_ts"] = serde_json::Value::String(ts.to_string());
@@ -218,6 +280,7 @@ impl SlackWebApi {
         bytes: Vec<u8>,
         title: &str,
     ) -> Result<(), SlackApiError> {
+        let _queued = self.outbox_ticket();
         let length = bytes.len();
         let ticket = self
             .call("files.getUploadURLExternal", Persistence::UntilDelivered, || async {
@@ -445,6 +508,49 @@ mod tests {
             .unwrap();
 
         assert_eq!(attempts(&server).await, 13);
+    }
+
+    #[tokio::test]
+    async fn a_message_counts_in_the_outbox_until_its_call_ends() {
+        // Arrange: Slack fails the first attempt and the retry waits long, so the message sits
+        // in the outbox, backing off.
+        let server = MockServer::start().await;
+        fail_first(&server, "chat.postMessage", 1, ResponseTemplate::new(503)).await;
+        let activity = Activity::new();
+        let api = api_for(&server)
+            .await
+            .with_activity(activity.clone())
+            .with_retry_policy(RetryPolicy {
+                first_backoff: Duration::from_secs(600),
+                max_backoff: Duration::from_secs(600),
+            });
+        let posting = tokio::spawn({
+            let api = api.clone();
+            async move { api.post_message("C1", None, &super::super::blocks::text("hello")).await }
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while attempts(&server).await == 0 {
+            assert!(Instant::now() < deadline, "the first attempt never reached Slack");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+
+        // Assert: counted while waiting to be retried, in the outbox and in the server's work.
+        assert_eq!(api.outbox().pending(), 1);
+        assert_eq!(activity.pending(), 1);
+
+        // Act: the call ends (here: abandoned, as at a shutdown deadline).
+        posting.abort();
+        assert!(posting.await.unwrap_err().is_cancelled());
+
+        // Assert
+        assert_eq!(api.outbox().pending(), 0);
+        assert!(activity.is_idle());
+        // A delivered message leaves nothing behind either.
+        api.with_retry_policy(quick_retries())
+            .post_message("C1", None, &super::super::blocks::text("again"))
+            .await
+            .unwrap();
+        assert!(activity.is_idle());
     }
 
     #[tokio::test]

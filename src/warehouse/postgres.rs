@@ -2,6 +2,7 @@
 //! local `statement_timeout`; cancelling calls `pg_cancel_backend` for the backend running it,
 //! so the work stops in the server, not only in this process.
 use std::collections::HashSet;
+use std::future::Future;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,8 @@ const CONTROL_CONNECTIONS: u32 = 2;
 const CLIENT_TIMEOUT_GRACE: Duration = Duration::from_secs(2);
 /// How long a cancelled statement may take to end before the connection is abandoned.
 const CANCEL_GRACE: Duration = Duration::from_secs(5);
+/// How often a cancel is repeated while the statement has not ended (see `cancel_until_stopped`).
+const CANCEL_RETRY: Duration = Duration::from_millis(100);
 /// SQLSTATE `query_canceled`: raised both by `statement_timeout` and by `pg_cancel_backend`.
 const QUERY_CANCELED: &str = "57014";
 
@@ -134,14 +137,12 @@ impl PostgresWarehouse {
                 biased;
                 result = &mut work => (Some(result), None),
                 _ = cancel.cancelled() => {
-                    cancel_backend(&self.control, backend).await;
-                    (tokio::time::timeout(CANCEL_GRACE, &mut work).await.ok(), Some(StopReason::Cancel))
+                    (cancel_until_stopped(&self.control, backend, &mut work).await, Some(StopReason::Cancel))
                 }
                 // The server's statement_timeout normally fires first; this covers a server or
                 // network that stopped answering.
                 _ = tokio::time::sleep_until((deadline + CLIENT_TIMEOUT_GRACE).into()) => {
-                    cancel_backend(&self.control, backend).await;
-                    (tokio::time::timeout(CANCEL_GRACE, &mut work).await.ok(), Some(StopReason::Timeout))
+                    (cancel_until_stopped(&self.control, backend, &mut work).await, Some(StopReason::Timeout))
                 }
             }
         };
@@ -200,6 +201,26 @@ async fn cancel_backend(control: &PgPool, backend: Backend) {
         Ok(Some(true)) => tracing::debug!(pid = backend.pid, "cancelled the warehouse statement"),
         Ok(Some(false) | None) => tracing::debug!(pid = backend.pid, "the warehouse statement had already ended"),
         Err(error) => tracing::warn!(pid = backend.pid, %error, "failed to cancel the warehouse statement"),
+    }
+}
+
+/// Cancels the statement `work` is running until it ends, for at most [`CANCEL_GRACE`]; `None`
+/// when it did not end. One request is not always enough: a cancel that reaches the backend
+/// between two protocol messages (the statement parsed and described, not yet executing) is
+/// dropped by the server, and the statement then runs as if never cancelled.
+async fn cancel_until_stopped<F>(control: &PgPool, backend: Backend, work: &mut F) -> Option<F::Output>
+where
+    F: Future + Unpin,
+{
+    let gave_up_at = tokio::time::Instant::now() + CANCEL_GRACE;
+    loop {
+        cancel_backend(control, backend).await;
+        let until = (tokio::time::Instant::now() + CANCEL_RETRY).min(gave_up_at);
+        match tokio::time::timeout_at(until, &mut *work).await {
+            Ok(output) => return Some(output),
+            Err(_) if until >= gave_up_at => return None,
+            Err(_) => {}
+        }
     }
 }
 

@@ -4,7 +4,7 @@ use chrono::{Datelike, NaiveDate};
 use sqlx::sqlite::SqlitePoolOptions;
 use sqlx::Row;
 
-use crate::helpers::{
+use threadql_testkit::{
     app_mention, demo_warehouse_path, new_channel, new_ts, post_text, spawn_app, start_server, thread_reply,
 };
 
@@ -101,7 +101,7 @@ async fn a_thread_is_answered_refined_shown_exported_undone_and_survives_a_resta
         &channel,
         &root,
         &root,
-        &format!("<@{}> revenue by region last month", crate::helpers::BOT_USER),
+        &format!("<@{}> revenue by region last month", threadql_testkit::BOT_USER),
     );
     copy["event"].as_object_mut().unwrap().remove("thread_ts");
     assert_eq!(app.post_event(&copy).await.status().as_u16(), 200);
@@ -162,8 +162,8 @@ async fn a_thread_is_answered_refined_shown_exported_undone_and_survives_a_resta
     }
 
     // Act 6: restart the server; the old thread still refines its query.
-    let (slack, database_url) = app.stop().await;
-    let app = start_server(slack, database_url).await;
+    let (slack, database) = app.stop().await;
+    let app = start_server(slack, database).await;
     app.post_event(&thread_reply("EvQ6", &channel, &root, &new_ts(), "only APAC"))
         .await;
     let posts = app.slack.wait_for_posts(&channel, &root, 5).await;
@@ -182,16 +182,30 @@ async fn a_thread_is_answered_refined_shown_exported_undone_and_survives_a_resta
 
 #[actix_rt::test]
 async fn a_reply_in_a_thread_the_bot_was_never_asked_in_is_ignored() {
+    // Arrange
     let app = spawn_app().await;
     let channel = new_channel();
     let root = new_ts();
-    app.post_event(&thread_reply("EvX1", &channel, &root, &new_ts(), "only EMEA"))
+
+    // Act
+    let response = app
+        .post_event(&thread_reply("EvX1", &channel, &root, &new_ts(), "only EMEA"))
         .await;
-    // A question in another thread proves the server went on working meanwhile.
-    let other = new_ts();
-    app.post_event(&app_mention("EvX2", &channel, &other, "help")).await;
-    app.slack.wait_for_posts(&channel, &other, 1).await;
+    app.wait_until_idle().await;
+
+    // Assert: handed to its thread (its turn is over by now), and nothing said in that thread
+    // or anywhere else.
+    assert_eq!(response.status().as_u16(), 200);
+    let metrics = app.metrics().await;
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line == r#"threadql_slack_requests_total{endpoint="events",outcome="accepted"} 1"#),
+        "the reply reached its thread: {metrics}"
+    );
     assert!(app.slack.posts_in_thread(&channel, &root).await.is_empty());
+    assert_eq!(app.slack.all_posts().await, 0);
+    assert!(app.slack.ephemerals().await.is_empty());
 }
 
 #[actix_rt::test]
@@ -233,14 +247,14 @@ async fn a_question_the_rules_cannot_map_gets_a_helpful_reply() {
 async fn a_mention_redelivered_after_a_restart_without_redis_is_not_answered_twice() {
     // Arrange: a mention answered by a first server.
     let app = spawn_app().await;
-    let (channel, root) = (crate::helpers::new_channel(), new_ts());
+    let (channel, root) = (threadql_testkit::new_channel(), new_ts());
     let mention = app_mention("EvRe1", &channel, &root, "revenue by region last month");
     app.post_event(&mention).await;
     app.slack.wait_for_posts(&channel, &root, 1).await;
 
     // Act: a new process (its in-process dedupe memory is empty) gets Slack's retry.
-    let (slack, database_url) = app.stop().await;
-    let app = start_server(slack, database_url).await;
+    let (slack, database) = app.stop().await;
+    let app = start_server(slack, database).await;
     let retry = app
         .post_signed(
             "/slack/events",

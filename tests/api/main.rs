@@ -1,10 +1,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! End-to-end tests: the real server on a free port, a real Postgres state store, the demo
-//! warehouse, and a local fake Slack Web API reached through SLACK_API_URL.
-mod helpers;
-
+//! warehouse, and a local fake Slack Web API reached through SLACK_API_URL (helpers: the
+//! `threadql-testkit` crate, shared with the benchmark).
 mod conversation;
 mod resilience;
+mod shutdown;
 mod slack_features;
 mod slack_ingress;
 mod socket_mode;

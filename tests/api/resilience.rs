@@ -1,9 +1,5 @@
 //! Thread actors that survive: a thousand interleaved events, a panicking turn, passivation,
 //! stale snapshot writes, a SIGKILLed server process and a Redis that goes away.
-use std::future::Future;
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,42 +11,16 @@ use threadql::domain::Value as Cell;
 use threadql::domain::{ErrorCode, ProposedQuery, Reply};
 use threadql::domain::{ThreadKey, ThreadState, Turn};
 use threadql::interpret::{InterpretError, InterpretRequest, Interpretation, Interpreter};
-use threadql::slack::verify::sign;
 use threadql::startup::Backends;
 use threadql::store::{PostgresStore, SnapshotWrite, SqliteStore, StateStore, StoreError};
 use threadql::turn::Replier;
 
-use crate::helpers::{
-    app_mention, config_with, create_database, demo_warehouse_path, new_channel, new_ts, post_text, spawn_app,
-    spawn_app_with, thread_reply, FakeSlack, TestApp, SIGNING_SECRET, TEAM,
+use threadql_testkit::{
+    app_mention, config_with, eventually, eventually_every, new_channel, new_ts, post_text, spawn_app, spawn_app_with,
+    thread_reply, FakeSlack, RedisPrefix, RedisServer, ServerProcess, TestApp, TestDatabase, TEAM,
 };
 
 const QUESTION: &str = "revenue by region last month";
-
-/// Waits until `condition` holds, polling it, and fails the test after `within`.
-async fn eventually<F, Fut>(what: &str, within: Duration, condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    eventually_every(what, within, Duration::from_millis(25), condition).await;
-}
-
-/// [`eventually`], polling every `every` (for conditions that are costly to check).
-async fn eventually_every<F, Fut>(what: &str, within: Duration, every: Duration, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    while !condition().await {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {within:?} waiting until {what}"
-        );
-        tokio::time::sleep(every).await;
-    }
-}
 
 /// The same envelope, written by `user`.
 fn from_user(mut envelope: Value, user: &str) -> Value {
@@ -77,10 +47,6 @@ fn metric(metrics: &str, name: &str) -> Option<f64> {
         let (key, value) = line.split_once(' ')?;
         (key == name).then(|| value.trim().parse().ok()).flatten()
     })
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -261,7 +227,8 @@ fn answered(reply: &Reply) -> (usize, Vec<String>) {
 async fn a_panicking_turn_gets_an_apology_and_the_thread_goes_on_with_its_context() {
     // Arrange: the real services over Postgres and the demo data, with an interpreter that
     // panics on the magic words, and replies recorded instead of posted.
-    let config = config_with("http://127.0.0.1:9/api", &create_database().await, &[]);
+    let database = TestDatabase::create().await;
+    let config = config_with("http://127.0.0.1:9/api", database.url(), &[]);
     let mut backends = Backends::build(&config).await.unwrap();
     backends.interpreter = Arc::new(PanicsOnMagicWords {
         inner: backends.interpreter.clone(),
@@ -320,7 +287,8 @@ impl Replier for AnswersNeverArrive {
 #[actix_rt::test]
 async fn an_answer_saved_but_not_yet_posted_when_the_process_stops_is_reported_after_the_restart() {
     // Arrange: a server whose answers cannot be posted.
-    let config = config_with("http://127.0.0.1:9/api", &create_database().await, &[]);
+    let database = TestDatabase::create().await;
+    let config = config_with("http://127.0.0.1:9/api", database.url(), &[]);
     let backends = Backends::build(&config).await.unwrap();
     let store = backends.store.clone();
     let registry = ThreadRegistry::start(backends.thread_services(&config, Arc::new(AnswersNeverArrive)), 2, 0);
@@ -385,7 +353,8 @@ impl Replier for SlowReplier {
 #[actix_rt::test]
 async fn a_burst_of_new_threads_runs_at_most_the_cap_of_turns_at_once_and_answers_them_all() {
     // Arrange: two turns at a time across all threads.
-    let config = config_with("http://127.0.0.1:9/api", &create_database().await, &[]);
+    let database = TestDatabase::create().await;
+    let config = config_with("http://127.0.0.1:9/api", database.url(), &[]);
     let backends = Backends::build(&config).await.unwrap();
     let replier = Arc::new(SlowReplier::default());
     let mut services = backends.thread_services(&config, replier.clone());
@@ -457,7 +426,8 @@ fn state_after(texts: &[&str]) -> ThreadState {
 #[actix_rt::test]
 async fn a_snapshot_write_based_on_an_old_version_is_refused_by_postgres() {
     // Arrange: version 2 of a thread's snapshot is stored.
-    let store = PostgresStore::connect(&create_database().await).await.unwrap();
+    let database = TestDatabase::create().await;
+    let store = PostgresStore::connect(database.url()).await.unwrap();
     store.migrate().await.unwrap();
     let thread = ThreadKey::parse(TEAM, &new_channel(), &new_ts()).unwrap();
     let first = state_after(&[QUESTION]);
@@ -488,7 +458,8 @@ async fn a_snapshot_write_based_on_an_old_version_is_refused_by_postgres() {
 async fn a_batched_snapshot_write_based_on_an_old_version_is_refused_and_the_rest_of_the_batch_is_written() {
     // The batched write is the one thread actors' saves go through (`SnapshotBatcher`): one
     // statement on Postgres, one transaction on SQLite.
-    let postgres = PostgresStore::connect(&create_database().await).await.unwrap();
+    let database = TestDatabase::create().await;
+    let postgres = PostgresStore::connect(database.url()).await.unwrap();
     postgres.migrate().await.unwrap();
     let directory = tempfile::tempdir().unwrap();
     let sqlite = SqliteStore::connect(&format!("sqlite://{}", directory.path().join("state.db").display()))
@@ -541,114 +512,17 @@ async fn a_batched_snapshot_write_based_on_an_old_version_is_refused_and_the_res
 // 4. kill -9
 // ---------------------------------------------------------------------------------------------
 
-/// `threadql serve` as a child process, killed with SIGKILL when dropped.
-struct ServerProcess {
-    child: Child,
-    address: String,
-    log: PathBuf,
-}
-
-impl ServerProcess {
-    /// Starts the binary with a clean environment and waits (bounded) until `/healthz` answers.
-    async fn start(slack: &FakeSlack, database_url: &str) -> Self {
-        let address = format!("127.0.0.1:{}", free_port());
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-        let log = dir.join(format!("threadql-serve-{}.log", uuid::Uuid::new_v4().simple()));
-        let log_file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_threadql"))
-            .arg("serve")
-            // Nothing from the developer's environment (REDIS_URL, OPENAI_API_KEY, .env).
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("THREADQL_LISTEN", &address)
-            .env("SLACK_SIGNING_SECRET", SIGNING_SECRET)
-            .env("SLACK_BOT_TOKEN", "xoxb-test-token")
-            .env("SLACK_API_URL", slack.api_url())
-            .env("DATABASE_URL", database_url)
-            .env("THREADQL_DEMO_WAREHOUSE", demo_warehouse_path())
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().unwrap())
-            .stderr(log_file)
-            .spawn()
-            .expect("the threadql binary starts");
-        let mut server = Self {
-            child,
-            address: format!("http://{address}"),
-            log,
-        };
-        server.wait_until_healthy().await;
-        server
-    }
-
-    async fn wait_until_healthy(&mut self) {
-        let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("threadql serve exited with {status}:\n{}", self.log_tail());
-            }
-            let healthy = client
-                .get(format!("{}/healthz", self.address))
-                .timeout(Duration::from_secs(1))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if healthy {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "threadql serve never became healthy:\n{}",
-                self.log_tail()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let start = text.len().saturating_sub(4000);
-        text.get(start..).unwrap_or_default().to_string()
-    }
-
-    /// POSTs an event signed as Slack signs it.
-    async fn post_event(&self, envelope: &Value) -> reqwest::Response {
-        let body = serde_json::to_vec(envelope).unwrap();
-        let timestamp = chrono::Utc::now().timestamp().to_string();
-        let signature = sign(&SIGNING_SECRET.to_string().into(), &timestamp, &body);
-        reqwest::Client::new()
-            .post(format!("{}/slack/events", self.address))
-            .header("content-type", "application/json")
-            .header("x-slack-request-timestamp", timestamp)
-            .header("x-slack-signature", signature)
-            .body(body)
-            .send()
-            .await
-            .expect("the server answers")
-    }
-
-    /// SIGKILL: no graceful shutdown, no flush.
-    fn kill_9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.log);
-    }
+/// `threadql serve` over `database`, as a user runs it.
+async fn serve(slack: &FakeSlack, database: &TestDatabase) -> ServerProcess {
+    ServerProcess::start(env!("CARGO_BIN_EXE_threadql"), &slack.api_url(), database.url(), &[]).await
 }
 
 #[actix_rt::test]
 async fn a_server_killed_with_sigkill_mid_conversation_goes_on_refining_after_a_restart() {
     // Arrange: the real binary, asked a question and answered.
     let slack = FakeSlack::start().await;
-    let database_url = create_database().await;
-    let server = ServerProcess::start(&slack, &database_url).await;
+    let database = TestDatabase::create().await;
+    let mut server = serve(&slack, &database).await;
     let (channel, root) = (new_channel(), new_ts());
     let response = server.post_event(&app_mention("EvK1", &channel, &root, QUESTION)).await;
     assert_eq!(response.status().as_u16(), 200);
@@ -665,7 +539,7 @@ async fn a_server_killed_with_sigkill_mid_conversation_goes_on_refining_after_a_
 
     // Act: kill -9, start again over the same state store, refine in the same thread.
     server.kill_9();
-    let server = ServerProcess::start(&slack, &database_url).await;
+    let server = serve(&slack, &database).await;
     let response = server
         .post_event(&thread_reply("EvK2", &channel, &root, &new_ts(), "only EMEA"))
         .await;
@@ -682,56 +556,6 @@ async fn a_server_killed_with_sigkill_mid_conversation_goes_on_refining_after_a_
 // 5. Redis goes away and comes back
 // ---------------------------------------------------------------------------------------------
 
-/// A `redis-server` of this test's own on `port`, without persistence, killed when dropped.
-struct RedisProcess {
-    child: Child,
-    url: String,
-}
-
-impl RedisProcess {
-    async fn start(port: u16) -> Self {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed");
-        let redis = Self {
-            child,
-            url: format!("redis://127.0.0.1:{port}"),
-        };
-        eventually("redis-server answers PING", Duration::from_secs(10), || async {
-            redis.keys("*").await.is_some()
-        })
-        .await;
-        redis
-    }
-
-    /// Keys matching `pattern`, or `None` when Redis does not answer.
-    async fn keys(&self, pattern: &str) -> Option<Vec<String>> {
-        let client = redis::Client::open(self.url.as_str()).ok()?;
-        let mut connection = tokio::time::timeout(Duration::from_secs(1), client.get_multiplexed_async_connection())
-            .await
-            .ok()?
-            .ok()?;
-        redis::cmd("KEYS").arg(pattern).query_async(&mut connection).await.ok()
-    }
-
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for RedisProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Posts a question from `user` in a new thread; returns the thread and how long the ack took.
 async fn ask_in_new_thread(app: &TestApp, event_id: &str, user: &str) -> ((String, String), Duration) {
     let (channel, root) = (new_channel(), new_ts());
@@ -747,12 +571,12 @@ async fn ask_in_new_thread(app: &TestApp, event_id: &str, user: &str) -> ((Strin
 #[actix_rt::test]
 async fn when_redis_stops_the_server_keeps_answering_and_limiting_and_uses_redis_again_when_it_returns() {
     // Arrange: a Redis of our own, three questions a minute per user.
-    let port = free_port();
-    let redis = RedisProcess::start(port).await;
-    let prefix = format!("threadql-test-{}:", uuid::Uuid::new_v4().simple());
+    let mut redis = RedisServer::start().await;
+    // Its keys live in this test's own Redis, which goes with it.
+    let prefix = RedisPrefix::new("threadql-test");
     let app = spawn_app_with(&[
-        ("REDIS_URL", redis.url.clone()),
-        ("THREADQL_REDIS_PREFIX", prefix.clone()),
+        ("REDIS_URL", redis.url()),
+        ("THREADQL_REDIS_PREFIX", prefix.to_string()),
         ("THREADQL_RATE_LIMIT_PER_MINUTE", "3".into()),
     ])
     .await;
@@ -798,7 +622,7 @@ async fn when_redis_stops_the_server_keeps_answering_and_limiting_and_uses_redis
     );
 
     // Act 2: Redis comes back on the same port (empty: it kept nothing).
-    let redis = RedisProcess::start(port).await;
+    redis.restart().await;
 
     // Assert: within a few of the server's probes, a new question is deduplicated in Redis
     // again, and is answered.
@@ -809,7 +633,7 @@ async fn when_redis_stops_the_server_keeps_answering_and_limiting_and_uses_redis
         let event_id = format!("EvRdBack{attempt}");
         // A new user each time: the attempts that fell back to this process count too.
         let (thread, _) = ask_in_new_thread(&app, &event_id, &format!("U0BOB{attempt:04}")).await;
-        let key = format!("{prefix}dd:message:{}:{}:{}", crate::helpers::TEAM, thread.0, thread.1);
+        let key = format!("{prefix}dd:message:{}:{}:{}", TEAM, thread.0, thread.1);
         if redis.keys(&key).await == Some(vec![key.clone()]) {
             break thread;
         }

@@ -1,7 +1,7 @@
 //! Slack ingress: signatures, url_verification, and every payload sample Slack publishes.
 use serde_json::{json, Value};
 
-use crate::helpers::{fixtures, spawn_app, TestApp};
+use threadql_testkit::{fixtures, spawn_app, TestApp};
 
 fn json_files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();
@@ -61,7 +61,7 @@ async fn every_slack_payload_sample_is_acknowledged_and_none_produces_a_reply() 
     for path in &backend {
         let sample: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         let response = if path.to_string_lossy().contains("slash-commands") {
-            let body = crate::helpers::as_form(&sample);
+            let body = threadql_testkit::as_form(&sample);
             app.post_signed(
                 "/slack/commands",
                 "application/x-www-form-urlencoded",
@@ -93,13 +93,13 @@ async fn forged_stale_and_unsigned_requests_get_401() {
     let body = br#"{"type":"url_verification","challenge":"abc"}"#.to_vec();
     let now = chrono::Utc::now().timestamp();
     let signature = threadql::slack::verify::sign(
-        &crate::helpers::SIGNING_SECRET.to_string().into(),
+        &threadql_testkit::SIGNING_SECRET.to_string().into(),
         &now.to_string(),
         &body,
     );
     let stale_ts = (now - 301).to_string();
     let stale_signature =
-        threadql::slack::verify::sign(&crate::helpers::SIGNING_SECRET.to_string().into(), &stale_ts, &body);
+        threadql::slack::verify::sign(&threadql_testkit::SIGNING_SECRET.to_string().into(), &stale_ts, &body);
     let forged = threadql::slack::verify::sign(&"not-the-secret".to_string().into(), &now.to_string(), &body);
     let cases: Vec<(&str, Vec<(&str, String)>)> = vec![
         ("no headers", vec![]),

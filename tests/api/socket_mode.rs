@@ -14,9 +14,9 @@ use tokio_tungstenite::tungstenite::Message;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
-use crate::helpers::{
-    api_success, app_mention, button_click, button_value, create_database, fixture, new_channel, new_ts, post_text,
-    start_server_with, thread_reply, FakeSlack, TestApp, TEAM,
+use threadql_testkit::{
+    api_success, app_mention, button_click, button_value, fixture, new_channel, new_ts, post_text, start_server_with,
+    thread_reply, FakeSlack, TestApp, TestDatabase, TEAM,
 };
 
 const APP_TOKEN: &str = "xapp-1-A0THREADQL-1234-test";
@@ -222,14 +222,14 @@ async fn spawn_socket_mode_app_with(connections: usize, overrides: &[(&str, Stri
     let slack = FakeSlack::start().await;
     let sockets = FakeSocketMode::start().await;
     sockets.mount_connections_open(&slack).await;
-    let database_url = create_database().await;
+    let database = TestDatabase::create().await;
     let mut settings = vec![
         ("SLACK_APP_TOKEN", APP_TOKEN.to_string()),
         ("SLACK_SIGNING_SECRET", String::new()),
         ("THREADQL_SOCKET_CONNECTIONS", connections.to_string()),
     ];
     settings.extend(overrides.iter().cloned());
-    let app = start_server_with(slack, database_url, &settings).await;
+    let app = start_server_with(slack, database, &settings).await;
     (app, sockets)
 }
 
@@ -343,7 +343,7 @@ async fn a_new_thread_beyond_the_backlog_is_left_unacked_for_slack_to_redeliver(
     let (app, sockets) = spawn_socket_mode_app_with(
         1,
         &[
-            ("WAREHOUSE_URL", warehouse.clone()),
+            ("WAREHOUSE_URL", warehouse.url().to_string()),
             ("THREADQL_QUERY_TIMEOUT_SECS", "600".into()),
             ("THREADQL_MAX_BACKLOG", "1".into()),
         ],
@@ -398,7 +398,7 @@ async fn a_new_thread_beyond_the_backlog_is_left_unacked_for_slack_to_redeliver(
     let posts = app.slack.wait_for_posts(&channel, &root, 1).await;
     assert!(post_text(&posts[0]).contains("show sql"), "{}", post_text(&posts[0]));
     assert!(slack_requests(&app, "events", "overloaded").await >= 1);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.wait_until_idle().await;
     assert_eq!(app.slack.posts_in_thread(&channel, &root).await.len(), 1);
 }
 

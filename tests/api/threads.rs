@@ -3,31 +3,30 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use sqlx::{Connection, Executor, PgConnection, Row};
+use sqlx::Row;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
-use crate::helpers::{
-    app_mention, create_database, new_channel, new_ts, post_text, spawn_app, spawn_app_with, thread_reply, TestApp,
+use threadql_testkit::{
+    app_mention, eventually, new_channel, new_ts, post_text, spawn_app, spawn_app_with, thread_reply, FakeSlack,
+    RedisPrefix, ServerProcess, TestApp, TestDatabase, SHARED_REDIS,
 };
 
 /// A Postgres warehouse with a view that takes minutes to count and a small table.
-pub async fn slow_warehouse() -> String {
-    let url = create_database().await;
-    let mut connection = PgConnection::connect(&url).await.unwrap();
-    connection
+pub async fn slow_warehouse() -> TestDatabase {
+    let warehouse = TestDatabase::create().await;
+    warehouse
         .execute(
             "CREATE TABLE fast_numbers (n integer); INSERT INTO fast_numbers SELECT generate_series(1, 10); \
              CREATE VIEW slow_numbers AS SELECT g AS n, pg_sleep(0.01) IS NULL AS paused FROM generate_series(1, 1000000) AS g;",
         )
-        .await
-        .unwrap();
-    url
+        .await;
+    warehouse
 }
 
 /// Active statements on the warehouse that read `slow_numbers`.
-pub async fn slow_queries_running(warehouse_url: &str) -> i64 {
-    let mut connection = PgConnection::connect(warehouse_url).await.unwrap();
+pub async fn slow_queries_running(warehouse: &TestDatabase) -> i64 {
+    let mut connection = warehouse.connect().await;
     sqlx::query(
         "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' \
          AND query ILIKE '%slow_numbers%' AND pid <> pg_backend_pid()",
@@ -38,17 +37,16 @@ pub async fn slow_queries_running(warehouse_url: &str) -> i64 {
     .get::<i64, _>("n")
 }
 
-pub async fn wait_until_slow_query_runs(warehouse_url: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while slow_queries_running(warehouse_url).await == 0 {
-        assert!(Instant::now() < deadline, "the slow query never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+pub async fn wait_until_slow_query_runs(warehouse: &TestDatabase) {
+    eventually("the slow query runs", Duration::from_secs(30), || async {
+        slow_queries_running(warehouse).await > 0
+    })
+    .await;
 }
 
-async fn app_over(warehouse_url: &str) -> TestApp {
+async fn app_over(warehouse: &TestDatabase) -> TestApp {
     spawn_app_with(&[
-        ("WAREHOUSE_URL", warehouse_url.to_string()),
+        ("WAREHOUSE_URL", warehouse.url().to_string()),
         ("THREADQL_QUERY_TIMEOUT_SECS", "600".into()),
     ])
     .await
@@ -139,15 +137,10 @@ async fn eleven_questions_from_one_user(app: &TestApp) -> (usize, Vec<serde_json
         app.slack.wait_for_posts(channel, root, 1).await;
         answered += 1;
     }
-    // …and the eleventh gets an ephemeral notice instead of an answer.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let notices = loop {
-        let notices = app.slack.ephemerals().await;
-        if !notices.is_empty() || Instant::now() > deadline {
-            break notices;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
+    // …and the eleventh gets an ephemeral notice instead of an answer (the notice is queued
+    // for Slack before the ack, so once the server is idle it has been sent).
+    app.wait_until_idle().await;
+    let notices = app.slack.ephemerals().await;
     let (channel, root) = &threads[10];
     assert!(
         app.slack.posts_in_thread(channel, root).await.is_empty(),
@@ -176,24 +169,17 @@ async fn the_eleventh_question_in_a_minute_gets_an_ephemeral_notice_without_redi
 
 #[actix_rt::test]
 async fn the_eleventh_question_in_a_minute_gets_an_ephemeral_notice_with_redis() {
-    let prefix = format!("threadql-test-{}:", uuid::Uuid::new_v4().simple());
+    let prefix = RedisPrefix::new("threadql-test");
     let app = spawn_app_with(&[
-        ("REDIS_URL", "redis://127.0.0.1:6379".into()),
-        ("THREADQL_REDIS_PREFIX", prefix.clone()),
+        ("REDIS_URL", SHARED_REDIS.into()),
+        ("THREADQL_REDIS_PREFIX", prefix.to_string()),
     ])
     .await;
     let (answered, notices) = eleven_questions_from_one_user(&app).await;
     assert_eq!(answered, 10);
     assert_is_rate_limit_notice(&notices);
     // The bucket lives in Redis, under this server's prefix.
-    let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}rl:*"))
-        .query_async(&mut connection)
-        .await
-        .unwrap();
-    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_eq!(prefix.count("rl:").unwrap(), 1);
 }
 
 #[actix_rt::test]
@@ -236,78 +222,37 @@ async fn an_answer_rate_limited_by_slack_is_posted_after_retry_after() {
     assert_eq!(attempts[0], attempts[1], "the same message is sent again");
 }
 
-/// Runs `threadql serve` as a child process, as a user would.
-struct ServerProcess {
-    child: std::process::Child,
-    address: String,
-}
-
-impl ServerProcess {
-    async fn start(slack_api_url: &str, database_url: &str, warehouse_url: &str) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_threadql"))
-            .arg("serve")
-            .env("THREADQL_LISTEN", format!("127.0.0.1:{port}"))
-            .env("SLACK_SIGNING_SECRET", crate::helpers::SIGNING_SECRET)
-            .env("SLACK_BOT_TOKEN", "xoxb-test-token")
-            .env("SLACK_API_URL", slack_api_url)
-            .env("DATABASE_URL", database_url)
-            .env("WAREHOUSE_URL", warehouse_url)
-            .env("THREADQL_QUERY_TIMEOUT_SECS", "600")
-            .env_remove("REDIS_URL")
-            .env_remove("OPENAI_API_KEY")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let address = format!("http://127.0.0.1:{port}");
-        let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while client.get(format!("{address}/healthz")).send().await.is_err() {
-            assert!(Instant::now() < deadline, "threadql serve did not come up");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Self { child, address }
-    }
-
-    async fn post_event(&self, envelope: &serde_json::Value) {
-        let body = serde_json::to_vec(envelope).unwrap();
-        let client = reqwest::Client::new();
-        let response =
-            crate::helpers::post_signed_to(&client, &self.address, "/slack/events", "application/json", body, &[])
-                .await;
-        assert_eq!(response.status().as_u16(), 200);
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `threadql serve` over `warehouse`, whose queries may run for minutes.
+async fn serve_over(slack: &FakeSlack, database: &TestDatabase, warehouse: &TestDatabase) -> ServerProcess {
+    ServerProcess::start(
+        env!("CARGO_BIN_EXE_threadql"),
+        &slack.api_url(),
+        database.url(),
+        &[
+            ("WAREHOUSE_URL", warehouse.url().to_string()),
+            ("THREADQL_QUERY_TIMEOUT_SECS", "600".into()),
+        ],
+    )
+    .await
 }
 
 #[actix_rt::test]
 async fn a_question_interrupted_by_a_kill_is_reported_in_its_thread_after_restart() {
     // Arrange: a question whose query runs for minutes.
     let warehouse = slow_warehouse().await;
-    let slack = crate::helpers::FakeSlack::start().await;
-    let database = create_database().await;
-    let mut server = ServerProcess::start(&slack.api_url(), &database, &warehouse).await;
+    let slack = FakeSlack::start().await;
+    let database = TestDatabase::create().await;
+    let mut server = serve_over(&slack, &database, &warehouse).await;
     let (channel, root) = (new_channel(), new_ts());
-    server
+    let response = server
         .post_event(&app_mention("EvK1", &channel, &root, "slow numbers count"))
         .await;
+    assert_eq!(response.status().as_u16(), 200);
     wait_until_slow_query_runs(&warehouse).await;
 
     // Act: SIGKILL, then start again.
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
-    let _restarted = ServerProcess::start(&slack.api_url(), &database, &warehouse).await;
+    server.kill_9();
+    let _restarted = serve_over(&slack, &database, &warehouse).await;
 
     // Assert: the thread hears that its question was not answered.
     let posts = slack.wait_for_posts(&channel, &root, 1).await;
@@ -323,7 +268,7 @@ async fn a_new_thread_beyond_the_backlog_is_left_for_slack_to_redeliver_and_answ
     // Arrange: a backlog of one message, taken by a slow query.
     let warehouse = slow_warehouse().await;
     let app = spawn_app_with(&[
-        ("WAREHOUSE_URL", warehouse.clone()),
+        ("WAREHOUSE_URL", warehouse.url().to_string()),
         ("THREADQL_QUERY_TIMEOUT_SECS", "600".into()),
         ("THREADQL_MAX_BACKLOG", "1".into()),
     ])
@@ -359,7 +304,7 @@ async fn a_new_thread_beyond_the_backlog_is_left_for_slack_to_redeliver_and_answ
     // Assert: answered, once.
     let posts = app.slack.wait_for_posts(&other_channel, &other_root, 1).await;
     assert!(post_text(&posts[0]).contains("show sql"), "{}", post_text(&posts[0]));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.wait_until_idle().await;
     assert_eq!(app.slack.posts_in_thread(&other_channel, &other_root).await.len(), 1);
     // Counted once for the first delivery, and again for each redelivery refused meanwhile.
     let metrics = app.metrics().await;

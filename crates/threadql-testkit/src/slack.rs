@@ -1,31 +1,36 @@
-//! `spawn_app()` and typed helpers: signed Slack requests built from Slack's own payload
-//! samples, and a fake Web API (wiremock) that records posts and stores uploaded files.
+//! Slack's side: its payload samples turned into signed events, and a fake Web API (wiremock)
+//! that records what the server posts and stores uploaded files.
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix_web::dev::ServerHandle;
+use anyhow::Context;
 use serde_json::{json, Value};
-use sqlx::{Connection, Executor, PgConnection};
-use threadql::config::Config;
 use threadql::slack::verify::sign;
-use threadql::startup::Application;
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-pub const SIGNING_SECRET: &str = "test-signing-secret";
-pub const BOT_USER: &str = "UBOT0001";
-pub const TEAM: &str = "T0TEST01";
-const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+use crate::config::{BOT_USER, SIGNING_SECRET, TEAM};
 
+/// How long [`FakeSlack::wait_for_posts`] waits for the server.
+const POST_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Slack's payload samples, vendored in the repository (source and licence in its README).
 pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/slack-samples")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/slack-samples")
 }
 
-pub fn fixture(relative: &str) -> Value {
+/// A sample as JSON (`relative` to [`fixtures`]).
+pub fn read_fixture(relative: &str) -> anyhow::Result<Value> {
     let path = fixtures().join(relative);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap()
+    let text = std::fs::read_to_string(&path).with_context(|| format!("Failed to read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
+}
+
+/// [`read_fixture`], failing the test when the sample is missing.
+pub fn fixture(relative: &str) -> Value {
+    read_fixture(relative).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// A Web API sample turned into a success response: `ok: true`, and without the blank
@@ -40,30 +45,13 @@ pub fn api_success(method: &str) -> Value {
     response
 }
 
-/// The demo data set, generated once per day and shared by the tests (read-only).
-pub fn demo_warehouse_path() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    dir.join(format!("threadql-demo-{}.db", chrono::Utc::now().date_naive()))
-}
-
-/// A fresh Postgres database for one test.
-pub async fn create_database() -> String {
-    let name = format!("threadql_test_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = PgConnection::connect(ADMIN_URL)
-        .await
-        .expect("Postgres must run on 127.0.0.1:5432");
-    admin
-        .execute(format!(r#"CREATE DATABASE "{name}""#).as_str())
-        .await
-        .unwrap();
-    format!("postgres://postgres@127.0.0.1:5432/{name}")
-}
+/// Messages posted with `chat.postMessage`, in order (with their ts), as `chat.update` left them.
+type Posted = Arc<Mutex<Vec<(String, Value)>>>;
 
 /// The fake Slack Web API.
 pub struct FakeSlack {
     pub server: MockServer,
-    /// Messages posted with `chat.postMessage`, in order, as `chat.update` left them.
-    messages: std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>,
+    messages: Posted,
 }
 
 /// A progress message that has not been replaced by its answer yet.
@@ -87,14 +75,14 @@ impl FakeSlack {
             .respond_with(ResponseTemplate::new(200).set_body_json(auth))
             .mount(&server)
             .await;
-        let messages = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, Value)>::new()));
+        let messages = Posted::default();
         let posted = messages.clone();
         Mock::given(method("POST"))
             .and(path("/api/chat.postMessage"))
             .respond_with(move |request: &Request| {
                 let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
                 let mut reply = api_success("chat.postMessage");
-                let ts = format!("{}.{:06}", chrono::Utc::now().timestamp(), rand_suffix());
+                let ts = new_ts();
                 reply["channel"] = body["channel"].clone();
                 reply["ts"] = json!(ts);
                 posted.lock().unwrap().push((ts, body));
@@ -116,18 +104,13 @@ impl FakeSlack {
             })
             .mount(&server)
             .await;
-        for method_name in ["reactions.add"] {
+        for method_name in ["reactions.add", "chat.postEphemeral"] {
             Mock::given(method("POST"))
                 .and(path(format!("/api/{method_name}")))
                 .respond_with(ResponseTemplate::new(200).set_body_json(api_success(method_name)))
                 .mount(&server)
                 .await;
         }
-        Mock::given(method("POST"))
-            .and(path("/api/chat.postEphemeral"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(api_success("chat.postEphemeral")))
-            .mount(&server)
-            .await;
         let upload_url = format!("{}/upload/F0UPLOAD1", server.uri());
         Mock::given(method("GET"))
             .and(path("/api/files.getUploadURLExternal"))
@@ -153,6 +136,14 @@ impl FakeSlack {
             .mount(&server)
             .await;
         Self { server, messages }
+    }
+
+    /// A fake that answers nothing (stands in for the one a stopped server hands back).
+    pub(crate) async fn silent() -> Self {
+        Self {
+            server: MockServer::builder().start().await,
+            messages: Posted::default(),
+        }
     }
 
     pub fn api_url(&self) -> String {
@@ -208,7 +199,7 @@ impl FakeSlack {
     /// Waits (bounded) until a thread has `count` posts, none of them a progress message still
     /// waiting for its answer, and returns them.
     pub async fn wait_for_posts(&self, channel: &str, thread_ts: &str, count: usize) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + POST_PATIENCE;
         loop {
             let posts = self.posts_in_thread(channel, thread_ts).await;
             let settled = posts.len() >= count && !posts.iter().any(is_progress);
@@ -244,157 +235,33 @@ impl FakeSlack {
                 // slack-morphism sends this call as JSON.
                 let body: Value = serde_json::from_slice(&r.body).unwrap_or_default();
                 body.as_object()
-                    .map(|o| {
-                        o.iter()
-                            .map(|(k, v)| {
-                                (
-                                    k.clone(),
-                                    v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()),
-                                )
-                            })
-                            .collect()
-                    })
+                    .map(|o| o.iter().map(|(k, v)| (k.clone(), as_plain_string(v))).collect())
                     .unwrap_or_default()
             })
             .collect()
     }
 }
 
+/// A JSON string's text, any other value's JSON.
+fn as_plain_string(value: &Value) -> String {
+    value.as_str().map(str::to_string).unwrap_or_else(|| value.to_string())
+}
+
 fn rand_suffix() -> u32 {
     uuid::Uuid::new_v4().as_u128() as u32 % 1_000_000
 }
 
-/// A running server under test.
-pub struct TestApp {
-    pub address: String,
-    pub slack: FakeSlack,
-    pub database_url: String,
-    pub client: reqwest::Client,
-    handle: ServerHandle,
-    /// Set by [`TestApp::stop`]: the test goes on with another server in the same System.
-    restarting: bool,
+/// A ts no other test uses.
+pub fn new_ts() -> String {
+    format!("{}.{:06}", chrono::Utc::now().timestamp(), rand_suffix())
 }
 
-/// The test configuration with some variables set or overridden.
-pub fn config_with(slack_api_url: &str, database_url: &str, overrides: &[(&str, String)]) -> Config {
-    let mut vars: HashMap<&str, String> = HashMap::new();
-    vars.insert("THREADQL_LISTEN", "127.0.0.1:0".into());
-    vars.insert("SLACK_SIGNING_SECRET", SIGNING_SECRET.into());
-    vars.insert("SLACK_BOT_TOKEN", "xoxb-test-token".into());
-    vars.insert("SLACK_API_URL", slack_api_url.into());
-    vars.insert("DATABASE_URL", database_url.into());
-    vars.insert("THREADQL_DEMO_WAREHOUSE", demo_warehouse_path().display().to_string());
-    for (name, value) in overrides {
-        vars.insert(name, value.clone());
-    }
-    Config::from_lookup(|name| vars.get(name).cloned()).expect("test configuration is valid")
+/// A channel id no other test uses.
+pub fn new_channel() -> String {
+    format!("C{}", &uuid::Uuid::new_v4().simple().to_string()[..10].to_uppercase())
 }
 
-pub async fn spawn_app() -> TestApp {
-    spawn_app_with(&[]).await
-}
-
-/// A server whose configuration differs from the default test one by `overrides`.
-pub async fn spawn_app_with(overrides: &[(&str, String)]) -> TestApp {
-    let slack = FakeSlack::start().await;
-    let database_url = create_database().await;
-    start_server_with(slack, database_url, overrides).await
-}
-
-/// Starts a server over an existing fake Slack and state store (also used to "restart").
-pub async fn start_server(slack: FakeSlack, database_url: String) -> TestApp {
-    start_server_with(slack, database_url, &[]).await
-}
-
-pub async fn start_server_with(slack: FakeSlack, database_url: String, overrides: &[(&str, String)]) -> TestApp {
-    if std::env::var("TEST_LOG").is_ok() {
-        threadql::telemetry::init(threadql::config::LogFormat::Text, "info");
-    }
-    let config = config_with(&slack.api_url(), &database_url, overrides);
-    let application = Application::build(config).await.expect("the application starts");
-    let address = format!("http://127.0.0.1:{}", application.port());
-    let handle = application.server_handle();
-    actix_rt::spawn(application.run_until_stopped());
-    TestApp {
-        address,
-        slack,
-        database_url,
-        client: reqwest::Client::new(),
-        handle,
-        restarting: false,
-    }
-}
-
-impl Drop for TestApp {
-    /// The test is over: stop its actix System, so the server's workers, the thread actors'
-    /// arbiters and the connection pools they hold go away now rather than at process exit
-    /// (a full run would otherwise exhaust Postgres's connections).
-    fn drop(&mut self) {
-        if !self.restarting {
-            if let Some(system) = actix_rt::System::try_current() {
-                system.stop();
-            }
-        }
-    }
-}
-
-impl TestApp {
-    /// Stops the HTTP server and hands back the fake Slack and database for a restart.
-    pub async fn stop(self) -> (FakeSlack, String) {
-        // As `threadql serve` does on SIGTERM: the turns under way finish first (the server
-        // drains them after its HTTP side stops; waiting here keeps the restart from racing it).
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while !self.metrics().await.lines().any(|line| line == "threadql_backlog 0") {
-            assert!(std::time::Instant::now() < deadline, "turns still under way after 20 s");
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        self.handle.stop(false).await;
-        let slack = FakeSlack {
-            server: MockServer::builder().start().await,
-            messages: Default::default(),
-        };
-        let mut this = self;
-        this.restarting = true;
-        (
-            std::mem::replace(&mut this.slack, slack),
-            std::mem::take(&mut this.database_url),
-        )
-    }
-
-    /// POSTs a body signed as Slack signs it.
-    pub async fn post_signed(
-        &self,
-        endpoint: &str,
-        content_type: &str,
-        body: Vec<u8>,
-        extra_headers: &[(&str, &str)],
-    ) -> reqwest::Response {
-        post_signed_to(&self.client, &self.address, endpoint, content_type, body, extra_headers).await
-    }
-
-    pub async fn post_event(&self, envelope: &Value) -> reqwest::Response {
-        self.post_signed(
-            "/slack/events",
-            "application/json",
-            serde_json::to_vec(envelope).unwrap(),
-            &[],
-        )
-        .await
-    }
-
-    pub async fn metrics(&self) -> String {
-        self.client
-            .get(format!("{}/metrics", self.address))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    }
-}
-
-/// An `app_mention` envelope built from Slack's sample, with the given fields.
+/// An `app_mention` envelope built from Slack's sample, with the given fields, from `U0ALICE01`.
 pub fn app_mention(event_id: &str, channel: &str, ts: &str, text: &str) -> Value {
     let mut envelope = fixture("events/AppMentionPayload.json");
     fill_envelope(&mut envelope, event_id);
@@ -474,15 +341,6 @@ pub fn post_text(post: &Value) -> String {
     text
 }
 
-/// Unique ts values for one test.
-pub fn new_ts() -> String {
-    format!("{}.{:06}", chrono::Utc::now().timestamp(), rand_suffix())
-}
-
-pub fn new_channel() -> String {
-    format!("C{}", &uuid::Uuid::new_v4().simple().to_string()[..10].to_uppercase())
-}
-
 /// A `block_actions` payload for a click on one of threadql's buttons, from Slack's sample.
 pub fn button_click(channel: &str, action_id: &str, value: &Value) -> Value {
     let mut payload = fixture("app-backend/interactive-components/BlockActionPayload.json");
@@ -494,7 +352,7 @@ pub fn button_click(channel: &str, action_id: &str, value: &Value) -> Value {
     let mut action = payload["actions"][0].clone();
     action["type"] = json!("button");
     action["action_id"] = json!(action_id);
-    action["value"] = json!(value.as_str().map(str::to_string).unwrap_or_else(|| value.to_string()));
+    action["value"] = json!(as_plain_string(value));
     action["action_ts"] = json!(new_ts());
     payload["actions"] = json!([action]);
     payload
@@ -513,53 +371,19 @@ pub fn button_value(post: &Value, action_id: &str) -> Option<Value> {
         })
 }
 
-impl TestApp {
-    pub async fn click(&self, payload: &Value) -> reqwest::Response {
-        let body = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
-        self.post_signed(
-            "/slack/interactions",
-            "application/x-www-form-urlencoded",
-            body.into_bytes(),
-            &[],
-        )
-        .await
-    }
-
-    pub async fn slash_command(&self, channel: &str, text: &str) -> reqwest::Response {
-        let mut fields = fixture("app-backend/slash-commands/SlashCommandPayload.json");
-        fields["team_id"] = json!(TEAM);
-        fields["channel_id"] = json!(channel);
-        fields["user_id"] = json!("U0ALICE01");
-        fields["command"] = json!("/threadql");
-        fields["text"] = json!(text);
-        self.post_signed(
-            "/slack/commands",
-            "application/x-www-form-urlencoded",
-            as_form(&fields).into_bytes(),
-            &[],
-        )
-        .await
-    }
-}
-
 /// A slash command's fields (a JSON object, as in Slack's sample) form-encoded as Slack sends them.
 pub fn as_form(fields: &Value) -> String {
     let pairs: Vec<(String, String)> = fields
         .as_object()
         .unwrap()
         .iter()
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()),
-            )
-        })
+        .map(|(k, v)| (k.clone(), as_plain_string(v)))
         .collect();
     serde_urlencoded::to_string(&pairs).unwrap()
 }
 
 /// POSTs `body` to `address` + `endpoint`, signed as Slack signs it (any server under test:
-/// in process, a child process, the LLM tests' app).
+/// in process, a child process).
 pub async fn post_signed_to(
     client: &reqwest::Client,
     address: &str,

@@ -1,19 +1,20 @@
 //! `threadql-bench`: the loopback benchmarks of issue 3 (figures and how to read them in
-//! BENCHMARKS.md).
+//! BENCHMARKS.md). A workspace member of its own, so the product crate ships one binary.
 //!
 //! ```text
-//! cargo run --release --bin threadql-bench -- ingress      # acks/s, ack latency, answers posted/s
-//! cargo run --release --bin threadql-bench -- memory       # RSS per idle live thread actor
-//! cargo run --release --bin threadql-bench -- activation   # activation from snapshot, snapshot writes/s
-//! cargo run --release --bin threadql-bench -- e2e          # question -> posted answer
-//! cargo run --release --bin threadql-bench -- all
+//! cargo run --release -p threadql-bench -- ingress      # acks/s, ack latency, answers posted/s
+//! cargo run --release -p threadql-bench -- memory       # RSS per idle live thread actor
+//! cargo run --release -p threadql-bench -- activation   # activation from snapshot, snapshot writes/s
+//! cargo run --release -p threadql-bench -- e2e          # question -> posted answer
+//! cargo run --release -p threadql-bench -- all
 //! ```
 //!
 //! Everything runs on loopback: a load generator that signs requests like Slack, a fake Slack Web
 //! API that answers at once, and the real server (`Application::build`). Postgres and Redis are
 //! the local ones (127.0.0.1:5432, 127.0.0.1:6379); every database, file and Redis key a run
-//! creates is removed at its end. Each variant of a scenario runs in its own process, so one
-//! variant's live actors, memory and threads never weigh on the next.
+//! creates is removed at its end (the guards of `threadql-testkit`, which the tests use too).
+//! Each variant of a scenario runs in its own process, so one variant's live actors, memory and
+//! threads never weigh on the next.
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -32,7 +33,6 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::Sha256;
-use sqlx::{Connection, Executor, PgConnection};
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -46,12 +46,10 @@ use threadql::slack::verify::sign;
 use threadql::startup::{Application, Backends};
 use threadql::store::{PostgresStore, StateStore};
 use threadql::turn::Replier;
+use threadql_testkit::{
+    api_success, app_mention, try_config_with, RedisPrefix, TestDatabase, BOT_USER, SHARED_REDIS, SIGNING_SECRET, TEAM,
+};
 
-const SIGNING_SECRET: &str = "bench-signing-secret";
-const BOT_USER: &str = "UBOT0001";
-const TEAM: &str = "T0BENCH01";
-const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-const REDIS_URL: &str = "redis://127.0.0.1:6379";
 /// The cheap intent: answered from memory, no warehouse.
 const CHEAP_TEXT: &str = "help";
 /// The end-to-end question (rules interpreter, demo warehouse).
@@ -379,121 +377,81 @@ fn init_logs(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn fixture(relative: &str) -> anyhow::Result<Value> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/slack-samples")
-        .join(relative);
-    let text = std::fs::read_to_string(&path).with_context(|| format!("Failed to read {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
-}
-
 /// A state store created for one run and removed at its end.
-struct BenchStore {
-    url: String,
-    cleanup: StoreCleanup,
-}
-
-enum StoreCleanup {
-    SqliteFile(PathBuf),
-    PostgresDatabase(String),
+enum BenchStore {
+    /// Removed (with its `-wal` and `-shm` files) by [`BenchStore::remove`].
+    Sqlite { url: String, path: PathBuf },
+    /// Dropped with its guard.
+    Postgres(TestDatabase),
 }
 
 impl BenchStore {
     async fn create(kind: StoreKind) -> anyhow::Result<Self> {
-        let id = uuid::Uuid::new_v4().simple().to_string();
         match kind {
             StoreKind::Sqlite => {
-                let path = work_dir()?.join(format!("state-{id}.db"));
-                Ok(Self {
+                let path = work_dir()?.join(format!("state-{}.db", uuid::Uuid::new_v4().simple()));
+                Ok(Self::Sqlite {
                     url: format!("sqlite://{}", path.display()),
-                    cleanup: StoreCleanup::SqliteFile(path),
+                    path,
                 })
             }
-            StoreKind::Postgres => {
-                let name = format!("threadql_bench_{id}");
-                let mut admin = PgConnection::connect(ADMIN_URL)
+            StoreKind::Postgres => Ok(Self::Postgres(
+                TestDatabase::try_create("threadql_bench_")
                     .await
-                    .context("Postgres must run on 127.0.0.1:5432 (user postgres, trust)")?;
-                admin
-                    .execute(format!(r#"CREATE DATABASE "{name}""#).as_str())
-                    .await
-                    .with_context(|| format!("Failed to create database {name}"))?;
-                Ok(Self {
-                    url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
-                    cleanup: StoreCleanup::PostgresDatabase(name),
-                })
-            }
+                    .context("Postgres must run on 127.0.0.1:5432 (user postgres, trust)")?,
+            )),
         }
     }
 
-    async fn remove(self) {
-        match self.cleanup {
-            StoreCleanup::SqliteFile(path) => {
-                for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-                }
-            }
-            StoreCleanup::PostgresDatabase(name) => {
-                let dropped = async {
-                    let mut admin = PgConnection::connect(ADMIN_URL).await?;
-                    admin
-                        .execute(format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#).as_str())
-                        .await?;
-                    anyhow::Ok(())
-                }
-                .await;
-                if let Err(error) = dropped {
-                    eprintln!("warning: failed to drop database {name}: {error:#}");
-                }
+    fn url(&self) -> &str {
+        match self {
+            Self::Sqlite { url, .. } => url,
+            Self::Postgres(database) => database.url(),
+        }
+    }
+
+    fn remove(self) {
+        if let Self::Sqlite { path, .. } = self {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
             }
         }
     }
 }
 
-/// The server's configuration for a run: fake Slack, the given store, the demo warehouse.
+/// The server's configuration for a run: the tests' configuration (fake Slack, the given store,
+/// the demo warehouse) with the limits lifted.
 fn bench_config(slack_api_url: &str, database_url: &str, extra: &[(&str, String)]) -> anyhow::Result<Config> {
-    let mut vars: HashMap<&str, String> = HashMap::new();
-    vars.insert("THREADQL_LISTEN", "127.0.0.1:0".into());
-    vars.insert("SLACK_SIGNING_SECRET", SIGNING_SECRET.into());
-    vars.insert("SLACK_BOT_TOKEN", "xoxb-bench-token".into());
-    vars.insert("SLACK_API_URL", slack_api_url.into());
-    vars.insert("DATABASE_URL", database_url.into());
-    let demo = work_dir()?.join(format!("threadql-demo-{}.db", chrono::Utc::now().date_naive()));
-    vars.insert("THREADQL_DEMO_WAREHOUSE", demo.display().to_string());
-    vars.insert("THREADQL_RATE_LIMIT_PER_MINUTE", BENCH_RATE_LIMIT.into());
-    // Lifted like the rate limit: the closed loop measures how far the server goes, and with the
-    // default (200,000) most of a 10 s burst would be refused for Slack to redeliver.
-    vars.insert("THREADQL_MAX_BACKLOG", BENCH_MAX_BACKLOG.into());
-    for (name, value) in extra {
-        vars.insert(name, value.clone());
-    }
-    Config::from_lookup(|name| vars.get(name).cloned()).map_err(|e| anyhow!("bench configuration: {e}"))
+    let mut overrides = vec![
+        ("THREADQL_RATE_LIMIT_PER_MINUTE", BENCH_RATE_LIMIT.to_string()),
+        // Lifted like the rate limit: the closed loop measures how far the server goes, and with
+        // the default (200,000) most of a 10 s burst would be refused for Slack to redeliver.
+        ("THREADQL_MAX_BACKLOG", BENCH_MAX_BACKLOG.to_string()),
+    ];
+    overrides.extend(extra.iter().cloned());
+    try_config_with(slack_api_url, database_url, &overrides)
 }
 
-/// Counts a Redis prefix's dedupe keys (one per message), then deletes every key under the prefix.
-async fn redis_count_and_clear(prefix: &str) -> anyhow::Result<u64> {
-    let client = redis::Client::open(REDIS_URL)?;
-    let mut connection = client.get_multiplexed_async_connection().await?;
-    let mut cursor: u64 = 0;
-    let mut message_keys = 0u64;
-    let message_prefix = format!("{prefix}dd:message:");
+/// Waits (at most 10 s) until the server at `addr` answers HTTP: its workers start only once
+/// the server future runs.
+async fn wait_until_serving(addr: SocketAddr) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = Vec::new();
     loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}*"))
-            .arg("COUNT")
-            .arg(10_000)
-            .query_async(&mut connection)
-            .await?;
-        message_keys += keys.iter().filter(|k| k.starts_with(&message_prefix)).count() as u64;
-        if !keys.is_empty() {
-            let _: u64 = redis::cmd("UNLINK").arg(&keys).query_async(&mut connection).await?;
+        let answered = async {
+            let mut stream = TcpStream::connect(addr).await?;
+            exchange(
+                &mut stream,
+                b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n",
+                &mut buf,
+            )
+            .await
+        };
+        match tokio::time::timeout(Duration::from_secs(1), answered).await {
+            Ok(Ok(_)) => return Ok(()),
+            _ if Instant::now() > deadline => bail!("the server at {addr} never answered"),
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
         }
-        if next == 0 {
-            return Ok(message_keys);
-        }
-        cursor = next;
     }
 }
 
@@ -952,37 +910,9 @@ struct EventFactory {
 
 impl EventFactory {
     fn new(text: &str, users: u64) -> anyhow::Result<Self> {
-        let mut envelope = fixture("events/AppMentionPayload.json")?;
-        envelope["type"] = json!("event_callback");
-        envelope["team_id"] = json!(TEAM);
-        envelope["api_app_id"] = json!("A0THREADQL");
-        envelope["event_id"] = json!("%%EVENT%%");
-        envelope["event_time"] = json!(chrono::Utc::now().timestamp());
-        envelope["authorizations"] = json!([{"enterprise_id": null, "team_id": TEAM, "user_id": BOT_USER, "is_bot": true, "is_enterprise_install": false}]);
-        let event = envelope["event"]
-            .as_object_mut()
-            .context("the app_mention sample has no event object")?;
-        // A real user's message has none of the sample's bot, edit or block fields.
-        for field in [
-            "bot_id",
-            "bot_profile",
-            "subtype",
-            "edited",
-            "app_id",
-            "username",
-            "blocks",
-            "attachments",
-            "files",
-            "thread_ts",
-        ] {
-            event.remove(field);
-        }
-        event.insert("user".into(), json!("%%USER%%"));
-        event.insert("text".into(), json!(format!("<@{BOT_USER}> {text}")));
-        event.insert("ts".into(), json!("%%TS%%"));
-        event.insert("event_ts".into(), json!("%%TS%%"));
-        event.insert("channel".into(), json!("%%CHANNEL%%"));
-        event.insert("team".into(), json!(TEAM));
+        // The tests' app_mention, with placeholders each event fills in.
+        let mut envelope = app_mention("%%EVENT%%", "%%CHANNEL%%", "%%TS%%", text);
+        envelope["event"]["user"] = json!("%%USER%%");
         let rendered = serde_json::to_string(&envelope)?;
         let mut segments = Vec::new();
         let mut rest = rendered.as_str();
@@ -1247,23 +1177,19 @@ impl FakeSlackState {
     }
 }
 
-/// A Slack Web API stand-in that answers every call at once from its own thread.
-struct FakeSlack {
+/// A Slack Web API stand-in that answers every call at once from its own thread, counting
+/// instead of recording. Not the testkit's `FakeSlack`: that one keeps every request for the
+/// tests' assertions, which at hundreds of thousands of posts would be the bottleneck measured.
+struct LoopbackSlack {
     addr: SocketAddr,
     state: Arc<FakeSlackState>,
 }
 
-impl FakeSlack {
+impl LoopbackSlack {
     fn start() -> anyhow::Result<Self> {
-        let mut auth = fixture("api/auth.test.json")?;
-        if let Some(object) = auth.as_object_mut() {
-            for field in ["error", "needed", "provided", "warning", "response_metadata"] {
-                object.remove(field);
-            }
-            object.insert("ok".into(), json!(true));
-            object.insert("user_id".into(), json!(BOT_USER));
-            object.insert("team_id".into(), json!(TEAM));
-        }
+        let mut auth = api_success("auth.test");
+        auth["user_id"] = json!(BOT_USER);
+        auth["team_id"] = json!(TEAM);
         let state = Arc::new(FakeSlackState {
             auth_body: serde_json::to_vec(&auth)?,
             ..FakeSlackState::default()
@@ -1413,7 +1339,7 @@ impl Drop for FakeSlackProcess {
 
 /// `threadql-bench fake-slack`: serves until stdin closes, after printing `PORT <n>`.
 fn fake_slack_process() -> anyhow::Result<()> {
-    let fake = FakeSlack::start()?;
+    let fake = LoopbackSlack::start()?;
     println!("PORT {}", fake.addr.port());
     std::io::stdout().flush()?;
     let mut sink = Vec::new();
@@ -1847,8 +1773,7 @@ async fn ingress_run(args: &IngressRunArgs) -> anyhow::Result<IngressResult> {
             .run();
             let handle = server.handle();
             actix_rt::spawn(server);
-            // The workers start once the server future runs.
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            wait_until_serving(addr).await?;
             // Every arbiter thread here is an HTTP worker.
             let cpu = CpuWindow::start(label_arbiters(0));
             let load = start_load(addr, factory, &args.load).await??;
@@ -1890,13 +1815,14 @@ async fn ingress_run(args: &IngressRunArgs) -> anyhow::Result<IngressResult> {
         }
         Target::Threadql => {
             let store = BenchStore::create(args.store).await?;
-            let prefix = format!("threadql-bench:{}:", uuid::Uuid::new_v4().simple());
+            // Its keys (one dedupe key per message) are counted, then deleted with the guard.
+            let prefix = RedisPrefix::new("threadql-bench");
             let mut fake = FakeSlackProcess::spawn()?;
-            let outcome = threadql_ingress(args, &mut fake, factory, &store.url, &prefix).await;
+            let outcome = threadql_ingress(args, &mut fake, factory, store.url(), prefix.as_str()).await;
             drop(fake);
-            store.remove().await;
+            store.remove();
             let keys = if args.dedupe == DedupeKind::Redis {
-                Some(redis_count_and_clear(&prefix).await?)
+                Some(prefix.count("dd:message:")?)
             } else {
                 None
             };
@@ -1916,17 +1842,17 @@ async fn threadql_ingress(
 ) -> anyhow::Result<IngressResult> {
     let mut extra = Vec::new();
     if args.dedupe == DedupeKind::Redis {
-        extra.push(("REDIS_URL", REDIS_URL.to_string()));
+        extra.push(("REDIS_URL", SHARED_REDIS.to_string()));
         extra.push(("THREADQL_REDIS_PREFIX", prefix.to_string()));
     }
     let config = bench_config(&fake.api_url(), database_url, &extra)?;
     let application = Application::build(config).await.context("Failed to start threadql")?;
     let port = application.port();
     let handle = application.server_handle();
+    let app = application.handle();
     actix_rt::spawn(application.run_until_stopped());
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
-    // The HTTP workers start once the server future runs.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_until_serving(addr).await?;
     let mut metrics_reader = MetricsReader::connect(addr).await?;
 
     let started = Instant::now();
@@ -1991,8 +1917,18 @@ async fn threadql_ingress(
         }
     };
     let cpu_drain = cpu.finish(&[("fake-slack(process)", fake.cpu_ticks().saturating_sub(fake_ticks))]);
-    // Late replies (errors after the count was reached) would show up here.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Late replies (errors after the count was reached) show up once every turn is over and
+    // the outbox is empty.
+    if tokio::time::timeout(Duration::from_secs(60), app.wait_until_idle())
+        .await
+        .is_err()
+    {
+        println!(
+            "  still busy 60 s after the drain: {} turns under way, {} Slack calls queued",
+            app.backlog(),
+            app.outbox()
+        );
+    }
     let metrics = metrics_reader.scrape().await?;
     let mut turns = BTreeMap::new();
     for (key, value) in &metrics {
@@ -2129,14 +2065,14 @@ fn process_cpu_seconds() -> f64 {
 // ---------------------------------------------------------------------------------------------
 
 async fn memory(args: MemoryArgs) -> anyhow::Result<()> {
-    let fake = FakeSlack::start()?;
+    let fake = LoopbackSlack::start()?;
     let store = BenchStore::create(args.store).await?;
-    let outcome = memory_with(&args, &fake, &store.url).await;
-    store.remove().await;
+    let outcome = memory_with(&args, &fake, store.url()).await;
+    store.remove();
     outcome
 }
 
-async fn memory_with(args: &MemoryArgs, fake: &FakeSlack, database_url: &str) -> anyhow::Result<()> {
+async fn memory_with(args: &MemoryArgs, fake: &LoopbackSlack, database_url: &str) -> anyhow::Result<()> {
     let config = bench_config(&fake.api_url(), database_url, &[])?;
     let backends = Backends::build(&config).await?;
     let services = backends.thread_services(&config, Arc::new(NoopReplier));
@@ -2194,10 +2130,10 @@ async fn memory_with(args: &MemoryArgs, fake: &FakeSlack, database_url: &str) ->
 // ---------------------------------------------------------------------------------------------
 
 async fn activation(args: ActivationArgs) -> anyhow::Result<()> {
-    let fake = FakeSlack::start()?;
+    let fake = LoopbackSlack::start()?;
     let store = BenchStore::create(StoreKind::Postgres).await?;
-    let outcome = activation_with(&args, &fake, &store.url).await;
-    store.remove().await;
+    let outcome = activation_with(&args, &fake, store.url()).await;
+    store.remove();
     outcome
 }
 
@@ -2265,7 +2201,7 @@ async fn snapshot_writes(
     (writes, errors, latencies, owned)
 }
 
-async fn activation_with(args: &ActivationArgs, fake: &FakeSlack, database_url: &str) -> anyhow::Result<()> {
+async fn activation_with(args: &ActivationArgs, fake: &LoopbackSlack, database_url: &str) -> anyhow::Result<()> {
     let config = bench_config(&fake.api_url(), database_url, &[])?;
     let backends = Backends::build(&config).await?;
     let services = backends.thread_services(&config, Arc::new(NoopReplier));
@@ -2439,15 +2375,15 @@ async fn activation_with(args: &ActivationArgs, fake: &FakeSlack, database_url: 
 // ---------------------------------------------------------------------------------------------
 
 async fn e2e(args: E2eArgs) -> anyhow::Result<()> {
-    let fake = Arc::new(FakeSlack::start()?);
+    let fake = Arc::new(LoopbackSlack::start()?);
     println!(
         "| store | in flight | questions | answered | e2e p50 ms | e2e p99 ms | e2e max ms | ack p50 ms | ack p99 ms | answers/s |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
     for kind in &args.stores {
         let store = BenchStore::create(*kind).await?;
-        let outcome = e2e_with(&args, fake.clone(), *kind, &store.url).await;
-        store.remove().await;
+        let outcome = e2e_with(&args, fake.clone(), *kind, store.url()).await;
+        store.remove();
         outcome?;
     }
     let sample = fake
@@ -2466,7 +2402,7 @@ async fn e2e(args: E2eArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn e2e_with(args: &E2eArgs, fake: Arc<FakeSlack>, kind: StoreKind, database_url: &str) -> anyhow::Result<()> {
+async fn e2e_with(args: &E2eArgs, fake: Arc<LoopbackSlack>, kind: StoreKind, database_url: &str) -> anyhow::Result<()> {
     let config = bench_config(&fake.api_url(), database_url, &[])?;
     let application = Application::build(config).await.context("Failed to start threadql")?;
     let port = application.port();
