@@ -237,6 +237,19 @@ impl Reader<'_> {
                 at += 1;
                 continue;
             }
+            let has_metric = reading.parts.iter().any(|p| matches!(p, Part::Metric { .. }));
+            // "how many products do we sell": a verb about what the metric already counts.
+            if has_metric && matches!(lower, "sell" | "sold" | "offer" | "carry" | "stock" | "have") {
+                at += 1;
+                continue;
+            }
+            // "which platform crashed the most": a verb form of a metric's name.
+            if let Some(name) = self.vocabulary.metric_by_stem(lower) {
+                reading.parts.push(Part::Metric { name, joined });
+                at += 1;
+                joined = false;
+                continue;
+            }
             if let Some(word) = rest.first() {
                 reading.unknown.push(word.original.clone());
             }
@@ -811,6 +824,33 @@ mod tests {
         );
         assert_eq!(q.dimensions, vec!["country"]);
         assert_eq!(q.metrics, vec!["revenue"]);
+    }
+
+    #[test]
+    fn a_verb_form_of_a_metric_names_it() {
+        let q = thread(&["which platform crashed the most?"]);
+        assert_eq!(q.metrics, vec!["crashes"]);
+        assert_eq!(q.dimensions, vec!["platform"]);
+        assert_eq!(
+            q.top,
+            Some(TopN {
+                n: 1,
+                largest_first: true
+            })
+        );
+    }
+
+    #[test]
+    fn a_table_only_joined_is_countable() {
+        let q = thread(&["how many products do we sell?"]);
+        assert_eq!(q.metrics, vec!["number of products"]);
+        let q = thread(&["new customers by region this year"]);
+        assert_eq!(q.metrics, vec!["customers"]);
+        assert_eq!(q.dimensions, vec!["region"]);
+        // Next to another metric, the entity only says whose rows are counted.
+        let q = thread(&["orders for SMB customers"]);
+        assert_eq!(q.metrics, vec!["orders"]);
+        assert_eq!(q.filters, vec![filter("segment", &["SMB"], false)]);
     }
 
     #[test]

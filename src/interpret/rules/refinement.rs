@@ -58,11 +58,26 @@ pub(super) fn apply(
         if !adds {
             query.metrics.clear();
         }
-        for (name, _) in metric_parts {
+        for (name, _) in &metric_parts {
             if !query.metrics.contains(name) {
-                query.metrics.push(name.clone());
+                query.metrics.push((*name).clone());
             }
         }
+        // "orders from SMB customers": the customers only say whose orders.
+        let tables: Vec<String> = query
+            .metrics
+            .iter()
+            .filter_map(|m| model.metric(m))
+            .map(|m| m.table.clone())
+            .collect();
+        query.metrics.retain(|name| {
+            let Some(metric) = model.metric(name) else { return true };
+            let named_entity = model.is_entity_count(metric)
+                && tables
+                    .iter()
+                    .any(|t| *t != metric.table && model.reachable_from(t).contains(&metric.table));
+            !named_entity
+        });
     }
 
     // Removals before additions, so "remove the region filter, only APAC" ends with APAC.
