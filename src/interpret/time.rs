@@ -378,7 +378,11 @@ pub fn previous_period(range: &TimeRange, step: Option<Grain>) -> Option<TimeRan
             Some(months) => months,
             None => {
                 let days = u64::try_from((range.end - range.start).num_days()).ok()?;
-                let words = format!("the previous {days} days");
+                let words = if days == 7 && range.start.weekday() == chrono::Weekday::Mon {
+                    "the week before".to_string()
+                } else {
+                    format!("the previous {days} days")
+                };
                 return shift_days(range, days, &words);
             }
         },
@@ -659,8 +663,16 @@ mod tests {
             Some((date(2026, 11, 8), date(2026, 11, 15)))
         );
         assert_eq!(
-            before("last week").map(|r| (r.0, r.1)),
-            Some((date(2026, 11, 2), date(2026, 11, 9)))
+            before("last week"),
+            Some((
+                date(2026, 11, 2),
+                date(2026, 11, 9),
+                "the week before (Nov 2 – Nov 8, 2026)".into()
+            ))
+        );
+        assert_eq!(
+            before("last 7 days").map(|r| r.2),
+            Some("the previous 7 days (Nov 8 – Nov 14, 2026)".into())
         );
     }
 

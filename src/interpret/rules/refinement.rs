@@ -317,6 +317,11 @@ fn apply_time(parts: &[Part], refining: bool, query: &mut StructuredQuery) -> Re
                     .to_string(),
             );
         };
+        // "vs the year before" compares with the moved range instead of replacing.
+        if compares {
+            query.compare_to = previous_period(&range, *step);
+            continue;
+        }
         query.compare_to = query.compare_to.as_ref().and_then(|c| previous_period(c, *step));
         query.time_range = previous_period(&range, *step);
     }
