@@ -406,7 +406,7 @@ pub fn previous_period(range: &TimeRange, step: Option<Grain>) -> Option<TimeRan
     let detail = if start.day() == 1 && end.day() == 1 {
         match (end.year() * 12 + end.month0() as i32) - (start.year() * 12 + start.month0() as i32) {
             1 => month_label(start),
-            3 if start.month0() % 3 == 0 => quarter_label(start),
+            3 if start.month0().is_multiple_of(3) => quarter_label(start),
             12 if start.month() == 1 => start.year().to_string(),
             _ => span_label(start, last_day),
         }
@@ -431,7 +431,7 @@ fn own_months(range: &TimeRange) -> Option<u32> {
         + i32::from(range.end.day() != 1);
     let span = u32::try_from(span).ok()?;
     for unit in [1, 3, 12] {
-        if range.start.month0() % unit == 0 && span <= unit {
+        if range.start.month0().is_multiple_of(unit) && span <= unit {
             return Some(unit);
         }
     }

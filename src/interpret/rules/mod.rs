@@ -204,7 +204,9 @@ impl Interpreter for RulesInterpreter {
             self.vocabulary_help(),
             "Then refine it in the thread: \"only EMEA\", \"exclude partner\", \"by week instead\", \
              \"and by channel\", \"top 5\", \"what about last year?\", \"orders instead\", \"and units\", \
-             \"remove the region filter\", \"all time\"."
+             \"remove the region filter\", \"all time\", \"vs last year\", \"and the year before?\", \
+             \"sort by name\", \"show all rows\". Also: \"which region had the highest revenue?\", \
+             \"revenue growth this month\", \"share of revenue by channel\"."
                 .to_string(),
         ]
         .join("\n")
