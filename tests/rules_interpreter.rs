@@ -1330,6 +1330,12 @@ async fn filters_can_be_phrased_through_the_entity_they_belong_to() {
     )
     .await;
     demo.assert_same(
+        &["customers who signed up in 2025 by segment"],
+        "SELECT segment, COUNT(*) AS customers FROM customers WHERE signup_date LIKE '2025-%' GROUP BY segment",
+        false,
+    )
+    .await;
+    demo.assert_same(
         &["units sold to Enterprise customers by category"],
         "SELECT p.category AS category, SUM(i.quantity) AS units FROM order_items i \
          JOIN orders o ON o.id = i.order_id JOIN customers c ON c.id = o.customer_id JOIN products p ON p.id = i.product_id \

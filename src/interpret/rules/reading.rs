@@ -74,6 +74,12 @@ pub(super) enum Part {
     },
     /// "share of revenue": each row's part of the total.
     Share,
+    /// "signed up", "joined": the event the time range is about, in the user's words. It only
+    /// fits metrics whose time column is that event's date.
+    Event {
+        words: String,
+        stem: &'static str,
+    },
 }
 
 /// What the words of a text amount to before they are applied.
@@ -235,6 +241,18 @@ impl Reader<'_> {
             }
             if STOPWORDS.contains(&lower) {
                 at += 1;
+                continue;
+            }
+            if let Some((used, stem)) = match_event(rest) {
+                let words = rest
+                    .get(..used)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|w| w.original.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                reading.parts.push(Part::Event { words, stem });
+                at += used;
                 continue;
             }
             let has_metric = reading.parts.iter().any(|p| matches!(p, Part::Metric { .. }));
@@ -673,6 +691,19 @@ fn match_top(words: &[Word]) -> Option<(usize, TopN)> {
             },
         )),
         None => Some((1, TopN { n: 1, largest_first })),
+    }
+}
+
+/// "signed up", "joined", "registered": an event named by a verb, and the stem its date
+/// column's name carries (`signup_date`).
+fn match_event(words: &[Word]) -> Option<(usize, &'static str)> {
+    let get = |i: usize| words.get(i).map(|w| w.lower.as_str());
+    match (get(0), get(1)) {
+        (Some("signed" | "sign"), Some("up")) => Some((2, "sign")),
+        (Some("signed" | "signup" | "signups"), _) => Some((1, "sign")),
+        (Some("joined"), _) => Some((1, "join")),
+        (Some("registered"), _) => Some((1, "regist")),
+        _ => None,
     }
 }
 

@@ -215,6 +215,7 @@ pub(super) fn apply(
         }
     }
 
+    check_events(parts, &query, model)?;
     apply_time(parts, refining, &mut query)?;
     for part in parts {
         match part {
@@ -324,6 +325,28 @@ fn apply_time(parts: &[Part], refining: bool, query: &mut StructuredQuery) -> Re
         }
         query.compare_to = query.compare_to.as_ref().and_then(|c| previous_period(c, *step));
         query.time_range = previous_period(&range, *step);
+    }
+    Ok(())
+}
+
+/// "customers who signed up in 2025": the event must be what the metrics' time column
+/// records, else the time range would silently apply to another date.
+fn check_events(parts: &[Part], query: &StructuredQuery, model: &SemanticModel) -> Result<(), NotApplied> {
+    for part in parts {
+        let Part::Event { words, stem } = part else { continue };
+        let fits = !query.metrics.is_empty()
+            && query.metrics.iter().all(|name| {
+                model
+                    .metric(name)
+                    .and_then(|m| model.time_column_for(&m.table))
+                    .is_some_and(|time| time.column.to_lowercase().contains(stem))
+            });
+        if !fits {
+            return Err(NotApplied::Answer(Interpretation::NotUnderstood(format!(
+                "I can't tell which date \"{words}\" refers to for {}; ask about the time range of the metric itself, e.g. \"new customers this year\".",
+                join_words(&query.metrics)
+            ))));
+        }
     }
     Ok(())
 }
@@ -666,6 +689,16 @@ mod tests {
         // In a new question it is the one before today's.
         let q = thread(&["revenue in the previous quarter"]);
         assert_eq!(q.time_range.map(|r| r.start), Some(date(2026, 7, 1)));
+    }
+
+    #[test]
+    fn an_event_verb_must_name_the_metrics_date() {
+        let q = thread(&["customers who signed up in 2025"]);
+        assert_eq!(q.metrics, vec!["customers"]);
+        assert_eq!(q.time_range.map(|r| r.start), Some(date(2025, 1, 1)));
+        // Orders are dated by the order, not by the customer's signup.
+        let message = not_understood("orders from customers who signed up in 2025", None);
+        assert!(message.contains("\"signed up\""), "{message}");
     }
 
     #[test]
