@@ -860,8 +860,8 @@ async fn unknown_words_are_named_in_the_reply() {
     assert!(message.contains("Metrics: revenue"), "{message}");
     let message = demo.not_understood(&["how many widgets did we sell last month"]);
     assert!(message.contains("\"widgets\" and \"sell\""), "{message}");
-    let message = demo.not_understood(&["revenue by region", "compared to last year"]);
-    assert!(message.contains("\"compared\""), "{message}");
+    let message = demo.not_understood(&["revenue by region", "adjusted for inflation"]);
+    assert!(message.contains("\"adjusted\" and \"inflation\""), "{message}");
 }
 
 #[tokio::test]
@@ -974,4 +974,383 @@ async fn interpreting_costs_work_in_proportion_to_the_question_length() {
             "'{sentence}': 8 times the text allocated {growth:.1} times the bytes ({short_bytes} -> {long_bytes})"
         );
     }
+}
+
+// Issue 16 §3: the questions people ask next. Dates for today = 2026-11-22: this quarter is
+// Oct 1 – Nov 22, this week Nov 16 – Nov 22, last week Nov 9 – Nov 15.
+
+const WEEK_OF_DAY: &str = "date(day, '-' || ((CAST(strftime('%w', day) AS INTEGER) + 6) % 7) || ' days')";
+
+#[tokio::test]
+async fn a_superlative_answers_the_one_row_at_that_end_with_its_value() {
+    let demo = demo().await;
+    demo.assert_same(
+        &["which segment had the highest average order value?"],
+        "SELECT c.segment AS segment, AVG(o.total) AS average_order_value FROM orders o \
+         JOIN customers c ON c.id = o.customer_id WHERE o.status = 'completed' \
+         GROUP BY c.segment ORDER BY 2 DESC, 1 LIMIT 1",
+        true,
+    )
+    .await;
+    demo.assert_same(
+        &["which platform crashed the most?"],
+        "SELECT platform, SUM(crashes) AS crashes FROM app_metrics GROUP BY platform ORDER BY 2 DESC, 1 LIMIT 1",
+        true,
+    )
+    .await;
+    demo.assert_same(
+        &["which country had the least revenue last year"],
+        "SELECT c.country AS country, SUM(o.total) AS revenue FROM orders o JOIN customers c ON c.id = o.customer_id \
+         WHERE o.status = 'completed' AND o.order_date LIKE '2025-%' GROUP BY 1 ORDER BY 2 ASC, 1 LIMIT 1",
+        true,
+    )
+    .await;
+    demo.assert_same(
+        &["the biggest category by units"],
+        "SELECT p.category AS category, SUM(i.quantity) AS units FROM order_items i JOIN products p ON p.id = i.product_id \
+         GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1",
+        true,
+    )
+    .await;
+    demo.assert_same(
+        &["lowest refund rate by region"],
+        "SELECT c.region AS region, \
+         SUM(o.status = 'refunded') * 100.0 / COUNT(*) AS refund_rate \
+         FROM orders o JOIN customers c ON c.id = o.customer_id GROUP BY 1 ORDER BY 2 ASC, 1 LIMIT 1",
+        true,
+    )
+    .await;
+    demo.assert_same(
+        &["top 3 products in Apparel by revenue"],
+        "SELECT p.name AS product, SUM(i.quantity * i.unit_price * (1 - i.discount)) AS revenue \
+         FROM order_items i JOIN orders o ON o.id = i.order_id JOIN products p ON p.id = i.product_id \
+         WHERE o.status = 'completed' AND p.category = 'Apparel' GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 3",
+        true,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_superlative_with_a_time_word_ranks_that_grain() {
+    let demo = demo().await;
+    demo.assert_same(
+        &["what was the worst week for sessions?"],
+        &format!(
+            "SELECT {WEEK_OF_DAY} AS week, SUM(sessions) AS sessions FROM app_metrics \
+             GROUP BY 1 ORDER BY 2 ASC, 1 LIMIT 1"
+        ),
+        true,
+    )
+    .await;
+    demo.assert_same(
+        &["best month for revenue this year"],
+        "SELECT substr(order_date, 1, 7) || '-01' AS month, SUM(total) AS revenue FROM orders \
+         WHERE status = 'completed' AND order_date >= '2026-01-01' GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1",
+        true,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn two_periods_are_compared_side_by_side_with_the_change() {
+    let demo = demo().await;
+    // The hand-written columns of one compared metric; `_NOW` and `_BEFORE` are then renamed
+    // after the periods.
+    let compare = |metric: &str, expression: &str, current: &str, previous: &str| {
+        let now = format!("SUM(CASE WHEN {current} THEN {expression} END)");
+        let before = format!("SUM(CASE WHEN {previous} THEN {expression} END)");
+        format!(
+            "{now} AS {metric}_NOW, {before} AS {metric}_BEFORE, {now} - {before} AS {metric}_change, \
+             ({now} - {before}) * 100.0 / NULLIF({before}, 0) AS {metric}_change_pct"
+        )
+    };
+    let this_quarter = "order_date >= '2026-10-01' AND order_date < '2026-11-23'";
+    let last_quarter = "order_date >= '2026-07-01' AND order_date < '2026-10-01'";
+    demo.assert_same(
+        &["orders this quarter vs last quarter"],
+        &format!(
+            "SELECT {} FROM orders",
+            compare("orders", "1", this_quarter, last_quarter)
+                .replace("orders_NOW", "orders_this_quarter")
+                .replace("orders_BEFORE", "orders_last_quarter")
+        ),
+        false,
+    )
+    .await;
+    let this_week = "day >= '2026-11-16' AND day < '2026-11-23'";
+    let last_week = "day >= '2026-11-09' AND day < '2026-11-16'";
+    demo.assert_same(
+        &["crashes by platform this week compared to last week"],
+        &format!(
+            "SELECT platform, {} FROM app_metrics GROUP BY platform",
+            compare("crashes", "crashes", this_week, last_week)
+                .replace("crashes_NOW", "crashes_this_week")
+                .replace("crashes_BEFORE", "crashes_last_week")
+        ),
+        false,
+    )
+    .await;
+    let this_year = "o.order_date >= '2026-01-01' AND o.order_date < '2026-11-23'";
+    let last_year = "o.order_date >= '2025-01-01' AND o.order_date < '2026-01-01'";
+    demo.assert_same(
+        &["revenue by region", "this year vs last year"],
+        &format!(
+            "SELECT c.region AS region, {} FROM orders o JOIN customers c ON c.id = o.customer_id \
+             WHERE o.status = 'completed' GROUP BY 1",
+            compare("revenue", "o.total", this_year, last_year)
+                .replace("revenue_NOW", "revenue_this_year")
+                .replace("revenue_BEFORE", "revenue_last_year")
+        ),
+        false,
+    )
+    .await;
+    demo.assert_same(
+        &["orders by channel last month", "compared with the year before"],
+        &format!(
+            "SELECT channel, {} FROM orders GROUP BY channel",
+            compare(
+                "orders",
+                "1",
+                "order_date LIKE '2026-10-%'",
+                "order_date LIKE '2025-10-%'"
+            )
+            .replace("orders_NOW", "orders_last_month")
+            .replace("orders_BEFORE", "orders_the_year_before")
+        ),
+        false,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn growth_and_change_compare_with_the_period_before() {
+    let demo = demo().await;
+    let pair = |expression: &str, now: &str, before: &str| {
+        (
+            format!("SUM(CASE WHEN {now} THEN {expression} END)"),
+            format!("SUM(CASE WHEN {before} THEN {expression} END)"),
+        )
+    };
+    // This month so far against the same days of October.
+    let (now, before) = pair(
+        "total",
+        "order_date >= '2026-11-01' AND order_date < '2026-11-23'",
+        "order_date >= '2026-10-01' AND order_date < '2026-10-23'",
+    );
+    demo.assert_same(
+        &["revenue growth this month"],
+        &format!(
+            "SELECT {now} AS revenue_this_month, {before} AS revenue_the_month_before, {now} - {before} AS revenue_change, \
+             ({now} - {before}) * 100.0 / NULLIF({before}, 0) AS revenue_change_pct FROM orders WHERE status = 'completed'"
+        ),
+        false,
+    )
+    .await;
+    let (now, before) = pair(
+        "1",
+        "order_date >= '2026-01-01' AND order_date < '2026-11-23'",
+        "order_date >= '2025-01-01' AND order_date < '2025-11-23'",
+    );
+    demo.assert_same(
+        &["change in orders this year"],
+        &format!(
+            "SELECT {now} AS orders_this_year, {before} AS orders_the_year_before, {now} - {before} AS orders_change, \
+             ({now} - {before}) * 100.0 / NULLIF({before}, 0) AS orders_change_pct FROM orders"
+        ),
+        false,
+    )
+    .await;
+    let (now, before) = pair(
+        "sessions",
+        "day >= '2026-11-09' AND day < '2026-11-16'",
+        "day >= '2026-11-02' AND day < '2026-11-09'",
+    );
+    demo.assert_same(
+        &["sessions growth by platform last week"],
+        &format!(
+            "SELECT platform, {now} AS sessions_last_week, {before} AS sessions_the_week_before, {now} - {before} AS sessions_change, \
+             ({now} - {before}) * 100.0 / NULLIF({before}, 0) AS sessions_change_pct FROM app_metrics GROUP BY platform"
+        ),
+        false,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_refinement_can_move_the_period_back() {
+    let demo = demo().await;
+    demo.assert_same(
+        &["orders by region this year", "and the year before?"],
+        "SELECT c.region AS region, COUNT(*) AS orders FROM orders o JOIN customers c ON c.id = o.customer_id \
+         WHERE o.order_date LIKE '2025-%' GROUP BY 1",
+        false,
+    )
+    .await;
+    demo.assert_same(
+        &["revenue in Q1 2025", "what about the previous quarter?"],
+        "SELECT SUM(total) AS revenue FROM orders WHERE status = 'completed' \
+         AND order_date >= '2024-10-01' AND order_date < '2025-01-01'",
+        false,
+    )
+    .await;
+    demo.assert_same(
+        &["sessions by platform last week", "the week before"],
+        "SELECT platform, SUM(sessions) AS sessions FROM app_metrics \
+         WHERE day >= '2026-11-02' AND day < '2026-11-09' GROUP BY platform",
+        false,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn filters_sorts_and_limits_are_refined_relative_to_the_answer() {
+    let demo = demo().await;
+    demo.assert_same(
+        &["revenue by country last month", "only EMEA", "same for APAC"],
+        "SELECT c.country AS country, SUM(o.total) AS revenue FROM orders o JOIN customers c ON c.id = o.customer_id \
+         WHERE o.status = 'completed' AND o.order_date LIKE '2026-10-%' AND c.region = 'APAC' GROUP BY 1",
+        false,
+    )
+    .await;
+    demo.assert_same(
+        &["orders by channel this year", "only web and mobile"],
+        "SELECT channel, COUNT(*) AS orders FROM orders WHERE order_date >= '2026-01-01' \
+         AND channel IN ('web', 'mobile') GROUP BY channel",
+        false,
+    )
+    .await;
+    demo.assert_same(
+        &["revenue by country", "sort by name"],
+        "SELECT c.country AS country, SUM(o.total) AS revenue FROM orders o JOIN customers c ON c.id = o.customer_id \
+         WHERE o.status = 'completed' GROUP BY 1 ORDER BY 1 ASC",
+        true,
+    )
+    .await;
+    demo.assert_same(
+        &["revenue by country last year", "sort ascending"],
+        "SELECT c.country AS country, SUM(o.total) AS revenue FROM orders o JOIN customers c ON c.id = o.customer_id \
+         WHERE o.status = 'completed' AND o.order_date LIKE '2025-%' GROUP BY 1 ORDER BY 2 ASC",
+        true,
+    )
+    .await;
+    demo.assert_same(
+        &["revenue by category top 3", "sort by name", "sort descending"],
+        "SELECT * FROM (SELECT p.category AS category, SUM(i.quantity * i.unit_price * (1 - i.discount)) AS revenue \
+         FROM order_items i JOIN orders o ON o.id = i.order_id JOIN products p ON p.id = i.product_id \
+         WHERE o.status = 'completed' GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 3) ORDER BY category DESC",
+        true,
+    )
+    .await;
+    demo.assert_same(
+        &["units by product top 5", "show all rows"],
+        "SELECT p.name AS product, SUM(i.quantity) AS units FROM order_items i JOIN products p ON p.id = i.product_id \
+         GROUP BY 1",
+        false,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_table_the_model_only_joins_is_countable() {
+    let demo = demo().await;
+    demo.assert_same(
+        &["how many products do we sell?"],
+        "SELECT COUNT(*) AS number_of_products FROM products",
+        false,
+    )
+    .await;
+    demo.assert_same(
+        &["new customers by region this year"],
+        "SELECT region, COUNT(*) AS customers FROM customers \
+         WHERE signup_date >= '2026-01-01' AND signup_date < '2026-11-23' GROUP BY region",
+        false,
+    )
+    .await;
+    demo.assert_same(
+        &["customers by segment"],
+        "SELECT segment, COUNT(*) AS customers FROM customers GROUP BY segment",
+        false,
+    )
+    .await;
+    demo.assert_same(
+        &["how many SMB customers"],
+        "SELECT COUNT(*) AS customers FROM customers WHERE segment = 'SMB'",
+        false,
+    )
+    .await;
+    demo.assert_same(
+        &["number of products by category"],
+        "SELECT category, COUNT(*) AS number_of_products FROM products GROUP BY category",
+        false,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn ratios_and_shares_are_answered() {
+    let demo = demo().await;
+    demo.assert_same(
+        &["refund rate by region"],
+        "SELECT c.region AS region, SUM(o.status = 'refunded') * 100.0 / COUNT(*) AS refund_rate \
+         FROM orders o JOIN customers c ON c.id = o.customer_id GROUP BY 1",
+        false,
+    )
+    .await;
+    demo.assert_same(
+        &["share of revenue by channel"],
+        "SELECT channel, SUM(total) AS revenue, SUM(total) * 100.0 / (SELECT SUM(total) FROM orders WHERE status = 'completed') \
+         AS revenue_share_pct FROM orders WHERE status = 'completed' GROUP BY channel",
+        false,
+    )
+    .await;
+    demo.assert_same(
+        &["orders by segment this year", "as a share"],
+        "SELECT c.segment AS segment, COUNT(*) AS orders, COUNT(*) * 100.0 / \
+         (SELECT COUNT(*) FROM orders WHERE order_date >= '2026-01-01') AS orders_share_pct \
+         FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.order_date >= '2026-01-01' GROUP BY 1",
+        false,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn filters_can_be_phrased_through_the_entity_they_belong_to() {
+    let demo = demo().await;
+    demo.assert_same(
+        &["orders for SMB customers"],
+        "SELECT COUNT(*) AS orders FROM orders o JOIN customers c ON c.id = o.customer_id WHERE c.segment = 'SMB'",
+        false,
+    )
+    .await;
+    demo.assert_same(
+        &["revenue from customers in Canada last year"],
+        "SELECT SUM(o.total) AS revenue FROM orders o JOIN customers c ON c.id = o.customer_id \
+         WHERE o.status = 'completed' AND c.country = 'Canada' AND o.order_date LIKE '2025-%'",
+        false,
+    )
+    .await;
+    demo.assert_same(
+        &["customers who signed up in 2025 by segment"],
+        "SELECT segment, COUNT(*) AS customers FROM customers WHERE signup_date LIKE '2025-%' GROUP BY segment",
+        false,
+    )
+    .await;
+    demo.assert_same(
+        &["units sold to Enterprise customers by category"],
+        "SELECT p.category AS category, SUM(i.quantity) AS units FROM order_items i \
+         JOIN orders o ON o.id = i.order_id JOIN customers c ON c.id = o.customer_id JOIN products p ON p.id = i.product_id \
+         WHERE c.segment = 'Enterprise' GROUP BY 1",
+        false,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_misspelt_question_gets_the_nearest_names() {
+    let demo = demo().await;
+    let message = demo.not_understood(&["revnue by contry"]);
+    assert!(message.contains("\"revnue\" and \"contry\""), "{message}");
+    assert!(message.contains("revenue (metric)"), "{message}");
+    assert!(message.contains("country (breakdown)"), "{message}");
+    assert!(!message.contains("Metrics:"), "{message}");
 }

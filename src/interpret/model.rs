@@ -101,6 +101,12 @@ pub struct Join {
     pub to: ColumnRef,
 }
 
+/// A column named like a date: `signup_date`, `created_at`, `shipped_on`.
+fn is_date_name(column: &str) -> bool {
+    let column = column.to_ascii_lowercase();
+    column.ends_with("date") || column.ends_with("_at") || column.ends_with("_on") || column == "day"
+}
+
 /// `table.column`, written that way in TOML.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -445,6 +451,78 @@ impl SemanticModel {
                 column: time,
             })
         })
+    }
+
+    /// Makes the tables other tables join to countable ("how many products", "new customers
+    /// by region"): each such configured table without a metric of its own gets a count of its
+    /// rows, named as people say it, and its one date column (by name, as the configuration
+    /// lists no types) becomes its time column. A name that is already a dimension's ("products"
+    /// is the product breakdown) is only used after "number of", "how many" and the like.
+    pub fn with_entity_counts(mut self) -> Self {
+        let targets: Vec<String> = self
+            .tables
+            .iter()
+            .filter(|t| self.joins.iter().any(|j| j.to.table == t.name))
+            .filter(|t| {
+                !self
+                    .metrics
+                    .iter()
+                    .any(|m| m.definitions().iter().any(|d| d.table == t.name))
+            })
+            .map(|t| t.name.clone())
+            .collect();
+        for name in targets {
+            let plural = name.replace('_', " ");
+            let singular = plural.strip_suffix('s').unwrap_or(&plural).to_string();
+            let taken = self.dimensions.iter().any(|d| {
+                std::iter::once(&d.name)
+                    .chain(&d.synonyms)
+                    .any(|phrase| *phrase == plural || *phrase == singular || format!("{phrase}s") == plural)
+            });
+            let mut synonyms = vec![
+                format!("how many {plural}"),
+                format!("{singular} count"),
+                format!("count of {plural}"),
+            ];
+            let date_columns: Vec<String> = self
+                .table(&name)
+                .map(|t| t.columns.iter().filter(|c| is_date_name(c)).cloned().collect())
+                .unwrap_or_default();
+            if let (Some(table), [column]) = (self.tables.iter_mut().find(|t| t.name == name), date_columns.as_slice())
+            {
+                if table.time_column.is_none() {
+                    table.time_column = Some(column.clone());
+                    synonyms.push(format!("new {plural}"));
+                }
+            }
+            let metric_name = if taken {
+                format!("number of {plural}")
+            } else {
+                synonyms.push(format!("number of {plural}"));
+                plural.clone()
+            };
+            self.metrics.push(Metric {
+                name: metric_name,
+                synonyms,
+                description: Some(format!("Rows of {name}, one per {singular}")),
+                table: name.clone(),
+                expression: "COUNT(*)".to_string(),
+                filter: None,
+                format: ColumnFormat::Integer,
+                alternatives: Vec::new(),
+            });
+        }
+        self
+    }
+
+    /// A plain count of a table other tables join to, as [`Self::with_entity_counts`] adds:
+    /// next to another metric over a table that reaches it, its name only says whose rows are
+    /// filtered ("orders from customers in Canada").
+    pub fn is_entity_count(&self, metric: &Metric) -> bool {
+        metric.expression == "COUNT(*)"
+            && metric.filter.is_none()
+            && metric.alternatives.is_empty()
+            && self.joins.iter().any(|j| j.to.table == metric.table)
     }
 
     /// `SELECT DISTINCT` of a dimension's values, for matching words like "EMEA" against them.

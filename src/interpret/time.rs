@@ -4,7 +4,7 @@
 //! give the same range in tests and in a thread.
 use chrono::{Datelike, Days, Months, NaiveDate};
 
-use crate::domain::TimeRange;
+use crate::domain::{Grain, TimeRange};
 
 /// Phrases shown in `help` and in "not understood" replies.
 pub const KNOWN_TIME_PHRASES: &[&str] = &[
@@ -352,6 +352,102 @@ fn last_periods(unit: Unit, count: u32, today: NaiveDate) -> Option<TimeRange> {
     })
 }
 
+/// The period before `range`, for "and the year before?" and for growth without a second
+/// period. With a `step` ("the quarter before") the range moves back by that; without one by a
+/// period of its own kind: calendar months, quarters and years (a partial "this month" becomes
+/// the same days of the month before, so the two are comparable), else the same number of days.
+pub fn previous_period(range: &TimeRange, step: Option<Grain>) -> Option<TimeRange> {
+    let months = match step {
+        Some(Grain::Day) => return shift_days(range, 1, "the day before"),
+        Some(Grain::Week)
+            if range.start.weekday() == chrono::Weekday::Mon
+                && range.end - range.start <= chrono::Duration::days(7) =>
+        {
+            let start = range.start.checked_sub_days(Days::new(7))?;
+            return Some(TimeRange {
+                start,
+                end: range.start,
+                label: format!("the week before ({})", span_label(start, range.start.pred_opt()?)),
+            });
+        }
+        Some(Grain::Week) => return shift_days(range, 7, "the week before"),
+        Some(Grain::Month) => 1,
+        Some(Grain::Quarter) => 3,
+        Some(Grain::Year) => 12,
+        None => match own_months(range) {
+            Some(months) => months,
+            None => {
+                let days = u64::try_from((range.end - range.start).num_days()).ok()?;
+                let words = if days == 7 && range.start.weekday() == chrono::Weekday::Mon {
+                    "the week before".to_string()
+                } else {
+                    format!("the previous {days} days")
+                };
+                return shift_days(range, days, &words);
+            }
+        },
+    };
+    let start = range.start.checked_sub_months(Months::new(months))?;
+    // A named step from a range that is one such period, or the current part of one, goes to
+    // the whole period before: "this year" then "the year before" is all of last year.
+    let whole = step.is_some() && own_months(range).is_some_and(|own| own == months);
+    let end = if whole {
+        range.start
+    } else {
+        range.end.checked_sub_months(Months::new(months))?
+    };
+    let name = match months {
+        1 => "month",
+        3 => "quarter",
+        12 => "year",
+        _ => "period",
+    };
+    let last_day = end.pred_opt()?;
+    let detail = if start.day() == 1 && end.day() == 1 {
+        match (end.year() * 12 + end.month0() as i32) - (start.year() * 12 + start.month0() as i32) {
+            1 => month_label(start),
+            3 if start.month0().is_multiple_of(3) => quarter_label(start),
+            12 if start.month() == 1 => start.year().to_string(),
+            _ => span_label(start, last_day),
+        }
+    } else {
+        span_label(start, last_day)
+    };
+    Some(TimeRange {
+        start,
+        end,
+        label: format!("the {name} before ({detail})"),
+    })
+}
+
+/// How many months a calendar-aligned range steps back by: the smallest of a month, a quarter
+/// and a year that starts where it starts and covers it, else its own whole months.
+fn own_months(range: &TimeRange) -> Option<u32> {
+    if range.start.day() != 1 {
+        return None;
+    }
+    let span = (range.end.year() * 12 + range.end.month0() as i32)
+        - (range.start.year() * 12 + range.start.month0() as i32)
+        + i32::from(range.end.day() != 1);
+    let span = u32::try_from(span).ok()?;
+    for unit in [1, 3, 12] {
+        if range.start.month0().is_multiple_of(unit) && span <= unit {
+            return Some(unit);
+        }
+    }
+    (range.end.day() == 1 && span > 0).then_some(span)
+}
+
+fn shift_days(range: &TimeRange, days: u64, words: &str) -> Option<TimeRange> {
+    let start = range.start.checked_sub_days(Days::new(days))?;
+    let end = range.end.checked_sub_days(Days::new(days))?;
+    Some(TimeRange {
+        start,
+        end,
+        label: format!("{words} ({})", span_label(start, end.pred_opt()?)),
+    })
+}
+
 /// First day of the period containing `day` (weeks start on Monday).
 fn period_start(unit: Unit, day: NaiveDate) -> Option<NaiveDate> {
     match unit {
@@ -528,6 +624,70 @@ mod tests {
     fn assert_range(text: &str, start: NaiveDate, end: NaiveDate) {
         let got = range(text);
         assert_eq!((got.start, got.end), (start, end), "'{text}' resolved to {got:?}");
+    }
+
+    #[test]
+    fn the_previous_period_is_one_of_the_ranges_own_kind() {
+        let before = |text: &str| previous_period(&range(text), None).map(|r| (r.start, r.end, r.label));
+        assert_eq!(
+            before("last month"),
+            Some((
+                date(2026, 9, 1),
+                date(2026, 10, 1),
+                "the month before (Sep 2026)".into()
+            ))
+        );
+        assert_eq!(
+            before("last quarter"),
+            Some((
+                date(2026, 4, 1),
+                date(2026, 7, 1),
+                "the quarter before (Q2 2026)".into()
+            ))
+        );
+        assert_eq!(
+            before("in 2025"),
+            Some((date(2024, 1, 1), date(2025, 1, 1), "the year before (2024)".into()))
+        );
+        // A partial period compares with the same part of the one before.
+        assert_eq!(
+            before("this year").map(|r| (r.0, r.1)),
+            Some((date(2025, 1, 1), date(2025, 11, 23)))
+        );
+        assert_eq!(
+            before("this quarter").map(|r| (r.0, r.1)),
+            Some((date(2026, 7, 1), date(2026, 8, 23)))
+        );
+        assert_eq!(
+            before("last 7 days").map(|r| (r.0, r.1)),
+            Some((date(2026, 11, 8), date(2026, 11, 15)))
+        );
+        assert_eq!(
+            before("last week"),
+            Some((
+                date(2026, 11, 2),
+                date(2026, 11, 9),
+                "the week before (Nov 2 – Nov 8, 2026)".into()
+            ))
+        );
+        assert_eq!(
+            before("last 7 days").map(|r| r.2),
+            Some("the previous 7 days (Nov 8 – Nov 14, 2026)".into())
+        );
+    }
+
+    #[test]
+    fn a_named_step_moves_the_range_back_by_it() {
+        let shifted = previous_period(&range("last month"), Some(Grain::Year)).map(|r| (r.start, r.end));
+        assert_eq!(shifted, Some((date(2025, 10, 1), date(2025, 11, 1))));
+        // From this (partial) year, the year before is all of it.
+        let shifted = previous_period(&range("this year"), Some(Grain::Year)).map(|r| (r.start, r.end, r.label));
+        assert_eq!(
+            shifted,
+            Some((date(2025, 1, 1), date(2026, 1, 1), "the year before (2025)".into()))
+        );
+        let shifted = previous_period(&range("last week"), Some(Grain::Week)).map(|r| (r.start, r.end));
+        assert_eq!(shifted, Some((date(2026, 11, 2), date(2026, 11, 9))));
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub(super) const STOPWORDS: &[&str] = &[
     "ok", "okay", "on", "only", "our", "over", "overall", "per", "please", "rather", "same", "see", "show",
     "so", "tell", "thank", "thanks", "that", "the", "then", "there", "these", "this", "those", "to", "total",
     "totals", "us", "view", "want", "was", "we", "were", "what", "what's", "whats", "what're", "when", "which",
-    "with", "within", "would", "you", "all", "any", "every",
+    "with", "within", "would", "you", "all", "any", "every", "who", "whose",
 ];
 
 /// Words that mark a text as a change to the current query rather than a new question.

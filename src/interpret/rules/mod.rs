@@ -38,6 +38,7 @@ impl RulesInterpreter {
     /// `values` are each dimension's distinct values as read from the warehouse (see
     /// [`SemanticModel::distinct_values_sql`]); only those are accepted as filter values.
     pub fn new(model: SemanticModel, values: Vec<(String, Vec<String>)>, dialect: Dialect) -> Self {
+        let model = model.with_entity_counts();
         let vocabulary = Vocabulary::new(&model, &values);
         Self {
             model,
@@ -84,12 +85,47 @@ impl RulesInterpreter {
         }
     }
 
+    /// Names the words not understood and, when some metric or dimension is spelled close to
+    /// one of them, suggests those instead of listing everything.
     fn not_understood(&self, unknown: &[String]) -> String {
         let quoted: Vec<String> = unknown.iter().map(|w| format!("\"{w}\"")).collect();
+        let metrics = self.model.metrics.iter().map(|m| (&m.name, &m.synonyms, "metric"));
+        let dimensions = self
+            .model
+            .dimensions
+            .iter()
+            .map(|d| (&d.name, &d.synonyms, "breakdown"));
+        let mut suggestions: Vec<(usize, String)> = Vec::new();
+        for (name, synonyms, kind) in metrics.chain(dimensions) {
+            let closest = std::iter::once(name)
+                .chain(synonyms)
+                .flat_map(|phrase| phrase.split_whitespace())
+                .flat_map(|word| unknown.iter().filter_map(move |u| closeness(&u.to_lowercase(), word)))
+                .min();
+            if let Some(distance) = closest {
+                let text = format!("{name} ({kind})");
+                if !suggestions.iter().any(|(_, s)| *s == text) {
+                    suggestions.push((distance, text));
+                }
+            }
+        }
+        suggestions.sort();
+        if suggestions.is_empty() {
+            return format!(
+                "I didn't understand {}.\n{}",
+                join_words(&quoted),
+                self.vocabulary_help()
+            );
+        }
+        let nearest: Vec<String> = suggestions
+            .into_iter()
+            .take(MAX_SUGGESTIONS)
+            .map(|(_, text)| text)
+            .collect();
         format!(
-            "I didn't understand {}.\n{}",
+            "I didn't understand {}. Did you mean {}? Say \"help\" for everything I know.",
             join_words(&quoted),
-            self.vocabulary_help()
+            join_words(&nearest).replace(" and ", " or ")
         )
     }
 
@@ -129,6 +165,24 @@ impl RulesInterpreter {
     }
 }
 
+/// How many metrics and dimensions a reply suggests for words it did not understand.
+const MAX_SUGGESTIONS: usize = 4;
+
+/// How close a word the user wrote is to a word of a model phrase: the edit distance when it
+/// is a likely typo (at most one edit per three letters), or a shared stem of at least five
+/// letters ("crashing" and "crashes"); `None` when they are unrelated.
+fn closeness(word: &str, model_word: &str) -> Option<usize> {
+    if word.len() < 3 || model_word.len() < 3 {
+        return None;
+    }
+    let distance = strsim::levenshtein(word, model_word);
+    if distance <= (word.chars().count() / 3).max(1) {
+        return Some(distance);
+    }
+    let shared = word.chars().zip(model_word.chars()).take_while(|(a, b)| a == b).count();
+    (shared >= 5).then_some(distance)
+}
+
 #[async_trait]
 impl Interpreter for RulesInterpreter {
     async fn interpret(&self, request: InterpretRequest<'_>) -> Result<Interpretation, InterpretError> {
@@ -150,7 +204,9 @@ impl Interpreter for RulesInterpreter {
             self.vocabulary_help(),
             "Then refine it in the thread: \"only EMEA\", \"exclude partner\", \"by week instead\", \
              \"and by channel\", \"top 5\", \"what about last year?\", \"orders instead\", \"and units\", \
-             \"remove the region filter\", \"all time\"."
+             \"remove the region filter\", \"all time\", \"vs last year\", \"and the year before?\", \
+             \"sort by name\", \"show all rows\". Also: \"which region had the highest revenue?\", \
+             \"revenue growth this month\", \"share of revenue by channel\"."
                 .to_string(),
         ]
         .join("\n")
@@ -181,6 +237,18 @@ mod tests {
         );
         assert!(message.contains("Break down by: region, country"), "{message}");
         assert!(message.contains("last month"), "{message}");
+    }
+
+    #[test]
+    fn a_misspelt_word_gets_the_nearest_names_not_the_catalog() {
+        let message = not_understood("revnue by regoin", None);
+        assert!(message.contains("\"revnue\" and \"regoin\""), "{message}");
+        assert!(message.contains("revenue (metric)"), "{message}");
+        assert!(message.contains("region (breakdown)"), "{message}");
+        assert!(!message.contains("Metrics:"), "{message}");
+        let message = not_understood("sessionz by platfrm", None);
+        assert!(message.contains("sessions (metric)"), "{message}");
+        assert!(message.contains("platform (breakdown)"), "{message}");
     }
 
     #[test]

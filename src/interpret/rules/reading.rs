@@ -5,7 +5,7 @@ use chrono::NaiveDate;
 
 use super::lexicon::{Word, PREPOSITIONS, REFINEMENT_WORDS, STOPWORDS};
 use super::vocabulary::{Term, Vocabulary};
-use crate::interpret::query::{Grain, TimeRange, TopN};
+use crate::interpret::query::{Grain, SortKey, TimeRange, TopN};
 use crate::interpret::time::{match_time_phrase, parse_count};
 
 /// Largest accepted N in `top N`; larger is a typo or a wish for everything.
@@ -56,6 +56,30 @@ pub(super) enum Part {
         filters_too: bool,
     },
     ClearGrouping,
+    /// "vs", "compared to": the time ranges around it are compared.
+    Compare,
+    /// "growth", "change in": a comparison with the period before when no second one is named.
+    Growth,
+    /// "the year before", "the previous quarter": the current time range moved back by that
+    /// step, or by a period of its own kind when `None` ("the period before"). `fallback` is
+    /// the same words read as a time phrase, for a question with no range to move.
+    Previous {
+        step: Option<Grain>,
+        fallback: Option<TimeRange>,
+    },
+    /// "sort by name", "sort descending": `by` is `None` when only the direction is named.
+    Sort {
+        by: Option<SortKey>,
+        descending: bool,
+    },
+    /// "share of revenue": each row's part of the total.
+    Share,
+    /// "signed up", "joined": the event the time range is about, in the user's words. It only
+    /// fits metrics whose time column is that event's date.
+    Event {
+        words: String,
+        stem: &'static str,
+    },
 }
 
 /// What the words of a text amount to before they are applied.
@@ -112,6 +136,15 @@ impl Reader<'_> {
                     continue;
                 }
             }
+            if let Some((used, part)) = self.match_relative(rest) {
+                if matches!(part, Part::Previous { .. } | Part::Sort { .. }) {
+                    reading.refinement_wording = true;
+                }
+                reading.parts.push(part);
+                at += used;
+                joined = false;
+                continue;
+            }
             if let Some((used, items, adds)) = self.match_group(rest) {
                 reading.parts.push(Part::Group {
                     items,
@@ -127,6 +160,14 @@ impl Reader<'_> {
             if let Some((used, top)) = match_top(rest) {
                 reading.parts.push(Part::Top(top));
                 at += used;
+                // "the worst week for sessions": a superlative names the grain it ranks.
+                if let Some((grain_len, grain)) = match_grain_word(words.get(at..).unwrap_or_default()) {
+                    reading.parts.push(Part::Group {
+                        items: vec![GroupItem::Grain(grain)],
+                        joined: false,
+                    });
+                    at += grain_len;
+                }
                 joined = false;
                 continue;
             }
@@ -183,6 +224,16 @@ impl Reader<'_> {
                 at += 2;
                 continue;
             }
+            // Only words the model does not use itself: "share of refunds" is a metric.
+            if matches!(lower, "share" | "proportion" | "percentage") {
+                reading.parts.push(Part::Share);
+                at += if rest.get(1).is_some_and(|w| w.lower == "of") {
+                    2
+                } else {
+                    1
+                };
+                continue;
+            }
             if REFINEMENT_WORDS.contains(&lower) {
                 reading.refinement_wording = true;
                 at += 1;
@@ -190,6 +241,31 @@ impl Reader<'_> {
             }
             if STOPWORDS.contains(&lower) {
                 at += 1;
+                continue;
+            }
+            if let Some((used, stem)) = match_event(rest) {
+                let words = rest
+                    .get(..used)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|w| w.original.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                reading.parts.push(Part::Event { words, stem });
+                at += used;
+                continue;
+            }
+            let has_metric = reading.parts.iter().any(|p| matches!(p, Part::Metric { .. }));
+            // "how many products do we sell": a verb about what the metric already counts.
+            if has_metric && matches!(lower, "sell" | "sold" | "offer" | "carry" | "stock" | "have") {
+                at += 1;
+                continue;
+            }
+            // "which platform crashed the most": a verb form of a metric's name.
+            if let Some(name) = self.vocabulary.metric_by_stem(lower) {
+                reading.parts.push(Part::Metric { name, joined });
+                at += 1;
+                joined = false;
                 continue;
             }
             if let Some(word) = rest.first() {
@@ -382,6 +458,106 @@ impl Reader<'_> {
         Some((at, items, adds))
     }
 
+    /// Words relative to the rest of the question or to the thread's query: "vs", "compared
+    /// to", "growth", "change in", "the year before", "the previous quarter", "sort by name",
+    /// "sort descending", "alphabetically".
+    fn match_relative(&self, words: &[Word]) -> Option<(usize, Part)> {
+        let get = |i: usize| words.get(i).map(|w| w.lower.as_str());
+        match (get(0), get(1)) {
+            (Some("vs" | "versus" | "against"), _) => return Some((1, Part::Compare)),
+            (Some("compared" | "comparing" | "compare"), Some("to" | "with" | "against")) => {
+                return Some((2, Part::Compare))
+            }
+            (Some("compared" | "comparing" | "compare"), _) => return Some((1, Part::Compare)),
+            (Some("growth" | "grew" | "trend"), _) => return Some((1, Part::Growth)),
+            (Some("change" | "changes" | "increase" | "decrease" | "difference"), Some("in" | "of")) => {
+                return Some((2, Part::Growth))
+            }
+            (Some("alphabetically" | "alphabetical"), _) => {
+                return Some((
+                    1,
+                    Part::Sort {
+                        by: Some(SortKey::Label),
+                        descending: false,
+                    },
+                ))
+            }
+            _ => {}
+        }
+        // "the year before", "the previous quarter", "the prior period", "a year earlier".
+        if matches!(get(0), Some("the" | "a")) {
+            let step = |word: Option<&str>| match word {
+                Some("period" | "one") => Some(None),
+                Some(other) => grain_of(other).map(Some),
+                None => None,
+            };
+            let found = match (get(1), get(2)) {
+                (word, Some("before" | "earlier" | "prior")) => step(word),
+                (Some("previous" | "prior" | "preceding"), word) => step(word),
+                _ => None,
+            };
+            if let Some(step) = found {
+                let lowered: Vec<&str> = words.iter().take(3).map(|w| w.lower.as_str()).collect();
+                let fallback = match_time_phrase(&lowered, self.today)
+                    .filter(|(used, _)| *used == 3)
+                    .map(|(_, range)| range);
+                return Some((3, Part::Previous { step, fallback }));
+            }
+        }
+        if matches!(
+            get(0),
+            Some("sort" | "sorted" | "order" | "ordered" | "rank" | "ranked")
+        ) {
+            let mut at = 1;
+            let mut by = None;
+            if matches!(get(at), Some("by" | "on")) {
+                at += 1;
+                while matches!(get(at), Some("the")) {
+                    at += 1;
+                }
+                match get(at) {
+                    Some("name" | "names" | "label" | "labels" | "alphabet" | "date" | "time") => {
+                        by = Some(SortKey::Label);
+                        at += 1;
+                    }
+                    Some("value" | "values" | "size" | "amount") => {
+                        by = Some(SortKey::Metric);
+                        at += 1;
+                    }
+                    _ => match self.vocabulary.longest(words.get(at..).unwrap_or_default()) {
+                        Some((used, terms)) if terms.iter().any(|t| matches!(t, Term::Metric(_))) => {
+                            by = Some(SortKey::Metric);
+                            at += used;
+                        }
+                        Some((used, terms)) if terms.iter().any(|t| matches!(t, Term::Dimension(_))) => {
+                            by = Some(SortKey::Label);
+                            at += used;
+                        }
+                        _ => {}
+                    },
+                }
+            }
+            let descending = match get(at) {
+                Some("descending" | "desc" | "decreasing" | "downwards") => {
+                    at += 1;
+                    Some(true)
+                }
+                Some("ascending" | "asc" | "increasing" | "upwards") => {
+                    at += 1;
+                    Some(false)
+                }
+                _ => None,
+            };
+            if by.is_none() && descending.is_none() {
+                return None;
+            }
+            // Names read A to Z and values largest first unless a direction is named.
+            let descending = descending.unwrap_or(by != Some(SortKey::Label));
+            return Some((at, Part::Sort { by, descending }));
+        }
+        None
+    }
+
     /// "remove the region filter", "without the region filter", "all regions", "all time",
     /// "remove the time range", "no limit", "remove the breakdown", "drop region".
     fn match_removal(&self, words: &[Word]) -> Option<(usize, Part)> {
@@ -397,6 +573,12 @@ impl Reader<'_> {
         if matches!(get(0), Some("all" | "any" | "every")) {
             if matches!(get(1), Some("time" | "dates" | "history")) {
                 return Some((2, Part::RemoveTime));
+            }
+            if matches!(get(1), Some("rows" | "results" | "lines" | "entries")) {
+                return Some((2, Part::RemoveTop));
+            }
+            if get(1) == Some("of") && get(2) == Some("them") {
+                return Some((3, Part::RemoveTop));
             }
             if let Some((used, dimension)) = dimension_at(1) {
                 return Some((1 + used, Part::RemoveFilter(Some(dimension))));
@@ -488,18 +670,19 @@ fn negation_length(words: &[Word]) -> Option<usize> {
     }
 }
 
-/// "top 5", "top five", "bottom 3", "top" (ten), "highest 3", "lowest 5".
+/// "top 5", "top five", "bottom 3", "top" (ten), "highest 3", "lowest 5"; a superlative
+/// without a number ("the highest", "the most", "worst") is the one row at that end.
 fn match_top(words: &[Word]) -> Option<(usize, TopN)> {
     let first = words.first()?.lower.as_str();
     let largest_first = match first {
-        "top" | "highest" | "best" | "largest" | "biggest" => true,
-        "bottom" | "lowest" | "worst" | "smallest" => false,
+        "top" | "highest" | "best" | "largest" | "biggest" | "most" | "greatest" | "maximum" | "max" => true,
+        "bottom" | "lowest" | "worst" | "smallest" | "least" | "fewest" | "minimum" | "min" => false,
         _ => return None,
     };
     match words.get(1).and_then(|w| parse_count(&w.lower)) {
         Some(n) if (1..=MAX_TOP).contains(&n) => Some((2, TopN { n, largest_first })),
         Some(_) => None,
-        // Only the plain words default to ten; "highest" alone is more likely part of a phrase.
+        // Only the plain words default to ten; a bare superlative names the one row at its end.
         None if matches!(first, "top" | "bottom") => Some((
             1,
             TopN {
@@ -507,7 +690,32 @@ fn match_top(words: &[Word]) -> Option<(usize, TopN)> {
                 largest_first,
             },
         )),
-        None => None,
+        None => Some((1, TopN { n: 1, largest_first })),
+    }
+}
+
+/// "signed up", "joined", "registered": an event named by a verb, and the stem its date
+/// column's name carries (`signup_date`).
+fn match_event(words: &[Word]) -> Option<(usize, &'static str)> {
+    let get = |i: usize| words.get(i).map(|w| w.lower.as_str());
+    match (get(0), get(1)) {
+        (Some("signed" | "sign"), Some("up")) => Some((2, "sign")),
+        (Some("signed" | "signup" | "signups"), _) => Some((1, "sign")),
+        (Some("joined"), _) => Some((1, "join")),
+        (Some("registered"), _) => Some((1, "regist")),
+        _ => None,
+    }
+}
+
+/// A grain's word, singular or plural.
+fn grain_of(word: &str) -> Option<Grain> {
+    match word {
+        "day" | "days" => Some(Grain::Day),
+        "week" | "weeks" => Some(Grain::Week),
+        "month" | "months" => Some(Grain::Month),
+        "quarter" | "quarters" => Some(Grain::Quarter),
+        "year" | "years" => Some(Grain::Year),
+        _ => None,
     }
 }
 
@@ -647,6 +855,33 @@ mod tests {
         );
         assert_eq!(q.dimensions, vec!["country"]);
         assert_eq!(q.metrics, vec!["revenue"]);
+    }
+
+    #[test]
+    fn a_verb_form_of_a_metric_names_it() {
+        let q = thread(&["which platform crashed the most?"]);
+        assert_eq!(q.metrics, vec!["crashes"]);
+        assert_eq!(q.dimensions, vec!["platform"]);
+        assert_eq!(
+            q.top,
+            Some(TopN {
+                n: 1,
+                largest_first: true
+            })
+        );
+    }
+
+    #[test]
+    fn a_table_only_joined_is_countable() {
+        let q = thread(&["how many products do we sell?"]);
+        assert_eq!(q.metrics, vec!["number of products"]);
+        let q = thread(&["new customers by region this year"]);
+        assert_eq!(q.metrics, vec!["customers"]);
+        assert_eq!(q.dimensions, vec!["region"]);
+        // Next to another metric, the entity only says whose rows are counted.
+        let q = thread(&["orders for SMB customers"]);
+        assert_eq!(q.metrics, vec!["orders"]);
+        assert_eq!(q.filters, vec![filter("segment", &["SMB"], false)]);
     }
 
     #[test]

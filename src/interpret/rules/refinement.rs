@@ -3,7 +3,8 @@
 //! a new question, which the same rules then fill from nothing.
 use super::reading::{GroupItem, Part, Reading, ValueMention};
 use crate::interpret::model::SemanticModel;
-use crate::interpret::query::{self, join_words, Filter, Grain, StructuredQuery, TimeRange};
+use crate::interpret::query::{self, join_words, Filter, Grain, Sort, SortKey, StructuredQuery, TimeRange};
+use crate::interpret::time::previous_period;
 use crate::interpret::{Interpretation, ProposedQuery};
 
 /// Why the parts did not make a query.
@@ -57,11 +58,26 @@ pub(super) fn apply(
         if !adds {
             query.metrics.clear();
         }
-        for (name, _) in metric_parts {
+        for (name, _) in &metric_parts {
             if !query.metrics.contains(name) {
-                query.metrics.push(name.clone());
+                query.metrics.push((*name).clone());
             }
         }
+        // "orders from SMB customers": the customers only say whose orders.
+        let tables: Vec<String> = query
+            .metrics
+            .iter()
+            .filter_map(|m| model.metric(m))
+            .map(|m| m.table.clone())
+            .collect();
+        query.metrics.retain(|name| {
+            let Some(metric) = model.metric(name) else { return true };
+            let named_entity = model.is_entity_count(metric)
+                && tables
+                    .iter()
+                    .any(|t| *t != metric.table && model.reachable_from(t).contains(&metric.table));
+            !named_entity
+        });
     }
 
     // Removals before additions, so "remove the region filter, only APAC" ends with APAC.
@@ -199,27 +215,23 @@ pub(super) fn apply(
         }
     }
 
-    let times: Vec<&TimeRange> = parts
-        .iter()
-        .filter_map(|p| match p {
-            Part::Time(range) => Some(range),
-            _ => None,
-        })
-        .collect();
-    match times.as_slice() {
-        [] => {}
-        [range] => query.time_range = Some((*range).clone()),
-        several => {
-            let labels: Vec<String> = several.iter().map(|r| format!("\"{}\"", r.label)).collect();
-            return Err(NotApplied::Answer(Interpretation::Clarify(format!(
-                "I found several time ranges ({}); which one do you mean? Comparisons are not supported yet.",
-                labels.join(", ")
-            ))));
-        }
-    }
+    check_events(parts, &query, model)?;
+    apply_time(parts, refining, &mut query)?;
     for part in parts {
-        if let Part::Top(top) = part {
-            query.top = Some(*top);
+        match part {
+            Part::Top(top) => query.top = Some(*top),
+            Part::Share => query.share = true,
+            Part::Sort { by, descending } => {
+                let by = by
+                    .clone()
+                    .or_else(|| query.sort.as_ref().map(|s| s.by.clone()))
+                    .unwrap_or(SortKey::Metric);
+                query.sort = Some(Sort {
+                    by,
+                    descending: *descending,
+                });
+            }
+            _ => {}
         }
     }
     if query.top.is_some() && query.dimensions.is_empty() && query.grain.is_none() {
@@ -229,6 +241,114 @@ pub(super) fn apply(
         ))));
     }
     Ok(query)
+}
+
+/// The time range and the period compared with it: one range replaces the current one; two
+/// around "vs" are compared; "growth" compares with the period before; "the year before" moves
+/// the current range (and the compared one) back.
+fn apply_time(parts: &[Part], refining: bool, query: &mut StructuredQuery) -> Result<(), NotApplied> {
+    let times: Vec<&TimeRange> = parts
+        .iter()
+        .filter_map(|p| match p {
+            Part::Time(range) => Some(range),
+            _ => None,
+        })
+        .collect();
+    let compares = parts.iter().any(|p| matches!(p, Part::Compare));
+    let growth = parts.iter().any(|p| matches!(p, Part::Growth));
+    let clarify = |message: String| Err(NotApplied::Answer(Interpretation::Clarify(message)));
+    if parts.iter().any(|p| matches!(p, Part::RemoveTime)) {
+        query.compare_to = None;
+    }
+    match times.as_slice() {
+        [] => {}
+        [range] if compares => match (&query.time_range, refining) {
+            // "vs last year" on the thread's query compares its range with this one.
+            (Some(_), true) => query.compare_to = Some((*range).clone()),
+            _ => {
+                return clarify(format!(
+                    "Compared with {} — and which period first? E.g. \"this year vs last year\".",
+                    range.label
+                ))
+            }
+        },
+        [range] => {
+            query.time_range = Some((*range).clone());
+            // A compared query stays compared: the new range against the one before it.
+            if growth || query.compare_to.is_some() {
+                query.compare_to = previous_period(range, None);
+            }
+        }
+        [current, previous] if compares || growth => {
+            query.time_range = Some((*current).clone());
+            query.compare_to = Some((*previous).clone());
+        }
+        several => {
+            let labels: Vec<String> = several.iter().map(|r| format!("\"{}\"", r.label)).collect();
+            return clarify(format!(
+                "I found several time ranges ({}); which one do you mean? To compare two, put \"vs\" between them.",
+                labels.join(", ")
+            ));
+        }
+    }
+    if times.is_empty() && (growth || compares) {
+        match &query.time_range {
+            Some(range) if query.compare_to.is_none() => query.compare_to = previous_period(range, None),
+            Some(_) => {}
+            None => {
+                return clarify(
+                    "Over which period? E.g. \"revenue growth this month\" or \"orders this quarter vs last quarter\"."
+                        .to_string(),
+                )
+            }
+        }
+    }
+    for part in parts {
+        let Part::Previous { step, fallback } = part else {
+            continue;
+        };
+        let (Some(range), true) = (query.time_range.clone(), refining) else {
+            // In a new question "the previous quarter" is the one before today's.
+            if let Some(fallback) = fallback {
+                query.time_range = Some(fallback.clone());
+                continue;
+            }
+            return clarify(
+                "The period before which one? This question has no time range; name one, e.g. \"last quarter\"."
+                    .to_string(),
+            );
+        };
+        // "vs the year before" compares with the moved range instead of replacing.
+        if compares {
+            query.compare_to = previous_period(&range, *step);
+            continue;
+        }
+        query.compare_to = query.compare_to.as_ref().and_then(|c| previous_period(c, *step));
+        query.time_range = previous_period(&range, *step);
+    }
+    Ok(())
+}
+
+/// "customers who signed up in 2025": the event must be what the metrics' time column
+/// records, else the time range would silently apply to another date.
+fn check_events(parts: &[Part], query: &StructuredQuery, model: &SemanticModel) -> Result<(), NotApplied> {
+    for part in parts {
+        let Part::Event { words, stem } = part else { continue };
+        let fits = !query.metrics.is_empty()
+            && query.metrics.iter().all(|name| {
+                model
+                    .metric(name)
+                    .and_then(|m| model.time_column_for(&m.table))
+                    .is_some_and(|time| time.column.to_lowercase().contains(stem))
+            });
+        if !fits {
+            return Err(NotApplied::Answer(Interpretation::NotUnderstood(format!(
+                "I can't tell which date \"{words}\" refers to for {}; ask about the time range of the metric itself, e.g. \"new customers this year\".",
+                join_words(&query.metrics)
+            ))));
+        }
+    }
+    Ok(())
 }
 
 /// Picks the dimension of a value like "web" (a channel and a platform) from the metrics:
@@ -288,7 +408,7 @@ fn push_unique(values: &mut Vec<String>, value: String) {
 
 #[cfg(test)]
 mod tests {
-    use crate::interpret::query::{Grain, TopN};
+    use crate::interpret::query::{Grain, Sort, SortKey, TopN};
     use crate::interpret::rules::fixtures::*;
     use crate::interpret::{Interpretation, ProposedQuery, RulesInterpreter, SemanticModel};
     use crate::sql::Dialect;
@@ -492,6 +612,130 @@ mod tests {
             ask("revenue by region", Some(&current)),
             Interpretation::Query(_)
         ));
+    }
+
+    #[test]
+    fn a_superlative_is_the_one_row_at_that_end() {
+        let q = thread(&["which segment had the highest average order value?"]);
+        assert_eq!(q.dimensions, vec!["segment"]);
+        assert_eq!(
+            q.top,
+            Some(TopN {
+                n: 1,
+                largest_first: true
+            })
+        );
+        let q = thread(&["what was the worst week for sessions?"]);
+        assert_eq!(q.grain, Some(Grain::Week));
+        assert_eq!(q.metrics, vec!["sessions"]);
+        assert_eq!(
+            q.top,
+            Some(TopN {
+                n: 1,
+                largest_first: false
+            })
+        );
+        let q = thread(&["which platform had the least crashes"]);
+        assert_eq!(
+            q.top,
+            Some(TopN {
+                n: 1,
+                largest_first: false
+            })
+        );
+    }
+
+    #[test]
+    fn two_periods_around_vs_are_compared() {
+        let q = thread(&["orders this quarter vs last quarter"]);
+        assert_eq!(q.time_range.map(|r| r.start), Some(date(2026, 10, 1)));
+        assert_eq!(
+            q.compare_to.map(|r| (r.start, r.end)),
+            Some((date(2026, 7, 1), date(2026, 10, 1)))
+        );
+        let q = thread(&["crashes by platform this week", "compared to last week"]);
+        assert_eq!(q.compare_to.map(|r| r.start), Some(date(2026, 11, 9)));
+        assert_eq!(q.dimensions, vec!["platform"]);
+    }
+
+    #[test]
+    fn growth_compares_with_the_period_before() {
+        let q = thread(&["revenue growth last month"]);
+        assert_eq!(
+            q.compare_to.map(|r| (r.start, r.end)),
+            Some((date(2026, 9, 1), date(2026, 10, 1)))
+        );
+        let q = thread(&["change in orders this year"]);
+        assert_eq!(
+            q.compare_to.map(|r| (r.start, r.end)),
+            Some((date(2025, 1, 1), date(2025, 11, 23)))
+        );
+        assert!(matches!(ask("revenue growth", None), Interpretation::Clarify(_)));
+    }
+
+    #[test]
+    fn the_period_before_moves_the_current_range_back() {
+        let q = thread(&["orders by region this year", "and the year before?"]);
+        assert_eq!(
+            q.time_range.map(|r| (r.start, r.end)),
+            Some((date(2025, 1, 1), date(2026, 1, 1)))
+        );
+        assert_eq!(q.dimensions, vec!["region"]);
+        let q = thread(&["revenue in Q1 2025", "what about the previous quarter?"]);
+        assert_eq!(
+            q.time_range.map(|r| (r.start, r.end)),
+            Some((date(2024, 10, 1), date(2025, 1, 1)))
+        );
+        // In a new question it is the one before today's.
+        let q = thread(&["revenue in the previous quarter"]);
+        assert_eq!(q.time_range.map(|r| r.start), Some(date(2026, 7, 1)));
+    }
+
+    #[test]
+    fn an_event_verb_must_name_the_metrics_date() {
+        let q = thread(&["customers who signed up in 2025"]);
+        assert_eq!(q.metrics, vec!["customers"]);
+        assert_eq!(q.time_range.map(|r| r.start), Some(date(2025, 1, 1)));
+        // Orders are dated by the order, not by the customer's signup.
+        let message = not_understood("orders from customers who signed up in 2025", None);
+        assert!(message.contains("\"signed up\""), "{message}");
+    }
+
+    #[test]
+    fn sorts_shares_and_all_rows_are_understood() {
+        let q = thread(&["revenue by country", "sort by name"]);
+        assert_eq!(
+            q.sort,
+            Some(Sort {
+                by: SortKey::Label,
+                descending: false
+            })
+        );
+        let q = thread(&["revenue by country", "sort by name", "sort descending"]);
+        assert_eq!(
+            q.sort,
+            Some(Sort {
+                by: SortKey::Label,
+                descending: true
+            })
+        );
+        let q = thread(&["revenue by country", "sort ascending"]);
+        assert_eq!(
+            q.sort,
+            Some(Sort {
+                by: SortKey::Metric,
+                descending: false
+            })
+        );
+        let q = thread(&["share of revenue by channel"]);
+        assert!(q.share);
+        assert_eq!(q.metrics, vec!["revenue"]);
+        let q = thread(&["units by product top 10", "show all rows"]);
+        assert_eq!(q.top, None);
+        // "share of refunds" is the model's own phrase for the refund rate.
+        let q = thread(&["share of refunds by region"]);
+        assert_eq!(q.metrics, vec!["refund rate"]);
+        assert!(!q.share);
     }
 
     #[test]

@@ -95,6 +95,22 @@ impl Vocabulary {
         }
     }
 
+    /// The metric a verb or other form of one of its one-word names stands for: "crashed" for
+    /// crashes, "refunded" for refunds. Only reached for words nothing else matched.
+    pub(super) fn metric_by_stem(&self, word: &str) -> Option<String> {
+        let stem = word_stem(word);
+        if stem.len() < 4 {
+            return None;
+        }
+        self.by_first_word
+            .values()
+            .flatten()
+            .find_map(|entry| match (&entry.term, entry.words.as_slice()) {
+                (Term::Metric(name), [only]) if word_stem(only) == stem => Some(name.clone()),
+                _ => None,
+            })
+    }
+
     /// The longest phrase at the start of `words` and every term it names.
     pub(super) fn longest(&self, words: &[Word]) -> Option<(usize, Vec<Term>)> {
         let first = words.first()?;
@@ -114,6 +130,19 @@ impl Vocabulary {
         }
         best
     }
+}
+
+/// A word without its inflection ("crashed", "crashes" -> "crash"), enough to tie a verb to a
+/// metric named by its noun.
+fn word_stem(word: &str) -> &str {
+    for suffix in ["ing", "ed", "es", "s"] {
+        if let Some(stem) = word.strip_suffix(suffix) {
+            if stem.len() >= 3 {
+                return stem;
+            }
+        }
+    }
+    word
 }
 
 #[cfg(test)]
