@@ -38,6 +38,8 @@ impl fmt::Display for DbtProblem {
 pub struct DbtImport {
     pub model: SemanticModel,
     pub problems: Vec<DbtProblem>,
+    /// The YAML files read, in order.
+    pub files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -265,7 +267,9 @@ pub fn load_project(dir: &Path) -> anyhow::Result<DbtImport> {
             serde_yaml_ng::from_str(&text).with_context(|| format!("{} is not valid dbt YAML", path.display()))?;
         sources.push((path, text, parsed));
     }
-    Ok(convert(&sources, &relations))
+    let mut import = convert(&sources, &relations);
+    import.files = sources.into_iter().map(|(path, _, _)| path).collect();
+    Ok(import)
 }
 
 /// `nodes` of a compiled project's manifest: each model's relation (its alias, which is the
@@ -437,11 +441,13 @@ fn convert(sources: &[(PathBuf, String, YamlFile)], relations: &Relations) -> Db
     measures.sort_by(|a, b| a.0.cmp(&b.0));
     for (name, aggregate) in measures {
         let (description, label) = converter.measure_texts.get(&name).cloned().unwrap_or_default();
-        converter.push_metric(&name, label.as_deref(), description, &aggregate, false);
+        let labels: Vec<&str> = label.iter().map(String::as_str).collect();
+        converter.push_metric(&name, &labels, description, &aggregate, false);
     }
     DbtImport {
         model: converter.model,
         problems: converter.problems,
+        files: Vec::new(),
     }
 }
 
@@ -696,9 +702,9 @@ impl Converter<'_> {
                 let (measure_description, measure_label) = measure
                     .and_then(|m| self.measure_texts.get(&m).cloned())
                     .unwrap_or_default();
-                let label = metric.label.clone().or(measure_label);
+                let labels: Vec<&str> = metric.label.iter().chain(&measure_label).map(String::as_str).collect();
                 let description = metric.description.clone().or(measure_description);
-                self.push_metric(&metric.name, label.as_deref(), description, &aggregate, false);
+                self.push_metric(&metric.name, &labels, description, &aggregate, false);
             }
             Ok(Built::Expression { table, expression }) => {
                 let aggregate = Aggregate {
@@ -709,13 +715,8 @@ impl Converter<'_> {
                     filter: Vec::new(),
                     format: ColumnFormat::Number,
                 };
-                self.push_metric(
-                    &metric.name,
-                    metric.label.as_deref(),
-                    metric.description.clone(),
-                    &aggregate,
-                    true,
-                );
+                let labels: Vec<&str> = metric.label.iter().map(String::as_str).collect();
+                self.push_metric(&metric.name, &labels, metric.description.clone(), &aggregate, true);
             }
             Err(reason) => self.problem(
                 path,
@@ -729,7 +730,7 @@ impl Converter<'_> {
     fn push_metric(
         &mut self,
         name: &str,
-        label: Option<&str>,
+        labels: &[&str],
         description: Option<String>,
         aggregate: &Aggregate,
         combined: bool,
@@ -739,7 +740,10 @@ impl Converter<'_> {
             tracing::warn!(metric = name, "A dbt metric's name is already taken; left out");
             return;
         }
-        let synonyms = self.synonyms(label, &words);
+        let synonyms = labels
+            .iter()
+            .flat_map(|label| self.synonyms(Some(label), &words))
+            .collect();
         let (expression, filter) = if combined {
             (aggregate.argument.clone(), None)
         } else if aggregate.filter.is_empty() {

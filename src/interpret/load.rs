@@ -51,6 +51,8 @@ pub struct ConfiguredModel {
     /// The threadql.toml text the model was read from, for pointing at lines.
     pub toml: Option<(std::path::PathBuf, String)>,
     pub dbt_problems: Vec<DbtProblem>,
+    /// The dbt YAML files read, in order.
+    pub dbt_files: Vec<std::path::PathBuf>,
 }
 
 /// [`configured_model`] with the sources kept, for `threadql model --check`.
@@ -83,6 +85,7 @@ pub fn configured_sources(config: &Config) -> anyhow::Result<ConfiguredModel> {
             model: base,
             toml,
             dbt_problems: Vec::new(),
+            dbt_files: Vec::new(),
         });
     };
     let import =
@@ -95,6 +98,7 @@ pub fn configured_sources(config: &Config) -> anyhow::Result<ConfiguredModel> {
         model,
         toml,
         dbt_problems: import.problems,
+        dbt_files: import.files,
     })
 }
 
