@@ -204,7 +204,8 @@ impl Sources {
             files.push((path.clone(), text.clone(), Kind::Toml));
         }
         for path in &configured.dbt_files {
-            if let Ok(text) = std::fs::read_to_string(&path) {
+            // A file that cannot be read again only costs its problems their line numbers.
+            if let Ok(text) = std::fs::read_to_string(path) {
                 files.push((path.clone(), text, Kind::Yaml));
             }
         }

@@ -758,7 +758,7 @@ impl Converter<'_> {
             table: aggregate.table.clone(),
             expression,
             filter,
-            format: aggregate.format.clone(),
+            format: aggregate.format,
             alternatives: Vec::new(),
         });
     }
