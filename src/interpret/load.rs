@@ -201,4 +201,27 @@ mod tests {
             .check(&containment_sql(&candidate, Dialect::Sqlite), 1)
             .is_ok());
     }
+
+    #[test]
+    fn a_dbt_project_named_in_threadql_toml_completes_it_and_the_toml_wins() {
+        let dir = tempfile::tempdir().unwrap_or_else(|error| panic!("{error}"));
+        let project = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dbt/jaffle");
+        let path = dir.path().join("threadql.toml");
+        let toml = format!(
+            "[dbt]\nproject = {:?}\n\n[[tables]]\nname = \"orders\"\ncolumns = [\"amount\"]\n\n\
+             [[metrics]]\nname = \"order total\"\ntable = \"orders\"\nexpression = \"SUM(orders.amount) * 2\"\n\
+             format = \"money\"\n",
+            project.display().to_string()
+        );
+        std::fs::write(&path, toml).unwrap_or_else(|error| panic!("{error}"));
+        let config =
+            Config::from_lookup(|name| (name == crate::config::THREADQL_CONFIG).then(|| path.display().to_string()))
+                .unwrap_or_else(|error| panic!("{error}"));
+        let configured = configured_sources(&config).unwrap_or_else(|error| panic!("{error:#}"));
+        let total = configured.model.metric("order total").map(|m| m.expression.clone());
+        assert_eq!(total.as_deref(), Some("SUM(orders.amount) * 2"));
+        assert!(configured.model.metric("refund rate").is_some());
+        assert!(configured.model.joins.iter().any(|j| j.to.table == "customers"));
+        assert_eq!(configured.dbt_problems.len(), 1, "{:?}", configured.dbt_problems);
+    }
 }
