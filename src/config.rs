@@ -27,6 +27,7 @@ pub const THREADQL_QUERY_TIMEOUT_SECS: &str = "THREADQL_QUERY_TIMEOUT_SECS";
 pub const THREADQL_IDLE_SECS: &str = "THREADQL_IDLE_SECS";
 pub const THREADQL_TIMEZONE: &str = "THREADQL_TIMEZONE";
 pub const THREADQL_CONFIG: &str = "THREADQL_CONFIG";
+pub const THREADQL_DBT_PROJECT: &str = "THREADQL_DBT_PROJECT";
 pub const THREADQL_DEMO_WAREHOUSE: &str = "THREADQL_DEMO_WAREHOUSE";
 pub const THREADQL_LOG_FORMAT: &str = "THREADQL_LOG_FORMAT";
 pub const THREADQL_MAX_QUERIES_PER_USER: &str = "THREADQL_MAX_QUERIES_PER_USER";
@@ -182,6 +183,9 @@ pub struct Config {
     pub timezone: chrono_tz::Tz,
     /// `threadql.toml` (semantic model, glossary); `None` = the built-in demo model.
     pub model_path: Option<PathBuf>,
+    /// A dbt project whose MetricFlow semantic models and metrics complete the model
+    /// (`[dbt] project` in threadql.toml names one too; this one wins).
+    pub dbt_project: Option<PathBuf>,
     pub log_format: LogFormat,
 }
 
@@ -325,6 +329,19 @@ impl Config {
             }
             None => Some(PathBuf::from("threadql.toml")).filter(|p| p.is_file()),
         };
+        let dbt_project = match get(THREADQL_DBT_PROJECT) {
+            Some(path) => {
+                let path = PathBuf::from(path);
+                if !path.join("dbt_project.yml").is_file() {
+                    return Err(ConfigError::new(
+                        THREADQL_DBT_PROJECT,
+                        format!("no dbt_project.yml in {}", path.display()),
+                    ));
+                }
+                Some(path)
+            }
+            None => None,
+        };
         let log_format = match get(THREADQL_LOG_FORMAT).as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -356,6 +373,7 @@ impl Config {
             shutdown_grace,
             timezone,
             model_path,
+            dbt_project,
             log_format,
         })
     }

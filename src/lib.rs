@@ -13,6 +13,7 @@ pub mod http;
 pub mod interpret;
 pub mod limits;
 pub mod metrics;
+pub mod model_check;
 pub mod model_command;
 pub mod render;
 pub mod slack;

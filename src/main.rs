@@ -16,6 +16,7 @@ Configuration (environment, or a .env file):
   WAREHOUSE_URL                   data to query: postgres://… or sqlite:… [embedded demo data set]
   THREADQL_DEMO_WAREHOUSE         path of the generated demo data set [threadql-demo.db]
   THREADQL_CONFIG                 threadql.toml with the semantic model [./threadql.toml, else the demo model]
+  THREADQL_DBT_PROJECT            dbt project whose MetricFlow semantic models and metrics are read [none]
   REDIS_URL                       shared rate limits and dedupe [in process]
   THREADQL_REDIS_PREFIX           prefix of every Redis key [threadql:]
   OPENAI_API_KEY                  enables the LLM interpreter [rules interpreter]
@@ -53,9 +54,15 @@ enum Command {
     Migrate,
     /// Validate the configuration and reach every configured dependency.
     Check,
-    /// Print the semantic model in use (threadql.toml completed from the warehouse schema) as
-    /// threadql.toml, to start a hand-written model from.
-    Model,
+    /// Print the semantic model in use (threadql.toml and/or the dbt project, completed from the
+    /// warehouse schema) as threadql.toml, to start a hand-written model from.
+    Model {
+        /// Check the configured model against the warehouse instead: unknown tables or columns,
+        /// ambiguous joins, metrics whose SQL fails, dbt constructs left out. Exits non-zero
+        /// when there is a problem.
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 #[actix_web::main]
@@ -69,7 +76,7 @@ async fn main() -> ExitCode {
         }
     };
     let default_filter = match cli.command {
-        Command::Demo | Command::Model => "warn",
+        Command::Demo | Command::Model { .. } => "warn",
         _ => "info",
     };
     threadql::telemetry::init(config.log_format, default_filter);
@@ -81,7 +88,17 @@ async fn main() -> ExitCode {
             .map(|_| {
                 println!("Migrations applied to {}", config.database_url);
             }),
-        Command::Model => threadql::model_command::run(&config).await,
+        Command::Model { check: false } => threadql::model_command::run(&config).await,
+        Command::Model { check: true } => {
+            return match threadql::model_check::run(&config).await {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(error) => {
+                    eprintln!("threadql: {error:#}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         Command::Check => {
             return if threadql::check::run(&config).await {
                 ExitCode::SUCCESS

@@ -34,6 +34,13 @@ fn header(config: &Config) -> String {
         }
         None => "Derived from the warehouse schema (no threadql.toml).".to_string(),
     };
+    let source = match &config.dbt_project {
+        Some(project) => format!(
+            "{source}\n# With the dbt project {} (threadql.toml wins per name).",
+            project.display()
+        ),
+        None => source,
+    };
     format!(
         "# The semantic model threadql uses over {warehouse}.\n\
          # {source}\n\

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
+use super::dbt::{self, DbtProblem};
 use super::derive::{Containment, JoinCandidate};
 use super::model::SemanticModel;
 use crate::config::{Config, WarehouseSource};
@@ -32,21 +33,73 @@ pub async fn load_model(config: &Config, warehouse: &dyn Warehouse) -> anyhow::R
     Ok(model)
 }
 
-/// THREADQL_CONFIG (or ./threadql.toml); else the demo model over the demo data set; else an
-/// empty model, which the warehouse's schema then fills.
+/// THREADQL_CONFIG (or ./threadql.toml) completed with the dbt project's semantic models
+/// (THREADQL_DBT_PROJECT or `[dbt] project`); else the demo model over the demo data set; else
+/// an empty model, which the warehouse's schema then fills.
 pub fn configured_model(config: &Config) -> anyhow::Result<SemanticModel> {
-    match &config.model_path {
+    let configured = configured_sources(config)?;
+    for problem in &configured.dbt_problems {
+        tracing::warn!(%problem, "Left a dbt construct out of the model (see threadql model --check)");
+    }
+    Ok(configured.model)
+}
+
+/// The configured model and what of the dbt project could not be read into it.
+#[derive(Debug, Clone)]
+pub struct ConfiguredModel {
+    pub model: SemanticModel,
+    /// The threadql.toml text the model was read from, for pointing at lines.
+    pub toml: Option<(std::path::PathBuf, String)>,
+    pub dbt_problems: Vec<DbtProblem>,
+    /// The dbt YAML files read, in order.
+    pub dbt_files: Vec<std::path::PathBuf>,
+}
+
+/// [`configured_model`] with the sources kept, for `threadql model --check`.
+pub fn configured_sources(config: &Config) -> anyhow::Result<ConfiguredModel> {
+    let (toml_model, toml) = match &config.model_path {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("Failed to read THREADQL_CONFIG file {}", path.display()))?;
-            SemanticModel::from_toml_str(&text)
-                .with_context(|| format!("THREADQL_CONFIG file {} is not valid", path.display()))
+            let model = SemanticModel::from_toml_str(&text)
+                .with_context(|| format!("THREADQL_CONFIG file {} is not valid", path.display()))?;
+            (Some(model), Some((path.clone(), text)))
         }
-        None if matches!(config.warehouse, WarehouseSource::Demo(_)) => {
-            SemanticModel::demo().context("The built-in demo model is invalid")
+        None => (None, None),
+    };
+    let dbt_project = config.dbt_project.clone().or_else(|| {
+        let settings = toml_model.as_ref()?.dbt.as_ref()?;
+        // Relative to threadql.toml, so the file means the same from any working directory.
+        let base = config.model_path.as_ref()?.parent()?;
+        Some(base.join(&settings.project))
+    });
+    let base = match toml_model {
+        Some(model) => model,
+        None if dbt_project.is_none() && matches!(config.warehouse, WarehouseSource::Demo(_)) => {
+            SemanticModel::demo().context("The built-in demo model is invalid")?
         }
-        None => Ok(SemanticModel::default()),
-    }
+        None => SemanticModel::default(),
+    };
+    let Some(project) = dbt_project else {
+        return Ok(ConfiguredModel {
+            model: base,
+            toml,
+            dbt_problems: Vec::new(),
+            dbt_files: Vec::new(),
+        });
+    };
+    let import =
+        dbt::load_project(&project).with_context(|| format!("Failed to read the dbt project {}", project.display()))?;
+    let model = dbt::merge(base, import.model);
+    model
+        .validate()
+        .with_context(|| format!("The model from the dbt project {} is not valid", project.display()))?;
+    Ok(ConfiguredModel {
+        model,
+        toml,
+        dbt_problems: import.problems,
+        dbt_files: import.files,
+    })
 }
 
 /// Keys, comments and sampled values make a far better model, but a warehouse that cannot
@@ -147,5 +200,28 @@ mod tests {
         assert!(SqlGuard::new(Dialect::Sqlite, None)
             .check(&containment_sql(&candidate, Dialect::Sqlite), 1)
             .is_ok());
+    }
+
+    #[test]
+    fn a_dbt_project_named_in_threadql_toml_completes_it_and_the_toml_wins() {
+        let dir = tempfile::tempdir().unwrap_or_else(|error| panic!("{error}"));
+        let project = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dbt/jaffle");
+        let path = dir.path().join("threadql.toml");
+        let toml = format!(
+            "[dbt]\nproject = {:?}\n\n[[tables]]\nname = \"orders\"\ncolumns = [\"amount\"]\n\n\
+             [[metrics]]\nname = \"order total\"\ntable = \"orders\"\nexpression = \"SUM(orders.amount) * 2\"\n\
+             format = \"money\"\n",
+            project.display().to_string()
+        );
+        std::fs::write(&path, toml).unwrap_or_else(|error| panic!("{error}"));
+        let config =
+            Config::from_lookup(|name| (name == crate::config::THREADQL_CONFIG).then(|| path.display().to_string()))
+                .unwrap_or_else(|error| panic!("{error}"));
+        let configured = configured_sources(&config).unwrap_or_else(|error| panic!("{error:#}"));
+        let total = configured.model.metric("order total").map(|m| m.expression.clone());
+        assert_eq!(total.as_deref(), Some("SUM(orders.amount) * 2"));
+        assert!(configured.model.metric("refund rate").is_some());
+        assert!(configured.model.joins.iter().any(|j| j.to.table == "customers"));
+        assert_eq!(configured.dbt_problems.len(), 1, "{:?}", configured.dbt_problems);
     }
 }

@@ -7,6 +7,7 @@ use crate::domain::Turn;
 pub use crate::domain::{LlmUsage, PendingClarification, ProposedQuery, StructuredQuery};
 
 pub mod catalog;
+pub mod dbt;
 pub mod derive;
 pub mod llm;
 pub mod load;

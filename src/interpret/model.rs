@@ -40,6 +40,17 @@ pub struct SemanticModel {
     /// a question uses them ("active customer", "churned").
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub glossary: Vec<GlossaryEntry>,
+    /// `[dbt] project = "…"`: a dbt project whose semantic models complete this model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dbt: Option<DbtSettings>,
+}
+
+/// Where a dbt project's MetricFlow YAML is read from (see [`super::dbt`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DbtSettings {
+    /// The directory holding dbt_project.yml, relative to threadql.toml's directory.
+    pub project: std::path::PathBuf,
 }
 
 /// `[naming]`: the team's abbreviations (`abbreviations = { "xyz" = "widget" }`), added to the
