@@ -106,10 +106,7 @@ async fn a_newer_question_supersedes_the_running_one_and_is_answered() {
         post_text(&posts[0])
     );
     let answer = post_text(&posts[1]);
-    assert!(
-        answer.contains("10") && answer.contains("fast_numbers"),
-        "{answer}"
-    );
+    assert!(answer.contains("10") && answer.contains("fast_numbers"), "{answer}");
     assert_eq!(slow_queries_running(&warehouse).await, 0);
 }
 

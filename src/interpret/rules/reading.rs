@@ -47,6 +47,12 @@ pub(super) enum Part {
     Time(TimeRange),
     Top(TopN),
     RemoveTop,
+    /// "issued", "paid", "signed up": which date column the time range applies to, with every
+    /// `table.column` the words may mean.
+    Event {
+        text: String,
+        columns: Vec<String>,
+    },
     /// `None` removes every filter.
     RemoveFilter(Option<String>),
     RemoveTime,
@@ -136,6 +142,12 @@ impl Reader<'_> {
                 joined = false;
                 continue;
             }
+            if let Some((used, part)) = self.match_event(rest, lowered.get(at..).unwrap_or_default()) {
+                reading.parts.push(part);
+                at += used;
+                joined = false;
+                continue;
+            }
             let mut time = match_time_phrase(lowered.get(at..).unwrap_or_default(), self.today);
             // "for may planner": the preposition is not part of a time phrase when the words
             // after it are a longer model phrase (here a product).
@@ -160,7 +172,13 @@ impl Reader<'_> {
                 joined = false;
                 continue;
             }
-            if let Some((used, terms)) = term {
+            if let Some((used, mut terms)) = term {
+                // "top 3 accounts by amount": after top N, a table's name is the breakdown
+                // (its name dimension), not the count of its rows.
+                let after_top = matches!(reading.parts.last(), Some(Part::Top(_)));
+                if after_top && terms.iter().any(|t| matches!(t, Term::Dimension(_))) {
+                    terms.retain(|t| !matches!(t, Term::Metric(_)));
+                }
                 let (used, part) = self.term_part(rest, used, &terms, joined);
                 reading.parts.push(part);
                 at += used;
@@ -259,6 +277,41 @@ impl Reader<'_> {
                 },
             ),
         }
+    }
+
+    /// A date column's event ("invoices paid last month", "accounts signed up in 2024"). A
+    /// word that is also a model phrase is an event only when a time phrase follows it, so
+    /// "paid invoices" stays a status and "orders" stays a metric.
+    fn match_event(&self, rest: &[Word], lowered: &[&str]) -> Option<(usize, Part)> {
+        let (used, columns) = self.vocabulary.event(rest)?;
+        let term = self.vocabulary.longest(rest);
+        if let Some((term_len, terms)) = &term {
+            let names_model = terms.iter().any(|t| !matches!(t, Term::Value { .. }));
+            if *term_len > used || names_model {
+                return None;
+            }
+            let after = lowered.get(used..).unwrap_or_default();
+            let time_follows = match_time_phrase(after, self.today).is_some()
+                || after
+                    .first()
+                    .is_some_and(|w| matches!(*w, "since" | "between" | "before" | "after"));
+            if !time_follows {
+                return None;
+            }
+        }
+        let text = rest
+            .get(..used)?
+            .iter()
+            .map(|w| w.original.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        Some((
+            used,
+            Part::Event {
+                text,
+                columns: columns.to_vec(),
+            },
+        ))
     }
 
     /// One value, optionally followed by its dimension's name ("EMEA region").

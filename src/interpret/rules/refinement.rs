@@ -221,6 +221,9 @@ pub(super) fn apply(
         if let Part::Top(top) = part {
             query.top = Some(*top);
         }
+        if let Part::Event { text, columns } = part {
+            query.time_column = Some(event_column(text, columns, &query.metrics, model)?);
+        }
     }
     if query.top.is_some() && query.dimensions.is_empty() && query.grain.is_none() {
         return Err(NotApplied::Answer(Interpretation::Clarify(format!(
@@ -229,6 +232,44 @@ pub(super) fn apply(
         ))));
     }
     Ok(query)
+}
+
+/// The date column an event ("paid") means for the metrics: one of their own table's, else
+/// the nearest table's they join to; a question when two tables at that distance have one.
+fn event_column(
+    text: &str,
+    columns: &[String],
+    metrics: &[String],
+    model: &SemanticModel,
+) -> Result<String, NotApplied> {
+    let fact = metrics.first().and_then(|m| model.metric(m)).map(|m| m.table.as_str());
+    let tree = fact.map(|fact| model.join_tree(fact)).unwrap_or_default();
+    let distance = |column: &String| {
+        let table = column.split_once('.').map_or(column.as_str(), |(table, _)| table);
+        tree.iter().position(|(name, _)| name == table)
+    };
+    let nearest = columns
+        .iter()
+        .filter_map(|c| Some((distance(c)?, c)))
+        .min_by_key(|(d, _)| *d);
+    let Some((best, chosen)) = nearest else {
+        return Err(NotApplied::Answer(Interpretation::NotUnderstood(format!(
+            "{} {} no date for \"{text}\" ({} {} about {}).",
+            join_words(metrics),
+            if metrics.len() == 1 { "has" } else { "have" },
+            join_words(columns),
+            if columns.len() == 1 { "is" } else { "are" },
+            "other rows"
+        ))));
+    };
+    let tied: Vec<String> = columns.iter().filter(|c| distance(c) == Some(best)).cloned().collect();
+    if tied.len() > 1 {
+        return Err(NotApplied::Answer(Interpretation::Clarify(format!(
+            "\"{text}\" could mean {}. Which date do you mean?",
+            join_words(&tied).replace(" and ", " or ")
+        ))));
+    }
+    Ok(chosen.clone())
 }
 
 /// Picks the dimension of a value like "web" (a channel and a platform) from the metrics:
