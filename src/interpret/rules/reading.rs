@@ -47,6 +47,13 @@ pub(super) enum Part {
     Time(TimeRange),
     Top(TopN),
     RemoveTop,
+    /// "account balance" when customers and suppliers both have one: the metrics or dimensions
+    /// the words may mean, resolved by what else the question names, else asked.
+    Ambiguous {
+        text: String,
+        metrics: Vec<String>,
+        dimensions: Vec<String>,
+    },
     /// "issued", "paid", "signed up": which date column the time range applies to, with every
     /// `table.column` the words may mean.
     Event {
@@ -222,6 +229,37 @@ impl Reader<'_> {
     /// ("top 5 countries"), which groups. A dimension followed by one of its values
     /// ("region EMEA") is a filter on it.
     fn term_part(&self, rest: &[Word], used: usize, terms: &[Term], joined: bool) -> (usize, Part) {
+        let metrics: Vec<String> = terms
+            .iter()
+            .filter_map(|t| match t {
+                Term::Metric(m) => Some(m.clone()),
+                _ => None,
+            })
+            .collect();
+        let dimensions: Vec<String> = terms
+            .iter()
+            .filter_map(|t| match t {
+                Term::Dimension(d) => Some(d.clone()),
+                _ => None,
+            })
+            .collect();
+        if metrics.len() > 1 || (metrics.is_empty() && dimensions.len() > 1) {
+            let text = rest
+                .iter()
+                .take(used)
+                .map(|w| w.original.as_str())
+                .collect::<Vec<_>>()
+                .join(" ");
+            let dimensions = if metrics.is_empty() { dimensions } else { vec![] };
+            return (
+                used,
+                Part::Ambiguous {
+                    text,
+                    metrics,
+                    dimensions,
+                },
+            );
+        }
         if let Some(Term::Metric(name)) = terms.iter().find(|t| matches!(t, Term::Metric(_))) {
             return (
                 used,

@@ -22,7 +22,7 @@ pub(super) fn apply(
     current: Option<&ProposedQuery>,
     model: &SemanticModel,
 ) -> Result<StructuredQuery, NotApplied> {
-    let parts = &reading.parts;
+    let parts = &resolve_ambiguous(&reading.parts, current, model)?;
     let has_metric = parts.iter().any(|p| matches!(p, Part::Metric { .. }));
     let has_other = parts.iter().any(|p| !matches!(p, Part::Metric { .. }));
     let current_structured = current.and_then(|c| c.structured.as_ref());
@@ -232,6 +232,110 @@ pub(super) fn apply(
         ))));
     }
     Ok(query)
+}
+
+/// Replaces each ambiguous phrase ("account balance") with the one metric or dimension that
+/// fits the rest of the question (the one named elsewhere in it, else the only one the other
+/// metrics and breakdowns can be combined with); asks which one when several still fit.
+fn resolve_ambiguous(
+    parts: &[Part],
+    current: Option<&ProposedQuery>,
+    model: &SemanticModel,
+) -> Result<Vec<Part>, NotApplied> {
+    let current = current.and_then(|c| c.structured.as_ref());
+    let named_metrics: Vec<String> = parts
+        .iter()
+        .filter_map(|p| match p {
+            Part::Metric { name, .. } => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    let mut named_dimensions: Vec<String> = parts
+        .iter()
+        .flat_map(|p| match p {
+            Part::Group { items, .. } => items
+                .iter()
+                .filter_map(|i| match i {
+                    GroupItem::Dimension(d) => Some(d.clone()),
+                    GroupItem::Grain(_) => None,
+                })
+                .collect(),
+            _ => vec![],
+        })
+        .collect();
+    let context_metrics = if named_metrics.is_empty() {
+        current.map(|c| c.metrics.clone()).unwrap_or_default()
+    } else {
+        named_metrics.clone()
+    };
+    if named_dimensions.is_empty() {
+        named_dimensions = current.map(|c| c.dimensions.clone()).unwrap_or_default();
+    }
+    let mut resolved = Vec::with_capacity(parts.len());
+    for part in parts {
+        let Part::Ambiguous {
+            text,
+            metrics,
+            dimensions,
+        } = part
+        else {
+            resolved.push(part.clone());
+            continue;
+        };
+        let fits = |metrics: &[String], dimensions: &[String]| {
+            let probe = StructuredQuery {
+                metrics: metrics.to_vec(),
+                dimensions: dimensions.to_vec(),
+                ..StructuredQuery::default()
+            };
+            query::plan(&probe, model).is_ok()
+        };
+        let options: Vec<&String> = if metrics.is_empty() {
+            dimensions.iter().collect()
+        } else {
+            metrics.iter().collect()
+        };
+        // The answer to our own question names the option in full next to the phrase.
+        let named: Vec<&String> = options
+            .iter()
+            .copied()
+            .filter(|o| named_metrics.contains(o) || named_dimensions.contains(o))
+            .collect();
+        if !named.is_empty() {
+            continue;
+        }
+        let fitting: Vec<&String> = options
+            .iter()
+            .copied()
+            .filter(|option| {
+                if metrics.is_empty() {
+                    context_metrics.is_empty() || fits(&context_metrics, &[(*option).clone()])
+                } else {
+                    let mut with = named_metrics.clone();
+                    with.push((*option).clone());
+                    named_dimensions.is_empty() || fits(&with, &named_dimensions)
+                }
+            })
+            .collect();
+        match fitting.as_slice() {
+            [one] if metrics.is_empty() => resolved.push(Part::Group {
+                items: vec![GroupItem::Dimension((*one).clone())],
+                joined: false,
+            }),
+            [one] => resolved.push(Part::Metric {
+                name: (*one).clone(),
+                joined: false,
+            }),
+            _ => {
+                let quoted: Vec<String> = options.iter().map(|o| format!("\"{o}\"")).collect();
+                return Err(NotApplied::Answer(Interpretation::Clarify(format!(
+                    "\"{text}\" could mean {}. Which one do you mean?",
+                    join_words(&quoted).replace(" and ", " or ")
+                ))));
+            }
+        }
+    }
+    Ok(resolved)
 }
 
 /// The date column an event ("paid") means for the metrics: one of their own table's, else

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use super::lexicon::{plural_forms, split_words, Word};
-use crate::interpret::derive::names::{date_column_event, event_phrase, stem};
+use crate::interpret::derive::names::{date_column_event, event_phrase, singular, split_identifier, stem};
 use crate::interpret::model::SemanticModel;
 
 /// Longest phrase naming a date column's event ("signed up", "first ordered").
@@ -41,6 +41,26 @@ impl Vocabulary {
     /// model does not define are left out).
     pub(super) fn new(model: &SemanticModel, values: &[(String, Vec<String>)]) -> Self {
         let mut vocabulary = Vocabulary::default();
+        // "account balance" for "customer account balance": the name without its table's
+        // noun, which may name several metrics or dimensions (the reader then asks which).
+        let bare = |name: &str, table: &str| -> Option<String> {
+            let noun = singular(&split_identifier(table).join(" "));
+            let rest = name.strip_prefix(&noun)?.strip_prefix(' ')?;
+            let taken = model.metric(rest).is_some() || model.dimension(rest).is_some();
+            (!rest.is_empty() && !taken).then(|| rest.to_string())
+        };
+        for metric in &model.metrics {
+            if let Some(rest) = bare(&metric.name, &metric.table) {
+                vocabulary.add(&rest, Term::Metric(metric.name.clone()));
+            }
+        }
+        for dimension in &model.dimensions {
+            if let Some(rest) = bare(&dimension.name, &dimension.table) {
+                for form in plural_forms(&rest) {
+                    vocabulary.add(&form, Term::Dimension(dimension.name.clone()));
+                }
+            }
+        }
         for metric in &model.metrics {
             for phrase in std::iter::once(&metric.name).chain(&metric.synonyms) {
                 vocabulary.add(phrase, Term::Metric(metric.name.clone()));
