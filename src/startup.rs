@@ -186,7 +186,7 @@ pub async fn connect_warehouse(config: &Config) -> anyhow::Result<Arc<dyn Wareho
 
 /// Reads each dimension's distinct values through the guard. A dimension whose values cannot
 /// be read still works in `by` clauses; it only cannot be filtered by value.
-async fn load_dimension_values(
+pub async fn load_dimension_values(
     model: &SemanticModel,
     warehouse: &dyn Warehouse,
     guard: &SqlGuard,

@@ -24,6 +24,10 @@ pub struct StructuredQuery {
     /// "sort by name", "sort ascending": overrides the default order (largest first).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sort: Option<Sort>,
+    /// "issued in 2019", "shipped last month": the date column (`table.column`) the time range
+    /// and grain apply to, when the question named one; else the fact table's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_column: Option<String>,
 }
 
 /// An explicit order of the rows.

@@ -106,7 +106,7 @@ pub fn plan<'m>(query: &StructuredQuery, model: &'m SemanticModel) -> Result<Que
             unreachable.get_or_insert((dimension.name.clone(), dimension.table.clone()));
             continue;
         }
-        let time_column = model.time_column_for(fact);
+        let time_column = chosen_time_column(query, model, fact);
         if needs_time && time_column.is_none() {
             timeless = true;
             continue;
@@ -162,6 +162,20 @@ pub fn plan<'m>(query: &StructuredQuery, model: &'m SemanticModel) -> Result<Que
             verb: if verb == "is" { "has" } else { "have" },
         }),
     }
+}
+
+/// The date column named in the question ("paid in 2020") when the fact table reaches it, else
+/// the fact table's default one.
+fn chosen_time_column(query: &StructuredQuery, model: &SemanticModel, fact: &str) -> Option<ColumnRef> {
+    let named = query.time_column.as_deref().and_then(|named| {
+        let (table, column) = named.split_once('.')?;
+        let known = model.table(table)?.date_columns().contains(&column);
+        (known && model.reachable_from(fact).contains(table)).then(|| ColumnRef {
+            table: table.to_string(),
+            column: column.to_string(),
+        })
+    });
+    named.or_else(|| model.time_column_for(fact))
 }
 
 /// Compiles a structured query into readable SQL in the warehouse's dialect.

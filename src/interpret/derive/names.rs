@@ -474,6 +474,80 @@ pub fn stem(word: &str) -> String {
     }
 }
 
+/// Words of a date column's name that say it is a date, not which event it dates.
+const DATE_WORDS: &[&str] = &[
+    "date",
+    "dt",
+    "on",
+    "at",
+    "time",
+    "timestamp",
+    "ts",
+    "day",
+    "datetime",
+    "utc",
+    "when",
+    "of",
+];
+
+/// Past forms the stemmer does not bring back to their event ("paid" and "payment").
+const IRREGULAR_EVENTS: &[(&str, &str)] = &[
+    ("paid", "pay"),
+    ("sold", "sale"),
+    ("sent", "send"),
+    ("received", "receipt"),
+    ("made", "make"),
+    ("bought", "buy"),
+    ("signed up", "signup"),
+    ("sign up", "signup"),
+    ("logged in", "login"),
+    ("checked out", "checkout"),
+];
+
+/// The event a word names, the same for the verb and the noun: "issued" and "issue",
+/// "shipped" and "ship", "paid" and "payment", "delivered" and "delivery".
+pub fn event_stem(word: &str) -> String {
+    let lower = word.to_lowercase();
+    let base = IRREGULAR_EVENTS
+        .iter()
+        .find(|(irregular, _)| *irregular == lower)
+        .map_or(lower.as_str(), |(_, base)| *base);
+    let stemmed = stem(base);
+    match stemmed.strip_suffix("ment") {
+        Some(rest) if rest.len() >= 3 => rest.to_string(),
+        _ => stemmed,
+    }
+}
+
+/// The event a phrase of the user's words names, comparable with [`date_column_event`]:
+/// "signed up" as one event, "first order" word by word.
+pub fn event_phrase(words: &[&str]) -> String {
+    let joined = words.join(" ").to_lowercase();
+    if IRREGULAR_EVENTS.iter().any(|(irregular, _)| *irregular == joined) {
+        return event_stem(&joined);
+    }
+    words.iter().map(|word| event_stem(word)).collect::<Vec<_>>().join(" ")
+}
+
+/// The event a date column dates, as event stems joined by spaces ("issued_on" -> "issu",
+/// "l_shipdate" -> "ship", "signup_dt" -> "signup"); `None` when the name only says "date".
+pub fn date_column_event(column: &str) -> Option<String> {
+    let words: Vec<String> = split_identifier(column)
+        .into_iter()
+        .filter(|word| word.len() > 1 && word.chars().all(char::is_alphabetic))
+        .map(|word| {
+            // "shipdate", "createdat": the date word glued to the event.
+            ["date", "time"]
+                .iter()
+                .find_map(|suffix| word.strip_suffix(suffix).filter(|rest| rest.len() >= 3))
+                .map_or(word.clone(), str::to_string)
+        })
+        .filter(|word| !DATE_WORDS.contains(&word.as_str()))
+        .map(|word| event_stem(&word))
+        .collect();
+    (!words.is_empty()).then(|| words.join(" "))
+}
+
 /// A catalog comment's leading phrase, when it is short enough to be something people say
 /// ("Customer lifetime value (EUR)" -> "customer lifetime value"); longer prose stays a
 /// description only.
@@ -494,6 +568,25 @@ pub fn comment_phrase(comment: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_date_column_is_named_by_its_event_in_verb_or_noun_form() {
+        for (column, said) in [
+            ("issued_on", "issue"),
+            ("paid_on", "paid"),
+            ("payment_date", "paid"),
+            ("signup_dt", "signed up"),
+            ("l_shipdate", "shipped"),
+            ("delivery_date", "delivered"),
+            ("CreatedAt", "created"),
+            ("o_orderdate", "ordered"),
+        ] {
+            assert_eq!(date_column_event(column), Some(event_stem(said)), "{column} ~ {said}");
+        }
+        assert_eq!(date_column_event("signup_dt"), Some(event_phrase(&["signed", "up"])));
+        assert_eq!(date_column_event("date"), None);
+        assert_eq!(date_column_event("dt"), None);
+    }
 
     fn words(identifier: &str) -> String {
         Vocabulary::standard().words(identifier).join(" ")

@@ -7,7 +7,12 @@
 use async_trait::async_trait;
 use chrono::NaiveDate;
 
+use super::derive::names::{plural, singular, split_identifier};
 use super::model::SemanticModel;
+use crate::domain::Cardinality;
+
+/// Metrics and breakdowns `help` lists before pointing at `help metrics`.
+const HELP_ITEMS: usize = 12;
 use super::query::{self, join_words};
 use super::time::KNOWN_TIME_PHRASES;
 use super::{InterpretError, InterpretRequest, Interpretation, Interpreter, ProposedQuery};
@@ -55,6 +60,10 @@ impl RulesInterpreter {
     /// The synchronous core of [`Interpreter::interpret`].
     pub fn interpret_text(&self, text: &str, current: Option<&ProposedQuery>, today: NaiveDate) -> Interpretation {
         let words = split_words(text);
+        if words.len() > 1 && words.first().is_some_and(|w| w.lower == "help") {
+            let topic: Vec<&str> = words.iter().skip(1).map(|w| w.lower.as_str()).collect();
+            return Interpretation::NotUnderstood(self.detailed_help(&topic.join(" ")));
+        }
         let reading = read(&self.vocabulary, &words, today);
         if !reading.unknown.is_empty() {
             return Interpretation::NotUnderstood(self.not_understood(&reading.unknown));
@@ -129,11 +138,109 @@ impl RulesInterpreter {
         )
     }
 
-    /// What this interpreter knows, for replies and `help`.
-    fn vocabulary_help(&self) -> String {
+    /// Tables ranked by how central they are: the number of joins touching them, so the facts
+    /// and hubs of a derived model come before its lookup and audit tables.
+    fn centrality(&self, table: &str) -> usize {
+        self.model
+            .joins
+            .iter()
+            .filter(|j| j.from.table == table || j.to.table == table)
+            .count()
+    }
+
+    /// `help metrics`, `help dimensions`, `help <table>`: everything, not only the first few.
+    fn detailed_help(&self, topic: &str) -> String {
+        let metric_line = |m: &crate::interpret::model::Metric| match &m.description {
+            Some(description) => format!("- {} ({description})", m.name),
+            None => format!("- {}", m.name),
+        };
+        let dimension_line = |d: &crate::interpret::model::Dimension| {
+            let high = d.cardinality == Cardinality::High;
+            format!(
+                "- {}{}",
+                d.name,
+                if high {
+                    " (one per row: use it with top N or a value)"
+                } else {
+                    ""
+                }
+            )
+        };
+        let topic = topic.trim();
+        if matches!(topic, "metrics" | "metric" | "measures") {
+            let lines: Vec<String> = self.model.metrics.iter().map(metric_line).collect();
+            return format!("Metrics:\n{}", lines.join("\n"));
+        }
+        if matches!(topic, "dimensions" | "dimension" | "breakdowns") {
+            let lines: Vec<String> = self.model.dimensions.iter().map(dimension_line).collect();
+            return format!("Break down or filter by:\n{}", lines.join("\n"));
+        }
+        let table = self.model.tables.iter().find(|t| {
+            let spoken = split_identifier(&t.name).join(" ");
+            [
+                t.name.to_lowercase(),
+                spoken.clone(),
+                singular(&spoken),
+                plural(&singular(&spoken)),
+            ]
+            .contains(&topic.to_string())
+        });
+        let Some(table) = table else {
+            let tables: Vec<String> = self.model.tables.iter().map(|t| t.name.clone()).collect();
+            return format!(
+                "Say \"help metrics\", \"help dimensions\" or \"help <table>\" with one of: {}.",
+                tables.join(", ")
+            );
+        };
         let metrics: Vec<String> = self
             .model
             .metrics
+            .iter()
+            .filter(|m| m.table == table.name)
+            .map(metric_line)
+            .collect();
+        let dimensions: Vec<String> = self
+            .model
+            .dimensions
+            .iter()
+            .filter(|d| d.table == table.name)
+            .map(dimension_line)
+            .collect();
+        let dates = table.date_columns().join(", ");
+        format!(
+            "{}:\nMetrics:\n{}\nDimensions:\n{}{}",
+            table.name,
+            metrics.join("\n"),
+            dimensions.join("\n"),
+            if dates.is_empty() {
+                String::new()
+            } else {
+                format!("\nDates: {dates}")
+            }
+        )
+    }
+
+    /// What this interpreter knows, for replies and `help`: on a large model only the most
+    /// central tables' metrics and breakdowns; names, phones and comments are not breakdowns.
+    fn vocabulary_help(&self) -> String {
+        let mut metrics: Vec<&crate::interpret::model::Metric> = self.model.metrics.iter().collect();
+        let mut dimensions: Vec<&crate::interpret::model::Dimension> = self
+            .model
+            .dimensions
+            .iter()
+            .filter(|d| d.cardinality != Cardinality::High)
+            .collect();
+        let more_metrics = metrics.len().saturating_sub(HELP_ITEMS);
+        let more_dimensions = dimensions.len().saturating_sub(HELP_ITEMS);
+        if more_metrics > 0 {
+            metrics.sort_by_key(|m| std::cmp::Reverse(self.centrality(&m.table)));
+            metrics.truncate(HELP_ITEMS);
+        }
+        if more_dimensions > 0 {
+            dimensions.sort_by_key(|d| std::cmp::Reverse(self.centrality(&d.table)));
+            dimensions.truncate(HELP_ITEMS);
+        }
+        let metrics: Vec<String> = metrics
             .iter()
             .map(|m| {
                 if m.synonyms.is_empty() {
@@ -143,7 +250,7 @@ impl RulesInterpreter {
                 }
             })
             .collect();
-        let dimensions: Vec<String> = self.model.dimensions.iter().map(|d| d.name.clone()).collect();
+        let dimensions: Vec<String> = dimensions.iter().map(|d| d.name.clone()).collect();
         let examples: Vec<String> = self
             .values
             .iter()
@@ -160,6 +267,11 @@ impl RulesInterpreter {
         ];
         if !examples.is_empty() {
             lines.push(format!("Filter by values such as {}.", examples.join(", ")));
+        }
+        if more_metrics + more_dimensions > 0 {
+            lines.push(format!(
+                "And {more_metrics} more metrics and {more_dimensions} more breakdowns: say \"help metrics\", \"help dimensions\" or \"help <table>\"."
+            ));
         }
         lines.join("\n")
     }

@@ -47,6 +47,19 @@ pub(super) enum Part {
     Time(TimeRange),
     Top(TopN),
     RemoveTop,
+    /// "account balance" when customers and suppliers both have one: the metrics or dimensions
+    /// the words may mean, resolved by what else the question names, else asked.
+    Ambiguous {
+        text: String,
+        metrics: Vec<String>,
+        dimensions: Vec<String>,
+    },
+    /// "issued", "paid", "signed up": which date column the time range applies to, with every
+    /// `table.column` the words may mean.
+    Event {
+        text: String,
+        columns: Vec<String>,
+    },
     /// `None` removes every filter.
     RemoveFilter(Option<String>),
     RemoveTime,
@@ -76,7 +89,7 @@ pub(super) enum Part {
     Share,
     /// "signed up", "joined": the event the time range is about, in the user's words. It only
     /// fits metrics whose time column is that event's date.
-    Event {
+    SignedUp {
         words: String,
         stem: &'static str,
     },
@@ -157,7 +170,13 @@ impl Reader<'_> {
                 joined = false;
                 continue;
             }
-            if let Some((used, top)) = match_top(rest) {
+            // A model's own phrase wins over a superlative word it starts with ("largest order"
+            // as a metric's name is that metric, not a top 1).
+            let names_a_metric = self
+                .vocabulary
+                .longest(rest)
+                .is_some_and(|(used, terms)| used > 1 && terms.iter().any(|t| matches!(t, Term::Metric(_))));
+            if let Some((used, top)) = match_top(rest).filter(|_| !names_a_metric) {
                 reading.parts.push(Part::Top(top));
                 at += used;
                 // "the worst week for sessions": a superlative names the grain it ranks.
@@ -173,6 +192,12 @@ impl Reader<'_> {
             }
             if let Some((used, items)) = match_grain_adjective(rest) {
                 reading.parts.push(Part::Group { items, joined });
+                at += used;
+                joined = false;
+                continue;
+            }
+            if let Some((used, part)) = self.match_event(rest, lowered.get(at..).unwrap_or_default()) {
+                reading.parts.push(part);
                 at += used;
                 joined = false;
                 continue;
@@ -201,7 +226,13 @@ impl Reader<'_> {
                 joined = false;
                 continue;
             }
-            if let Some((used, terms)) = term {
+            if let Some((used, mut terms)) = term {
+                // "top 3 accounts by amount": after top N, a table's name is the breakdown
+                // (its name dimension), not the count of its rows.
+                let after_top = matches!(reading.parts.last(), Some(Part::Top(_)));
+                if after_top && terms.iter().any(|t| matches!(t, Term::Dimension(_))) {
+                    terms.retain(|t| !matches!(t, Term::Metric(_)));
+                }
                 let (used, part) = self.term_part(rest, used, &terms, joined);
                 reading.parts.push(part);
                 at += used;
@@ -251,7 +282,7 @@ impl Reader<'_> {
                     .map(|w| w.original.as_str())
                     .collect::<Vec<_>>()
                     .join(" ");
-                reading.parts.push(Part::Event { words, stem });
+                reading.parts.push(Part::SignedUp { words, stem });
                 at += used;
                 continue;
             }
@@ -280,6 +311,37 @@ impl Reader<'_> {
     /// ("top 5 countries"), which groups. A dimension followed by one of its values
     /// ("region EMEA") is a filter on it.
     fn term_part(&self, rest: &[Word], used: usize, terms: &[Term], joined: bool) -> (usize, Part) {
+        let metrics: Vec<String> = terms
+            .iter()
+            .filter_map(|t| match t {
+                Term::Metric(m) => Some(m.clone()),
+                _ => None,
+            })
+            .collect();
+        let dimensions: Vec<String> = terms
+            .iter()
+            .filter_map(|t| match t {
+                Term::Dimension(d) => Some(d.clone()),
+                _ => None,
+            })
+            .collect();
+        if metrics.len() > 1 || (metrics.is_empty() && dimensions.len() > 1) {
+            let text = rest
+                .iter()
+                .take(used)
+                .map(|w| w.original.as_str())
+                .collect::<Vec<_>>()
+                .join(" ");
+            let dimensions = if metrics.is_empty() { dimensions } else { vec![] };
+            return (
+                used,
+                Part::Ambiguous {
+                    text,
+                    metrics,
+                    dimensions,
+                },
+            );
+        }
         if let Some(Term::Metric(name)) = terms.iter().find(|t| matches!(t, Term::Metric(_))) {
             return (
                 used,
@@ -335,6 +397,41 @@ impl Reader<'_> {
                 },
             ),
         }
+    }
+
+    /// A date column's event ("invoices paid last month", "accounts signed up in 2024"). A
+    /// word that is also a model phrase is an event only when a time phrase follows it, so
+    /// "paid invoices" stays a status and "orders" stays a metric.
+    fn match_event(&self, rest: &[Word], lowered: &[&str]) -> Option<(usize, Part)> {
+        let (used, columns) = self.vocabulary.event(rest)?;
+        let term = self.vocabulary.longest(rest);
+        if let Some((term_len, terms)) = &term {
+            let names_model = terms.iter().any(|t| !matches!(t, Term::Value { .. }));
+            if *term_len > used || names_model {
+                return None;
+            }
+            let after = lowered.get(used..).unwrap_or_default();
+            let time_follows = match_time_phrase(after, self.today).is_some()
+                || after
+                    .first()
+                    .is_some_and(|w| matches!(*w, "since" | "between" | "before" | "after"));
+            if !time_follows {
+                return None;
+            }
+        }
+        let text = rest
+            .get(..used)?
+            .iter()
+            .map(|w| w.original.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        Some((
+            used,
+            Part::Event {
+                text,
+                columns: columns.to_vec(),
+            },
+        ))
     }
 
     /// One value, optionally followed by its dimension's name ("EMEA region").

@@ -23,7 +23,7 @@ pub(super) fn apply(
     current: Option<&ProposedQuery>,
     model: &SemanticModel,
 ) -> Result<StructuredQuery, NotApplied> {
-    let parts = &reading.parts;
+    let parts = &resolve_ambiguous(&reading.parts, current, model)?;
     let has_metric = parts.iter().any(|p| matches!(p, Part::Metric { .. }));
     let has_other = parts.iter().any(|p| !matches!(p, Part::Metric { .. }));
     let current_structured = current.and_then(|c| c.structured.as_ref());
@@ -233,6 +233,9 @@ pub(super) fn apply(
             }
             _ => {}
         }
+        if let Part::Event { text, columns } = part {
+            query.time_column = Some(event_column(text, columns, &query.metrics, model)?);
+        }
     }
     if query.top.is_some() && query.dimensions.is_empty() && query.grain.is_none() {
         return Err(NotApplied::Answer(Interpretation::Clarify(format!(
@@ -333,7 +336,7 @@ fn apply_time(parts: &[Part], refining: bool, query: &mut StructuredQuery) -> Re
 /// records, else the time range would silently apply to another date.
 fn check_events(parts: &[Part], query: &StructuredQuery, model: &SemanticModel) -> Result<(), NotApplied> {
     for part in parts {
-        let Part::Event { words, stem } = part else { continue };
+        let Part::SignedUp { words, stem } = part else { continue };
         let fits = !query.metrics.is_empty()
             && query.metrics.iter().all(|name| {
                 model
@@ -349,6 +352,148 @@ fn check_events(parts: &[Part], query: &StructuredQuery, model: &SemanticModel) 
         }
     }
     Ok(())
+}
+
+/// Replaces each ambiguous phrase ("account balance") with the one metric or dimension that
+/// fits the rest of the question (the one named elsewhere in it, else the only one the other
+/// metrics and breakdowns can be combined with); asks which one when several still fit.
+fn resolve_ambiguous(
+    parts: &[Part],
+    current: Option<&ProposedQuery>,
+    model: &SemanticModel,
+) -> Result<Vec<Part>, NotApplied> {
+    let current = current.and_then(|c| c.structured.as_ref());
+    let named_metrics: Vec<String> = parts
+        .iter()
+        .filter_map(|p| match p {
+            Part::Metric { name, .. } => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    let mut named_dimensions: Vec<String> = parts
+        .iter()
+        .flat_map(|p| match p {
+            Part::Group { items, .. } => items
+                .iter()
+                .filter_map(|i| match i {
+                    GroupItem::Dimension(d) => Some(d.clone()),
+                    GroupItem::Grain(_) => None,
+                })
+                .collect(),
+            _ => vec![],
+        })
+        .collect();
+    let context_metrics = if named_metrics.is_empty() {
+        current.map(|c| c.metrics.clone()).unwrap_or_default()
+    } else {
+        named_metrics.clone()
+    };
+    if named_dimensions.is_empty() {
+        named_dimensions = current.map(|c| c.dimensions.clone()).unwrap_or_default();
+    }
+    let mut resolved = Vec::with_capacity(parts.len());
+    for part in parts {
+        let Part::Ambiguous {
+            text,
+            metrics,
+            dimensions,
+        } = part
+        else {
+            resolved.push(part.clone());
+            continue;
+        };
+        let fits = |metrics: &[String], dimensions: &[String]| {
+            let probe = StructuredQuery {
+                metrics: metrics.to_vec(),
+                dimensions: dimensions.to_vec(),
+                ..StructuredQuery::default()
+            };
+            query::plan(&probe, model).is_ok()
+        };
+        let options: Vec<&String> = if metrics.is_empty() {
+            dimensions.iter().collect()
+        } else {
+            metrics.iter().collect()
+        };
+        // The answer to our own question names the option in full next to the phrase.
+        let named: Vec<&String> = options
+            .iter()
+            .copied()
+            .filter(|o| named_metrics.contains(o) || named_dimensions.contains(o))
+            .collect();
+        if !named.is_empty() {
+            continue;
+        }
+        let fitting: Vec<&String> = options
+            .iter()
+            .copied()
+            .filter(|option| {
+                if metrics.is_empty() {
+                    context_metrics.is_empty() || fits(&context_metrics, &[(*option).clone()])
+                } else {
+                    let mut with = named_metrics.clone();
+                    with.push((*option).clone());
+                    named_dimensions.is_empty() || fits(&with, &named_dimensions)
+                }
+            })
+            .collect();
+        match fitting.as_slice() {
+            [one] if metrics.is_empty() => resolved.push(Part::Group {
+                items: vec![GroupItem::Dimension((*one).clone())],
+                joined: false,
+            }),
+            [one] => resolved.push(Part::Metric {
+                name: (*one).clone(),
+                joined: false,
+            }),
+            _ => {
+                let quoted: Vec<String> = options.iter().map(|o| format!("\"{o}\"")).collect();
+                return Err(NotApplied::Answer(Interpretation::Clarify(format!(
+                    "\"{text}\" could mean {}. Which one do you mean?",
+                    join_words(&quoted).replace(" and ", " or ")
+                ))));
+            }
+        }
+    }
+    Ok(resolved)
+}
+
+/// The date column an event ("paid") means for the metrics: one of their own table's, else
+/// the nearest table's they join to; a question when two tables at that distance have one.
+fn event_column(
+    text: &str,
+    columns: &[String],
+    metrics: &[String],
+    model: &SemanticModel,
+) -> Result<String, NotApplied> {
+    let fact = metrics.first().and_then(|m| model.metric(m)).map(|m| m.table.as_str());
+    let tree = fact.map(|fact| model.join_tree(fact)).unwrap_or_default();
+    let distance = |column: &String| {
+        let table = column.split_once('.').map_or(column.as_str(), |(table, _)| table);
+        tree.iter().position(|(name, _)| name == table)
+    };
+    let nearest = columns
+        .iter()
+        .filter_map(|c| Some((distance(c)?, c)))
+        .min_by_key(|(d, _)| *d);
+    let Some((best, chosen)) = nearest else {
+        return Err(NotApplied::Answer(Interpretation::NotUnderstood(format!(
+            "{} {} no date for \"{text}\" ({} {} about {}).",
+            join_words(metrics),
+            if metrics.len() == 1 { "has" } else { "have" },
+            join_words(columns),
+            if columns.len() == 1 { "is" } else { "are" },
+            "other rows"
+        ))));
+    };
+    let tied: Vec<String> = columns.iter().filter(|c| distance(c) == Some(best)).cloned().collect();
+    if tied.len() > 1 {
+        return Err(NotApplied::Answer(Interpretation::Clarify(format!(
+            "\"{text}\" could mean {}. Which date do you mean?",
+            join_words(&tied).replace(" and ", " or ")
+        ))));
+    }
+    Ok(chosen.clone())
 }
 
 /// Picks the dimension of a value like "web" (a channel and a platform) from the metrics:
@@ -696,9 +841,12 @@ mod tests {
         let q = thread(&["customers who signed up in 2025"]);
         assert_eq!(q.metrics, vec!["customers"]);
         assert_eq!(q.time_range.map(|r| r.start), Some(date(2025, 1, 1)));
-        // Orders are dated by the order, not by the customer's signup.
-        let message = not_understood("orders from customers who signed up in 2025", None);
-        assert!(message.contains("\"signed up\""), "{message}");
+        // Orders of customers who signed up in 2025: the range applies to the signup date, not
+        // silently to the order date.
+        let q = thread(&["orders from customers who signed up in 2025"]);
+        assert_eq!(q.metrics, vec!["orders"]);
+        assert_eq!(q.time_column.as_deref(), Some("customers.signup_date"));
+        assert_eq!(q.time_range.map(|r| r.start), Some(date(2025, 1, 1)));
     }
 
     #[test]
