@@ -55,6 +55,9 @@ enum Command {
     /// Print the semantic model in use (threadql.toml completed from the warehouse schema) as
     /// threadql.toml, to start a hand-written model from.
     Model,
+    /// GET /healthz on THREADQL_LISTEN and exit 0 when it answers 200 (the container's
+    /// HEALTHCHECK: the runtime image has no curl).
+    Healthcheck,
 }
 
 #[actix_web::main]
@@ -67,6 +70,15 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Command::Healthcheck = cli.command {
+        return match threadql::healthcheck::run(config.listen) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("threadql: unhealthy: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let default_filter = match cli.command {
         Command::Demo | Command::Model => "warn",
         _ => "info",
@@ -81,6 +93,7 @@ async fn main() -> ExitCode {
                 println!("Migrations applied to {}", config.database_url);
             }),
         Command::Model => threadql::model_command::run(&config).await,
+        Command::Healthcheck => return ExitCode::SUCCESS,
         Command::Check => {
             return if threadql::check::run(&config).await {
                 ExitCode::SUCCESS
