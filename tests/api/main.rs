@@ -4,6 +4,7 @@
 mod helpers;
 
 mod conversation;
+mod monitoring;
 mod resilience;
 mod slack_features;
 mod slack_ingress;
