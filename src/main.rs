@@ -93,6 +93,7 @@ async fn main() -> ExitCode {
                 println!("Migrations applied to {}", config.database_url);
             }),
         Command::Model => threadql::model_command::run(&config).await,
+        // Answered above, before logging is set up: its output is the exit status.
         Command::Healthcheck => return ExitCode::SUCCESS,
         Command::Check => {
             return if threadql::check::run(&config).await {
