@@ -126,7 +126,7 @@ impl Metrics {
                 "Time from an HTTP request's arrival to its response, by route template",
             )
             .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0]),
-            &["endpoint"],
+            &["route"],
         )?;
         registry.register(Box::new(ack_seconds.clone()))?;
         let http_responses = IntCounterVec::new(
@@ -134,7 +134,7 @@ impl Metrics {
                 "threadql_http_responses_total",
                 "HTTP responses, by route template and status class",
             ),
-            &["endpoint", "status"],
+            &["route", "status"],
         )?;
         registry.register(Box::new(http_responses.clone()))?;
         // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds,
@@ -162,10 +162,11 @@ impl Metrics {
         })
     }
 
-    /// Records one HTTP response. `endpoint` is the matched route template (`None` for a path
-    /// no route matches, counted as `other` so that the label stays bounded).
-    pub fn observe_http(&self, endpoint: Option<&str>, status: u16, seconds: f64) {
-        let endpoint = endpoint.unwrap_or("other");
+    /// Records one HTTP response. `route` is the matched route template (`None` for a path no
+    /// route matches, counted as `other` so that the label stays bounded). Labelled `route`, not
+    /// `endpoint`: that label holds the short names of `threadql_slack_requests_total`.
+    pub fn observe_http(&self, route: Option<&str>, status: u16, seconds: f64) {
+        let route = route.unwrap_or("other");
         let class = match status {
             100..=199 => "1xx",
             200..=299 => "2xx",
@@ -173,8 +174,8 @@ impl Metrics {
             400..=499 => "4xx",
             _ => "5xx",
         };
-        self.ack_seconds.with_label_values(&[endpoint]).observe(seconds);
-        self.http_responses.with_label_values(&[endpoint, class]).inc();
+        self.ack_seconds.with_label_values(&[route]).observe(seconds);
+        self.http_responses.with_label_values(&[route, class]).inc();
     }
 
     /// The Prometheus text exposition of every metric.
