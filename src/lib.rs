@@ -9,6 +9,7 @@ pub mod check;
 pub mod config;
 pub mod demo;
 pub mod domain;
+pub mod healthcheck;
 pub mod http;
 pub mod interpret;
 pub mod limits;

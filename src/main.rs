@@ -63,6 +63,9 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// GET /healthz on THREADQL_LISTEN and exit 0 when it answers 200 (the container's
+    /// HEALTHCHECK: the runtime image has no curl).
+    Healthcheck,
 }
 
 #[actix_web::main]
@@ -75,6 +78,15 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Command::Healthcheck = cli.command {
+        return match threadql::healthcheck::run(config.listen) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("threadql: unhealthy: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let default_filter = match cli.command {
         Command::Demo | Command::Model { .. } => "warn",
         _ => "info",
@@ -99,6 +111,8 @@ async fn main() -> ExitCode {
                 }
             };
         }
+        // Answered above, before logging is set up: its output is the exit status.
+        Command::Healthcheck => return ExitCode::SUCCESS,
         Command::Check => {
             return if threadql::check::run(&config).await {
                 ExitCode::SUCCESS

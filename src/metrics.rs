@@ -37,6 +37,11 @@ pub struct Metrics {
     /// Socket Mode connections replaced, by reason (`refresh` after Slack's `disconnect`,
     /// `dropped`, `open_failed`).
     pub socket_mode_reconnects: IntCounterVec,
+    /// Time from a request's arrival to its response, by route template (Slack wants its ack
+    /// within 3 s).
+    pub ack_seconds: HistogramVec,
+    /// HTTP responses, by route template and status class (`2xx`, `4xx`, `5xx`).
+    pub http_responses: IntCounterVec,
 }
 
 impl Metrics {
@@ -115,6 +120,27 @@ impl Metrics {
             &["reason"],
         )?;
         registry.register(Box::new(socket_mode_reconnects.clone()))?;
+        let ack_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "threadql_ack_seconds",
+                "Time from an HTTP request's arrival to its response, by route template",
+            )
+            .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0]),
+            &["route"],
+        )?;
+        registry.register(Box::new(ack_seconds.clone()))?;
+        let http_responses = IntCounterVec::new(
+            Opts::new(
+                "threadql_http_responses_total",
+                "HTTP responses, by route template and status class",
+            ),
+            &["route", "status"],
+        )?;
+        registry.register(Box::new(http_responses.clone()))?;
+        // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds,
+        // process_start_time_seconds (restarts show as a change of the last one).
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
         Ok(Self {
             registry,
             slack_requests,
@@ -131,7 +157,25 @@ impl Metrics {
             llm_attempts,
             socket_mode_connections,
             socket_mode_reconnects,
+            ack_seconds,
+            http_responses,
         })
+    }
+
+    /// Records one HTTP response. `route` is the matched route template (`None` for a path no
+    /// route matches, counted as `other` so that the label stays bounded). Labelled `route`, not
+    /// `endpoint`: that label holds the short names of `threadql_slack_requests_total`.
+    pub fn observe_http(&self, route: Option<&str>, status: u16, seconds: f64) {
+        let route = route.unwrap_or("other");
+        let class = match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        self.ack_seconds.with_label_values(&[route]).observe(seconds);
+        self.http_responses.with_label_values(&[route, class]).inc();
     }
 
     /// The Prometheus text exposition of every metric.

@@ -3,9 +3,10 @@ use std::collections::HashSet;
 use std::net::TcpListener;
 use std::sync::Arc;
 
-use actix_web::dev::Server;
+use actix_web::dev::{Server, Service};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
+use futures::FutureExt;
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 use tracing_actix_web::TracingLogger;
@@ -376,6 +377,7 @@ impl Application {
             warehouse: backends.warehouse.clone(),
         });
         let metrics = web::Data::new(backends.metrics.clone());
+        let http_metrics = backends.metrics.clone();
         let listener = TcpListener::bind(config.listen)
             .with_context(|| format!("Failed to bind THREADQL_LISTEN {}", config.listen))?;
         let port = listener
@@ -385,6 +387,23 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(TracingLogger::<RequestSpan>::new())
+                .wrap_fn({
+                    let metrics = http_metrics.clone();
+                    move |request, service| {
+                        let started = std::time::Instant::now();
+                        let metrics = metrics.clone();
+                        service.call(request).map(move |result| {
+                            if let Ok(response) = &result {
+                                metrics.observe_http(
+                                    response.request().match_pattern().as_deref(),
+                                    response.status().as_u16(),
+                                    started.elapsed().as_secs_f64(),
+                                );
+                            }
+                            result
+                        })
+                    }
+                })
                 .app_data(ingress.clone())
                 .app_data(readiness.clone())
                 .app_data(metrics.clone())

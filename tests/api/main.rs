@@ -3,6 +3,7 @@
 //! warehouse, and a local fake Slack Web API reached through SLACK_API_URL (helpers: the
 //! `threadql-testkit` crate, shared with the benchmark).
 mod conversation;
+mod monitoring;
 mod resilience;
 mod shutdown;
 mod slack_features;
