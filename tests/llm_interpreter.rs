@@ -736,10 +736,15 @@ async fn when_the_model_server_is_down_the_thread_says_so_and_answers_once_it_is
         .await;
     let posts = app.slack.wait_for_posts(&channel, &root, 1).await;
 
-    // Assert 1: a clear reply.
+    // Assert 1: a clear reply with its code, and none of the client's own error text (the
+    // connection error goes to the log).
     let text = post_text(&posts[0]);
     assert!(text.contains("can't reach the language model"), "{text}");
-    assert!(text.contains("cannot connect"), "{text}");
+    assert!(text.contains("code `llm_unavailable`"), "{text}");
+    assert!(
+        !text.contains("cannot connect") && !text.contains(&port.to_string()),
+        "{text}"
+    );
 
     // Act 2: the thread still works for commands, and for questions once the server is back.
     app.post_event(&thread_reply(&event_id(), &channel, &root, &new_ts(), "show sql"))
