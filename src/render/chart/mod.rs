@@ -103,17 +103,7 @@ mod tests {
 
     #[test]
     fn several_metrics_by_category_render_as_grouped_bars() {
-        let result = QueryResult {
-            columns: vec![
-                column("segment", ColumnFormat::Text),
-                column("orders", ColumnFormat::Integer),
-                column("refunds", ColumnFormat::Integer),
-            ],
-            rows: vec![
-                vec![text("consumer"), Value::Int(41_000), Value::Int(1_900)],
-                vec![text("business"), Value::Int(17_500), Value::Int(600)],
-            ],
-        };
+        let result = segment_orders_and_refunds();
 
         let chart = render(&result, "Orders and refunds by segment");
 
