@@ -37,6 +37,7 @@ pub const THREADQL_REACTIONS: &str = "THREADQL_REACTIONS";
 pub const THREADQL_SOCKET_CONNECTIONS: &str = "THREADQL_SOCKET_CONNECTIONS";
 pub const THREADQL_MAX_BACKLOG: &str = "THREADQL_MAX_BACKLOG";
 pub const THREADQL_SHUTDOWN_GRACE: &str = "THREADQL_SHUTDOWN_GRACE";
+pub const THREADQL_MODEL_REFRESH_SECS: &str = "THREADQL_MODEL_REFRESH_SECS";
 
 pub const DEFAULT_SLACK_API_URL: &str = "https://slack.com/api/";
 pub const DEFAULT_OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
@@ -180,6 +181,9 @@ pub struct Config {
     /// How long a stopping server (SIGTERM, SIGINT) may take, whatever is stuck: turns under way
     /// and replies queued for Slack get this long, then the process exits anyway.
     pub shutdown_grace: Duration,
+    /// How often the warehouse is described again and the model rebuilt from it, so new tables
+    /// and columns are answered without a restart.
+    pub model_refresh: Duration,
     pub timezone: chrono_tz::Tz,
     /// `threadql.toml` (semantic model, glossary); `None` = the built-in demo model.
     pub model_path: Option<PathBuf>,
@@ -307,6 +311,9 @@ impl Config {
         let idle_after = Duration::from_secs(positive(get(THREADQL_IDLE_SECS), THREADQL_IDLE_SECS, 900)? as u64);
         let shutdown_grace =
             Duration::from_secs(positive(get(THREADQL_SHUTDOWN_GRACE), THREADQL_SHUTDOWN_GRACE, 20)? as u64);
+        let model_refresh = Duration::from_secs(
+            positive(get(THREADQL_MODEL_REFRESH_SECS), THREADQL_MODEL_REFRESH_SECS, 3_600)? as u64,
+        );
         let timezone = match get(THREADQL_TIMEZONE) {
             Some(zone) => zone.parse::<chrono_tz::Tz>().map_err(|_| {
                 ConfigError::new(
@@ -371,6 +378,7 @@ impl Config {
             query_timeout,
             idle_after,
             shutdown_grace,
+            model_refresh,
             timezone,
             model_path,
             dbt_project,

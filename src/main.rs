@@ -31,6 +31,7 @@ Configuration (environment, or a .env file):
   THREADQL_QUERY_TIMEOUT_SECS     statement timeout [30]
   THREADQL_IDLE_SECS              passivate an idle thread after [900]
   THREADQL_SHUTDOWN_GRACE         seconds a stop (SIGTERM, SIGINT) may take before the process exits anyway [20]
+  THREADQL_MODEL_REFRESH_SECS     seconds between re-reads of the warehouse schema (new tables, columns, values) [3600]
   THREADQL_TIMEZONE               zone for \"last month\", \"yesterday\" [UTC]
   THREADQL_REACTIONS              eyes / check / warning reactions on questions [on]
   THREADQL_LOG_FORMAT             text or json [text]; RUST_LOG filters";

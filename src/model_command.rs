@@ -9,8 +9,8 @@ use crate::config::{Config, WarehouseSource};
 /// Connects to the warehouse, builds the model as the server does and prints it.
 pub async fn run(config: &Config) -> anyhow::Result<()> {
     let warehouse = crate::startup::connect_warehouse(config).await?;
-    let model = crate::interpret::load::load_model(config, warehouse.as_ref()).await?;
-    let text = model.to_toml().context("Failed to write the model as TOML")?;
+    let loaded = crate::interpret::load::load_model(config, warehouse.as_ref(), config.query_timeout).await?;
+    let text = loaded.model.to_toml().context("Failed to write the model as TOML")?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", header(config))?;
     out.write_all(text.as_bytes())?;

@@ -1,5 +1,4 @@
 //! Wiring: state store, warehouse, interpreter, thread actors and the HTTP server.
-use std::collections::HashSet;
 use std::net::TcpListener;
 use std::sync::Arc;
 
@@ -14,9 +13,8 @@ use tracing_actix_web::TracingLogger;
 use crate::activity::Activity;
 use crate::actors::ThreadRegistry;
 use crate::config::{Config, WarehouseSource, SLACK_APP_TOKEN, SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET};
-use crate::domain::Value;
 use crate::http::Readiness;
-use crate::interpret::model::SemanticModel;
+use crate::interpret::load::{load_model, ModelRefresh};
 use crate::interpret::rules::RulesInterpreter;
 use crate::interpret::{Interpreter, LlmInterpreter, LlmSettings};
 use crate::limits::{IngressGate, QuerySlots, RedisBackend};
@@ -39,11 +37,6 @@ use crate::warehouse::{demo, Warehouse};
 const ANSWER_FETCH_CAP: usize = 10_000;
 /// A turn still working after this long shows "running…" with a Cancel button.
 const PROGRESS_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
-/// How long start-up waits for one dimension's distinct values: a slow view must not hold the
-/// server back (its values are then simply not matched in filters).
-const VALUES_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-/// Distinct values loaded per dimension for matching `only EMEA`-style filters.
-const VALUES_PER_DIMENSION: u64 = 500;
 
 /// What every front end (Slack server, terminal demo) shares.
 pub struct Backends {
@@ -74,30 +67,22 @@ impl Backends {
         };
         let store = crate::store::connect_and_migrate(config.database_url.expose()).await?;
         let warehouse = connect_warehouse(config).await?;
-        let schema = warehouse
-            .schema()
-            .await
-            .context("Failed to read the warehouse schema (WAREHOUSE_URL)")?;
-        let tables: HashSet<String> = schema.iter().map(|t| t.name.to_lowercase()).collect();
-        let guard = SqlGuard::new(warehouse.dialect(), Some(tables));
-
         // threadql.toml (or the demo model), completed from the described warehouse for the
         // tables it does not describe; joins guessed from names are checked against the data.
-        let model = crate::interpret::load::load_model(config, warehouse.as_ref()).await?;
-        let values = load_dimension_values(&model, warehouse.as_ref(), &guard, config).await;
+        let loaded = load_model(config, warehouse.as_ref(), config.query_timeout).await?;
+        let guard = SqlGuard::new(warehouse.dialect(), Some(loaded.relations()));
         let interpreter: Arc<dyn Interpreter> = match &config.openai {
             Some(openai) => Arc::new(
                 LlmInterpreter::connect(
                     LlmSettings::from_config(openai),
-                    warehouse.clone(),
-                    model,
+                    &loaded,
+                    warehouse.dialect(),
                     Some(store.clone()),
                     Some(metrics.clone()),
                 )
-                .await
                 .context("Failed to set up the LLM interpreter (OPENAI_*)")?,
             ),
-            None => Arc::new(RulesInterpreter::new(model, values, warehouse.dialect())),
+            None => Arc::new(RulesInterpreter::new(loaded.model, loaded.values, warehouse.dialect())),
         };
         let slots = QuerySlots::new(config.max_queries_per_user, config.max_queries);
         Ok(Self {
@@ -183,49 +168,6 @@ pub async fn connect_warehouse(config: &Config) -> anyhow::Result<Arc<dyn Wareho
             anyhow::bail!("WAREHOUSE_URL: MySQL warehouses are not supported yet; use postgres:// or sqlite:")
         }
     }
-}
-
-/// Reads each dimension's distinct values through the guard. A dimension whose values cannot
-/// be read still works in `by` clauses; it only cannot be filtered by value.
-pub async fn load_dimension_values(
-    model: &SemanticModel,
-    warehouse: &dyn Warehouse,
-    guard: &SqlGuard,
-    config: &Config,
-) -> Vec<(String, Vec<String>)> {
-    let mut values = Vec::new();
-    for dimension in model.dimensions.iter().map(|d| d.name.clone()) {
-        let Some(sql) = model.distinct_values_sql(&dimension, warehouse.dialect()) else {
-            continue;
-        };
-        let outcome = match guard.check(&sql, VALUES_PER_DIMENSION) {
-            Ok(guarded) => warehouse
-                .execute(
-                    &guarded,
-                    VALUES_TIMEOUT.min(config.query_timeout),
-                    &CancellationToken::new(),
-                )
-                .await
-                .map_err(|e| e.to_string()),
-            Err(error) => Err(error.to_string()),
-        };
-        match outcome {
-            Ok(result) => {
-                let list = result
-                    .rows
-                    .into_iter()
-                    .filter_map(|row| match row.into_iter().next() {
-                        Some(Value::Text(text)) => Some(text),
-                        Some(Value::Int(n)) => Some(n.to_string()),
-                        _ => None,
-                    })
-                    .collect();
-                values.push((dimension, list));
-            }
-            Err(error) => tracing::warn!(dimension, %error, "Failed to read a dimension's values"),
-        }
-    }
-    values
 }
 
 /// The Slack server: HTTP listener plus thread actors.
@@ -348,6 +290,13 @@ impl Application {
             outbox: api.outbox(),
             stop: CancellationToken::new(),
         };
+        ModelRefresh::new(
+            config.clone(),
+            backends.warehouse.clone(),
+            backends.interpreter.clone(),
+            backends.guard.clone(),
+        )
+        .spawn(handle.stop.clone());
         let ingress = web::Data::new(SlackIngress {
             verifier: SignatureVerifier::new(signing_secret),
             registry: registry.clone(),

@@ -87,18 +87,8 @@ impl Shop {
         ]);
         let config = Config::from_lookup(|name| vars.get(name).cloned()).unwrap();
         let warehouse = threadql::startup::connect_warehouse(&config).await.unwrap();
-        let model = load_model(&config, warehouse.as_ref()).await.unwrap();
-        let mut values = Vec::new();
-        for dimension in &model.dimensions {
-            let sql = model.distinct_values_sql(&dimension.name, warehouse.dialect()).unwrap();
-            let list: Vec<String> = run(warehouse.as_ref(), &sql)
-                .await
-                .into_iter()
-                .filter_map(|row| row.into_iter().next())
-                .collect();
-            values.push((dimension.name.clone(), list));
-        }
-        let interpreter = RulesInterpreter::new(model, values, warehouse.dialect());
+        let loaded = load_model(&config, warehouse.as_ref(), config.query_timeout).await.unwrap();
+        let interpreter = RulesInterpreter::new(loaded.model, loaded.values, warehouse.dialect());
         Shop {
             config,
             warehouse,

@@ -13,12 +13,12 @@ use chrono::NaiveDate;
 use sqlx::postgres::PgPool;
 use threadql::config::Config;
 use threadql::domain::Value;
-use threadql::interpret::load::load_model;
+use threadql::interpret::load::{load_model, ModelRefresh};
 use threadql::interpret::{
     InterpretRequest, Interpretation, Interpreter, PendingClarification, ProposedQuery, RulesInterpreter, SemanticModel,
 };
 use threadql::sql::SqlGuard;
-use threadql::startup::{connect_warehouse, load_dimension_values};
+use threadql::startup::connect_warehouse;
 use threadql::warehouse::Warehouse;
 use tokio_util::sync::CancellationToken;
 
@@ -107,6 +107,7 @@ impl Place {
 /// One warehouse with the model the server would derive for it and the interpreter over it.
 struct Derived {
     engine: &'static str,
+    url: String,
     warehouse: Arc<dyn Warehouse>,
     interpreter: RulesInterpreter,
     place: Option<Place>,
@@ -124,27 +125,26 @@ impl Derived {
     async fn new(engine: Engine, statements: &str) -> Self {
         let (place, url) = Place::create(engine, statements).await;
         let config = config_for(&url, None);
-        let mut derived = Self::from_config(engine.name(), &config).await;
+        let mut derived = Self::from_config(engine.name(), &url, &config).await;
         derived.place = Some(place);
         derived
     }
 
     /// The server's steps: connect, load the model (configured or derived), read the values.
-    async fn from_config(engine: &'static str, config: &Config) -> Self {
+    async fn from_config(engine: &'static str, url: &str, config: &Config) -> Self {
         let warehouse = connect_warehouse(config).await.unwrap();
-        let model = load_model(config, warehouse.as_ref()).await.unwrap();
-        let guard = SqlGuard::new(warehouse.dialect(), None);
-        let values = load_dimension_values(&model, warehouse.as_ref(), &guard, config).await;
-        let interpreter = RulesInterpreter::new(model, values, warehouse.dialect());
+        let loaded = load_model(config, warehouse.as_ref(), config.query_timeout).await.unwrap();
+        let interpreter = RulesInterpreter::new(loaded.model, loaded.values, warehouse.dialect());
         Self {
             engine,
+            url: url.to_string(),
             warehouse,
             interpreter,
             place: None,
         }
     }
 
-    fn model(&self) -> &SemanticModel {
+    fn model(&self) -> Arc<SemanticModel> {
         self.interpreter.model()
     }
 
@@ -302,7 +302,7 @@ fn assert_no_metric_over_a_key(model: &SemanticModel) {
 
 async fn run_schema(engine: Engine, statements: &str, cases: &[Case], clarifications: &[(&str, &[&str])]) {
     let derived = Derived::new(engine, statements).await;
-    assert_no_metric_over_a_key(derived.model());
+    assert_no_metric_over_a_key(&derived.model());
     let mut failures = derived.check_all(cases).await;
     for (text, options) in clarifications {
         let reply = derived.reply(text);
@@ -313,6 +313,16 @@ async fn run_schema(engine: Engine, statements: &str, cases: &[Case], clarificat
         }
     }
     let model = derived.model().to_toml().unwrap();
+
+    // `threadql model` prints this TOML: saved and loaded as THREADQL_CONFIG, the same answers.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("threadql.toml");
+    std::fs::write(&path, &model).unwrap();
+    let configured = Derived::from_config(derived.engine, &derived.url, &config_for(&derived.url, Some(&path))).await;
+    assert_eq!(*configured.model(), *derived.model(), "the model read back from its TOML differs");
+    for failure in configured.check_all(cases).await {
+        failures.push(format!("from the printed model: {failure}"));
+    }
     derived.finish().await;
     assert!(
         failures.is_empty(),
@@ -630,6 +640,18 @@ const TPCH_CASES: &[Case] = &[
         &["parts by brands"],
         "SELECT p_brand, COUNT(*) FROM part GROUP BY p_brand",
     ),
+    // Shipped, committed or received: a time range over line items asks which, and the answer
+    // names the date.
+    case(
+        &["quantity in 2024", "receipt date"],
+        "SELECT SUM(l_quantity) FROM lineitem WHERE l_receiptdate >= '2024-01-01' AND l_receiptdate < '2025-01-01'",
+    ),
+    // A name is a breakdown only as a top N: asked for, then answered.
+    ordered(
+        &["total price by customer address", "top 3"],
+        "SELECT c_address, SUM(o_totalprice) FROM orders JOIN customer ON c_custkey = o_custkey \
+         GROUP BY c_address ORDER BY 2 DESC LIMIT 3",
+    ),
     case(
         &["line items by ship mode", "only truck and air"],
         "SELECT l_shipmode, COUNT(*) FROM lineitem WHERE l_shipmode IN ('TRUCK', 'AIR') GROUP BY l_shipmode",
@@ -638,6 +660,10 @@ const TPCH_CASES: &[Case] = &[
 
 /// Questions the derived TPC-H model must ask about, with the options the question names.
 const TPCH_CLARIFICATIONS: &[(&str, &[&str])] = &[
+    ("quantity in 2024", &["ship date", "commit date", "receipt date"]),
+    ("line items by month", &["ship date", "commit date", "receipt date"]),
+    // One value per customer: listed only as a top N.
+    ("total price by customer address", &["top 10", "customer addresses"]),
     (
         "account balance by region",
         &["customer account balance", "supplier account balance"],
@@ -767,4 +793,56 @@ async fn camel_case_schema_with_named_keys_on_sqlite() {
 #[tokio::test]
 async fn camel_case_schema_with_comments_on_postgres() {
     run_schema(Engine::Postgres, &format!("{CAMEL}{CAMEL_COMMENTS}"), CAMEL_CASES, &[]).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The model is read again in the background: a table created after start is answered.
+
+#[tokio::test]
+async fn a_table_created_after_start_is_answered_after_the_model_refresh() {
+    // Arrange: a warehouse with accounts only, loaded as the server loads it at start.
+    let (place, url) = Place::create(
+        Engine::Postgres,
+        "CREATE TABLE accounts (id INTEGER PRIMARY KEY, plan TEXT NOT NULL);
+         INSERT INTO accounts VALUES (1, 'free'), (2, 'pro'), (3, 'pro');",
+    )
+    .await;
+    let config = config_for(&url, None);
+    let warehouse = connect_warehouse(&config).await.unwrap();
+    let loaded = load_model(&config, warehouse.as_ref(), config.query_timeout).await.unwrap();
+    let guard = SqlGuard::new(warehouse.dialect(), Some(loaded.relations()));
+    let rules = Arc::new(RulesInterpreter::new(loaded.model, loaded.values, warehouse.dialect()));
+    let interpreter: Arc<dyn Interpreter> = rules.clone();
+    let refresh = ModelRefresh::new(config.clone(), warehouse.clone(), interpreter, guard.clone());
+    let ask = || rules.interpret_text("tickets by priority", None, today());
+    assert!(matches!(ask(), Interpretation::NotUnderstood(_)), "{:?}", ask());
+    sqlx::raw_sql(
+        "CREATE TABLE tickets (id INTEGER PRIMARY KEY, account_id INTEGER NOT NULL, priority TEXT NOT NULL);
+         INSERT INTO tickets VALUES (1, 1, 'high'), (2, 2, 'low'), (3, 2, 'high'), (4, 3, 'high');",
+    )
+    .execute(&PgPool::connect(&url).await.unwrap())
+    .await
+    .unwrap();
+    assert!(guard.check("SELECT COUNT(*) FROM tickets", 1).is_err(), "the guard knows only the start's tables");
+
+    // Act
+    refresh.refresh().await.unwrap();
+
+    // Assert: the new table is understood, allowed by the guard and answered.
+    let Interpretation::Query(proposed) = ask() else {
+        panic!("not answered after the refresh: {:?}", ask());
+    };
+    let guarded = guard.check(&proposed.sql, 100).unwrap();
+    let result = warehouse
+        .execute(&guarded, Duration::from_secs(10), &CancellationToken::new())
+        .await
+        .unwrap();
+    let mut rows: Vec<Vec<String>> = result.rows.iter().map(|row| row.iter().map(cell).collect()).collect();
+    rows.sort();
+    assert_eq!(rows, [["high", "3.00"], ["low", "1.00"]]);
+    assert!(matches!(
+        rules.interpret_text("tickets by account plan", None, today()),
+        Interpretation::Query(_)
+    ));
+    place.remove().await;
 }

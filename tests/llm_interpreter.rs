@@ -21,7 +21,8 @@ use threadql::interpret::{
 use threadql::metrics::Metrics;
 use threadql::store::{PostgresStore, QueryRecord, QueryStatus, StateStore};
 use threadql::warehouse::postgres::PostgresWarehouse;
-use threadql::warehouse::Warehouse;
+use threadql::interpret::catalog::Catalog;
+use threadql::warehouse::{DescribeSettings, Warehouse};
 use threadql_testkit::{
     app_mention, new_channel, new_ts, post_text, spawn_app_with, thread_reply, TestApp, TestDatabase,
 };
@@ -131,14 +132,15 @@ async fn interpreter(
     metrics: Option<Metrics>,
 ) -> LlmInterpreter {
     let warehouse: Arc<dyn Warehouse> = Arc::new(PostgresWarehouse::connect(warehouse.url()).await.unwrap());
-    LlmInterpreter::connect(
+    let schema = warehouse.describe(&DescribeSettings::default()).await.unwrap();
+    LlmInterpreter::new(
         settings,
-        warehouse,
+        Catalog::from_schema(&schema),
         SemanticModel::demo().unwrap(),
+        warehouse.dialect(),
         store.map(|s| s as Arc<dyn StateStore>),
         metrics,
     )
-    .await
     .unwrap()
 }
 
@@ -864,10 +866,9 @@ async fn a_sqlite_warehouse_s_catalog_has_its_keys_and_the_values_of_small_text_
             .await
             .unwrap(),
     );
-    let loader = threadql::interpret::catalog::CatalogLoader::new(warehouse, Default::default());
 
     // Act
-    let catalog = loader.load().await.unwrap();
+    let catalog = Catalog::from_schema(&warehouse.describe(&DescribeSettings::default()).await.unwrap());
 
     // Assert
     let orders = catalog.table("orders").unwrap();

@@ -1042,6 +1042,23 @@ async fn a_superlative_with_a_time_word_ranks_that_grain() {
         true,
     )
     .await;
+    // Crashes are bad: their worst week is the one with the most, their best the fewest.
+    demo.assert_same(
+        &["what was the worst week for crashes?"],
+        &format!(
+            "SELECT {WEEK_OF_DAY} AS week, SUM(crashes) AS crashes FROM app_metrics \
+             GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1"
+        ),
+        true,
+    )
+    .await;
+    demo.assert_same(
+        &["best platform for crashes this year"],
+        "SELECT platform, SUM(crashes) AS crashes FROM app_metrics WHERE day >= '2026-01-01' \
+         GROUP BY 1 ORDER BY 2 ASC, 1 LIMIT 1",
+        true,
+    )
+    .await;
     demo.assert_same(
         &["best month for revenue this year"],
         "SELECT substr(order_date, 1, 7) || '-01' AS month, SUM(total) AS revenue FROM orders \

@@ -1,19 +1,15 @@
 //! The warehouse catalog the language model is shown: tables, columns, primary and foreign keys,
 //! comments and a few values of low-cardinality text columns.
 //!
-//! It is introspected once at start (and refreshed on a schedule), then ranked per question so
+//! It is described with the model at start (and again when the model is reloaded, see
+//! [`super::load::ModelRefresh`]), then ranked per question so
 //! only the relevant tables go into a prompt: a warehouse of hundreds of tables still fits.
 //! Values read from the warehouse are data, not instructions: the prompt quotes them as such,
 //! and whatever the model writes still goes through the SQL guard.
 use std::collections::HashSet;
-use std::sync::{Arc, RwLock, Weak};
-use std::time::Duration;
-
-use anyhow::Context;
 
 use super::model::SemanticModel;
 use crate::domain::{ColumnSchema, TableSchema};
-use crate::warehouse::{DescribeSettings, Warehouse};
 
 /// A table of the catalog, as the warehouse describes it.
 pub type CatalogTable = TableSchema;
@@ -348,96 +344,6 @@ fn stem(word: &str) -> String {
         word[..word.len() - 1].to_string()
     } else {
         word.to_string()
-    }
-}
-
-/// The current catalog, shared by every question, refreshed in the background.
-/// Reads the catalog from a warehouse.
-pub struct CatalogLoader {
-    warehouse: Arc<dyn Warehouse>,
-    settings: DescribeSettings,
-}
-
-impl CatalogLoader {
-    pub fn new(warehouse: Arc<dyn Warehouse>, settings: DescribeSettings) -> Self {
-        Self { warehouse, settings }
-    }
-
-    /// Describes the whole warehouse: tables, columns, keys, comments and sampled values.
-    pub async fn load(&self) -> anyhow::Result<Catalog> {
-        let tables = self
-            .warehouse
-            .describe(&self.settings)
-            .await
-            .context("Failed to describe the warehouse")?;
-        Ok(Catalog { tables })
-    }
-}
-
-pub struct CatalogCache {
-    current: RwLock<Arc<Catalog>>,
-    loader: CatalogLoader,
-}
-
-impl CatalogCache {
-    /// Loads the catalog once; when that fails, starts from `fallback` (the bare schema).
-    pub async fn load(loader: CatalogLoader, fallback: Catalog) -> Arc<Self> {
-        let catalog = match loader.load().await {
-            Ok(catalog) => catalog,
-            Err(error) => {
-                tracing::warn!(
-                    ?error,
-                    "Failed to introspect the warehouse catalog; using the bare schema"
-                );
-                fallback
-            }
-        };
-        tracing::info!(tables = catalog.tables.len(), "Warehouse catalog loaded");
-        Arc::new(Self {
-            current: RwLock::new(Arc::new(catalog)),
-            loader,
-        })
-    }
-
-    /// A cache over a fixed catalog (tests, or warehouses without introspection).
-    pub fn fixed(catalog: Catalog, loader: CatalogLoader) -> Arc<Self> {
-        Arc::new(Self {
-            current: RwLock::new(Arc::new(catalog)),
-            loader,
-        })
-    }
-
-    pub fn get(&self) -> Arc<Catalog> {
-        match self.current.read() {
-            Ok(guard) => guard.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-
-    /// Reads the catalog again; on failure the previous one stays.
-    pub async fn refresh(&self) -> anyhow::Result<()> {
-        let catalog = self.loader.load().await?;
-        match self.current.write() {
-            Ok(mut guard) => *guard = Arc::new(catalog),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(catalog),
-        }
-        Ok(())
-    }
-
-    /// Refreshes every `every` until the cache is dropped.
-    pub fn spawn_refresh(self: &Arc<Self>, every: Duration) {
-        let weak: Weak<Self> = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(every);
-            ticker.tick().await;
-            loop {
-                ticker.tick().await;
-                let Some(cache) = weak.upgrade() else { break };
-                if let Err(error) = cache.refresh().await {
-                    tracing::warn!(?error, "Failed to refresh the warehouse catalog");
-                }
-            }
-        });
     }
 }
 

@@ -686,6 +686,7 @@ impl Converter<'_> {
                         column: column.clone(),
                     },
                     to: target.clone(),
+                    inferred: false,
                 })
             })
             .collect();

@@ -2,6 +2,7 @@
 //! completed from the described warehouse for the tables it does not describe, with joins
 //! inferred from names checked against a sample of the data before they are trusted.
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -9,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::dbt::{self, DbtProblem};
 use super::derive::{Containment, JoinCandidate};
-use super::model::SemanticModel;
+use super::model::{SemanticModel, DISTINCT_VALUES_LIMIT};
+use super::Interpreter;
 use crate::config::{Config, WarehouseSource};
 use crate::domain::{TableSchema, Value};
 use crate::sql::dialect::quote_ident;
@@ -21,8 +23,89 @@ use crate::warehouse::{DescribeSettings, Warehouse};
 const CONTAINMENT_SAMPLE: usize = 1000;
 const CONTAINMENT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The model threadql answers with: the configured one completed from the warehouse.
-pub async fn load_model(config: &Config, warehouse: &dyn Warehouse) -> anyhow::Result<SemanticModel> {
+/// How long one dimension's distinct values may take to read: a slow view must not hold the
+/// server back (its values are then simply not matched in filters).
+const VALUES_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the interpreters need from the warehouse, read once per load: the model, the schema it
+/// was completed from (the guard's relations) and each dimension's distinct values.
+#[derive(Debug, Clone)]
+pub struct LoadedModel {
+    pub model: SemanticModel,
+    pub schema: Vec<TableSchema>,
+    /// Each dimension's distinct values, for matching words like "EMEA" against them.
+    pub values: Vec<(String, Vec<String>)>,
+}
+
+impl LoadedModel {
+    /// The relations queries may read: every table and view of the schema, lower-cased.
+    pub fn relations(&self) -> std::collections::HashSet<String> {
+        self.schema.iter().map(|table| table.name.to_lowercase()).collect()
+    }
+}
+
+/// Rebuilds the model from the warehouse in the background and hands it to the interpreter and
+/// the guard: a table created after start is answered within one period.
+pub struct ModelRefresh {
+    config: Config,
+    warehouse: Arc<dyn Warehouse>,
+    interpreter: Arc<dyn Interpreter>,
+    guard: SqlGuard,
+}
+
+impl ModelRefresh {
+    pub fn new(config: Config, warehouse: Arc<dyn Warehouse>, interpreter: Arc<dyn Interpreter>, guard: SqlGuard) -> Self {
+        Self {
+            config,
+            warehouse,
+            interpreter,
+            guard,
+        }
+    }
+
+    /// Loads the model once and hands it over; on failure the previous model stays.
+    pub async fn refresh(&self) -> anyhow::Result<()> {
+        let started = std::time::Instant::now();
+        let loaded = load_model(&self.config, self.warehouse.as_ref(), self.config.query_timeout).await?;
+        self.guard.set_allowed_relations(loaded.relations());
+        self.interpreter.reload(&loaded);
+        tracing::info!(
+            tables = loaded.model.tables.len(),
+            metrics = loaded.model.metrics.len(),
+            dimensions = loaded.model.dimensions.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "Reloaded the semantic model from the warehouse"
+        );
+        Ok(())
+    }
+
+    /// Refreshes every `config.model_refresh` until `stop` is cancelled.
+    pub fn spawn(self, stop: CancellationToken) {
+        let every = self.config.model_refresh;
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = ticker.tick() => {}
+                }
+                if let Err(error) = self.refresh().await {
+                    tracing::warn!(?error, "Failed to reload the semantic model; keeping the previous one");
+                }
+            }
+        });
+    }
+}
+
+/// The model threadql answers with: the configured one completed from the warehouse, with a
+/// count of every table others join to (so both interpreters can count customers), and the
+/// dimensions' values. `query_timeout` caps each read of values.
+pub async fn load_model(
+    config: &Config,
+    warehouse: &dyn Warehouse,
+    query_timeout: Duration,
+) -> anyhow::Result<LoadedModel> {
     let mut model = configured_model(config)?;
     let schema = describe_or_list(warehouse).await?;
     let candidates = model.inferred_join_candidates(&schema);
@@ -30,7 +113,59 @@ pub async fn load_model(config: &Config, warehouse: &dyn Warehouse) -> anyhow::R
     model.extend_from_schema_checked(&schema, |candidate| {
         verdicts.get(candidate).copied().unwrap_or(Containment::Unchecked)
     });
-    Ok(model)
+    let model = model.with_entity_counts();
+    let values = load_dimension_values(&model, &schema, warehouse, query_timeout).await;
+    Ok(LoadedModel { model, schema, values })
+}
+
+/// Each dimension's distinct values: those the description already holds (every value of a
+/// low-cardinality column), else read through the guard. A dimension whose values cannot be
+/// read still works in `by` clauses; it only cannot be filtered by value.
+async fn load_dimension_values(
+    model: &SemanticModel,
+    schema: &[TableSchema],
+    warehouse: &dyn Warehouse,
+    query_timeout: Duration,
+) -> Vec<(String, Vec<String>)> {
+    let guard = SqlGuard::new(warehouse.dialect(), None);
+    let mut values = Vec::new();
+    for dimension in &model.dimensions {
+        let described = schema
+            .iter()
+            .find(|table| table.name == dimension.table)
+            .and_then(|table| table.column(&dimension.column))
+            .filter(|column| !column.values.is_empty());
+        if let Some(column) = described {
+            values.push((dimension.name.clone(), column.values.clone()));
+            continue;
+        }
+        let Some(sql) = model.distinct_values_sql(&dimension.name, warehouse.dialect()) else {
+            continue;
+        };
+        let outcome = match guard.check(&sql, DISTINCT_VALUES_LIMIT as u64) {
+            Ok(guarded) => warehouse
+                .execute(&guarded, VALUES_TIMEOUT.min(query_timeout), &CancellationToken::new())
+                .await
+                .map_err(|e| e.to_string()),
+            Err(error) => Err(error.to_string()),
+        };
+        match outcome {
+            Ok(result) => {
+                let list = result
+                    .rows
+                    .into_iter()
+                    .filter_map(|row| match row.into_iter().next() {
+                        Some(Value::Text(text)) => Some(text),
+                        Some(Value::Int(n)) => Some(n.to_string()),
+                        _ => None,
+                    })
+                    .collect();
+                values.push((dimension.name.clone(), list));
+            }
+            Err(error) => tracing::warn!(dimension = dimension.name, %error, "Failed to read a dimension's values"),
+        }
+    }
+    values
 }
 
 /// THREADQL_CONFIG (or ./threadql.toml) completed with the dbt project's semantic models

@@ -61,6 +61,10 @@ pub trait Interpreter: Send + Sync {
     /// Lines for `help`: what this interpreter understands (metrics, dimensions, examples).
     fn help(&self) -> String;
 
+    /// Takes the model read again from the warehouse (see [`load::ModelRefresh`]); questions
+    /// asked from now on use it. Interpreters without a model of their own ignore it.
+    fn reload(&self, _loaded: &load::LoadedModel) {}
+
     /// Asks for a corrected query after `failed` was refused by the guard or failed in the
     /// warehouse with `error`. `None`: this interpreter cannot correct itself (the rules).
     async fn revise(

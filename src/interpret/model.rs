@@ -104,12 +104,51 @@ impl Table {
     }
 }
 
+/// Which date a table's rows happen at (see [`SemanticModel::time_choice_for`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TimeChoice {
+    One(ColumnRef),
+    /// Several dates and none the default: the phrases of each, to ask which one is meant.
+    Ask(Vec<String>),
+    None,
+}
+
 /// A many-to-one join: each `from` row points at one `to` row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Join {
     pub from: ColumnRef,
     pub to: ColumnRef,
+    /// Guessed from column names (no foreign key declares it): where two paths of the same
+    /// length reach a table, the one made of declared joins is taken.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inferred: bool,
+}
+
+/// The tables reachable from one table and how: the join that reaches each along the shortest
+/// path, and the tables reached by two paths of that length that the model cannot choose
+/// between (neither is made of declared joins only).
+#[derive(Debug, Clone)]
+pub struct JoinTree<'m> {
+    /// Breadth first from the table itself (`None`), so each join's left side comes earlier.
+    pub reached: Vec<(String, Option<&'m Join>)>,
+    /// Tables with two or more equally short paths, with the joins that reach each of them.
+    pub ambiguous: Vec<(String, Vec<&'m Join>)>,
+}
+
+impl<'m> JoinTree<'m> {
+    /// The join reaching `table` on its shortest path (`None` for the root or an unreachable table).
+    pub fn join_to(&self, table: &str) -> Option<&'m Join> {
+        self.reached.iter().find(|(name, _)| name == table).and_then(|(_, join)| *join)
+    }
+
+    /// The joins of equal length that reach `table`, when the model cannot choose between them.
+    pub fn alternatives(&self, table: &str) -> Option<&[&'m Join]> {
+        self.ambiguous
+            .iter()
+            .find(|(name, _)| name == table)
+            .map(|(_, joins)| joins.as_slice())
+    }
 }
 
 /// A column named like a date: `signup_date`, `created_at`, `shipped_on`.
@@ -432,20 +471,76 @@ impl SemanticModel {
     }
 
     /// Tables reachable from `table` by following joins from the many side to the one side,
-    /// with the join that first reached each (breadth first, so paths are shortest). The table
-    /// itself maps to `None`.
+    /// with the join that reached each (breadth first, so paths are shortest). The table itself
+    /// maps to `None`.
     pub fn join_tree(&self, table: &str) -> Vec<(String, Option<&Join>)> {
-        let mut found: Vec<(String, Option<&Join>)> = vec![(table.to_string(), None)];
-        let mut queue = VecDeque::from([table.to_string()]);
-        while let Some(current) = queue.pop_front() {
+        self.join_paths(table).reached
+    }
+
+    /// [`Self::join_tree`] with the tables two equally short paths reach. Of two such paths,
+    /// one made only of declared joins wins over one with a join guessed from names; otherwise
+    /// the table is ambiguous (and so is every table reached through it).
+    pub fn join_paths(&self, table: &str) -> JoinTree<'_> {
+        struct Reached<'m> {
+            table: String,
+            join: Option<&'m Join>,
+            depth: usize,
+            declared: bool,
+            rivals: Vec<&'m Join>,
+        }
+        let mut found: Vec<Reached> = vec![Reached {
+            table: table.to_string(),
+            join: None,
+            depth: 0,
+            declared: true,
+            rivals: Vec::new(),
+        }];
+        let mut queue = VecDeque::from([0usize]);
+        while let Some(index) = queue.pop_front() {
+            let (current, depth, declared) = match found.get(index) {
+                Some(entry) => (entry.table.clone(), entry.depth, entry.declared),
+                None => continue,
+            };
             for join in self.joins.iter().filter(|join| join.from.table == current) {
-                if found.iter().all(|(name, _)| *name != join.to.table) {
-                    found.push((join.to.table.clone(), Some(join)));
-                    queue.push_back(join.to.table.clone());
+                let path_declared = declared && !join.inferred;
+                match found.iter_mut().find(|entry| entry.table == join.to.table) {
+                    None => {
+                        found.push(Reached {
+                            table: join.to.table.clone(),
+                            join: Some(join),
+                            depth: depth + 1,
+                            declared: path_declared,
+                            rivals: Vec::new(),
+                        });
+                        queue.push_back(found.len() - 1);
+                    }
+                    Some(entry) if entry.depth == depth + 1 && entry.join != Some(join) => {
+                        if path_declared && !entry.declared {
+                            // Not expanded yet (same depth, later in the queue): safe to swap.
+                            entry.join = Some(join);
+                            entry.declared = true;
+                            entry.rivals.clear();
+                        } else if path_declared == entry.declared {
+                            entry.rivals.push(join);
+                        }
+                    }
+                    Some(_) => {}
                 }
             }
         }
-        found
+        let ambiguous = found
+            .iter()
+            .filter(|entry| !entry.rivals.is_empty())
+            .map(|entry| {
+                let mut joins: Vec<&Join> = entry.join.into_iter().collect();
+                joins.extend(entry.rivals.iter().copied());
+                (entry.table.clone(), joins)
+            })
+            .collect();
+        JoinTree {
+            reached: found.into_iter().map(|entry| (entry.table, entry.join)).collect(),
+            ambiguous,
+        }
     }
 
     /// Names of the tables reachable from `table`, itself included.
@@ -455,13 +550,37 @@ impl SemanticModel {
 
     /// The time column for rows of `table`: its own, else that of the nearest table it joins to.
     pub fn time_column_for(&self, table: &str) -> Option<ColumnRef> {
-        self.join_tree(table).into_iter().find_map(|(name, _)| {
-            let time = self.table(&name)?.time_column.clone()?;
-            Some(ColumnRef {
-                table: name,
-                column: time,
-            })
-        })
+        match self.time_choice_for(table) {
+            TimeChoice::One(column) => Some(column),
+            TimeChoice::Ask(_) | TimeChoice::None => None,
+        }
+    }
+
+    /// The date rows of `table` happen at: its own time column, else those of the nearest table
+    /// it joins to. A table with several dates and no default one (a line item shipped,
+    /// committed and received) stops the search: its phrases are the ones to ask about.
+    pub fn time_choice_for(&self, table: &str) -> TimeChoice {
+        for (name, _) in self.join_tree(table) {
+            let Some(described) = self.table(&name) else { continue };
+            if let Some(time) = &described.time_column {
+                return TimeChoice::One(ColumnRef {
+                    table: name,
+                    column: time.clone(),
+                });
+            }
+            let dates = described.date_columns();
+            if dates.len() > 1 {
+                let vocabulary = Vocabulary::with_abbreviations(&self.naming.abbreviations);
+                let columns: Vec<&str> = described.columns.iter().map(String::as_str).collect();
+                let names = vocabulary.table_names(&name, &columns);
+                let phrases = dates
+                    .iter()
+                    .map(|column| names.words_of(column).map_or(column.to_string(), |words| words.phrase()))
+                    .collect();
+                return TimeChoice::Ask(phrases);
+            }
+        }
+        TimeChoice::None
     }
 
     /// Makes the tables other tables join to countable ("how many products", "new customers
@@ -576,6 +695,7 @@ impl SemanticModel {
                 continue;
             }
             let join = Join {
+                inferred: candidate.evidence == JoinEvidence::Named,
                 from: ColumnRef {
                     table: candidate.from_table,
                     column: candidate.from_column,
@@ -827,6 +947,109 @@ mod tests {
             Ok(model) => model,
             Err(error) => panic!("the demo model should be valid: {error}"),
         }
+    }
+
+    /// Invoices created by one user and approved by another, both users of a department; and
+    /// lines reaching the department through their invoice or (guessed) through their owner.
+    fn role_playing(owner_join_inferred: bool) -> SemanticModel {
+        let text = format!(
+            r#"
+[[tables]]
+name = "departments"
+columns = ["id", "name"]
+[[tables]]
+name = "users"
+columns = ["id", "department_id", "name"]
+[[tables]]
+name = "invoices"
+columns = ["id", "created_by", "approved_by", "department_id", "amount"]
+[[tables]]
+name = "lines"
+columns = ["id", "invoice_id", "owner_id", "price"]
+[[joins]]
+from = "invoices.created_by"
+to = "users.id"
+[[joins]]
+from = "invoices.approved_by"
+to = "users.id"
+[[joins]]
+from = "users.department_id"
+to = "departments.id"
+[[joins]]
+from = "invoices.department_id"
+to = "departments.id"
+[[joins]]
+from = "lines.invoice_id"
+to = "invoices.id"
+[[joins]]
+from = "lines.owner_id"
+to = "users.id"
+inferred = {owner_join_inferred}
+[[metrics]]
+name = "invoices"
+table = "invoices"
+expression = "COUNT(*)"
+format = "integer"
+[[metrics]]
+name = "line price"
+table = "lines"
+expression = "SUM(lines.price)"
+format = "money"
+[[dimensions]]
+name = "user"
+table = "users"
+column = "name"
+[[dimensions]]
+name = "department"
+table = "departments"
+column = "name"
+"#
+        );
+        SemanticModel::from_toml_str(&text).unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    fn query(metric: &str, dimension: &str) -> crate::interpret::query::StructuredQuery {
+        crate::interpret::query::StructuredQuery {
+            metrics: vec![metric.into()],
+            dimensions: vec![dimension.into()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn two_equally_short_join_paths_are_not_guessed_between() {
+        let model = role_playing(true);
+        let error = crate::interpret::query::plan(&query("invoices", "user"), &model).map(|plan| plan.fact);
+        match error {
+            Err(crate::interpret::query::CompileError::AmbiguousJoin { table, count, paths, .. }) => {
+                assert_eq!((table.as_str(), count), ("users", 2));
+                assert!(paths.contains("invoices.created_by = users.id"), "{paths}");
+                assert!(paths.contains("invoices.approved_by = users.id"), "{paths}");
+            }
+            other => panic!("expected an ambiguous join, got {other:?}"),
+        }
+        // The department has one shortest path (its own key), however many longer ones.
+        let plan = crate::interpret::query::plan(&query("invoices", "department"), &model)
+            .unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(plan.joins.len(), 1);
+        assert_eq!(plan.joins.first().map(|j| j.from.column.as_str()), Some("department_id"));
+    }
+
+    #[test]
+    fn a_declared_path_wins_over_a_guessed_one_of_the_same_length() {
+        // lines -> invoices -> departments (declared) vs lines -> users -> departments (guessed).
+        let guessed = role_playing(true);
+        let plan = crate::interpret::query::plan(&query("line price", "department"), &guessed)
+            .unwrap_or_else(|error| panic!("{error}"));
+        let path: Vec<String> = plan.joins.iter().map(|j| j.from.to_string()).collect();
+        assert_eq!(path, ["lines.invoice_id", "invoices.department_id"]);
+        // Both declared: neither is taken.
+        let declared = role_playing(false);
+        let both = crate::interpret::query::plan(&query("line price", "department"), &declared);
+        assert!(
+            matches!(both, Err(crate::interpret::query::CompileError::AmbiguousJoin { .. })),
+            "{both:?}"
+        );
     }
 
     fn problems_of(text: &str) -> String {
@@ -1083,6 +1306,7 @@ mod tests {
                 table: "customers".into(),
                 column: "id".into()
             },
+            inferred: true,
         }));
         // Described tables are left alone.
         assert_eq!(model.table("orders").map(|t| t.columns.len()), Some(6));
@@ -1156,9 +1380,11 @@ mod tests {
             model.table("lineitem").map(|t| t.date_columns()),
             Some(vec!["l_shipdate", "l_commitdate", "l_receiptdate"])
         );
+        // Shipped, committed and received: no default, the question is asked.
+        assert_eq!(model.time_column_for("lineitem"), None);
         assert_eq!(
-            model.time_column_for("lineitem").map(|c| c.to_string()).as_deref(),
-            Some("lineitem.l_shipdate")
+            model.time_choice_for("lineitem"),
+            TimeChoice::Ask(vec!["ship date".into(), "commit date".into(), "receipt date".into()])
         );
         assert_eq!(
             model.time_column_for("customer").map(|c| c.to_string()),

@@ -3,7 +3,9 @@ use std::collections::HashMap;
 
 use chrono::NaiveDate;
 
-use super::model::{output_alias, tokenize, ColumnRef, Join, Metric, MetricDefinition, SemanticModel, SqlToken};
+use super::model::{
+    output_alias, tokenize, ColumnRef, Join, Metric, MetricDefinition, SemanticModel, SqlToken, TimeChoice,
+};
 use crate::domain::ColumnFormat;
 pub use crate::domain::{Filter, Grain, Sort, SortKey, StructuredQuery, TimeRange, TopN};
 use crate::sql::dialect::{is_reserved, quote_ident, string_literal};
@@ -35,6 +37,24 @@ pub enum CompileError {
     },
     #[error("{metrics} {verb} no date, so it cannot be limited to a time range or broken down by day, week or month")]
     NoTimeColumn { metrics: String, verb: &'static str },
+    #[error(
+        "{metrics} {verb} linked to table '{table}' in {count} ways of the same length ({paths}), and I \
+         won't guess which one you mean; keep the one you mean in threadql.toml's joins (`threadql model` \
+         prints a start)"
+    )]
+    AmbiguousJoin {
+        metrics: String,
+        verb: &'static str,
+        table: String,
+        count: usize,
+        paths: String,
+    },
+    #[error("{metrics} {verb} several dates ({}), so I need to know which one the time range is about", options.join(", "))]
+    WhichDate {
+        metrics: String,
+        verb: &'static str,
+        options: Vec<String>,
+    },
     #[error("the model's expression for {0} cannot be combined with metrics that count other rows")]
     NotCombinable(String),
     #[error("the semantic model has a broken snippet: {0}")]
@@ -100,13 +120,22 @@ pub fn plan<'m>(query: &StructuredQuery, model: &'m SemanticModel) -> Result<Que
     let needs_time = query.time_range.is_some() || query.grain.is_some();
     let mut unreachable = None;
     let mut timeless = false;
+    let mut ambiguous = None;
+    let mut which_date = None;
     for fact in &candidates {
         let reachable = model.reachable_from(fact);
         if let Some(dimension) = dimensions.iter().find(|d| !reachable.contains(&d.table)) {
             unreachable.get_or_insert((dimension.name.clone(), dimension.table.clone()));
             continue;
         }
-        let time_column = chosen_time_column(query, model, fact);
+        let time_column = match chosen_time_column(query, model, fact) {
+            TimeChoice::One(column) => Some(column),
+            TimeChoice::Ask(options) if needs_time => {
+                which_date.get_or_insert(options);
+                continue;
+            }
+            TimeChoice::Ask(_) | TimeChoice::None => None,
+        };
         if needs_time && time_column.is_none() {
             timeless = true;
             continue;
@@ -125,20 +154,35 @@ pub fn plan<'m>(query: &StructuredQuery, model: &'m SemanticModel) -> Result<Que
         if let (true, Some(time)) = (needs_time, &time_column) {
             needed.push(time.table.clone());
         }
-        let tree = model.join_tree(fact);
+        let tree = model.join_paths(fact);
         // Walk back from every needed table to the fact, then keep the tree's (breadth-first)
         // order so each join's left side is already in the FROM clause.
         let mut keep: Vec<String> = Vec::new();
         for table in needed {
             let mut current = table;
-            while let Some((_, Some(join))) = tree.iter().find(|(name, _)| *name == current) {
+            while let Some(join) = tree.join_to(&current) {
                 if !keep.contains(&current) {
                     keep.push(current.clone());
                 }
                 current = join.from.table.clone();
             }
         }
+        if let Some((table, joins)) = keep
+            .iter()
+            .find_map(|table| Some((table, tree.alternatives(table)?)))
+        {
+            let paths: Vec<String> = joins.iter().map(|j| format!("{} = {}", j.from, j.to)).collect();
+            ambiguous.get_or_insert(CompileError::AmbiguousJoin {
+                metrics: metric_names.clone(),
+                verb,
+                table: table.clone(),
+                count: joins.len(),
+                paths: join_words(&paths).replace(" and ", " or "),
+            });
+            continue;
+        }
         let joins = tree
+            .reached
             .iter()
             .filter(|(name, _)| keep.contains(name))
             .filter_map(|(_, join)| *join)
@@ -148,6 +192,16 @@ pub fn plan<'m>(query: &StructuredQuery, model: &'m SemanticModel) -> Result<Que
             metrics: chosen,
             joins,
             time_column,
+        });
+    }
+    if let Some(error) = ambiguous {
+        return Err(error);
+    }
+    if let Some(options) = which_date {
+        return Err(CompileError::WhichDate {
+            metrics: metric_names,
+            verb: if verb == "is" { "has" } else { "have" },
+            options,
         });
     }
     match unreachable {
@@ -165,8 +219,8 @@ pub fn plan<'m>(query: &StructuredQuery, model: &'m SemanticModel) -> Result<Que
 }
 
 /// The date column named in the question ("paid in 2020") when the fact table reaches it, else
-/// the fact table's default one.
-fn chosen_time_column(query: &StructuredQuery, model: &SemanticModel, fact: &str) -> Option<ColumnRef> {
+/// the fact table's default one, else the dates to ask about.
+fn chosen_time_column(query: &StructuredQuery, model: &SemanticModel, fact: &str) -> TimeChoice {
     let named = query.time_column.as_deref().and_then(|named| {
         let (table, column) = named.split_once('.')?;
         let known = model.table(table)?.date_columns().contains(&column);
@@ -175,7 +229,10 @@ fn chosen_time_column(query: &StructuredQuery, model: &SemanticModel, fact: &str
             column: column.to_string(),
         })
     });
-    named.or_else(|| model.time_column_for(fact))
+    match named {
+        Some(column) => TimeChoice::One(column),
+        None => model.time_choice_for(fact),
+    }
 }
 
 /// Compiles a structured query into readable SQL in the warehouse's dialect.

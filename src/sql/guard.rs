@@ -6,6 +6,7 @@
 //! warehouse; and it re-parses its own output to prove the serialization means the same tree.
 use std::collections::HashSet;
 use std::ops::ControlFlow;
+use std::sync::{Arc, RwLock};
 
 use sqlparser::ast::{
     Expr, Fetch, LimitClause, ObjectName, ObjectNamePart, Query, SetExpr, Statement, TableFactor, Value, Visit, Visitor,
@@ -182,21 +183,41 @@ impl GuardError {
 /// name is `orders` (`orders`, `public.orders`); an entry `sales.orders` allows only references
 /// qualified as `sales.orders`. System catalogs are refused unless the set names them exactly
 /// as the query does (`pg_catalog.pg_tables`, `sqlite_master`).
+///
+/// Clones share the set: [`SqlGuard::set_allowed_relations`] on one (a reloaded schema) changes
+/// what every clone allows.
 #[derive(Debug, Clone)]
 pub struct SqlGuard {
     dialect: Dialect,
     /// Lower-cased relation names the user may read; `None` allows every non-system relation.
-    allowed_relations: Option<HashSet<String>>,
+    allowed_relations: Option<Arc<RwLock<Arc<HashSet<String>>>>>,
 }
 
 impl SqlGuard {
     pub fn new(dialect: Dialect, allowed_relations: Option<HashSet<String>>) -> Self {
-        let allowed_relations =
-            allowed_relations.map(|set| set.into_iter().map(|name| name.trim().to_lowercase()).collect());
         Self {
             dialect,
-            allowed_relations,
+            allowed_relations: allowed_relations.map(|set| Arc::new(RwLock::new(Arc::new(lowercased(set))))),
         }
+    }
+
+    /// Replaces the allowed relations of this guard and its clones; a guard that allows every
+    /// relation keeps doing so.
+    pub fn set_allowed_relations(&self, relations: HashSet<String>) {
+        let Some(shared) = &self.allowed_relations else { return };
+        let relations = Arc::new(lowercased(relations));
+        match shared.write() {
+            Ok(mut current) => *current = relations,
+            Err(poisoned) => *poisoned.into_inner() = relations,
+        }
+    }
+
+    fn allowed(&self) -> Option<Arc<HashSet<String>>> {
+        let shared = self.allowed_relations.as_ref()?;
+        Some(match shared.read() {
+            Ok(current) => current.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        })
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -221,8 +242,9 @@ impl SqlGuard {
             other => return Err(GuardError::NotAQuery(statement_kind(&other))),
         };
 
+        let allowed = self.allowed();
         let mut checker = Checker {
-            allowed: self.allowed_relations.as_ref(),
+            allowed: allowed.as_deref(),
             scopes: Vec::new(),
         };
         if let ControlFlow::Break(error) = query.visit(&mut checker) {
@@ -238,6 +260,10 @@ impl SqlGuard {
             _ => Err(GuardError::Unserializable),
         }
     }
+}
+
+fn lowercased(relations: HashSet<String>) -> HashSet<String> {
+    relations.into_iter().map(|name| name.trim().to_lowercase()).collect()
 }
 
 /// A short name for a refused statement ("INSERT", "DROP", "EXPLAIN") for the user's message.

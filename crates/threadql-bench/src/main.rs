@@ -6,6 +6,7 @@
 //! cargo run --release -p threadql-bench -- memory       # RSS per idle live thread actor
 //! cargo run --release -p threadql-bench -- activation   # activation from snapshot, snapshot writes/s
 //! cargo run --release -p threadql-bench -- e2e          # question -> posted answer
+//! cargo run --release -p threadql-bench -- model        # model of a 500-table schema, interpretation
 //! cargo run --release -p threadql-bench -- all
 //! ```
 //!
@@ -36,6 +37,8 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+mod model;
 
 use threadql::actors::{ThreadRegistry, UserMessage};
 use threadql::config::Config;
@@ -85,6 +88,9 @@ enum Scenario {
     Activation(ActivationArgs),
     /// Question -> posted answer through HTTP on the demo warehouse (rules interpreter).
     E2e(E2eArgs),
+    /// A model derived from a generated 500-table schema (start and refresh) and questions
+    /// interpreted over it (Postgres).
+    Model(model::ModelArgs),
     /// Every scenario with its defaults, each in its own process.
     All,
     /// One ingress variant in this process (started by `ingress`).
@@ -293,6 +299,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logs("e2e")?;
             e2e(args).await
         }
+        Scenario::Model(args) => {
+            init_logs("model")?;
+            model::run(args).await
+        }
         Scenario::All => all(),
         Scenario::FakeSlack => fake_slack_process(),
         Scenario::PerfSummary(args) => perf_summary(&args),
@@ -304,7 +314,7 @@ fn all() -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("Failed to find the bench executable")?;
     print_machine();
     let mut failed = Vec::new();
-    for scenario in ["ingress", "memory", "activation", "e2e"] {
+    for scenario in ["ingress", "memory", "activation", "e2e", "model"] {
         println!("\n## {scenario}\n");
         let status = std::process::Command::new(&exe)
             .arg(scenario)

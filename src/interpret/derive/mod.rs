@@ -5,7 +5,7 @@
 //! Pure: the caller reads the schema (and checks inferred joins against the data) and turns the
 //! result into model entries. The submodules depend on each other in one direction only:
 //! `joins` and `classify` read `names`.
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::domain::{Cardinality, ColumnFormat, ColumnKind, TableSchema};
 
@@ -19,7 +19,7 @@ pub(crate) mod fixtures;
 use classify::{classify_table, Attribute, ClassifiedColumn, ColumnRole, Measure};
 pub use joins::{accept_joins, Containment, JoinCandidate, JoinEvidence};
 pub use names::Vocabulary;
-use names::{comment_phrase, stem, ColumnWords, TableNames, TableNouns};
+use names::{comment_phrase, date_column_event, event_stem, stem, ColumnWords, TableNames, TableNouns};
 
 /// Words of a dimension too generic to stand alone: "status" becomes "order status" (with
 /// "status" a synonym while no other table has one).
@@ -50,6 +50,13 @@ const GENERIC_WORDS: &[&str] = &[
 ];
 
 /// Words of a date column kept for bookkeeping rather than for when things happen.
+/// Events that bring a row into being, the date a table's rows are counted at by default: an
+/// invoice is issued (then paid), a ticket opened (then closed).
+const STARTING_EVENTS: &[&str] = &[
+    "created", "issued", "opened", "placed", "registered", "signup", "started", "submitted", "booked", "posted",
+    "recorded", "logged", "occurred", "raised", "filed", "joined", "begun",
+];
+
 const AUDIT_WORDS: &[&str] = &[
     "updated",
     "modified",
@@ -302,21 +309,54 @@ fn qualify(noun: &str, phrase: &str) -> String {
 }
 
 /// The time column questions mean by default: the table's only date column; else the one
-/// named like the table's rows (`o_orderdate` in `orders`); else the first that is not kept
-/// for bookkeeping (`updated_at`), dates before timestamps.
+/// named like the table's rows (`o_orderdate` in `orders`) or the event that starts a row
+/// (`created_at`, `issued_on`, `signup_dt`);
+/// else, leaving out those kept for bookkeeping (`updated_at`), the one event they all date
+/// (`opened_on` and `opened_at`), dates before timestamps. Dates of different events
+/// (shipped, committed, received) have no default: a question is asked which one it means.
 fn choose_time_column(table: &TableSchema, nouns: &TableNouns, candidates: &[&ClassifiedColumn]) -> Option<String> {
     if let [only] = candidates {
         return Some(only.column.clone());
     }
     let noun_stems: Vec<String> = nouns.singular.split_whitespace().map(stem).collect();
     let names_the_rows = |c: &ClassifiedColumn| c.words.words.iter().any(|w| noun_stems.contains(&stem(w)));
+    let starts_the_row = |c: &ClassifiedColumn| {
+        c.words
+            .words
+            .iter()
+            .any(|w| STARTING_EVENTS.iter().any(|event| event_stem(event) == event_stem(w)))
+    };
     let bookkeeping = |c: &ClassifiedColumn| c.words.words.iter().any(|w| AUDIT_WORDS.contains(&w.as_str()));
     let is_date = |c: &ClassifiedColumn| table.column(&c.column).is_some_and(|c| c.kind == ColumnKind::Date);
-    candidates
+    let kept: Vec<(usize, &ClassifiedColumn)> = candidates
         .iter()
         .enumerate()
-        .min_by_key(|(position, c)| (!names_the_rows(c), bookkeeping(c), !is_date(c), *position))
-        .map(|(_, c)| c.column.clone())
+        .filter(|(_, c)| !bookkeeping(c))
+        .map(|(position, c)| (position, *c))
+        .collect();
+    let pool = if kept.is_empty() {
+        candidates.iter().copied().enumerate().collect()
+    } else {
+        kept
+    };
+    let best = |pool: &[(usize, &ClassifiedColumn)]| {
+        pool.iter()
+            .min_by_key(|(position, c)| (!names_the_rows(c), !is_date(c), *position))
+            .map(|(_, c)| c.column.clone())
+    };
+    let of_the_rows: Vec<(usize, &ClassifiedColumn)> = pool
+        .iter()
+        .copied()
+        .filter(|(_, c)| names_the_rows(c) || starts_the_row(c))
+        .collect();
+    if !of_the_rows.is_empty() {
+        return best(&of_the_rows);
+    }
+    let events: HashSet<Option<String>> = pool.iter().map(|(_, c)| date_column_event(&c.column)).collect();
+    if events.len() == 1 {
+        return best(&pool);
+    }
+    None
 }
 
 /// Synonyms without duplicates and without the name itself.
@@ -526,7 +566,8 @@ mod tests {
         assert_eq!(orders.time_column.as_deref(), Some("o_orderdate"));
         let lineitem = table(&model, "lineitem");
         assert_eq!(lineitem.time_columns, ["l_shipdate", "l_commitdate", "l_receiptdate"]);
-        assert_eq!(lineitem.time_column.as_deref(), Some("l_shipdate"));
+        // Shipped, committed and received: no date is the obvious one, so questions are asked.
+        assert_eq!(lineitem.time_column, None);
         assert_eq!(table(&model, "customer").time_column, None);
         assert_eq!(model.joins.len(), 4);
     }

@@ -17,7 +17,7 @@
 //! (reading its answer) and `transport` (HTTP, retries, the async-openai client); this file
 //! runs one question through them.
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use async_openai::config::OpenAIConfig;
@@ -28,14 +28,14 @@ use async_openai::Client;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::catalog::{Catalog, CatalogCache, CatalogLoader};
+use super::catalog::Catalog;
+use super::load::LoadedModel;
 use super::model::{output_alias, SemanticModel};
 use super::{InterpretError, InterpretRequest, Interpretation, Interpreter, LlmUsage, ProposedQuery};
 use crate::domain::ColumnFormat;
 use crate::metrics::Metrics;
 use crate::sql::Dialect;
 use crate::store::{AnsweredQuestion, StateStore};
-use crate::warehouse::{DescribeSettings, Warehouse};
 
 mod parsing;
 mod prompt;
@@ -52,15 +52,18 @@ pub use settings::{LlmSettings, OutputMode};
 use transport::{classify, openai_client, CallError};
 pub use transport::{http_client, RetryingTransport};
 
-/// How often the warehouse catalog is read again.
-const CATALOG_REFRESH: Duration = Duration::from_secs(3_600);
+/// What prompts are built from: the described warehouse and the semantic model.
+struct Knowledge {
+    catalog: Catalog,
+    model: SemanticModel,
+}
 
 /// Interprets questions with a language model.
 pub struct LlmInterpreter {
     client: Client<OpenAIConfig>,
     settings: LlmSettings,
-    catalog: Arc<CatalogCache>,
-    model: SemanticModel,
+    /// The catalog and model prompts are built from, replaced when the model is reloaded.
+    knowledge: RwLock<Arc<Knowledge>>,
     dialect: Dialect,
     store: Option<Arc<dyn StateStore>>,
     metrics: Option<Metrics>,
@@ -72,7 +75,7 @@ impl LlmInterpreter {
     /// Builds the client (no request is made until the first question).
     pub fn new(
         settings: LlmSettings,
-        catalog: Arc<CatalogCache>,
+        catalog: Catalog,
         model: SemanticModel,
         dialect: Dialect,
         store: Option<Arc<dyn StateStore>>,
@@ -83,35 +86,32 @@ impl LlmInterpreter {
             client,
             output: AtomicU8::new(settings.output.to_u8()),
             settings,
-            catalog,
-            model,
+            knowledge: RwLock::new(Arc::new(Knowledge { catalog, model })),
             dialect,
             store,
             metrics,
         })
     }
 
-    /// Builds the interpreter for a configured server: describes the warehouse (keys, comments
-    /// and values) and refreshes the description every hour.
-    pub async fn connect(
+    /// Builds the interpreter for a configured server over the loaded model and the described
+    /// warehouse.
+    pub fn connect(
         settings: LlmSettings,
-        warehouse: Arc<dyn Warehouse>,
-        model: SemanticModel,
+        loaded: &LoadedModel,
+        dialect: Dialect,
         store: Option<Arc<dyn StateStore>>,
         metrics: Option<Metrics>,
     ) -> anyhow::Result<Self> {
-        let dialect = warehouse.dialect();
-        let fallback = match warehouse.schema().await {
-            Ok(schema) => Catalog::from_schema(&schema),
-            Err(error) => {
-                tracing::warn!(%error, "Failed to read the warehouse schema for the catalog");
-                Catalog::default()
-            }
-        };
-        let loader = CatalogLoader::new(warehouse, DescribeSettings::default());
-        let catalog = CatalogCache::load(loader, fallback).await;
-        catalog.spawn_refresh(CATALOG_REFRESH);
-        Self::new(settings, catalog, model, dialect, store, metrics)
+        let catalog = Catalog::from_schema(&loaded.schema);
+        tracing::info!(tables = catalog.tables.len(), "Warehouse catalog loaded");
+        Self::new(settings, catalog, loaded.model.clone(), dialect, store, metrics)
+    }
+
+    fn knowledge(&self) -> Arc<Knowledge> {
+        match self.knowledge.read() {
+            Ok(knowledge) => knowledge.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 
     pub fn settings(&self) -> &LlmSettings {
@@ -131,19 +131,20 @@ impl LlmInterpreter {
 
     async fn system_prompt(&self, request: &InterpretRequest<'_>, output: OutputMode) -> String {
         let ranking_text = ranking_text(request);
-        let catalog = self.catalog.get();
+        let knowledge = self.knowledge();
+        let catalog = &knowledge.catalog;
         // The tables the current query already uses stay in the prompt.
         let pinned = request
             .current
             .map(|current| catalog.tables_in_sql(&current.sql))
             .unwrap_or_default();
-        let tables = catalog.relevant_tables(&ranking_text, &self.model, &pinned, self.settings.context);
+        let tables = catalog.relevant_tables(&ranking_text, &knowledge.model, &pinned, self.settings.context);
         let examples = self.examples(&ranking_text).await;
         system_prompt(&PromptContext {
             dialect: self.dialect,
             today: request.today,
             output,
-            model: &self.model,
+            model: &knowledge.model,
             tables: &tables,
             ranking_text: &ranking_text,
             examples: &examples,
@@ -293,7 +294,8 @@ impl LlmInterpreter {
 
     /// Display formats of the model's metrics, by the output column the prompt asks for.
     fn metric_formats(&self) -> Vec<(String, ColumnFormat)> {
-        self.model
+        self.knowledge()
+            .model
             .metrics
             .iter()
             .map(|metric| (output_alias(&metric.name), metric.format))
@@ -314,11 +316,23 @@ impl Interpreter for LlmInterpreter {
         Ok(self.interpretation("interpret", &request, answer, usage, None))
     }
 
+    fn reload(&self, loaded: &LoadedModel) {
+        let knowledge = Arc::new(Knowledge {
+            catalog: Catalog::from_schema(&loaded.schema),
+            model: loaded.model.clone(),
+        });
+        match self.knowledge.write() {
+            Ok(mut current) => *current = knowledge,
+            Err(poisoned) => *poisoned.into_inner() = knowledge,
+        }
+    }
+
     fn help(&self) -> String {
         let mut text = String::from(
             "Ask a question about your data in plain words and I'll write the SQL, run it read-only and answer here.",
         );
-        let metrics: Vec<String> = self
+        let knowledge = self.knowledge();
+        let metrics: Vec<String> = knowledge
             .model
             .metrics
             .iter()
@@ -330,13 +344,13 @@ impl Interpreter for LlmInterpreter {
         if !metrics.is_empty() {
             text.push_str(&format!("\n*Defined metrics:* {}", metrics.join(", ")));
         }
-        let dimensions: Vec<String> = self.model.dimensions.iter().map(|d| format!("`{}`", d.name)).collect();
+        let dimensions: Vec<String> = knowledge.model.dimensions.iter().map(|d| format!("`{}`", d.name)).collect();
         if !dimensions.is_empty() {
             text.push_str(&format!("\n*Break down by:* {}", dimensions.join(", ")));
         }
         text.push_str(&format!(
             "\nI know {} tables of the warehouse. Example: `revenue by region last month`.",
-            self.catalog.get().tables.len()
+            knowledge.catalog.tables.len()
         ));
         text
     }

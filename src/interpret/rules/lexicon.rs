@@ -22,6 +22,36 @@ pub(super) const REFINEMENT_WORDS: &[&str] = &[
 ];
 
 /// Words a time phrase may start with ("in May", "for the last 7 days").
+/// Words of a metric's name that make a higher value a worse one ("worst week for crashes").
+pub(super) const UNWANTED_MEASURES: &[&str] = &[
+    "refund",
+    "return",
+    "crash",
+    "error",
+    "failure",
+    "failed",
+    "churn",
+    "cancellation",
+    "cancelled",
+    "complaint",
+    "defect",
+    "bug",
+    "incident",
+    "outage",
+    "downtime",
+    "cost",
+    "expense",
+    "loss",
+    "latency",
+    "delay",
+    "bounce",
+    "chargeback",
+    "dispute",
+    "discount",
+    "debt",
+    "overdue",
+];
+
 pub(super) const PREPOSITIONS: &[&str] = &["in", "during", "for", "over", "within", "from", "on", "the"];
 
 /// One word of the user's text: lowercase for matching, original for replies.

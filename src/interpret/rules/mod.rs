@@ -4,16 +4,19 @@
 //! The parts: `lexicon` (splitting a text into words, the fixed word lists), `vocabulary` (the
 //! phrases of the model's metrics, dimensions and values), `reading` (words to parts) and
 //! `refinement` (parts applied to the thread's query or to a new one).
+use std::sync::{Arc, RwLock};
+
 use async_trait::async_trait;
 use chrono::NaiveDate;
 
 use super::derive::names::{plural, singular, split_identifier};
+use super::load::LoadedModel;
 use super::model::SemanticModel;
 use crate::domain::Cardinality;
 
 /// Metrics and breakdowns `help` lists before pointing at `help metrics`.
 const HELP_ITEMS: usize = 12;
-use super::query::{self, join_words};
+use super::query::{self, join_words, CompileError, StructuredQuery};
 use super::time::KNOWN_TIME_PHRASES;
 use super::{InterpretError, InterpretRequest, Interpretation, Interpreter, ProposedQuery};
 use crate::sql::Dialect;
@@ -31,9 +34,17 @@ use refinement::{apply, NotApplied};
 use vocabulary::Vocabulary;
 
 /// The deterministic interpreter over a semantic model and the dimensions' distinct values.
-#[derive(Debug, Clone)]
+/// The model can be replaced while questions are answered (see [`Interpreter::reload`]): each
+/// question reads the one current when it started.
+#[derive(Debug)]
 pub struct RulesInterpreter {
-    model: SemanticModel,
+    current: RwLock<Arc<Knowledge>>,
+}
+
+/// A model with the words derived from it.
+#[derive(Debug)]
+struct Knowledge {
+    model: Arc<SemanticModel>,
     dialect: Dialect,
     vocabulary: Vocabulary,
     values: Vec<(String, Vec<String>)>,
@@ -43,22 +54,42 @@ impl RulesInterpreter {
     /// `values` are each dimension's distinct values as read from the warehouse (see
     /// [`SemanticModel::distinct_values_sql`]); only those are accepted as filter values.
     pub fn new(model: SemanticModel, values: Vec<(String, Vec<String>)>, dialect: Dialect) -> Self {
+        Self {
+            current: RwLock::new(Arc::new(Knowledge::new(model, values, dialect))),
+        }
+    }
+
+    /// The model questions are answered with now.
+    pub fn model(&self) -> Arc<SemanticModel> {
+        self.knowledge().model.clone()
+    }
+
+    /// The synchronous core of [`Interpreter::interpret`].
+    pub fn interpret_text(&self, text: &str, current: Option<&ProposedQuery>, today: NaiveDate) -> Interpretation {
+        self.knowledge().interpret_text(text, current, today)
+    }
+
+    fn knowledge(&self) -> Arc<Knowledge> {
+        match self.current.read() {
+            Ok(current) => current.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
+impl Knowledge {
+    fn new(model: SemanticModel, values: Vec<(String, Vec<String>)>, dialect: Dialect) -> Self {
         let model = model.with_entity_counts();
         let vocabulary = Vocabulary::new(&model, &values);
         Self {
-            model,
+            model: Arc::new(model),
             dialect,
             vocabulary,
             values,
         }
     }
 
-    pub fn model(&self) -> &SemanticModel {
-        &self.model
-    }
-
-    /// The synchronous core of [`Interpreter::interpret`].
-    pub fn interpret_text(&self, text: &str, current: Option<&ProposedQuery>, today: NaiveDate) -> Interpretation {
+    fn interpret_text(&self, text: &str, current: Option<&ProposedQuery>, today: NaiveDate) -> Interpretation {
         let words = split_words(text);
         if words.len() > 1 && words.first().is_some_and(|w| w.lower == "help") {
             let topic: Vec<&str> = words.iter().skip(1).map(|w| w.lower.as_str()).collect();
@@ -81,6 +112,9 @@ impl RulesInterpreter {
             }
             Err(NotApplied::Answer(answer)) => return answer,
         };
+        if let Some(asked) = self.too_many_rows(&query) {
+            return Interpretation::Clarify(asked);
+        }
         match query::compile(&query, &self.model, self.dialect) {
             Ok(sql) => Interpretation::Query(Box::new(ProposedQuery {
                 sql,
@@ -90,8 +124,35 @@ impl RulesInterpreter {
                 explanation: String::new(),
                 usage: None,
             })),
+            Err(CompileError::WhichDate { options, .. }) => {
+                let quoted: Vec<String> = options.iter().map(|o| format!("\"{o}\"")).collect();
+                Interpretation::Clarify(format!(
+                    "Which date is that about: {}?",
+                    join_words(&quoted).replace(" and ", " or ")
+                ))
+            }
             Err(error) => Interpretation::NotUnderstood(format!("I can't answer that: {error}.")),
         }
+    }
+
+    /// A breakdown by a column with one value per row (names, comments) lists every row: it is
+    /// asked for as a top N, so the question is which top.
+    fn too_many_rows(&self, query: &StructuredQuery) -> Option<String> {
+        if query.top.is_some() {
+            return None;
+        }
+        let dimension = query
+            .dimensions
+            .iter()
+            .filter_map(|name| self.model.dimension(name))
+            .find(|dimension| dimension.cardinality == Cardinality::High)?;
+        let metric = query.metrics.first().map_or("revenue", String::as_str);
+        Some(format!(
+            "{} has about one value per row, too many to list. How many of the top ones: \"top 10\", \
+             \"top 5\"? (e.g. \"top 10 {} by {metric}\")",
+            capitalized(&dimension.name),
+            plural(&dimension.name)
+        ))
     }
 
     /// Names the words not understood and, when some metric or dimension is spelled close to
@@ -277,6 +338,14 @@ impl RulesInterpreter {
     }
 }
 
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
 /// How many metrics and dimensions a reply suggests for words it did not understand.
 const MAX_SUGGESTIONS: usize = 4;
 
@@ -308,12 +377,21 @@ impl Interpreter for RulesInterpreter {
         Ok(self.interpret_text(request.text, request.current, request.today))
     }
 
+    fn reload(&self, loaded: &LoadedModel) {
+        let dialect = self.knowledge().dialect;
+        let knowledge = Arc::new(Knowledge::new(loaded.model.clone(), loaded.values.clone(), dialect));
+        match self.current.write() {
+            Ok(mut current) => *current = knowledge,
+            Err(poisoned) => *poisoned.into_inner() = knowledge,
+        }
+    }
+
     fn help(&self) -> String {
         [
             "Ask a question with a metric, optional breakdowns, filters and a time range, e.g. \
              \"revenue by region last month\", \"orders by channel this year\", \"units by product top 10\"."
                 .to_string(),
-            self.vocabulary_help(),
+            self.knowledge().vocabulary_help(),
             "Then refine it in the thread: \"only EMEA\", \"exclude partner\", \"by week instead\", \
              \"and by channel\", \"top 5\", \"what about last year?\", \"orders instead\", \"and units\", \
              \"remove the region filter\", \"all time\", \"vs last year\", \"and the year before?\", \

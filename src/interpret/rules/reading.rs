@@ -45,7 +45,12 @@ pub(super) enum Part {
         joined: bool,
     },
     Time(TimeRange),
-    Top(TopN),
+    /// "top 5", "the highest"; `judged` when the word says good or bad ("best", "worst"):
+    /// which end that is depends on the metric (the worst week for crashes has the most).
+    Top {
+        top: TopN,
+        judged: bool,
+    },
     RemoveTop,
     /// "account balance" when customers and suppliers both have one: the metrics or dimensions
     /// the words may mean, resolved by what else the question names, else asked.
@@ -177,7 +182,8 @@ impl Reader<'_> {
                 .longest(rest)
                 .is_some_and(|(used, terms)| used > 1 && terms.iter().any(|t| matches!(t, Term::Metric(_))));
             if let Some((used, top)) = match_top(rest).filter(|_| !names_a_metric) {
-                reading.parts.push(Part::Top(top));
+                let judged = matches!(lower, "best" | "worst");
+                reading.parts.push(Part::Top { top, judged });
                 at += used;
                 // "the worst week for sessions": a superlative names the grain it ranks.
                 if let Some((grain_len, grain)) = match_grain_word(words.get(at..).unwrap_or_default()) {
@@ -229,7 +235,7 @@ impl Reader<'_> {
             if let Some((used, mut terms)) = term {
                 // "top 3 accounts by amount": after top N, a table's name is the breakdown
                 // (its name dimension), not the count of its rows.
-                let after_top = matches!(reading.parts.last(), Some(Part::Top(_)));
+                let after_top = matches!(reading.parts.last(), Some(Part::Top { .. }));
                 if after_top && terms.iter().any(|t| matches!(t, Term::Dimension(_))) {
                     terms.retain(|t| !matches!(t, Term::Metric(_)));
                 }
@@ -419,6 +425,12 @@ impl Reader<'_> {
                 return None;
             }
         }
+        // "ship date", the answer to "which date": the event with the word for a date.
+        let used = used
+            + usize::from(
+                rest.get(used)
+                    .is_some_and(|w| matches!(w.lower.as_str(), "date" | "dates" | "day" | "time")),
+            );
         let text = rest
             .get(..used)?
             .iter()

@@ -1,7 +1,9 @@
 //! Applying what was read to a query: the thread's current query when the text refines it
 //! ("only EMEA", "by week instead", "top 5", "remove the region filter"), or an empty query for
 //! a new question, which the same rules then fill from nothing.
+use super::lexicon::UNWANTED_MEASURES;
 use super::reading::{GroupItem, Part, Reading, ValueMention};
+use crate::interpret::derive::names::stem;
 use crate::interpret::model::SemanticModel;
 use crate::interpret::query::{self, join_words, Filter, Grain, Sort, SortKey, StructuredQuery, TimeRange};
 use crate::interpret::time::previous_period;
@@ -219,7 +221,14 @@ pub(super) fn apply(
     apply_time(parts, refining, &mut query)?;
     for part in parts {
         match part {
-            Part::Top(top) => query.top = Some(*top),
+            Part::Top { top, judged } => {
+                let mut top = *top;
+                // "the worst week for crashes" is the week with the most of them.
+                if *judged && query.metrics.first().is_some_and(|m| higher_is_worse(m, model)) {
+                    top.largest_first = !top.largest_first;
+                }
+                query.top = Some(top);
+            }
             Part::Share => query.share = true,
             Part::Sort { by, descending } => {
                 let by = by
@@ -244,6 +253,19 @@ pub(super) fn apply(
         ))));
     }
     Ok(query)
+}
+
+/// A metric counting something nobody wants more of (refunds, crashes, costs), by the words of
+/// its name and synonyms: for it, "best" is the lowest value and "worst" the highest.
+fn higher_is_worse(metric: &str, model: &SemanticModel) -> bool {
+    let Some(metric) = model.metric(metric) else { return false };
+    std::iter::once(&metric.name)
+        .chain(&metric.synonyms)
+        .flat_map(|phrase| phrase.split_whitespace())
+        .any(|word| {
+            let word = stem(word);
+            UNWANTED_MEASURES.iter().any(|unwanted| stem(unwanted) == word)
+        })
 }
 
 /// The time range and the period compared with it: one range replaces the current one; two
