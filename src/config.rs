@@ -311,9 +311,8 @@ impl Config {
         let idle_after = Duration::from_secs(positive(get(THREADQL_IDLE_SECS), THREADQL_IDLE_SECS, 900)? as u64);
         let shutdown_grace =
             Duration::from_secs(positive(get(THREADQL_SHUTDOWN_GRACE), THREADQL_SHUTDOWN_GRACE, 20)? as u64);
-        let model_refresh = Duration::from_secs(
-            positive(get(THREADQL_MODEL_REFRESH_SECS), THREADQL_MODEL_REFRESH_SECS, 3_600)? as u64,
-        );
+        let model_refresh =
+            Duration::from_secs(positive(get(THREADQL_MODEL_REFRESH_SECS), THREADQL_MODEL_REFRESH_SECS, 3_600)? as u64);
         let timezone = match get(THREADQL_TIMEZONE) {
             Some(zone) => zone.parse::<chrono_tz::Tz>().map_err(|_| {
                 ConfigError::new(

@@ -87,7 +87,9 @@ impl Shop {
         ]);
         let config = Config::from_lookup(|name| vars.get(name).cloned()).unwrap();
         let warehouse = threadql::startup::connect_warehouse(&config).await.unwrap();
-        let loaded = load_model(&config, warehouse.as_ref(), config.query_timeout).await.unwrap();
+        let loaded = load_model(&config, warehouse.as_ref(), config.query_timeout)
+            .await
+            .unwrap();
         let interpreter = RulesInterpreter::new(loaded.model, loaded.values, warehouse.dialect());
         Shop {
             config,

@@ -133,7 +133,9 @@ impl Derived {
     /// The server's steps: connect, load the model (configured or derived), read the values.
     async fn from_config(engine: &'static str, url: &str, config: &Config) -> Self {
         let warehouse = connect_warehouse(config).await.unwrap();
-        let loaded = load_model(config, warehouse.as_ref(), config.query_timeout).await.unwrap();
+        let loaded = load_model(config, warehouse.as_ref(), config.query_timeout)
+            .await
+            .unwrap();
         let interpreter = RulesInterpreter::new(loaded.model, loaded.values, warehouse.dialect());
         Self {
             engine,
@@ -319,7 +321,11 @@ async fn run_schema(engine: Engine, statements: &str, cases: &[Case], clarificat
     let path = dir.path().join("threadql.toml");
     std::fs::write(&path, &model).unwrap();
     let configured = Derived::from_config(derived.engine, &derived.url, &config_for(&derived.url, Some(&path))).await;
-    assert_eq!(*configured.model(), *derived.model(), "the model read back from its TOML differs");
+    assert_eq!(
+        *configured.model(),
+        *derived.model(),
+        "the model read back from its TOML differs"
+    );
     for failure in configured.check_all(cases).await {
         failures.push(format!("from the printed model: {failure}"));
     }
@@ -809,7 +815,9 @@ async fn a_table_created_after_start_is_answered_after_the_model_refresh() {
     .await;
     let config = config_for(&url, None);
     let warehouse = connect_warehouse(&config).await.unwrap();
-    let loaded = load_model(&config, warehouse.as_ref(), config.query_timeout).await.unwrap();
+    let loaded = load_model(&config, warehouse.as_ref(), config.query_timeout)
+        .await
+        .unwrap();
     let guard = SqlGuard::new(warehouse.dialect(), Some(loaded.relations()));
     let rules = Arc::new(RulesInterpreter::new(loaded.model, loaded.values, warehouse.dialect()));
     let interpreter: Arc<dyn Interpreter> = rules.clone();
@@ -823,7 +831,10 @@ async fn a_table_created_after_start_is_answered_after_the_model_refresh() {
     .execute(&PgPool::connect(&url).await.unwrap())
     .await
     .unwrap();
-    assert!(guard.check("SELECT COUNT(*) FROM tickets", 1).is_err(), "the guard knows only the start's tables");
+    assert!(
+        guard.check("SELECT COUNT(*) FROM tickets", 1).is_err(),
+        "the guard knows only the start's tables"
+    );
 
     // Act
     refresh.refresh().await.unwrap();

@@ -14,6 +14,7 @@ use serde_json::Value;
 use sqlx::{Connection, Executor, PgConnection, Row};
 use threadql::config::OpenAiConfig;
 use threadql::domain::{ThreadKey, Turn};
+use threadql::interpret::catalog::Catalog;
 use threadql::interpret::{
     InterpretError, InterpretRequest, Interpretation, Interpreter, LlmInterpreter, LlmSettings, LlmUsage,
     ProposedQuery, SemanticModel,
@@ -21,7 +22,6 @@ use threadql::interpret::{
 use threadql::metrics::Metrics;
 use threadql::store::{PostgresStore, QueryRecord, QueryStatus, StateStore};
 use threadql::warehouse::postgres::PostgresWarehouse;
-use threadql::interpret::catalog::Catalog;
 use threadql::warehouse::{DescribeSettings, Warehouse};
 use threadql_testkit::{
     app_mention, new_channel, new_ts, post_text, spawn_app_with, thread_reply, TestApp, TestDatabase,

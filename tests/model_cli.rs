@@ -166,3 +166,35 @@ async fn the_printed_model_of_an_unmodelled_warehouse_loads_back_to_the_same_mod
     // Assert: the same model, nothing derived twice.
     assert_eq!(body(&again), body(&printed));
 }
+
+#[test]
+fn the_demo_model_in_use_counts_the_tables_it_only_joins() {
+    // Arrange: the demo data set, no WAREHOUSE_URL.
+    let workdir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_threadql"))
+        .arg("model")
+        .current_dir(workdir.path())
+        .env_remove("DATABASE_URL")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("THREADQL_CONFIG")
+        .env_remove("WAREHOUSE_URL")
+        .env("THREADQL_DEMO_WAREHOUSE", workdir.path().join("demo.db"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let printed = String::from_utf8(output.stdout).unwrap();
+
+    // Act
+    let model = SemanticModel::from_toml_str(&printed).unwrap_or_else(|e| panic!("{e}\n{printed}"));
+
+    // Assert: the model every interpreter is given (the LLM's too) counts products and
+    // customers, which the demo model's metrics only join to.
+    for table in ["products", "customers"] {
+        let count = model
+            .metrics
+            .iter()
+            .find(|m| m.table == table && m.expression == "COUNT(*)")
+            .unwrap_or_else(|| panic!("no count of {table}\n{printed}"));
+        assert!(count.name.contains(table), "{}", count.name);
+    }
+}

@@ -54,7 +54,12 @@ pub struct ModelRefresh {
 }
 
 impl ModelRefresh {
-    pub fn new(config: Config, warehouse: Arc<dyn Warehouse>, interpreter: Arc<dyn Interpreter>, guard: SqlGuard) -> Self {
+    pub fn new(
+        config: Config,
+        warehouse: Arc<dyn Warehouse>,
+        interpreter: Arc<dyn Interpreter>,
+        guard: SqlGuard,
+    ) -> Self {
         Self {
             config,
             warehouse,

@@ -139,7 +139,10 @@ pub struct JoinTree<'m> {
 impl<'m> JoinTree<'m> {
     /// The join reaching `table` on its shortest path (`None` for the root or an unreachable table).
     pub fn join_to(&self, table: &str) -> Option<&'m Join> {
-        self.reached.iter().find(|(name, _)| name == table).and_then(|(_, join)| *join)
+        self.reached
+            .iter()
+            .find(|(name, _)| name == table)
+            .and_then(|(_, join)| *join)
     }
 
     /// The joins of equal length that reach `table`, when the model cannot choose between them.
@@ -575,7 +578,11 @@ impl SemanticModel {
                 let names = vocabulary.table_names(&name, &columns);
                 let phrases = dates
                     .iter()
-                    .map(|column| names.words_of(column).map_or(column.to_string(), |words| words.phrase()))
+                    .map(|column| {
+                        names
+                            .words_of(column)
+                            .map_or(column.to_string(), |words| words.phrase())
+                    })
                     .collect();
                 return TimeChoice::Ask(phrases);
             }
@@ -589,16 +596,16 @@ impl SemanticModel {
     /// lists no types) becomes its time column. A name that is already a dimension's ("products"
     /// is the product breakdown) is only used after "number of", "how many" and the like.
     pub fn with_entity_counts(mut self) -> Self {
+        let joined: HashSet<&str> = self.joins.iter().map(|j| j.to.table.as_str()).collect();
+        let measured: HashSet<String> = self
+            .metrics
+            .iter()
+            .flat_map(|m| m.definitions().into_iter().map(|d| d.table))
+            .collect();
         let targets: Vec<String> = self
             .tables
             .iter()
-            .filter(|t| self.joins.iter().any(|j| j.to.table == t.name))
-            .filter(|t| {
-                !self
-                    .metrics
-                    .iter()
-                    .any(|m| m.definitions().iter().any(|d| d.table == t.name))
-            })
+            .filter(|t| joined.contains(t.name.as_str()) && !measured.contains(&t.name))
             .map(|t| t.name.clone())
             .collect();
         for name in targets {
@@ -1021,7 +1028,9 @@ column = "name"
         let model = role_playing(true);
         let error = crate::interpret::query::plan(&query("invoices", "user"), &model).map(|plan| plan.fact);
         match error {
-            Err(crate::interpret::query::CompileError::AmbiguousJoin { table, count, paths, .. }) => {
+            Err(crate::interpret::query::CompileError::AmbiguousJoin {
+                table, count, paths, ..
+            }) => {
                 assert_eq!((table.as_str(), count), ("users", 2));
                 assert!(paths.contains("invoices.created_by = users.id"), "{paths}");
                 assert!(paths.contains("invoices.approved_by = users.id"), "{paths}");
@@ -1032,7 +1041,10 @@ column = "name"
         let plan = crate::interpret::query::plan(&query("invoices", "department"), &model)
             .unwrap_or_else(|error| panic!("{error}"));
         assert_eq!(plan.joins.len(), 1);
-        assert_eq!(plan.joins.first().map(|j| j.from.column.as_str()), Some("department_id"));
+        assert_eq!(
+            plan.joins.first().map(|j| j.from.column.as_str()),
+            Some("department_id")
+        );
     }
 
     #[test]

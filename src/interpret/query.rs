@@ -167,10 +167,7 @@ pub fn plan<'m>(query: &StructuredQuery, model: &'m SemanticModel) -> Result<Que
                 current = join.from.table.clone();
             }
         }
-        if let Some((table, joins)) = keep
-            .iter()
-            .find_map(|table| Some((table, tree.alternatives(table)?)))
-        {
+        if let Some((table, joins)) = keep.iter().find_map(|table| Some((table, tree.alternatives(table)?))) {
             let paths: Vec<String> = joins.iter().map(|j| format!("{} = {}", j.from, j.to)).collect();
             ambiguous.get_or_insert(CompileError::AmbiguousJoin {
                 metrics: metric_names.clone(),

@@ -53,8 +53,23 @@ const GENERIC_WORDS: &[&str] = &[
 /// Events that bring a row into being, the date a table's rows are counted at by default: an
 /// invoice is issued (then paid), a ticket opened (then closed).
 const STARTING_EVENTS: &[&str] = &[
-    "created", "issued", "opened", "placed", "registered", "signup", "started", "submitted", "booked", "posted",
-    "recorded", "logged", "occurred", "raised", "filed", "joined", "begun",
+    "created",
+    "issued",
+    "opened",
+    "placed",
+    "registered",
+    "signup",
+    "started",
+    "submitted",
+    "booked",
+    "posted",
+    "recorded",
+    "logged",
+    "occurred",
+    "raised",
+    "filed",
+    "joined",
+    "begun",
 ];
 
 const AUDIT_WORDS: &[&str] = &[

@@ -344,7 +344,12 @@ impl Interpreter for LlmInterpreter {
         if !metrics.is_empty() {
             text.push_str(&format!("\n*Defined metrics:* {}", metrics.join(", ")));
         }
-        let dimensions: Vec<String> = knowledge.model.dimensions.iter().map(|d| format!("`{}`", d.name)).collect();
+        let dimensions: Vec<String> = knowledge
+            .model
+            .dimensions
+            .iter()
+            .map(|d| format!("`{}`", d.name))
+            .collect();
         if !dimensions.is_empty() {
             text.push_str(&format!("\n*Break down by:* {}", dimensions.join(", ")));
         }

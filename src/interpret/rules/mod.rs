@@ -4,6 +4,7 @@
 //! The parts: `lexicon` (splitting a text into words, the fixed word lists), `vocabulary` (the
 //! phrases of the model's metrics, dimensions and values), `reading` (words to parts) and
 //! `refinement` (parts applied to the thread's query or to a new one).
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
@@ -48,6 +49,8 @@ struct Knowledge {
     dialect: Dialect,
     vocabulary: Vocabulary,
     values: Vec<(String, Vec<String>)>,
+    /// [`Knowledge::vocabulary_help`], written once: it is the same for every question.
+    summary: String,
 }
 
 impl RulesInterpreter {
@@ -81,12 +84,20 @@ impl Knowledge {
     fn new(model: SemanticModel, values: Vec<(String, Vec<String>)>, dialect: Dialect) -> Self {
         let model = model.with_entity_counts();
         let vocabulary = Vocabulary::new(&model, &values);
-        Self {
+        let mut knowledge = Self {
             model: Arc::new(model),
             dialect,
             vocabulary,
             values,
-        }
+            summary: String::new(),
+        };
+        knowledge.summary = knowledge.summarize();
+        knowledge
+    }
+
+    /// What this interpreter knows, for replies and `help`.
+    fn vocabulary_help(&self) -> String {
+        self.summary.clone()
     }
 
     fn interpret_text(&self, text: &str, current: Option<&ProposedQuery>, today: NaiveDate) -> Interpretation {
@@ -201,12 +212,13 @@ impl Knowledge {
 
     /// Tables ranked by how central they are: the number of joins touching them, so the facts
     /// and hubs of a derived model come before its lookup and audit tables.
-    fn centrality(&self, table: &str) -> usize {
-        self.model
-            .joins
-            .iter()
-            .filter(|j| j.from.table == table || j.to.table == table)
-            .count()
+    fn centrality(&self) -> HashMap<&str, usize> {
+        let mut joins = HashMap::new();
+        for join in &self.model.joins {
+            *joins.entry(join.from.table.as_str()).or_default() += 1;
+            *joins.entry(join.to.table.as_str()).or_default() += 1;
+        }
+        joins
     }
 
     /// `help metrics`, `help dimensions`, `help <table>`: everything, not only the first few.
@@ -283,7 +295,9 @@ impl Knowledge {
 
     /// What this interpreter knows, for replies and `help`: on a large model only the most
     /// central tables' metrics and breakdowns; names, phones and comments are not breakdowns.
-    fn vocabulary_help(&self) -> String {
+    fn summarize(&self) -> String {
+        let centrality = self.centrality();
+        let central = |table: &str| std::cmp::Reverse(centrality.get(table).copied().unwrap_or_default());
         let mut metrics: Vec<&crate::interpret::model::Metric> = self.model.metrics.iter().collect();
         let mut dimensions: Vec<&crate::interpret::model::Dimension> = self
             .model
@@ -294,11 +308,11 @@ impl Knowledge {
         let more_metrics = metrics.len().saturating_sub(HELP_ITEMS);
         let more_dimensions = dimensions.len().saturating_sub(HELP_ITEMS);
         if more_metrics > 0 {
-            metrics.sort_by_key(|m| std::cmp::Reverse(self.centrality(&m.table)));
+            metrics.sort_by_key(|m| central(&m.table));
             metrics.truncate(HELP_ITEMS);
         }
         if more_dimensions > 0 {
-            dimensions.sort_by_key(|d| std::cmp::Reverse(self.centrality(&d.table)));
+            dimensions.sort_by_key(|d| central(&d.table));
             dimensions.truncate(HELP_ITEMS);
         }
         let metrics: Vec<String> = metrics

@@ -258,7 +258,9 @@ pub(super) fn apply(
 /// A metric counting something nobody wants more of (refunds, crashes, costs), by the words of
 /// its name and synonyms: for it, "best" is the lowest value and "worst" the highest.
 fn higher_is_worse(metric: &str, model: &SemanticModel) -> bool {
-    let Some(metric) = model.metric(metric) else { return false };
+    let Some(metric) = model.metric(metric) else {
+        return false;
+    };
     std::iter::once(&metric.name)
         .chain(&metric.synonyms)
         .flat_map(|phrase| phrase.split_whitespace())

@@ -18,20 +18,19 @@ pub(super) enum Term {
     Value { dimension: String, value: String },
 }
 
-#[derive(Debug, Clone)]
-struct Entry {
-    words: Vec<String>,
-    /// The words' stems, so "deliveries" finds "delivery" when no phrase matches as written.
-    stems: Vec<String>,
-    term: Term,
-}
-
-/// Phrases of metrics, dimensions and dimension values, indexed by their first word (and by
-/// its stem), and the events the tables' date columns date.
+/// Phrases of metrics, dimensions and dimension values by their words (and by their words'
+/// stems), and the events the tables' date columns date. A phrase is found by hashing the
+/// words at a position, longest first: the cost of a lookup does not grow with the model.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Vocabulary {
-    by_first_word: HashMap<String, Vec<Entry>>,
-    by_first_stem: HashMap<String, Vec<Entry>>,
+    phrases: HashMap<Vec<String>, Vec<Term>>,
+    /// The same phrases by the stems of their words, so "deliveries" finds "delivery" when no
+    /// phrase matches as written (values excepted: a stem of "Paid" must not mean "payment").
+    stemmed: HashMap<Vec<String>, Vec<Term>>,
+    /// Words in the longest phrase.
+    longest_phrase: usize,
+    /// Metrics named by one word, by its [`word_stem`] ("crash" -> crashes).
+    one_word_metrics: HashMap<String, String>,
     /// Event stems ("issu", "pay") to the date columns (`table.column`) they date.
     events: HashMap<String, Vec<String>>,
 }
@@ -126,26 +125,20 @@ impl Vocabulary {
 
     fn add(&mut self, phrase: &str, term: Term) {
         let words: Vec<String> = split_words(phrase).into_iter().map(|w| w.lower).collect();
-        let Some(first) = words.first().cloned() else { return };
-        let stems: Vec<String> = words.iter().map(|w| stem(w)).collect();
-        let entry = Entry {
-            words: words.clone(),
-            stems: stems.clone(),
-            term: term.clone(),
-        };
-        // Values are matched as written only: a stem of "Paid" must not filter on "payment".
+        if words.is_empty() {
+            return;
+        }
+        self.longest_phrase = self.longest_phrase.max(words.len());
+        if let (Term::Metric(name), [only]) = (&term, words.as_slice()) {
+            self.one_word_metrics
+                .entry(word_stem(only).to_string())
+                .or_insert_with(|| name.clone());
+        }
         if !matches!(term, Term::Value { .. }) {
-            if let Some(first_stem) = stems.first() {
-                let by_stem = self.by_first_stem.entry(first_stem.clone()).or_default();
-                if !by_stem.iter().any(|e| e.stems == stems && e.term == term) {
-                    by_stem.push(entry.clone());
-                }
-            }
+            let stems: Vec<String> = words.iter().map(|w| stem(w)).collect();
+            push_unique(self.stemmed.entry(stems).or_default(), &term);
         }
-        let entries = self.by_first_word.entry(first).or_default();
-        if !entries.iter().any(|e| e.words == words && e.term == term) {
-            entries.push(entry);
-        }
+        push_unique(self.phrases.entry(words).or_default(), &term);
     }
 
     /// The date columns (`table.column`) an event phrase at the start of `words` dates
@@ -173,58 +166,33 @@ impl Vocabulary {
         if stem.len() < 4 {
             return None;
         }
-        self.by_first_word
-            .values()
-            .flatten()
-            .find_map(|entry| match (&entry.term, entry.words.as_slice()) {
-                (Term::Metric(name), [only]) if word_stem(only) == stem => Some(name.clone()),
-                _ => None,
-            })
+        self.one_word_metrics.get(stem).cloned()
     }
 
     /// The longest phrase at the start of `words` and every term it names: as written, else
     /// word stem by word stem ("deliveries", "channels").
     pub(super) fn longest(&self, words: &[Word]) -> Option<(usize, Vec<Term>)> {
-        let first = words.first()?;
-        if let Some(found) = self
-            .by_first_word
-            .get(&first.lower)
-            .and_then(|entries| longest_of(entries, words, |entry, i, word| entry.words.get(i) == Some(&word.lower)))
-        {
+        let most = self.longest_phrase.min(words.len());
+        let lowered: Vec<String> = words.get(..most)?.iter().map(|w| w.lower.clone()).collect();
+        if let Some(found) = longest_in(&self.phrases, &lowered) {
             return Some(found);
         }
-        let entries = self.by_first_stem.get(&stem(&first.lower))?;
-        // Each word is stemmed once, when an entry first reaches it (`all` goes in order).
-        let mut stems: Vec<String> = Vec::new();
-        longest_of(entries, words, |entry, i, word| {
-            if stems.len() == i {
-                stems.push(stem(&word.lower));
-            }
-            entry.stems.get(i) == stems.get(i)
-        })
+        let stems: Vec<String> = lowered.iter().map(|w| stem(w)).collect();
+        longest_in(&self.stemmed, &stems)
     }
 }
 
-/// The longest of `entries` whose words all match the start of `words` by `same`.
-fn longest_of(
-    entries: &[Entry],
-    words: &[Word],
-    mut same: impl FnMut(&Entry, usize, &Word) -> bool,
-) -> Option<(usize, Vec<Term>)> {
-    let mut best: Option<(usize, Vec<Term>)> = None;
-    for entry in entries {
-        let len = entry.words.len();
-        let matches = words.len() >= len && words.iter().take(len).enumerate().all(|(i, word)| same(entry, i, word));
-        if !matches {
-            continue;
-        }
-        match &mut best {
-            Some((best_len, terms)) if *best_len == len => terms.push(entry.term.clone()),
-            Some((best_len, _)) if *best_len > len => {}
-            _ => best = Some((len, vec![entry.term.clone()])),
-        }
+/// The longest prefix of `words` that `phrases` holds, with its terms.
+fn longest_in(phrases: &HashMap<Vec<String>, Vec<Term>>, words: &[String]) -> Option<(usize, Vec<Term>)> {
+    (1..=words.len())
+        .rev()
+        .find_map(|len| Some((len, phrases.get(words.get(..len)?)?.clone())))
+}
+
+fn push_unique(terms: &mut Vec<Term>, term: &Term) {
+    if !terms.contains(term) {
+        terms.push(term.clone());
     }
-    best
 }
 
 /// A word without its inflection ("crashed", "crashes" -> "crash"), enough to tie a verb to a
