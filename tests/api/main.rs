@@ -10,3 +10,4 @@ mod slack_features;
 mod slack_ingress;
 mod socket_mode;
 mod threads;
+mod traces;
