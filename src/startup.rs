@@ -30,7 +30,7 @@ use crate::slack::web_api::{Outbox, SlackWebApi};
 use crate::sql::SqlGuard;
 use crate::store::StateStore;
 use crate::telemetry::RequestSpan;
-use crate::turn::{Replier, ThreadServices, TurnLimits};
+use crate::turn::{CompletionSpans, Replier, ThreadServices, TurnLimits};
 use crate::warehouse::postgres::PostgresWarehouse;
 use crate::warehouse::sqlite::SqliteWarehouse;
 use crate::warehouse::{demo, Warehouse};
@@ -113,8 +113,13 @@ impl Backends {
 
     /// Thread-actor services replying through `replier`.
     pub fn thread_services(&self, config: &Config, replier: Arc<dyn Replier>) -> Arc<ThreadServices> {
+        // Each chat completion is a span of the turn's trace.
+        let interpreter: Arc<dyn Interpreter> = match &config.openai {
+            Some(openai) => Arc::new(CompletionSpans::new(self.interpreter.clone(), openai.model.clone())),
+            None => self.interpreter.clone(),
+        };
         Arc::new(ThreadServices {
-            interpreter: self.interpreter.clone(),
+            interpreter,
             guard: self.guard.clone(),
             warehouse: self.warehouse.clone(),
             store: self.store.clone(),
