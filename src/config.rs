@@ -511,6 +511,20 @@ mod tests {
     }
 
     #[test]
+    fn metrics_listen_is_an_address_of_its_own() {
+        let config = config_from(&[(THREADQL_METRICS_LISTEN, "0.0.0.0:9100")]).unwrap();
+        assert_eq!(
+            config.metrics_listen.map(|a| a.to_string()).as_deref(),
+            Some("0.0.0.0:9100")
+        );
+        assert_eq!(
+            config.listen.to_string(),
+            "127.0.0.1:3000",
+            "the main listener is unchanged"
+        );
+    }
+
+    #[test]
     fn each_bad_value_is_reported_with_its_variable() {
         let cases = [
             (THREADQL_LISTEN, "not-an-address"),
