@@ -159,6 +159,7 @@ impl ThreadActor {
         let services = self.services.clone();
         // Every log line of the turn (interpreter, warehouse, Slack) carries the thread key; the
         // span continues the ingress span's trace (the actor hop loses the implicit context).
+        let intent = intent_of(&message.command);
         let parent = std::mem::replace(&mut message.span, tracing::Span::none());
         let span = tracing::info_span!(
             parent: &parent,
@@ -166,12 +167,11 @@ impl ThreadActor {
             thread_key = %key,
             event_id = %message.event_id,
             user = %message.user,
-            intent = intent_of(&message.command),
+            intent,
         );
         drop(parent);
         // Fired after everything the turn says, the apology for a panic included.
         let done = message.done.take();
-        let intent = intent_of(&message.command);
         // Counted in the backlog until the turn is over, not only until it starts.
         let ticket = message.ticket.take();
         let request = message.into_request();
