@@ -10,6 +10,7 @@ use secrecy::SecretString;
 use url::Url;
 
 pub const THREADQL_LISTEN: &str = "THREADQL_LISTEN";
+pub const THREADQL_METRICS_LISTEN: &str = "THREADQL_METRICS_LISTEN";
 pub const SLACK_SIGNING_SECRET: &str = "SLACK_SIGNING_SECRET";
 pub const SLACK_BOT_TOKEN: &str = "SLACK_BOT_TOKEN";
 pub const SLACK_APP_TOKEN: &str = "SLACK_APP_TOKEN";
@@ -155,6 +156,9 @@ pub struct OpenAiConfig {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// A separate listener for `/metrics` (then not served on `listen`), so that the metrics
+    /// need not be public; `None` serves them on `listen`.
+    pub metrics_listen: Option<SocketAddr>,
     pub slack: SlackConfig,
     pub database_url: ConnectionUrl,
     pub redis_url: Option<ConnectionUrl>,
@@ -207,6 +211,10 @@ impl Config {
         let secret = |name: &str| get(name).map(SecretString::from);
 
         let listen = parse_or(get(THREADQL_LISTEN), THREADQL_LISTEN, "127.0.0.1:3000".parse().ok())?;
+        let metrics_listen = match get(THREADQL_METRICS_LISTEN) {
+            Some(value) => Some(parse_or(Some(value), THREADQL_METRICS_LISTEN, None)?),
+            None => None,
+        };
         let api_url = get(SLACK_API_URL).unwrap_or_else(|| DEFAULT_SLACK_API_URL.to_string());
         let api_url = parse_url_with_slash(&api_url, SLACK_API_URL)?;
         let bot_token = secret(SLACK_BOT_TOKEN);
@@ -360,6 +368,7 @@ impl Config {
         };
         Ok(Self {
             listen,
+            metrics_listen,
             slack,
             database_url: ConnectionUrl::new(database_url),
             redis_url: redis_url.map(ConnectionUrl::new),
@@ -491,6 +500,7 @@ mod tests {
     fn defaults_match_the_documented_table() {
         let config = config_from(&[]).unwrap();
         assert_eq!(config.listen.to_string(), "127.0.0.1:3000");
+        assert_eq!(config.metrics_listen, None, "metrics on the main listener");
         assert_eq!(config.slack.api_url.as_str(), "https://slack.com/api/");
         assert_eq!(config.database_url.expose(), "sqlite://threadql.db");
         assert_eq!(
@@ -508,9 +518,24 @@ mod tests {
     }
 
     #[test]
+    fn metrics_listen_is_an_address_of_its_own() {
+        let config = config_from(&[(THREADQL_METRICS_LISTEN, "0.0.0.0:9100")]).unwrap();
+        assert_eq!(
+            config.metrics_listen.map(|a| a.to_string()).as_deref(),
+            Some("0.0.0.0:9100")
+        );
+        assert_eq!(
+            config.listen.to_string(),
+            "127.0.0.1:3000",
+            "the main listener is unchanged"
+        );
+    }
+
+    #[test]
     fn each_bad_value_is_reported_with_its_variable() {
         let cases = [
             (THREADQL_LISTEN, "not-an-address"),
+            (THREADQL_METRICS_LISTEN, ":9100"),
             (THREADQL_MAX_ROWS, "0"),
             (THREADQL_QUERY_TIMEOUT_SECS, "soon"),
             (THREADQL_TIMEZONE, "Mars/Olympus"),

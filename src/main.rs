@@ -7,6 +7,7 @@ use threadql::config::Config;
 const ENVIRONMENT_HELP: &str = "\
 Configuration (environment, or a .env file):
   THREADQL_LISTEN                 HTTP listen address [127.0.0.1:3000]
+  THREADQL_METRICS_LISTEN         separate listener for /metrics, e.g. 0.0.0.0:9100 [unset: on THREADQL_LISTEN]
   SLACK_SIGNING_SECRET            verifies inbound Slack requests (required by serve)
   SLACK_BOT_TOKEN                 xoxb- token for the Web API (required by serve)
   SLACK_APP_TOKEN                 xapp- token: serve over Socket Mode (no public URL needed)
@@ -34,7 +35,10 @@ Configuration (environment, or a .env file):
   THREADQL_MODEL_REFRESH_SECS     seconds between re-reads of the warehouse schema (new tables, columns, values) [3600]
   THREADQL_TIMEZONE               zone for \"last month\", \"yesterday\" [UTC]
   THREADQL_REACTIONS              eyes / check / warning reactions on questions [on]
-  THREADQL_LOG_FORMAT             text or json [text]; RUST_LOG filters";
+  THREADQL_LOG_FORMAT             text or json [text]; RUST_LOG filters
+  OTEL_EXPORTER_OTLP_ENDPOINT     OpenTelemetry traces over OTLP/HTTP to this collector (also
+                                  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT and the standard OTEL_* variables:
+                                  OTEL_SERVICE_NAME [threadql], OTEL_TRACES_SAMPLER, headers, timeout) [no traces]";
 
 /// Ask data questions in Slack threads and refine them back and forth.
 #[derive(Parser)]
@@ -92,8 +96,15 @@ async fn main() -> ExitCode {
         Command::Demo | Command::Model { .. } => "warn",
         _ => "info",
     };
-    threadql::telemetry::init(config.log_format, default_filter);
-    let outcome = match cli.command {
+    let telemetry = threadql::telemetry::init(config.log_format, default_filter);
+    let outcome = run(cli.command, config).await;
+    // The last spans (the stop's own included) leave before the process does.
+    telemetry.shutdown();
+    outcome
+}
+
+async fn run(command: Command, config: Config) -> ExitCode {
+    let outcome = match command {
         Command::Serve => serve(config).await,
         Command::Demo => threadql::demo::run(config).await,
         Command::Migrate => threadql::store::connect_and_migrate(config.database_url.expose())

@@ -28,7 +28,7 @@ use crate::slack::web_api::{Outbox, SlackWebApi};
 use crate::sql::SqlGuard;
 use crate::store::StateStore;
 use crate::telemetry::RequestSpan;
-use crate::turn::{Replier, ThreadServices, TurnLimits};
+use crate::turn::{CompletionSpans, Replier, ThreadServices, TurnLimits};
 use crate::warehouse::postgres::PostgresWarehouse;
 use crate::warehouse::sqlite::SqliteWarehouse;
 use crate::warehouse::{demo, Warehouse};
@@ -98,8 +98,13 @@ impl Backends {
 
     /// Thread-actor services replying through `replier`.
     pub fn thread_services(&self, config: &Config, replier: Arc<dyn Replier>) -> Arc<ThreadServices> {
+        // Each chat completion is a span of the turn's trace.
+        let interpreter: Arc<dyn Interpreter> = match &config.openai {
+            Some(openai) => Arc::new(CompletionSpans::new(self.interpreter.clone(), openai.model.clone())),
+            None => self.interpreter.clone(),
+        };
         Arc::new(ThreadServices {
-            interpreter: self.interpreter.clone(),
+            interpreter,
             guard: self.guard.clone(),
             warehouse: self.warehouse.clone(),
             store: self.store.clone(),
@@ -174,6 +179,8 @@ pub async fn connect_warehouse(config: &Config) -> anyhow::Result<Arc<dyn Wareho
 pub struct Application {
     port: u16,
     server: Server,
+    /// `/metrics` on its own listener, when `THREADQL_METRICS_LISTEN` is set.
+    metrics_server: Option<MetricsServer>,
     registry: Arc<ThreadRegistry>,
     /// Socket Mode connections, when `SLACK_APP_TOKEN` is set.
     socket_mode: Option<SocketMode>,
@@ -259,6 +266,7 @@ impl Application {
             .clone()
             .with_context(|| format!("{SLACK_BOT_TOKEN} is required to post answers"))?;
         let backends = Backends::build(&config).await?;
+        backends.store.instrument(&backends.metrics);
         // Turns and the replies they queue count as one: see `Activity`.
         let activity = Activity::new();
         let api = SlackWebApi::new(&config.slack.api_url, &bot_token, backends.metrics.clone())?
@@ -304,7 +312,8 @@ impl Application {
                 config.rate_limit_per_minute,
                 backends.redis.clone(),
                 config.redis_prefix.clone(),
-            ),
+            )
+            .with_metrics(backends.metrics.clone()),
             rate_limit_per_minute: config.rate_limit_per_minute.get(),
             slack: api.clone(),
             bot_user,
@@ -333,6 +342,8 @@ impl Application {
             .local_addr()
             .context("Failed to read the bound address")?
             .port();
+        let metrics_apart = config.metrics_listen.is_some();
+        let metrics_alone = metrics.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(TracingLogger::<RequestSpan>::new())
@@ -358,6 +369,11 @@ impl Application {
                 .app_data(metrics.clone())
                 .configure(routes::configure)
                 .configure(crate::http::configure)
+                .configure(|routes| {
+                    if !metrics_apart {
+                        crate::http::configure_metrics(routes);
+                    }
+                })
         })
         .workers(cores * HTTP_WORKERS_PER_CORE)
         // Signals are ours (see `run_until_signalled`): actix-web's own SIGTERM handling would
@@ -370,9 +386,14 @@ impl Application {
         .listen(listener)
         .context("Failed to start the HTTP server")?
         .run();
+        let metrics_server = match config.metrics_listen {
+            Some(address) => Some(MetricsServer::start(address, metrics_alone)?),
+            None => None,
+        };
         Ok(Self {
             port,
             server,
+            metrics_server,
             registry,
             socket_mode,
             handle,
@@ -382,6 +403,12 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port `/metrics` is served on when `THREADQL_METRICS_LISTEN` is set (`None`: on
+    /// [`Application::port`]).
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_server.as_ref().map(|server| server.port)
     }
 
     /// Stops the HTTP server only (the benchmark's baseline runs use it).
@@ -436,6 +463,7 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<Stopped> {
         let Self {
             server,
+            metrics_server,
             registry,
             socket_mode,
             handle,
@@ -478,6 +506,10 @@ impl Application {
         let drained = tokio::time::timeout_at(deadline, handle.wait_until_idle())
             .await
             .is_ok();
+        // Scraped until the drain is over, so the last turns show in the metrics.
+        if let Some(metrics_server) = metrics_server {
+            let _ = tokio::time::timeout_at(deadline, metrics_server.stop()).await;
+        }
         let took = started.elapsed();
         let abandoned = (!drained || !intake_stopped).then(|| Abandoned {
             turns: registry.backlog(),
@@ -496,6 +528,46 @@ impl Application {
             ),
         }
         served.map(|()| Stopped { abandoned, took })
+    }
+}
+
+/// `/metrics` alone on `THREADQL_METRICS_LISTEN`, so that it need not be public.
+struct MetricsServer {
+    port: u16,
+    handle: actix_web::dev::ServerHandle,
+    running: actix_rt::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl MetricsServer {
+    fn start(address: std::net::SocketAddr, metrics: web::Data<Metrics>) -> anyhow::Result<Self> {
+        let listener =
+            TcpListener::bind(address).with_context(|| format!("Failed to bind THREADQL_METRICS_LISTEN {address}"))?;
+        let port = listener
+            .local_addr()
+            .context("Failed to read the metrics listener's address")?
+            .port();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(metrics.clone())
+                .configure(crate::http::configure_metrics)
+        })
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(1)
+        .listen(listener)
+        .context("Failed to start the metrics server")?
+        .run();
+        let handle = server.handle();
+        Ok(Self {
+            port,
+            handle,
+            running: actix_rt::spawn(server),
+        })
+    }
+
+    async fn stop(self) {
+        self.handle.stop(true).await;
+        let _ = self.running.await;
     }
 }
 

@@ -477,3 +477,42 @@ async fn acquire_waits_for_a_global_slot_and_an_abandoned_wait_frees_the_user_sl
     drop(held);
     assert_eq!(slots.available(), 1);
 }
+
+#[tokio::test]
+async fn redis_round_trips_and_fallbacks_are_counted_in_the_metrics() {
+    // Arrange
+    let mut redis = RedisServer::start().await;
+    let backend = RedisBackend::connect_with(&redis.url(), quick_probes()).await.unwrap();
+    let metrics = threadql::metrics::Metrics::new().unwrap();
+    let prefix = unique_prefix();
+    let gate =
+        IngressGate::per_minute(per_minute(100), Some(backend), prefix.to_string()).with_metrics(metrics.clone());
+
+    // Act: two decisions over Redis, then two while it is down.
+    assert!(timed_claim(&gate, "event:Ev1").await);
+    assert!(timed_claim(&gate, "event:Ev2").await);
+    redis.kill();
+    assert!(timed_claim(&gate, "event:Ev3").await);
+    assert!(timed_claim(&gate, "event:Ev4").await);
+
+    // Assert
+    assert_eq!(
+        metrics.redis_seconds.get_sample_count(),
+        2,
+        "one round trip per decision taken by Redis"
+    );
+    assert_eq!(
+        metrics.redis_fallbacks.get(),
+        2,
+        "one fallback per decision taken in process"
+    );
+    let scrape = metrics.render();
+    assert!(
+        scrape.lines().any(|l| l == "threadql_redis_fallbacks_total 2"),
+        "{scrape}"
+    );
+    assert!(
+        scrape.lines().any(|l| l == "threadql_redis_round_trip_seconds_count 2"),
+        "{scrape}"
+    );
+}

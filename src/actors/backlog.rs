@@ -38,6 +38,8 @@ impl Backlog {
 #[derive(Debug)]
 pub struct BacklogTicket {
     backlog: Arc<Backlog>,
+    /// The receiving actor's own count (see [`super::LiveThread::depth`]).
+    depth: Option<Arc<AtomicUsize>>,
     /// Dropped after the backlog's own count goes down (fields drop after `drop` runs).
     _activity: ActivityGuard,
 }
@@ -49,8 +51,16 @@ impl BacklogTicket {
         backlog.gauge.inc();
         Self {
             backlog,
+            depth: None,
             _activity: activity,
         }
+    }
+
+    /// Counts the message in its actor's mailbox depth too, until the ticket drops.
+    pub fn in_mailbox(mut self, depth: Arc<AtomicUsize>) -> Self {
+        depth.fetch_add(1, Ordering::Relaxed);
+        self.depth = Some(depth);
+        self
     }
 }
 
@@ -58,6 +68,9 @@ impl Drop for BacklogTicket {
     fn drop(&mut self) {
         self.backlog.count.fetch_sub(1, Ordering::Relaxed);
         self.backlog.gauge.dec();
+        if let Some(depth) = &self.depth {
+            depth.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 

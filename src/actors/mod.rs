@@ -1,4 +1,7 @@
 //! Actors: one [`ThreadActor`] per Slack thread, found through the [`ThreadRegistry`].
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+
 use actix::Addr;
 use dashmap::DashMap;
 
@@ -12,4 +15,14 @@ pub use registry::ThreadRegistry;
 pub use thread::{ThreadActor, UserMessage};
 
 /// Live thread actors by thread: the registry adds them, each removes itself when it stops.
-pub type ThreadMap = DashMap<ThreadKey, Addr<ThreadActor>>;
+pub type ThreadMap = DashMap<ThreadKey, LiveThread>;
+
+/// A live thread actor and its mailbox depth.
+#[derive(Clone)]
+pub struct LiveThread {
+    pub address: Addr<ThreadActor>,
+    /// Messages dispatched to this actor whose turn is not over (queued or running): counted
+    /// up on dispatch and down when the message's backlog ticket drops. The registry samples it
+    /// for `threadql_mailbox_messages{,_max}`.
+    pub depth: Arc<AtomicUsize>,
+}

@@ -1,6 +1,7 @@
 //! Finds the live actor of a thread, starting it (from its snapshot) on a miss. Live actors are
 //! looked up in a `DashMap`, so routing never queues behind another thread's work.
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -8,7 +9,7 @@ use dashmap::DashMap;
 
 use super::backlog::{Backlog, BacklogTicket};
 use super::thread::{ThreadActor, UserMessage};
-use super::ThreadMap;
+use super::{LiveThread, ThreadMap};
 use crate::activity::Activity;
 use crate::domain::{Origin, ThreadKey};
 use crate::turn::ThreadServices;
@@ -47,8 +48,10 @@ impl ThreadRegistry {
             }
         }
         let arbiters = owned.iter().map(Arbiter::handle).collect();
+        let threads: Arc<ThreadMap> = Arc::new(DashMap::new());
+        sample_mailboxes_on_scrape(&services, Arc::downgrade(&threads));
         Arc::new(Self {
-            threads: Arc::new(DashMap::new()),
+            threads,
             backlog: Arc::new(Backlog::new(services.metrics.backlog.clone(), activity)),
             arbiters,
             services,
@@ -58,19 +61,21 @@ impl ThreadRegistry {
 
     /// Delivers a message to its thread's actor, activating it if needed. Never waits.
     pub fn dispatch(&self, thread: ThreadKey, mut message: UserMessage) {
-        message.ticket = Some(BacklogTicket::new(self.backlog.clone()));
+        let mut ticket = Some(BacklogTicket::new(self.backlog.clone()));
         // Two tries: an actor found stopped (passivated between lookup and send) is replaced once.
         for _ in 0..2 {
-            let address = self
+            let live = self
                 .threads
                 .entry(thread.clone())
                 .or_insert_with(|| self.spawn(thread.clone(), is_thread_root(&thread, &message)))
                 .clone();
-            if address.connected() {
-                address.do_send(message);
+            if live.address.connected() {
+                message.ticket = ticket.take().map(|ticket| ticket.in_mailbox(live.depth.clone()));
+                live.address.do_send(message);
                 return;
             }
-            self.threads.remove_if(&thread, |_, live| *live == address);
+            self.threads
+                .remove_if(&thread, |_, entry| entry.address == live.address);
         }
         tracing::error!(%thread, "Failed to deliver a message: the thread actor stopped twice in a row");
     }
@@ -99,18 +104,46 @@ impl ThreadRegistry {
     }
 
     /// `new_thread`: the first message is the thread's root, so there is no snapshot to read.
-    fn spawn(&self, thread: ThreadKey, new_thread: bool) -> Addr<ThreadActor> {
+    fn spawn(&self, thread: ThreadKey, new_thread: bool) -> LiveThread {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         thread.hash(&mut hasher);
         let index = (hasher.finish() % self.arbiters.len() as u64) as usize;
         let arbiter = &self.arbiters[index];
         let services = self.services.clone();
         let threads = Arc::downgrade(&self.threads);
-        self.services.metrics.live_threads.inc();
-        ThreadActor::start_in_arbiter(arbiter, move |_| {
-            ThreadActor::new(thread, services, threads, new_thread)
-        })
+        let metrics = &self.services.metrics;
+        metrics.live_threads.inc();
+        let source = if new_thread { "new" } else { "snapshot" };
+        metrics.activations.with_label_values(&[source]).inc();
+        let spawned = std::time::Instant::now();
+        let address = ThreadActor::start_in_arbiter(arbiter, move |_| {
+            ThreadActor::new(thread, services, threads, new_thread).spawned_at(spawned)
+        });
+        LiveThread {
+            address,
+            depth: Arc::new(AtomicUsize::new(0)),
+        }
     }
+}
+
+/// Samples the live actors' mailbox depths into `threadql_mailbox_messages` (sum) and
+/// `threadql_mailbox_messages_max` at each scrape: one pass over the map, no actor disturbed.
+fn sample_mailboxes_on_scrape(services: &ThreadServices, threads: std::sync::Weak<ThreadMap>) {
+    let (sum, max) = (
+        services.metrics.mailbox_messages.clone(),
+        services.metrics.mailbox_messages_max.clone(),
+    );
+    services.metrics.on_scrape(move || {
+        let Some(threads) = threads.upgrade() else { return };
+        let (mut total, mut deepest) = (0usize, 0usize);
+        for entry in threads.iter() {
+            let depth = entry.value().depth.load(Ordering::Relaxed);
+            total += depth;
+            deepest = deepest.max(depth);
+        }
+        sum.set(i64::try_from(total).unwrap_or(i64::MAX));
+        max.set(i64::try_from(deepest).unwrap_or(i64::MAX));
+    });
 }
 
 /// Gives the calling thread a lower scheduling priority (a higher nice value). Acks have a hard

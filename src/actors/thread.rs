@@ -34,6 +34,12 @@ pub struct UserMessage {
     pub version: Option<usize>,
     /// Set by [`super::ThreadRegistry::dispatch`]: counts this message in the backlog until dropped.
     pub(crate) ticket: Option<BacklogTicket>,
+    /// Slack's event id, when the message came as an event (trace attribute).
+    pub event_id: String,
+    /// The ingress span the message was taken in: the turn's span is its child, so one trace
+    /// runs from ingress to the posted answer across the actor hop. `Span::none()` starts a
+    /// trace of its own.
+    pub span: tracing::Span,
 }
 
 impl UserMessage {
@@ -59,6 +65,8 @@ impl UserMessage {
             done: None,
             version: None,
             ticket: None,
+            event_id: String::new(),
+            span: tracing::Span::none(),
         }
     }
 
@@ -85,6 +93,8 @@ pub struct ThreadActor {
     /// The turn being handled, if any.
     running: Option<RunningTurn>,
     last_activity: Instant,
+    /// When the registry started this actor (for `threadql_thread_activation_seconds`).
+    spawned: Instant,
 }
 
 struct RunningTurn {
@@ -106,7 +116,22 @@ impl ThreadActor {
             queue: VecDeque::new(),
             running: None,
             last_activity: Instant::now(),
+            spawned: Instant::now(),
         }
+    }
+
+    /// When the registry decided to start this actor (its activation is timed from then).
+    pub fn spawned_at(mut self, spawned: Instant) -> Self {
+        self.spawned = spawned;
+        self
+    }
+
+    /// The thread's state is ready: its snapshot was read (or there is none to read).
+    fn activated(&self) {
+        self.services
+            .metrics
+            .activation_seconds
+            .observe(self.spawned.elapsed().as_secs_f64());
     }
 
     /// Starts the next queued message, if any and if none is running.
@@ -132,11 +157,21 @@ impl ThreadActor {
         );
         let key = self.key.clone();
         let services = self.services.clone();
-        // Every log line of the turn (interpreter, warehouse, Slack) carries the thread key.
-        let span = tracing::info_span!("turn", thread = %key, user = %message.user);
+        // Every log line of the turn (interpreter, warehouse, Slack) carries the thread key; the
+        // span continues the ingress span's trace (the actor hop loses the implicit context).
+        let intent = intent_of(&message.command);
+        let parent = std::mem::replace(&mut message.span, tracing::Span::none());
+        let span = tracing::info_span!(
+            parent: &parent,
+            "turn",
+            thread_key = %key,
+            event_id = %message.event_id,
+            user = %message.user,
+            intent,
+        );
+        drop(parent);
         // Fired after everything the turn says, the apology for a panic included.
         let done = message.done.take();
-        let intent = intent_of(&message.command);
         // Counted in the backlog until the turn is over, not only until it starts.
         let ticket = message.ticket.take();
         let request = message.into_request();
@@ -155,6 +190,7 @@ impl ThreadActor {
                     // A bug in one turn must not take the thread down: report it and carry on
                     // from the last durable snapshot.
                     tracing::error!(thread = %key, "A turn panicked; reloading the thread from its snapshot");
+                    services.metrics.restarts.inc();
                     let ending = Ending::Failed(ErrorCode::Internal);
                     services
                         .metrics
@@ -234,6 +270,7 @@ impl ThreadActor {
         ctx.run_interval(IDLE_CHECK_EVERY.min(idle_after), move |actor, ctx| {
             if actor.running.is_none() && actor.queue.is_empty() && actor.last_activity.elapsed() >= idle_after {
                 tracing::debug!(thread = %actor.key, "Passivating an idle thread");
+                actor.services.metrics.passivations.inc();
                 actor.deregister(ctx);
                 ctx.stop();
             }
@@ -243,7 +280,7 @@ impl ThreadActor {
     fn deregister(&self, ctx: &Context<Self>) {
         if let Some(threads) = self.threads.upgrade() {
             let me = ctx.address();
-            if threads.remove_if(&self.key, |_, live| *live == me).is_some() {
+            if threads.remove_if(&self.key, |_, live| live.address == me).is_some() {
                 self.services.metrics.live_threads.dec();
             }
         }
@@ -256,6 +293,7 @@ impl Actor for ThreadActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.start_idle_timer(ctx);
         if !self.needs_reload {
+            self.activated();
             return;
         }
         // Load the snapshot before any message is handled: `wait` holds the mailbox meanwhile.
@@ -269,6 +307,7 @@ impl Actor for ThreadActor {
                         actor.snapshot_version = snapshot.version;
                     }
                     actor.needs_reload = false;
+                    actor.activated();
                     if actor.state.in_flight.is_some() {
                         actor.report_interrupted(ctx);
                     }

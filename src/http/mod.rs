@@ -6,10 +6,14 @@ mod metrics;
 
 pub use health::Readiness;
 
-/// Registers `/healthz`, `/readyz` and `/metrics`.
+/// Registers `/healthz` and `/readyz`.
 pub fn configure(config: &mut web::ServiceConfig) {
     config
         .route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz))
-        .route("/metrics", web::get().to(metrics::metrics));
+        .route("/readyz", web::get().to(health::readyz));
+}
+
+/// Registers `/metrics` (on the main listener, or alone on `THREADQL_METRICS_LISTEN`).
+pub fn configure_metrics(config: &mut web::ServiceConfig) {
+    config.route("/metrics", web::get().to(metrics::metrics));
 }

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 use ::redis::Script;
 use dashmap::DashMap;
 
+use crate::metrics::Metrics;
+
 pub use self::redis::{RedisBackend, RedisSettings, REDIS_BUDGET, REDIS_PROBE_EVERY};
 use self::seen::SeenKeys;
 pub use self::seen::REMEMBER_FOR;
@@ -202,6 +204,8 @@ pub struct IngressGate {
     script: Script,
     buckets: LocalLimiter,
     seen: SeenKeys,
+    /// Redis round trips and fallbacks, when the server counts them.
+    metrics: Option<Metrics>,
 }
 
 impl IngressGate {
@@ -213,7 +217,15 @@ impl IngressGate {
             script: Script::new(ADMIT_SCRIPT),
             buckets: LocalLimiter::new(),
             seen: SeenKeys::default(),
+            metrics: None,
         }
+    }
+
+    /// Counts Redis round trips (`threadql_redis_round_trip_seconds`) and in-process fallbacks
+    /// (`threadql_redis_fallbacks_total`).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// `per_minute` questions per user per minute (`THREADQL_RATE_LIMIT_PER_MINUTE`).
@@ -246,6 +258,7 @@ impl IngressGate {
             keys.push(self.bucket_key(team, user));
         }
         let (interval, tolerance) = (self.quota.interval_us(), self.quota.tolerance_us());
+        let started = Instant::now();
         let answer = redis
             .run(|mut connection| {
                 let mut invocation = self.script.prepare_invoke();
@@ -261,8 +274,14 @@ impl IngressGate {
             })
             .await;
         let Some((outcome, wait_us)) = answer else {
+            if let Some(metrics) = &self.metrics {
+                metrics.redis_fallbacks.inc();
+            }
             return self.admit_in_process(claim, asker);
         };
+        if let Some(metrics) = &self.metrics {
+            metrics.redis_seconds.observe(started.elapsed().as_secs_f64());
+        }
         // Remembered here either way, for the fast path above and for a fallback.
         if let Some(key) = claim {
             self.seen.remember(key);

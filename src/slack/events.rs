@@ -13,6 +13,9 @@ pub struct Envelope {
     pub challenge: Option<String>,
     #[serde(default)]
     pub team_id: Option<String>,
+    /// Slack's id of this delivery's event (traces and logs carry it; dedupe does not use it).
+    #[serde(default)]
+    pub event_id: Option<String>,
     #[serde(default)]
     pub authorizations: Vec<Authorization>,
     /// Kept raw: parsed once, into [`MessageEvent`], only for an `event_callback` (building a
@@ -55,6 +58,9 @@ pub struct InboundMessage {
     /// The message's own ts (the thread root's ts for a top-level message).
     pub message_ts: MessageTs,
     pub origin: Origin,
+    /// Slack's event id (empty for button clicks and slash commands): an attribute of the
+    /// message's trace, not a dedupe key.
+    pub event_id: String,
 }
 
 /// What to do with an envelope.
@@ -94,7 +100,10 @@ pub fn classify(envelope: Envelope, fallback_bot_user: Option<&str>) -> Classifi
                 return Classified::Ignored("inner event of another shape");
             };
             match classify_message(event, envelope.team_id, bot_user.as_deref()) {
-                Ok(message) => Classified::Message(message),
+                Ok(mut message) => {
+                    message.event_id = envelope.event_id.unwrap_or_default();
+                    Classified::Message(message)
+                }
                 Err(reason) => Classified::Ignored(reason),
             }
         }
@@ -151,6 +160,7 @@ fn classify_message(
         text: strip_mentions(&raw_text, bot_user),
         message_ts: MessageTs::new(ts),
         origin,
+        event_id: String::new(),
     })
 }
 

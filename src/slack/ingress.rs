@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
+use tracing::Instrument;
 
 use super::events::{classify, Classified, Envelope, InboundMessage};
 use super::verify::SignatureVerifier;
@@ -178,6 +179,7 @@ impl SlackIngress {
                 text: text.to_string(),
                 message_ts: MessageTs::new(message_ts),
                 origin: Origin::ThreadReply,
+                event_id: String::new(),
             };
             self.accept("interactions", message, value.version).await;
             return;
@@ -244,6 +246,27 @@ impl SlackIngress {
     /// Hands a message to its thread unless it was handled already or its author is over the
     /// rate limit (then the author gets an ephemeral notice and the thread is untouched).
     async fn accept(&self, endpoint: &str, message: InboundMessage, version: Option<usize>) {
+        // The root of the message's work: the thread actor's turn continues this span's trace
+        // (it travels with the message across the actor hop).
+        let span = tracing::info_span!(
+            "slack.event",
+            thread_key = %message.thread,
+            event_id = %message.event_id,
+            endpoint,
+            outcome = tracing::field::Empty,
+        );
+        self.admit_and_dispatch(endpoint, message, version, &span)
+            .instrument(span.clone())
+            .await;
+    }
+
+    async fn admit_and_dispatch(
+        &self,
+        endpoint: &str,
+        message: InboundMessage,
+        version: Option<usize>,
+        span: &tracing::Span,
+    ) {
         let thread = &message.thread;
         // One claim per message, not per event id: it catches Slack's retries (same event id,
         // same message) and the double delivery of a mention under two event ids (app_mention
@@ -255,12 +278,17 @@ impl SlackIngress {
         let asker = metered.then_some((thread.team().as_str(), message.user.as_str()));
         match self.gate.admit(Some(&message_key), asker).await {
             Admission::Accepted => {}
-            Admission::Duplicate => return self.count(endpoint, "duplicate"),
+            Admission::Duplicate => {
+                span.record("outcome", "duplicate");
+                return self.count(endpoint, "duplicate");
+            }
             Admission::Limited { retry_after } => {
+                span.record("outcome", "rate_limited");
                 self.count(endpoint, "rate_limited");
                 return self.notify_rate_limited(&message, retry_after);
             }
         }
+        span.record("outcome", "accepted");
         self.count(endpoint, "accepted");
         let InboundMessage {
             thread,
@@ -268,9 +296,12 @@ impl SlackIngress {
             text,
             message_ts,
             origin,
+            event_id,
         } = message;
         let mut user_message = UserMessage::new(&user, &text, &message_ts, origin);
         user_message.version = version;
+        user_message.event_id = event_id;
+        user_message.span = span.clone();
         self.registry.dispatch(thread, user_message);
     }
 

@@ -79,7 +79,7 @@ impl FromRequest for VerifiedSlackRequest {
                 ingress
                     .metrics
                     .slack_requests
-                    .with_label_values(&[endpoint_label(req.path()), "rejected"])
+                    .with_label_values(&[endpoint_label(req.path()), "unauthorized"])
                     .inc();
                 tracing::warn!(path = req.path(), %error, "Refused a Slack request");
                 return Err(IngressError::from(error).into());
@@ -93,7 +93,8 @@ pub async fn events(
     request: VerifiedSlackRequest,
     ingress: web::Data<SlackIngress>,
 ) -> Result<HttpResponse, IngressError> {
-    match ingress.event(&request.body).await.map_err(IngressError::BadRequest)? {
+    let ack = ingress.event(&request.body).await;
+    match ack.map_err(|error| bad_request(&ingress, "events", error))? {
         EventAck::Challenge(challenge) => Ok(HttpResponse::Ok().json(serde_json::json!({ "challenge": challenge }))),
         EventAck::Ok => Ok(HttpResponse::Ok().finish()),
         EventAck::RetryLater => Ok(HttpResponse::ServiceUnavailable().finish()),
@@ -110,9 +111,9 @@ pub async fn interactions(
     ingress: web::Data<SlackIngress>,
 ) -> Result<HttpResponse, IngressError> {
     let form: InteractionForm = serde_urlencoded::from_bytes(&request.body)
-        .map_err(|e| IngressError::BadRequest(format!("the body has no payload field: {e}")))?;
+        .map_err(|e| bad_request(&ingress, "interactions", format!("the body has no payload field: {e}")))?;
     let payload: serde_json::Value = serde_json::from_str(&form.payload)
-        .map_err(|e| IngressError::BadRequest(format!("the payload is not JSON: {e}")))?;
+        .map_err(|e| bad_request(&ingress, "interactions", format!("the payload is not JSON: {e}")))?;
     ingress.interaction(&payload).await;
     Ok(HttpResponse::Ok().finish())
 }
@@ -121,8 +122,13 @@ pub async fn commands(
     request: VerifiedSlackRequest,
     ingress: web::Data<SlackIngress>,
 ) -> Result<HttpResponse, IngressError> {
-    let command: SlashCommand = serde_urlencoded::from_bytes(&request.body)
-        .map_err(|e| IngressError::BadRequest(format!("the body is not a slash command form: {e}")))?;
+    let command: SlashCommand = serde_urlencoded::from_bytes(&request.body).map_err(|e| {
+        bad_request(
+            &ingress,
+            "commands",
+            format!("the body is not a slash command form: {e}"),
+        )
+    })?;
     let reply = ingress.command(command).await;
     // An empty object means "nothing to show now": answer with an empty 200.
     if reply.as_object().is_some_and(|o| o.is_empty()) {
@@ -130,6 +136,16 @@ pub async fn commands(
     } else {
         Ok(HttpResponse::Ok().json(reply))
     }
+}
+
+/// A verified request whose body cannot be read, counted as `bad_request`.
+fn bad_request(ingress: &SlackIngress, endpoint: &str, message: String) -> IngressError {
+    ingress
+        .metrics
+        .slack_requests
+        .with_label_values(&[endpoint, "bad_request"])
+        .inc();
+    IngressError::BadRequest(message)
 }
 
 /// The `endpoint` label of `threadql_slack_requests_total` for a request path: the same short

@@ -261,7 +261,7 @@ async fn handle(ingress: &SlackIngress, envelope: Envelope) -> Option<String> {
                 }
                 Ok(_) => {}
                 Err(error) => {
-                    count("rejected");
+                    count("bad_request");
                     tracing::warn!(%error, envelope_id = %envelope.envelope_id, "Refused a Socket Mode event");
                 }
             }
@@ -278,7 +278,7 @@ async fn handle(ingress: &SlackIngress, envelope: Envelope) -> Option<String> {
                 Some(reply).filter(|r| !r.as_object().is_some_and(|o| o.is_empty()))
             }
             Err(error) => {
-                count("rejected");
+                count("bad_request");
                 tracing::warn!(%error, envelope_id = %envelope.envelope_id, "Refused a Socket Mode slash command");
                 None
             }

@@ -18,6 +18,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use secrecy::{ExposeSecret, SecretString};
 use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
+use tracing::Instrument;
 
 use super::blocks::SlackMessage;
 use crate::activity::{Activity, ActivityGuard};
@@ -388,9 +389,10 @@ impl SlackWebApi {
             let count = |outcome: &str| self.metrics.slack_api_calls.with_label_values(&[method, outcome]).inc();
             // The semaphore is never closed, so acquiring cannot fail.
             let permit = self.in_flight.acquire().await.ok();
-            let outcome = attempt().await;
+            let span = tracing::info_span!("slack.api", method, attempt = attempts);
+            let outcome = attempt().instrument(span).await;
             drop(permit);
-            let (wait, cause) = match outcome {
+            let (wait, cause, reason) = match outcome {
                 Ok(value) => {
                     count("ok");
                     if attempts > 1 {
@@ -415,11 +417,15 @@ impl SlackWebApi {
                 }
                 Err(SlackClientError::RateLimitError(error)) => {
                     count("rate_limited");
-                    (error.retry_after.unwrap_or(backoff), "rate-limited".to_string())
+                    (
+                        error.retry_after.unwrap_or(backoff),
+                        "rate-limited".to_string(),
+                        "rate_limited",
+                    )
                 }
                 Err(error) => {
                     count("error");
-                    (backoff, error.to_string())
+                    (backoff, error.to_string(), "error")
                 }
             };
             if persistence == Persistence::GiveUp && attempts >= LOOKUP_ATTEMPTS {
@@ -432,6 +438,10 @@ impl SlackWebApi {
             if attempts.is_power_of_two() {
                 tracing::warn!(method, attempts, ?wait, cause, "Slack did not take a call; retrying");
             }
+            self.metrics
+                .slack_retry_wait_seconds
+                .with_label_values(&[reason])
+                .observe(wait.as_secs_f64());
             self.metrics.slack_outbox_waiting.inc();
             tokio::time::sleep(wait).await;
             self.metrics.slack_outbox_waiting.dec();

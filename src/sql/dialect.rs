@@ -23,6 +23,15 @@ impl Dialect {
         }
     }
 
+    /// The engine's short name: the `engine` label of the warehouse metrics.
+    pub fn engine(self) -> &'static str {
+        match self {
+            Dialect::Postgres => "postgres",
+            Dialect::Sqlite => "sqlite",
+            Dialect::MySql => "mysql",
+        }
+    }
+
     /// The engine's name as people (and language models) know it.
     pub fn display_name(self) -> &'static str {
         match self {

@@ -1,13 +1,15 @@
 //! Batches snapshot writes: thread actors' saves that arrive while a write is under way go
 //! out together in the next one (one round trip for many threads under load, no added
 //! latency when idle). Every other call passes straight through.
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{AnsweredQuestion, AuditRecord, LlmUsage, QueryRecord, Snapshot, SnapshotWrite, StateStore, StoreError};
 use crate::domain::{QueryId, ThreadKey, ThreadState};
+use crate::metrics::Metrics;
 
 /// Most snapshots written in one statement.
 const MAX_BATCH: usize = 512;
@@ -18,18 +20,40 @@ type Pending = (SnapshotWrite, oneshot::Sender<Result<i64, StoreError>>);
 pub struct SnapshotBatcher {
     inner: Arc<dyn StateStore>,
     writes: mpsc::UnboundedSender<Pending>,
+    /// Set once by [`StateStore::instrument`]; the writer task counts into it from then on.
+    metrics: Arc<OnceLock<Metrics>>,
 }
 
 impl SnapshotBatcher {
     /// Wraps `inner`; spawns the writer task on the current Tokio runtime.
     pub fn new(inner: Arc<dyn StateStore>) -> Self {
         let (writes, queue) = mpsc::unbounded_channel();
-        tokio::spawn(write_batches(inner.clone(), queue));
-        Self { inner, writes }
+        let metrics = Arc::new(OnceLock::new());
+        tokio::spawn(write_batches(inner.clone(), queue, metrics.clone()));
+        Self { inner, writes, metrics }
     }
 }
 
-async fn write_batches(store: Arc<dyn StateStore>, mut queue: mpsc::UnboundedReceiver<Pending>) {
+/// Counts one batch of snapshot writes: its size, how long it took, each write's outcome.
+fn observe_batch(metrics: &OnceLock<Metrics>, started: Instant, results: &[Result<i64, StoreError>]) {
+    let Some(metrics) = metrics.get() else { return };
+    metrics.snapshot_batch_size.observe(results.len() as f64);
+    metrics.snapshot_write_seconds.observe(started.elapsed().as_secs_f64());
+    for result in results {
+        let outcome = match result {
+            Ok(_) => "saved",
+            Err(StoreError::StaleSnapshot { .. }) => "stale",
+            Err(StoreError::Unexpected(_)) => "failed",
+        };
+        metrics.snapshot_writes.with_label_values(&[outcome]).inc();
+    }
+}
+
+async fn write_batches(
+    store: Arc<dyn StateStore>,
+    mut queue: mpsc::UnboundedReceiver<Pending>,
+    metrics: Arc<OnceLock<Metrics>>,
+) {
     let mut carried: Option<Pending> = None;
     loop {
         let first = match carried.take() {
@@ -53,7 +77,9 @@ async fn write_batches(store: Arc<dyn StateStore>, mut queue: mpsc::UnboundedRec
             }
         }
         let (writes, replies): (Vec<SnapshotWrite>, Vec<_>) = batch.into_iter().unzip();
+        let started = Instant::now();
         let results = store.save_snapshots(&writes).await;
+        observe_batch(&metrics, started, &results);
         for (reply, result) in replies.into_iter().zip(results) {
             // A caller that went away no longer needs its answer.
             let _ = reply.send(result);
@@ -75,7 +101,10 @@ impl StateStore for SnapshotBatcher {
             state: state.clone(),
         };
         if self.writes.send((write, reply)).is_err() {
-            return self.inner.save_snapshot(thread, expected, state).await;
+            let started = Instant::now();
+            let result = self.inner.save_snapshot(thread, expected, state).await;
+            observe_batch(&self.metrics, started, std::slice::from_ref(&result));
+            return result;
         }
         answer
             .await
@@ -84,6 +113,11 @@ impl StateStore for SnapshotBatcher {
 
     async fn save_snapshots(&self, writes: &[SnapshotWrite]) -> Vec<Result<i64, StoreError>> {
         self.inner.save_snapshots(writes).await
+    }
+
+    fn instrument(&self, metrics: &Metrics) {
+        // A second call (a second server over the same store) keeps the first registry.
+        let _ = self.metrics.set(metrics.clone());
     }
 
     async fn threads_with_query_in_flight(&self) -> Result<Vec<ThreadKey>, StoreError> {

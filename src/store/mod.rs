@@ -110,6 +110,9 @@ pub trait StateStore: Send + Sync {
         }
         results
     }
+    /// Counts snapshot writes (`threadql_snapshot_*`) into `metrics` from now on. Only the
+    /// batching layer every server store sits behind counts; a bare store ignores it.
+    fn instrument(&self, _metrics: &crate::metrics::Metrics) {}
     /// Threads whose snapshot says a query was running: the process stopped mid-query.
     async fn threads_with_query_in_flight(&self) -> Result<Vec<ThreadKey>, StoreError>;
     async fn record_query(&self, record: &QueryRecord) -> Result<(), StoreError>;

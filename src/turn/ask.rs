@@ -1,5 +1,7 @@
 //! A question or a refinement: interpret it, run it, and let an interpreter that can correct
 //! itself see what went wrong.
+use tracing::Instrument;
+
 use super::execute::Failure;
 use super::run::{Handled, TurnContext, TurnRequest};
 use crate::domain::{ErrorCode, PendingClarification, ProposedQuery, QueryId, Reply};
@@ -24,7 +26,11 @@ impl TurnContext {
             clarifying: clarifying.as_ref(),
         };
         let interpreter = self.services.interpreter.clone();
-        let mut proposed = match interpreter.interpret(request.clone()).await {
+        let interpreted = interpreter
+            .interpret(request.clone())
+            .instrument(tracing::info_span!("interpret", kind = "interpret"))
+            .await;
+        let mut proposed = match interpreted {
             Ok(interpretation) => match self.accept_interpretation(interpretation, text, clarifying.as_ref()) {
                 Ok(proposed) => proposed,
                 Err(handled) => return handled,
@@ -60,8 +66,13 @@ impl TurnContext {
                 }) if attempt < MAX_ATTEMPTS => {
                     // Interpreters that can correct themselves (the LLM) see the guard's or the
                     // warehouse's error; the user sees only the final answer or failure.
-                    match interpreter.revise(request.clone(), &proposed, &error).await {
+                    let revised = interpreter
+                        .revise(request.clone(), &proposed, &error)
+                        .instrument(tracing::info_span!("interpret", kind = "revise", attempt))
+                        .await;
+                    match revised {
                         Ok(Some(interpretation)) => {
+                            self.services.metrics.llm_corrections.inc();
                             match self.accept_interpretation(interpretation, text, clarifying.as_ref()) {
                                 Ok(revised) => {
                                     proposed = revised;

@@ -1,6 +1,8 @@
 //! Guarding and running a version's SQL, with its history and audit rows.
 use std::time::{Duration, Instant};
 
+use tracing::Instrument;
+
 use super::cancel::CancelReason;
 use super::run::{TurnContext, TurnRequest};
 use crate::domain::{Answer, ErrorCode, ProposedQuery, QueryId, QueryResult, Reply};
@@ -67,7 +69,9 @@ impl TurnContext {
             error_code: error.as_ref().map(|(code, _)| *code),
             error: error.map(|(_, text)| text),
         };
-        let guarded = match services.guard.check(&proposed.sql, row_cap as u64) {
+        let checked = tracing::info_span!("guard", engine = services.guard.dialect().engine())
+            .in_scope(|| services.guard.check(&proposed.sql, row_cap as u64));
+        let guarded = match checked {
             Ok(guarded) => guarded,
             Err(error) => {
                 let code = ErrorCode::QueryRefused;
@@ -103,18 +107,36 @@ impl TurnContext {
             }
         };
         let started = Instant::now();
+        let engine = services.warehouse.dialect().engine();
+        let span = tracing::info_span!(
+            "warehouse.query",
+            engine,
+            outcome = tracing::field::Empty,
+            rows = tracing::field::Empty,
+        );
         let outcome = services
             .warehouse
             .execute(&guarded, services.limits.query_timeout, self.signal.token())
+            .instrument(span.clone())
             .await;
         let duration = started.elapsed();
+        let metrics = &services.metrics;
+        let count = |outcome: &str| {
+            metrics.warehouse_queries.with_label_values(&[engine, outcome]).inc();
+            metrics
+                .query_seconds
+                .with_label_values(&[engine, outcome])
+                .observe(duration.as_secs_f64());
+        };
         match outcome {
             Ok(mut result) => {
-                services
-                    .metrics
-                    .query_seconds
-                    .with_label_values(&["ok"])
-                    .observe(duration.as_secs_f64());
+                count("ok");
+                span.record("outcome", "ok");
+                span.record("rows", result.rows.len());
+                metrics
+                    .warehouse_rows
+                    .with_label_values(&[engine])
+                    .inc_by(result.rows.len() as u64);
                 result.apply_formats(&proposed.formats);
                 self.history(record(
                     QueryStatus::Succeeded,
@@ -144,11 +166,15 @@ impl TurnContext {
                     ),
                     WarehouseError::Query(_) => (QueryStatus::Failed, ErrorCode::QueryFailed, "error", true),
                 };
-                services
-                    .metrics
-                    .query_seconds
-                    .with_label_values(&[label])
-                    .observe(duration.as_secs_f64());
+                count(label);
+                span.record("outcome", label);
+                if let WarehouseError::Cancelled = error {
+                    let reason = if superseded { "superseded" } else { "user" };
+                    metrics
+                        .warehouse_cancellations
+                        .with_label_values(&[engine, reason])
+                        .inc();
+                }
                 // The engine's own text goes to the log and the history row, not the thread.
                 tracing::warn!(thread = %self.key, %error, code = %code, "A query failed");
                 self.history(record(

@@ -9,9 +9,11 @@
 //! - `files`: chart and CSV export
 //! - `execute`: guard, warehouse, history and audit rows
 //! - `progress`: the "working on it" message of a slow turn
+//! - `completion_spans`: a span per chat completion of the LLM interpreter
 mod ask;
 mod cancel;
 mod commands;
+mod completion_spans;
 mod execute;
 mod files;
 mod progress;
@@ -19,6 +21,7 @@ mod run;
 mod services;
 
 pub use cancel::{CancelReason, CancelSignal};
+pub use completion_spans::CompletionSpans;
 pub use run::{intent_of, Ending, TurnContext, TurnOutcome, TurnRequest, MAX_QUESTION_CHARS};
 pub use services::{Replier, ThreadServices, TurnLimits};
 

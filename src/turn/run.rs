@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use tracing::Instrument;
+
 use super::cancel::CancelSignal;
 use super::progress::Progress;
 use super::services::ThreadServices;
@@ -159,6 +161,11 @@ impl TurnContext {
         let intent = intent_of(&message.command);
         let outcome = self.run_inner(message, intent).await;
         self.count(intent, outcome.ending);
+        self.services
+            .metrics
+            .turn_seconds
+            .with_label_values(&[intent])
+            .observe(started.elapsed().as_secs_f64());
         tracing::info!(
             thread = %self.key,
             intent,
@@ -215,11 +222,15 @@ impl TurnContext {
         // wait for); awaited before the final reaction so the two keep their order.
         let eyes = reacts.then(|| {
             let (services, key, ts) = (self.services.clone(), self.key.clone(), message.message_ts.clone());
-            tokio::spawn(async move {
-                if let Err(error) = services.replier.react(&key, &ts, "eyes").await {
-                    tracing::warn!(thread = %key, ?error, "Failed to add a reaction");
+            tokio::spawn(
+                async move {
+                    if let Err(error) = services.replier.react(&key, &ts, "eyes").await {
+                        tracing::warn!(thread = %key, ?error, "Failed to add a reaction");
+                    }
                 }
-            })
+                // Part of the turn's trace, though it runs beside it.
+                .in_current_span(),
+            )
         });
         if works {
             // Durable before the work starts: if the process dies now, the restarted server

@@ -3,6 +3,10 @@
 //! warehouse, and a local fake Slack Web API reached through SLACK_API_URL (helpers: the
 //! `threadql-testkit` crate, shared with the benchmark).
 mod conversation;
+// The fake OpenAI server of tests/llm_interpreter.rs, for the LLM's spans in traces.rs.
+#[allow(dead_code)]
+#[path = "../fake_openai/mod.rs"]
+mod fake_openai;
 mod monitoring;
 mod resilience;
 mod shutdown;
@@ -10,3 +14,4 @@ mod slack_features;
 mod slack_ingress;
 mod socket_mode;
 mod threads;
+mod traces;

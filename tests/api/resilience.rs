@@ -267,6 +267,9 @@ async fn a_panicking_turn_gets_an_apology_and_the_thread_goes_on_with_its_contex
     assert_eq!(replies.len(), 2, "{replies:#?}");
     assert_eq!(answered(&replies[0]).0, 1);
     assert_eq!(answered(&replies[1]), (2, vec!["EMEA".to_string()]));
+    // Counted: one restart after a panic, one panicked turn.
+    assert_eq!(backends.metrics.restarts.get(), 1);
+    assert_eq!(backends.metrics.turns.with_label_values(&["ask", "panicked"]).get(), 1);
 }
 
 /// Slack as seen during an outage: answers never go through (the outbox would retry them for
@@ -408,6 +411,84 @@ async fn a_passivated_thread_is_reactivated_with_its_refinement_history() {
     assert!(refined.contains("· version 2"), "{refined}");
     assert_only_emea(&refined);
     assert_eq!(live_threads(&app).await, 1.0, "the thread is live again");
+    let metrics = app.metrics().await;
+    assert_eq!(
+        metric(&metrics, "threadql_thread_passivations_total"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, r#"threadql_thread_activations_total{source="new"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&metrics, r#"threadql_thread_activations_total{source="snapshot"}"#),
+        Some(1.0),
+        "reactivated from its snapshot"
+    );
+    assert_eq!(metric(&metrics, "threadql_thread_activation_seconds_count"), Some(2.0));
+}
+
+/// Holds every reply until the test lets it through.
+struct GatedReplier {
+    gate: tokio::sync::Semaphore,
+}
+
+#[async_trait]
+impl Replier for GatedReplier {
+    async fn reply(&self, _thread: &ThreadKey, _reply: Reply) -> anyhow::Result<()> {
+        if let Ok(permit) = self.gate.acquire().await {
+            permit.forget();
+        }
+        Ok(())
+    }
+}
+
+#[actix_rt::test]
+async fn mailbox_depth_is_sampled_per_thread_at_each_scrape() {
+    // Arrange: replies wait at a gate, so turns stay under way.
+    let database = TestDatabase::create().await;
+    let config = config_with("http://127.0.0.1:9/api", database.url(), &[]);
+    let backends = Backends::build(&config).await.unwrap();
+    let replier = Arc::new(GatedReplier {
+        gate: tokio::sync::Semaphore::new(0),
+    });
+    let registry = ThreadRegistry::start(backends.thread_services(&config, replier.clone()), 2, 0);
+    let (busy, quiet) = (
+        ThreadKey::parse(TEAM, &new_channel(), &new_ts()).unwrap(),
+        ThreadKey::parse(TEAM, &new_channel(), &new_ts()).unwrap(),
+    );
+
+    // Act: three messages for one thread (one running, two queued), one for another.
+    let mut done = Vec::new();
+    for (thread, count) in [(&busy, 3), (&quiet, 1)] {
+        for n in 0..count {
+            let (sender, receiver) = tokio::sync::oneshot::channel();
+            let origin = if n == 0 { Origin::Mention } else { Origin::ThreadReply };
+            let ts = if n == 0 {
+                thread.thread_ts().to_string()
+            } else {
+                new_ts()
+            };
+            registry.dispatch(
+                thread.clone(),
+                UserMessage::new("U0ALICE01", "help", &ts, origin).with_done(sender),
+            );
+            done.push(receiver);
+        }
+    }
+
+    // Assert: the sum over actors and the deepest actor, as a scrape sees them.
+    let scrape = backends.metrics.render();
+    assert_eq!(metric(&scrape, "threadql_mailbox_messages"), Some(4.0), "{scrape}");
+    assert_eq!(metric(&scrape, "threadql_mailbox_messages_max"), Some(3.0), "{scrape}");
+    replier.gate.add_permits(100);
+    for receiver in done {
+        receiver.await.unwrap();
+    }
+    let scrape = backends.metrics.render();
+    assert_eq!(metric(&scrape, "threadql_mailbox_messages"), Some(0.0), "{scrape}");
+    assert_eq!(metric(&scrape, "threadql_mailbox_messages_max"), Some(0.0), "{scrape}");
 }
 
 fn state_after(texts: &[&str]) -> ThreadState {
@@ -421,6 +502,36 @@ fn state_after(texts: &[&str]) -> ThreadState {
         });
     }
     state
+}
+
+#[actix_rt::test]
+async fn snapshot_writes_are_counted_by_outcome_with_their_batch_size_and_latency() {
+    // Arrange: the batching store every server uses, counting into its metrics.
+    let database = TestDatabase::create().await;
+    let store = PostgresStore::connect(database.url()).await.unwrap();
+    store.migrate().await.unwrap();
+    let store = threadql::store::SnapshotBatcher::new(Arc::new(store));
+    let metrics = threadql::metrics::Metrics::new().unwrap();
+    store.instrument(&metrics);
+    let thread = ThreadKey::parse(TEAM, &new_channel(), &new_ts()).unwrap();
+
+    // Act: a write, a second one based on it, and a late one based on the first.
+    let first = state_after(&[QUESTION]);
+    assert_eq!(store.save_snapshot(&thread, 0, &first).await.unwrap(), 1);
+    assert_eq!(store.save_snapshot(&thread, 1, &first).await.unwrap(), 2);
+    let late = store.save_snapshot(&thread, 1, &first).await;
+
+    // Assert
+    assert!(matches!(late, Err(StoreError::StaleSnapshot { .. })), "{late:?}");
+    let count = |outcome: &str| metrics.snapshot_writes.with_label_values(&[outcome]).get();
+    assert_eq!((count("saved"), count("stale"), count("failed")), (2, 1, 0));
+    assert_eq!(
+        metrics.snapshot_batch_size.get_sample_count(),
+        3,
+        "one batch per write here"
+    );
+    assert_eq!(metrics.snapshot_batch_size.get_sample_sum(), 3.0);
+    assert_eq!(metrics.snapshot_write_seconds.get_sample_count(), 3);
 }
 
 #[actix_rt::test]

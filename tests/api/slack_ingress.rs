@@ -132,7 +132,7 @@ async fn forged_stale_and_unsigned_requests_get_401() {
     // Refusals are counted under the same endpoint names as accepted requests.
     let metrics = app.metrics().await;
     for endpoint in ["events", "interactions", "commands"] {
-        let line = format!("threadql_slack_requests_total{{endpoint=\"{endpoint}\",outcome=\"rejected\"}} 4");
+        let line = format!("threadql_slack_requests_total{{endpoint=\"{endpoint}\",outcome=\"unauthorized\"}} 4");
         assert!(metrics.contains(&line), "{line} not in:\n{metrics}");
     }
     assert!(!metrics.contains("endpoint=\"/slack/"), "a path as a label:\n{metrics}");

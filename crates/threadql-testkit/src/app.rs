@@ -15,6 +15,8 @@ const IDLE_PATIENCE: Duration = Duration::from_secs(60);
 /// A running server under test, over its own fake Slack and state store.
 pub struct TestApp {
     pub address: String,
+    /// Where `/metrics` is served: `address`, or its own listener with `THREADQL_METRICS_LISTEN`.
+    pub metrics_address: String,
     pub slack: FakeSlack,
     /// The state store (`DATABASE_URL`).
     pub database: TestDatabase,
@@ -47,10 +49,14 @@ pub async fn start_server_with(slack: FakeSlack, database: TestDatabase, overrid
     let config = config_with(&slack.api_url(), database.url(), overrides);
     let application = Application::build(config).await.expect("the application starts");
     let address = format!("http://127.0.0.1:{}", application.port());
+    let metrics_address = application
+        .metrics_port()
+        .map_or_else(|| address.clone(), |port| format!("http://127.0.0.1:{port}"));
     let handle = application.handle();
     let running = actix_rt::spawn(application.run_until_stopped());
     TestApp {
         address,
+        metrics_address,
         slack,
         database,
         client: reqwest::Client::new(),
@@ -154,7 +160,7 @@ impl TestApp {
 
     pub async fn metrics(&self) -> String {
         self.client
-            .get(format!("{}/metrics", self.address))
+            .get(format!("{}/metrics", self.metrics_address))
             .send()
             .await
             .unwrap()
