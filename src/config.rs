@@ -132,7 +132,7 @@ impl fmt::Display for ConnectionUrl {
 pub enum WarehouseSource {
     /// The embedded demo data set, generated on first use at this path.
     Demo(PathBuf),
-    /// A real warehouse: `postgres://…`, `mysql://…` or `sqlite://…`.
+    /// A real warehouse: `postgres://…`, `mysql://…` (or `mariadb://…`) or `sqlite://…`.
     Url(ConnectionUrl),
 }
 
@@ -248,13 +248,13 @@ impl Config {
         }
         let warehouse = match get(WAREHOUSE_URL) {
             Some(url) => {
-                if !["postgres://", "postgresql://", "mysql://", "sqlite:"]
+                if !["postgres://", "postgresql://", "mysql://", "mariadb://", "sqlite:"]
                     .iter()
                     .any(|p| url.starts_with(p))
                 {
                     return Err(ConfigError::new(
                         WAREHOUSE_URL,
-                        "must start with postgres://, mysql:// or sqlite:",
+                        "must start with postgres://, mysql://, mariadb:// or sqlite:",
                     ));
                 }
                 WarehouseSource::Url(ConnectionUrl::new(url))
@@ -311,9 +311,8 @@ impl Config {
         let idle_after = Duration::from_secs(positive(get(THREADQL_IDLE_SECS), THREADQL_IDLE_SECS, 900)? as u64);
         let shutdown_grace =
             Duration::from_secs(positive(get(THREADQL_SHUTDOWN_GRACE), THREADQL_SHUTDOWN_GRACE, 20)? as u64);
-        let model_refresh = Duration::from_secs(
-            positive(get(THREADQL_MODEL_REFRESH_SECS), THREADQL_MODEL_REFRESH_SECS, 3_600)? as u64,
-        );
+        let model_refresh =
+            Duration::from_secs(positive(get(THREADQL_MODEL_REFRESH_SECS), THREADQL_MODEL_REFRESH_SECS, 3_600)? as u64);
         let timezone = match get(THREADQL_TIMEZONE) {
             Some(zone) => zone.parse::<chrono_tz::Tz>().map_err(|_| {
                 ConfigError::new(
