@@ -55,8 +55,10 @@ enum Place {
         _dir: tempfile::TempDir,
     },
     Postgres(String),
-    /// Dropped with its guard.
-    MariaDb(TestMySqlDatabase),
+    /// The database is dropped with its guard.
+    MariaDb {
+        _db: TestMySqlDatabase,
+    },
 }
 
 impl Place {
@@ -102,7 +104,7 @@ impl Place {
                 ))
                 .await;
                 let url = db.url().to_string();
-                (Place::MariaDb(db), url)
+                (Place::MariaDb { _db: db }, url)
             }
         }
     }

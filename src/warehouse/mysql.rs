@@ -83,6 +83,15 @@ impl Server {
             }
         }
     }
+
+    /// Takes the statement timeout off again, so the catalog queries `describe` runs on the
+    /// pool's connections never inherit the last statement's.
+    pub fn no_statement_timeout_sql(self) -> &'static str {
+        match self {
+            Server::MariaDb => "SET SESSION max_statement_time = 0",
+            Server::MySql => "SET SESSION max_execution_time = 0",
+        }
+    }
 }
 
 /// A MySQL or MariaDB database read through read-only transactions.
@@ -256,7 +265,7 @@ impl PendingStatement {
 
         if outcome.is_some() {
             // Read-only, so there is nothing to commit.
-            if let Err(error) = rollback(&mut conn).await {
+            if let Err(error) = rollback(&mut conn, self.server).await {
                 tracing::warn!(%error, "failed to roll back the warehouse transaction; closing its connection");
                 conn.close_on_drop();
             }
@@ -285,8 +294,9 @@ impl PendingStatement {
 /// Sets the statement timeout, starts the read-only transaction and returns the connection's id
 /// (the thread `KILL QUERY` names).
 ///
-/// Boxed, like the other steps on the statement's connection: the concrete lifetime lets the
-/// compiler see the future is `Send`, which `tokio::spawn` needs.
+/// Boxed, like the other steps on the statement's connection: `tokio::spawn` needs a `Send`
+/// future, and a boxed one at a concrete lifetime spares the compiler proving that for sqlx's
+/// executors at every lifetime.
 fn begin(conn: &mut MySqlConnection, server: Server, timeout: Duration) -> BoxFuture<'_, Result<u64, sqlx::Error>> {
     Box::pin(async move {
         // Plain text (no arguments) goes over the text protocol: not every statement here can be
@@ -301,10 +311,11 @@ fn begin(conn: &mut MySqlConnection, server: Server, timeout: Duration) -> BoxFu
     })
 }
 
-/// Ends the read-only transaction (there is nothing to commit).
-fn rollback(conn: &mut MySqlConnection) -> BoxFuture<'_, Result<(), sqlx::Error>> {
+/// Ends the read-only transaction (there is nothing to commit) and the statement timeout.
+fn rollback(conn: &mut MySqlConnection, server: Server) -> BoxFuture<'_, Result<(), sqlx::Error>> {
     Box::pin(async move {
-        conn.execute("ROLLBACK").await?;
+        (&mut *conn).execute("ROLLBACK").await?;
+        (&mut *conn).execute(server.no_statement_timeout_sql()).await?;
         Ok(())
     })
 }
@@ -788,6 +799,12 @@ mod tests {
             "took {:?}",
             started.elapsed()
         );
+        // The pool's one connection no longer carries the timeout (catalog queries use it).
+        let cleared: i64 = sqlx::query_scalar("SELECT CAST(@@session.max_statement_time = 0 AS SIGNED)")
+            .fetch_one(&warehouse.pool)
+            .await
+            .unwrap();
+        assert_eq!(cleared, 1);
         warehouse.pool.close().await;
         warehouse.control.close().await;
         db.drop_database().await;
