@@ -133,7 +133,7 @@ impl fmt::Display for ConnectionUrl {
 pub enum WarehouseSource {
     /// The embedded demo data set, generated on first use at this path.
     Demo(PathBuf),
-    /// A real warehouse: `postgres://…`, `mysql://…` or `sqlite://…`.
+    /// A real warehouse: `postgres://…`, `mysql://…` (or `mariadb://…`) or `sqlite://…`.
     Url(ConnectionUrl),
 }
 
@@ -256,13 +256,13 @@ impl Config {
         }
         let warehouse = match get(WAREHOUSE_URL) {
             Some(url) => {
-                if !["postgres://", "postgresql://", "mysql://", "sqlite:"]
+                if !["postgres://", "postgresql://", "mysql://", "mariadb://", "sqlite:"]
                     .iter()
                     .any(|p| url.starts_with(p))
                 {
                     return Err(ConfigError::new(
                         WAREHOUSE_URL,
-                        "must start with postgres://, mysql:// or sqlite:",
+                        "must start with postgres://, mysql://, mariadb:// or sqlite:",
                     ));
                 }
                 WarehouseSource::Url(ConnectionUrl::new(url))

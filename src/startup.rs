@@ -169,8 +169,13 @@ pub async fn connect_warehouse(config: &Config) -> anyhow::Result<Arc<dyn Wareho
                 .await
                 .context("Failed to open WAREHOUSE_URL")?,
         )),
+        WarehouseSource::Url(url) if url.starts_with("mysql://") || url.starts_with("mariadb://") => Ok(Arc::new(
+            crate::warehouse::mysql::MySqlWarehouse::connect(url.expose())
+                .await
+                .context("Failed to connect to WAREHOUSE_URL")?,
+        )),
         WarehouseSource::Url(_) => {
-            anyhow::bail!("WAREHOUSE_URL: MySQL warehouses are not supported yet; use postgres:// or sqlite:")
+            anyhow::bail!("WAREHOUSE_URL: use postgres://, mysql://, mariadb:// or sqlite:")
         }
     }
 }

@@ -153,3 +153,45 @@ async fn each_unreachable_dependency_fails_by_its_variable_without_printing_secr
         assert!(!text.contains(secret), "{secret} printed:\n{text}");
     }
 }
+
+#[tokio::test]
+async fn a_mysql_warehouse_is_reached_and_its_password_never_printed() {
+    let folder = tempfile::tempdir().unwrap();
+    let db = threadql_testkit::TestMySqlDatabase::create().await;
+    db.execute("CREATE TABLE invoices (id INT PRIMARY KEY, total_amount DECIMAL(12,2))")
+        .await;
+    let state = (
+        "DATABASE_URL",
+        format!("sqlite://{}", folder.path().join("state.db").display()),
+    );
+
+    let (reached, reached_text) = check(
+        folder.path(),
+        &[
+            state.clone(),
+            ("WAREHOUSE_URL", db.url().replacen("mysql://", "mariadb://", 1)),
+        ],
+    )
+    .await;
+    // Nothing listens on port 9.
+    let (unreachable, unreachable_text) = check(
+        folder.path(),
+        &[
+            state,
+            (
+                "WAREHOUSE_URL",
+                "mysql://reader:mysql-secret@127.0.0.1:9/shop".to_string(),
+            ),
+        ],
+    )
+    .await;
+
+    assert!(reached.status.success(), "{reached_text}");
+    assert!(
+        reached_text.contains("ok    WAREHOUSE_URL    reachable, 1 tables"),
+        "{reached_text}"
+    );
+    assert!(!unreachable.status.success(), "{unreachable_text}");
+    assert!(unreachable_text.contains("FAIL  WAREHOUSE_URL"), "{unreachable_text}");
+    assert!(!unreachable_text.contains("mysql-secret"), "{unreachable_text}");
+}

@@ -1,8 +1,8 @@
 //! Questions over warehouses nobody modelled: the model is derived from the schema exactly as
 //! the server derives it (`load_model`, then the dimensions' distinct values), the rules
 //! interpreter answers over it, and each answer (interpreted, compiled, guarded, run) is
-//! compared with the rows of SQL written by hand. Every schema runs on SQLite and Postgres;
-//! each Postgres test creates its own database and drops it at the end.
+//! compared with the rows of SQL written by hand. Every schema runs on SQLite, Postgres and
+//! MariaDB; each Postgres or MariaDB test creates its own database and drops it at the end.
 // Helpers outside #[test] functions unwrap too: a failed setup step should fail the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::collections::HashMap;
@@ -20,6 +20,7 @@ use threadql::interpret::{
 use threadql::sql::SqlGuard;
 use threadql::startup::connect_warehouse;
 use threadql::warehouse::Warehouse;
+use threadql_testkit::TestMySqlDatabase;
 use tokio_util::sync::CancellationToken;
 
 const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
@@ -33,6 +34,7 @@ fn today() -> NaiveDate {
 enum Engine {
     Sqlite,
     Postgres,
+    MariaDb,
 }
 
 impl Engine {
@@ -40,18 +42,23 @@ impl Engine {
         match self {
             Engine::Sqlite => "sqlite",
             Engine::Postgres => "postgres",
+            Engine::MariaDb => "mariadb",
         }
     }
 }
 
-/// Where a schema lives: a SQLite file in a temporary directory, or a Postgres database named
-/// `threadql_test_<uuid>` that [`Place::remove`] drops.
+/// Where a schema lives: a SQLite file in a temporary directory, or a Postgres or MariaDB
+/// database named `threadql_test_<uuid>` that [`Place::remove`] drops.
 enum Place {
     /// Kept only so the directory lives as long as the warehouse.
     Sqlite {
         _dir: tempfile::TempDir,
     },
     Postgres(String),
+    /// The database is dropped with its guard.
+    MariaDb {
+        _db: TestMySqlDatabase,
+    },
 }
 
 impl Place {
@@ -89,6 +96,16 @@ impl Place {
                 }
                 (place, url)
             }
+            Engine::MariaDb => {
+                let db = TestMySqlDatabase::create().await;
+                // The schemas quote identifiers the standard way, as ANSI_QUOTES reads them.
+                db.execute(&format!(
+                    "SET SESSION sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES');\n{statements}"
+                ))
+                .await;
+                let url = db.url().to_string();
+                (Place::MariaDb { _db: db }, url)
+            }
         }
     }
 
@@ -107,6 +124,8 @@ impl Place {
 /// One warehouse with the model the server would derive for it and the interpreter over it.
 struct Derived {
     engine: &'static str,
+    /// MySQL reads `"x"` as a string: the hand-written SQL's identifiers get backquotes there.
+    backquoted: bool,
     url: String,
     warehouse: Arc<dyn Warehouse>,
     interpreter: RulesInterpreter,
@@ -126,6 +145,7 @@ impl Derived {
         let (place, url) = Place::create(engine, statements).await;
         let config = config_for(&url, None);
         let mut derived = Self::from_config(engine.name(), &url, &config).await;
+        derived.backquoted = matches!(engine, Engine::MariaDb);
         derived.place = Some(place);
         derived
     }
@@ -139,6 +159,7 @@ impl Derived {
         let interpreter = RulesInterpreter::new(loaded.model, loaded.values, warehouse.dialect());
         Self {
             engine,
+            backquoted: false,
             url: url.to_string(),
             warehouse,
             interpreter,
@@ -217,7 +238,12 @@ impl Derived {
     async fn check(&self, case: &Case) -> Result<(), String> {
         let proposed = self.thread(case.texts).await?;
         let (_, mut got) = self.run(&proposed.sql).await?;
-        let (_, mut want) = self.run(case.sql).await.map_err(|e| format!("hand-written SQL: {e}"))?;
+        let sql = if self.backquoted {
+            case.sql.replace('"', "`")
+        } else {
+            case.sql.to_string()
+        };
+        let (_, mut want) = self.run(&sql).await.map_err(|e| format!("hand-written SQL: {e}"))?;
         if want.is_empty() {
             return Err("the hand-written SQL returns no rows, the case proves nothing".into());
         }
@@ -320,7 +346,9 @@ async fn run_schema(engine: Engine, statements: &str, cases: &[Case], clarificat
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("threadql.toml");
     std::fs::write(&path, &model).unwrap();
-    let configured = Derived::from_config(derived.engine, &derived.url, &config_for(&derived.url, Some(&path))).await;
+    let mut configured =
+        Derived::from_config(derived.engine, &derived.url, &config_for(&derived.url, Some(&path))).await;
+    configured.backquoted = derived.backquoted;
     assert_eq!(
         *configured.model(),
         *derived.model(),
@@ -472,6 +500,11 @@ async fn snake_case_schema_without_declared_keys_on_sqlite() {
 #[tokio::test]
 async fn snake_case_schema_without_declared_keys_on_postgres() {
     run_schema(Engine::Postgres, SNAKE, SNAKE_CASES, &[]).await;
+}
+
+#[tokio::test]
+async fn snake_case_schema_without_declared_keys_on_mariadb() {
+    run_schema(Engine::MariaDb, SNAKE, SNAKE_CASES, &[]).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -691,6 +724,11 @@ async fn prefixed_schema_with_declared_keys_on_postgres() {
 }
 
 #[tokio::test]
+async fn prefixed_schema_with_declared_keys_on_mariadb() {
+    run_schema(Engine::MariaDb, TPCH, TPCH_CASES, TPCH_CLARIFICATIONS).await;
+}
+
+#[tokio::test]
 async fn help_on_a_large_derived_model_lists_the_central_tables_first_and_the_rest_on_request() {
     // Arrange
     let derived = Derived::new(Engine::Sqlite, TPCH).await;
@@ -799,6 +837,26 @@ async fn camel_case_schema_with_named_keys_on_sqlite() {
 #[tokio::test]
 async fn camel_case_schema_with_comments_on_postgres() {
     run_schema(Engine::Postgres, &format!("{CAMEL}{CAMEL_COMMENTS}"), CAMEL_CASES, &[]).await;
+}
+
+/// MariaDB has no `COMMENT ON`: comments are table and column options.
+const CAMEL_COMMENTS_MARIADB: &str = r#"
+ALTER TABLE "JournalEntry" COMMENT = 'Ledger postings',
+    MODIFY "DebitAmt" NUMERIC(12,2) NOT NULL COMMENT 'Amount debited, in EUR',
+    MODIFY "CreditAmt" NUMERIC(12,2) NOT NULL COMMENT 'Amount credited, in EUR',
+    MODIFY "Memo" VARCHAR(200) COMMENT 'Free text the bookkeeper wrote on the entry';
+ALTER TABLE "Account" COMMENT = 'Chart of accounts';
+"#;
+
+#[tokio::test]
+async fn camel_case_schema_with_comments_on_mariadb() {
+    run_schema(
+        Engine::MariaDb,
+        &format!("{CAMEL}{CAMEL_COMMENTS_MARIADB}"),
+        CAMEL_CASES,
+        &[],
+    )
+    .await;
 }
 
 // ---------------------------------------------------------------------------------------------

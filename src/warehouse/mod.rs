@@ -11,6 +11,7 @@ pub use describe::DescribeSettings;
 
 pub mod demo;
 pub mod describe;
+pub mod mysql;
 pub mod postgres;
 pub mod sqlite;
 

@@ -1,7 +1,8 @@
 //! What threadql's integration tests and its benchmark share, so there is one copy of each:
 //!
 //! - [`TestDatabase`]: a Postgres database of its own per test (or benchmark run), dropped
-//!   (`WITH (FORCE)`) when the guard goes, also when the test fails;
+//!   (`WITH (FORCE)`) when the guard goes, also when the test fails; [`TestMySqlDatabase`]
+//!   likewise on the local MariaDB;
 //! - [`RedisPrefix`]: a key prefix of its own on the shared Redis, its keys deleted likewise;
 //!   [`RedisServer`]: a `redis-server` of its own, to kill, pause and restart;
 //! - [`config_with`]: the server's configuration for a test, from the defaults plus overrides;
@@ -22,6 +23,7 @@
 mod app;
 mod config;
 mod eventually;
+mod mysql;
 mod postgres;
 mod process;
 mod redis_prefix;
@@ -33,6 +35,7 @@ pub use config::{
     config_with, demo_warehouse_path, scratch_dir, try_config_with, BOT_TOKEN, BOT_USER, SIGNING_SECRET, TEAM,
 };
 pub use eventually::{eventually, eventually_every};
+pub use mysql::{TestMySqlDatabase, MARIADB_SERVER};
 pub use postgres::{TestDatabase, POSTGRES_SERVER};
 pub use process::{free_port, ServerProcess};
 pub use redis_prefix::{RedisPrefix, SHARED_REDIS};
