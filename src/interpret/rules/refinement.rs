@@ -448,9 +448,14 @@ fn resolve_ambiguous(
         if !named.is_empty() {
             continue;
         }
+        // Planning is the real test; reachability first keeps a word that names one column
+        // per table ("status") from planning every table's.
+        let near =
+            (metrics.is_empty() && !context_metrics.is_empty()).then(|| tables_reached_by(&context_metrics, model));
         let fitting: Vec<&String> = options
             .iter()
             .copied()
+            .filter(|option| near.as_ref().is_none_or(|near| near_enough(near, option, model)))
             .filter(|option| {
                 if metrics.is_empty() {
                     context_metrics.is_empty() || fits(&context_metrics, &[(*option).clone()])
@@ -527,9 +532,11 @@ fn resolve_value(
     metrics: &[String],
     model: &SemanticModel,
 ) -> Result<(String, String), Interpretation> {
+    let near = tables_reached_by(metrics, model);
     let reachable: Vec<&(String, String)> = mention
         .candidates
         .iter()
+        .filter(|(dimension, _)| near_enough(&near, dimension, model))
         .filter(|(dimension, _)| {
             let probe = StructuredQuery {
                 metrics: metrics.to_vec(),
@@ -567,6 +574,29 @@ fn resolve_value(
         }
     };
     Ok(chosen)
+}
+
+/// Every table reachable from a table any definition of `metrics` counts over: a dimension
+/// elsewhere cannot be combined with them.
+fn tables_reached_by(metrics: &[String], model: &SemanticModel) -> Option<std::collections::HashSet<String>> {
+    if metrics.is_empty() {
+        return None;
+    }
+    let mut tables = std::collections::HashSet::new();
+    for metric in metrics.iter().filter_map(|name| model.metric(name)) {
+        for definition in metric.definitions() {
+            tables.extend(model.reachable_from(&definition.table));
+        }
+    }
+    Some(tables)
+}
+
+/// Whether `dimension` may combine with metrics reaching `near` (`None`: no metrics to ask).
+fn near_enough(near: &Option<std::collections::HashSet<String>>, dimension: &str, model: &SemanticModel) -> bool {
+    match (near, model.dimension(dimension)) {
+        (Some(near), Some(dimension)) => near.contains(&dimension.table),
+        _ => true,
+    }
 }
 
 fn push_unique(values: &mut Vec<String>, value: String) {
