@@ -4,7 +4,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::{QueryResult, TableSchema};
+use crate::domain::{infer_column_format, Column, ColumnFormat, QueryResult, TableSchema, Value};
 use crate::sql::Dialect;
 use crate::sql::GuardedSql;
 pub use describe::DescribeSettings;
@@ -50,4 +50,36 @@ pub trait Warehouse: Send + Sync {
     async fn describe(&self, settings: &DescribeSettings) -> Result<Vec<TableSchema>, WarehouseError>;
     /// Reaches the warehouse (for `/readyz` and `threadql check`).
     async fn ping(&self) -> Result<(), WarehouseError>;
+}
+
+/// A result from rows whose columns carry a declared type (Postgres, MySQL): each cell converted
+/// by `convert(row, index, type)`, each column's format inferred from its values and its type.
+fn typed_result<R>(
+    declared: &[(String, String)],
+    rows: &[R],
+    convert: impl Fn(&R, usize, &str) -> Value,
+    declared_format: impl Fn(&str) -> ColumnFormat,
+) -> QueryResult {
+    let converted: Vec<Vec<Value>> = rows
+        .iter()
+        .map(|row| {
+            declared
+                .iter()
+                .enumerate()
+                .map(|(index, (_, ty))| convert(row, index, ty))
+                .collect()
+        })
+        .collect();
+    let columns = declared
+        .iter()
+        .enumerate()
+        .map(|(index, (name, ty))| Column {
+            name: name.clone(),
+            format: infer_column_format(converted.iter().filter_map(|row| row.get(index)), declared_format(ty)),
+        })
+        .collect();
+    QueryResult {
+        columns,
+        rows: converted,
+    }
 }

@@ -23,9 +23,7 @@ use tracing::Instrument;
 
 use super::describe::{self, DescribeSettings};
 use super::{Warehouse, WarehouseError};
-use crate::domain::{
-    infer_column_format, Column, ColumnFormat, ColumnKind, ColumnSchema, ForeignKey, QueryResult, TableSchema, Value,
-};
+use crate::domain::{ColumnFormat, ColumnKind, ColumnSchema, ForeignKey, QueryResult, TableSchema, Value};
 use crate::sql::{Dialect, GuardedSql};
 
 const DEFAULT_MAX_CONNECTIONS: u32 = 8;
@@ -376,26 +374,7 @@ fn fetch<'a>(conn: &'a mut MySqlConnection, sql: &'a str) -> BoxFuture<'a, Resul
 }
 
 fn convert_rows(declared: &[(String, String)], rows: &[MySqlRow]) -> QueryResult {
-    let converted: Vec<Vec<Value>> = rows
-        .iter()
-        .map(|row| {
-            (0..declared.len())
-                .map(|index| convert_value(row, index, &declared[index].1))
-                .collect()
-        })
-        .collect();
-    let columns = declared
-        .iter()
-        .enumerate()
-        .map(|(index, (name, ty))| Column {
-            name: name.clone(),
-            format: infer_column_format(converted.iter().filter_map(|row| row.get(index)), declared_format(ty)),
-        })
-        .collect();
-    QueryResult {
-        columns,
-        rows: converted,
-    }
+    super::typed_result(declared, rows, convert_value, declared_format)
 }
 
 fn convert_value(row: &MySqlRow, index: usize, ty: &str) -> Value {

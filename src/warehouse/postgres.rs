@@ -16,9 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::describe::{self, is_presentable_value, worth_sampling, DescribeSettings};
 use super::{Warehouse, WarehouseError};
-use crate::domain::{
-    infer_column_format, Column, ColumnFormat, ColumnKind, ColumnSchema, ForeignKey, QueryResult, TableSchema, Value,
-};
+use crate::domain::{ColumnFormat, ColumnKind, ColumnSchema, ForeignKey, QueryResult, TableSchema, Value};
 use crate::sql::{Dialect, GuardedSql};
 
 const DEFAULT_MAX_CONNECTIONS: u32 = 8;
@@ -289,26 +287,7 @@ fn cast_to_text(sql: &str, declared: &[(String, String)]) -> String {
 }
 
 fn convert_rows(declared: &[(String, String)], rows: &[PgRow]) -> QueryResult {
-    let converted: Vec<Vec<Value>> = rows
-        .iter()
-        .map(|row| {
-            (0..declared.len())
-                .map(|index| convert_value(row, index, &declared[index].1))
-                .collect()
-        })
-        .collect();
-    let columns = declared
-        .iter()
-        .enumerate()
-        .map(|(index, (name, ty))| Column {
-            name: name.clone(),
-            format: infer_column_format(converted.iter().filter_map(|row| row.get(index)), declared_format(ty)),
-        })
-        .collect();
-    QueryResult {
-        columns,
-        rows: converted,
-    }
+    super::typed_result(declared, rows, convert_value, declared_format)
 }
 
 fn convert_value(row: &PgRow, index: usize, ty: &str) -> Value {
