@@ -83,17 +83,3 @@ fn typed_result<R>(
         rows: converted,
     }
 }
-
-/// A client-server engine's error: the server's own message for a failed statement, else
-/// unavailable when the connection or pool failed.
-fn server_error(error: sqlx::Error) -> WarehouseError {
-    match error {
-        sqlx::Error::Database(db) => WarehouseError::Query(db.message().to_owned()),
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Configuration(_) => WarehouseError::Unavailable(error.to_string()),
-        other => WarehouseError::Query(other.to_string()),
-    }
-}

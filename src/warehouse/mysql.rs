@@ -8,7 +8,6 @@
 //! a task of its own that owns its connection until the statement has ended, so a kill can never
 //! reach a connection that already went back to the pool and runs someone else's statement, and
 //! dropping the caller's future stops the statement in the server too.
-use super::server_error as map_error;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -454,6 +453,18 @@ fn column_kind(data_type: &str, column_type: &str) -> ColumnKind {
         "date" => ColumnKind::Date,
         "datetime" | "timestamp" => ColumnKind::Timestamp,
         _ => ColumnKind::Other,
+    }
+}
+
+fn map_error(error: sqlx::Error) -> WarehouseError {
+    match error {
+        sqlx::Error::Database(db) => WarehouseError::Query(db.message().to_owned()),
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Configuration(_) => WarehouseError::Unavailable(error.to_string()),
+        other => WarehouseError::Query(other.to_string()),
     }
 }
 

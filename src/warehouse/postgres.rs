@@ -1,7 +1,6 @@
 //! PostgreSQL warehouse. Each statement runs in its own `BEGIN READ ONLY` transaction with a
 //! local `statement_timeout`; cancelling calls `pg_cancel_backend` for the backend running it,
 //! so the work stops in the server, not only in this process.
-use super::server_error as map_error;
 use std::collections::HashSet;
 use std::future::Future;
 use std::str::FromStr;
@@ -346,6 +345,18 @@ fn column_kind(data_type: &str) -> ColumnKind {
         "timestamp without time zone" | "timestamp with time zone" => ColumnKind::Timestamp,
         "boolean" => ColumnKind::Boolean,
         _ => ColumnKind::Other,
+    }
+}
+
+fn map_error(error: sqlx::Error) -> WarehouseError {
+    match error {
+        sqlx::Error::Database(db) => WarehouseError::Query(db.message().to_owned()),
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Configuration(_) => WarehouseError::Unavailable(error.to_string()),
+        other => WarehouseError::Query(other.to_string()),
     }
 }
 
