@@ -15,6 +15,36 @@ pub mod mysql;
 pub mod postgres;
 pub mod sqlite;
 
+/// Runs one statement on a task of its own. A caller that drops the call (a timeout, the other
+/// branch of a `select!`) cancels `stop` instead of abandoning a connection in mid-statement: the
+/// statement's own task then stops it in the server and cleans up its connection, the path an
+/// explicit cancel takes. sqlx does not always recover a connection whose query future was
+/// dropped (it was seen waiting forever on a connection the server had already rolled back).
+pub(crate) async fn run_on_own_task<F>(
+    cancel: &CancellationToken,
+    statement: impl FnOnce(CancellationToken) -> F,
+) -> Result<QueryResult, WarehouseError>
+where
+    F: std::future::Future<Output = Result<QueryResult, WarehouseError>> + Send + 'static,
+{
+    use tracing::Instrument;
+
+    if cancel.is_cancelled() {
+        return Err(WarehouseError::Cancelled);
+    }
+    // Fires when the caller cancels, and when the caller drops this future.
+    let stop = cancel.child_token();
+    let _stop_when_dropped = stop.clone().drop_guard();
+    let task = tokio::spawn(statement(stop).instrument(tracing::Span::current()));
+    match task.await {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            tracing::error!(%error, "the warehouse statement's task failed");
+            Err(WarehouseError::Unavailable("the statement's task failed".into()))
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum WarehouseError {
     /// The database rejected or failed the statement; the message is the database's own.

@@ -19,7 +19,6 @@ use rust_decimal::Decimal;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions, MySqlRow};
 use sqlx::{Column as _, Connection, Executor, Row, Statement, TypeInfo};
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use super::describe::{self, DescribeSettings};
 use super::{Warehouse, WarehouseError};
@@ -190,12 +189,6 @@ impl MySqlWarehouse {
         timeout: Duration,
         cancel: &CancellationToken,
     ) -> Result<QueryResult, WarehouseError> {
-        if cancel.is_cancelled() {
-            return Err(WarehouseError::Cancelled);
-        }
-        // Fires when the caller cancels, and when the caller drops this future.
-        let stop = cancel.child_token();
-        let _stop_when_dropped = stop.clone().drop_guard();
         let statement = PendingStatement {
             pool: self.pool.clone(),
             control: self.control.clone(),
@@ -203,14 +196,7 @@ impl MySqlWarehouse {
             sql: sql.to_string(),
             timeout,
         };
-        let task = tokio::spawn(statement.run(stop).instrument(tracing::Span::current()));
-        match task.await {
-            Ok(outcome) => outcome,
-            Err(error) => {
-                tracing::error!(%error, "the warehouse statement's task failed");
-                Err(WarehouseError::Unavailable("the statement's task failed".into()))
-            }
-        }
+        super::run_on_own_task(cancel, |stop| statement.run(stop)).await
     }
 }
 

@@ -92,13 +92,31 @@ impl PostgresWarehouse {
         timeout: Duration,
         cancel: &CancellationToken,
     ) -> Result<QueryResult, WarehouseError> {
-        if cancel.is_cancelled() {
-            return Err(WarehouseError::Cancelled);
-        }
+        let statement = PendingStatement {
+            pool: self.pool.clone(),
+            control: self.control.clone(),
+            sql: sql.to_string(),
+            timeout,
+        };
+        super::run_on_own_task(cancel, |stop| statement.run(stop)).await
+    }
+}
+
+/// One statement and what it needs to run on a task of its own.
+struct PendingStatement {
+    pool: PgPool,
+    control: PgPool,
+    sql: String,
+    timeout: Duration,
+}
+
+impl PendingStatement {
+    async fn run(self, stop: CancellationToken) -> Result<QueryResult, WarehouseError> {
+        let timeout = self.timeout;
         let deadline = Instant::now() + timeout;
         let mut conn = tokio::select! {
             biased;
-            _ = cancel.cancelled() => return Err(WarehouseError::Cancelled),
+            _ = stop.cancelled() => return Err(WarehouseError::Cancelled),
             acquired = tokio::time::timeout_at(deadline.into(), self.pool.acquire()) => match acquired {
                 Err(_) => return Err(WarehouseError::Timeout(timeout)),
                 Ok(Err(error)) => return Err(map_error(error)),
@@ -122,19 +140,14 @@ impl PostgresWarehouse {
             pid,
             transaction_started: started,
         };
-        // If the caller drops this future mid-statement, cancel the statement in the server.
-        let mut cancel_on_drop = CancelOnDrop {
-            control: self.control.clone(),
-            backend: Some(backend),
-        };
 
-        let (outcome, stop) = {
-            let work = fetch(&mut tx, sql);
+        let (outcome, stop_reason) = {
+            let work = fetch(&mut tx, &self.sql);
             tokio::pin!(work);
             tokio::select! {
                 biased;
                 result = &mut work => (Some(result), None),
-                _ = cancel.cancelled() => {
+                _ = stop.cancelled() => {
                     (cancel_until_stopped(&self.control, backend, &mut work).await, Some(StopReason::Cancel))
                 }
                 // The server's statement_timeout normally fires first; this covers a server or
@@ -144,7 +157,6 @@ impl PostgresWarehouse {
                 }
             }
         };
-        cancel_on_drop.backend = None;
 
         if outcome.is_some() {
             // Read-only, so there is nothing to commit; an aborted transaction needs this too.
@@ -160,7 +172,7 @@ impl PostgresWarehouse {
             conn.close_on_drop();
         }
 
-        match (stop, outcome) {
+        match (stop_reason, outcome) {
             (Some(StopReason::Cancel), _) => Err(WarehouseError::Cancelled),
             (Some(StopReason::Timeout), Some(Err(_)) | None) => Err(WarehouseError::Timeout(timeout)),
             (None, None) => Err(WarehouseError::Timeout(timeout)),
@@ -218,29 +230,6 @@ where
             Ok(output) => return Some(output),
             Err(_) if until >= gave_up_at => return None,
             Err(_) => {}
-        }
-    }
-}
-
-/// Cancels the statement in the server when `run` is dropped before it finished, so dropping
-/// the future (as `tokio::select!` or a timeout does) stops the work too.
-struct CancelOnDrop {
-    control: PgPool,
-    backend: Option<Backend>,
-}
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        let Some(backend) = self.backend.take() else {
-            return;
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                let control = self.control.clone();
-                runtime.spawn(async move { cancel_backend(&control, backend).await });
-            }
-            // Without a runtime the statement runs on until its statement_timeout.
-            Err(_) => tracing::warn!(pid = backend.pid, "cannot cancel a dropped warehouse statement"),
         }
     }
 }
