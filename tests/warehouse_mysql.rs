@@ -486,14 +486,20 @@ async fn explain_estimates_the_rows_a_statement_reads() {
     let one = warehouse
         .estimate(&guarded("SELECT id FROM small WHERE id = 3"))
         .await
+        .unwrap()
+        .rows
         .unwrap();
     let scan = warehouse
         .estimate(&guarded("SELECT COUNT(*) AS n FROM big"))
         .await
+        .unwrap()
+        .rows
         .unwrap();
     let join = warehouse
         .estimate(&guarded("SELECT COUNT(*) AS n FROM big b CROSS JOIN small s"))
         .await
+        .unwrap()
+        .rows
         .unwrap();
 
     assert_eq!(one, 1);

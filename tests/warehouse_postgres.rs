@@ -408,3 +408,35 @@ async fn connecting_to_a_missing_database_fails() {
 
     assert!(result.is_err());
 }
+
+#[tokio::test]
+async fn the_planner_estimates_rows_and_bytes_without_running_the_query() {
+    let db = TestDatabase::create().await;
+    db.execute(
+        "CREATE TABLE small (id int PRIMARY KEY); CREATE TABLE big (id int, small_id int, note text); \
+         INSERT INTO small SELECT g FROM generate_series(1, 10) g; \
+         INSERT INTO big SELECT g, g % 10 + 1, repeat('x', 40) FROM generate_series(1, 20000) g; \
+         ANALYZE small; ANALYZE big",
+    )
+    .await;
+    let warehouse = PostgresWarehouse::connect(db.url()).await.unwrap();
+
+    let one = warehouse
+        .estimate(&guarded("SELECT id FROM small WHERE id = 3"))
+        .await
+        .unwrap();
+    let scan = warehouse
+        .estimate(&guarded("SELECT COUNT(*) AS n FROM big"))
+        .await
+        .unwrap();
+    let heavy = warehouse.estimate(&guarded(HEAVY_QUERY)).await.unwrap();
+
+    assert_eq!(one.rows, Some(1));
+    let (scan_rows, scan_bytes) = (scan.rows.unwrap(), scan.bytes.unwrap());
+    assert!((15_000..=25_000).contains(&scan_rows), "{scan:?}");
+    // Rows of an int, an int and 41 bytes of text: a scan of at least 40 bytes per row.
+    assert!(scan_bytes >= scan_rows * 40, "{scan:?}");
+    // The cross join is estimated (at millions of rows) without being run: this returns at once.
+    assert!(heavy.rows.unwrap() >= 1_000_000, "{heavy:?}");
+    assert_eq!(active_statements(db.name()).await, 0);
+}

@@ -58,6 +58,16 @@ pub enum WarehouseError {
     Unavailable(String),
 }
 
+/// What running a statement would cost, as the engine estimates it without running it. Each
+/// figure is `None` where the engine does not say.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Estimate {
+    /// Rows read by the largest step of the plan.
+    pub rows: Option<u64>,
+    /// Bytes the statement reads (or is billed for).
+    pub bytes: Option<u64>,
+}
+
 /// A read-only SQL warehouse.
 #[async_trait]
 pub trait Warehouse: Send + Sync {
@@ -80,6 +90,11 @@ pub trait Warehouse: Send + Sync {
     async fn describe(&self, settings: &DescribeSettings) -> Result<Vec<TableSchema>, WarehouseError>;
     /// Reaches the warehouse (for `/readyz` and `threadql check`).
     async fn ping(&self) -> Result<(), WarehouseError>;
+    /// The engine's estimate of what `sql` would read, without running it (the cost guard).
+    /// Engines without an estimate keep the default: nothing known.
+    async fn estimate(&self, _sql: &GuardedSql) -> Result<Estimate, WarehouseError> {
+        Ok(Estimate::default())
+    }
 }
 
 /// A result from rows whose columns carry a declared type (Postgres, MySQL): each cell converted

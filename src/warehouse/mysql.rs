@@ -21,7 +21,7 @@ use sqlx::{Column as _, Connection, Executor, Row, Statement, TypeInfo};
 use tokio_util::sync::CancellationToken;
 
 use super::describe::{self, DescribeSettings};
-use super::{Warehouse, WarehouseError};
+use super::{Estimate, Warehouse, WarehouseError};
 use crate::domain::{ColumnFormat, ColumnKind, ColumnSchema, ForeignKey, QueryResult, TableSchema, Value};
 use crate::sql::{Dialect, GuardedSql};
 
@@ -153,32 +153,6 @@ impl MySqlWarehouse {
     /// MariaDB or MySQL.
     pub fn server(&self) -> Server {
         self.server
-    }
-
-    /// The server's estimate of the rows `sql` reads, from `EXPLAIN`: for each `SELECT` of the
-    /// plan, the rows read by each table access, multiplied along the join (a nested loop reads
-    /// the next table once per row of the ones before). The largest select's figure is the
-    /// estimate. Not part of the [`Warehouse`] trait yet (the cost guard will use it).
-    pub async fn estimate(&self, sql: &GuardedSql) -> Result<u64, WarehouseError> {
-        let mut conn = self.pool.acquire().await.map_err(map_error)?;
-        // EXPLAIN returns `rows` as an unsigned integer or NULL; read it as text to accept both
-        // servers' types.
-        let explain = format!("EXPLAIN {}", sql.as_str());
-        let rows = sqlx::raw_sql(&explain).fetch_all(&mut *conn).await.map_err(map_error)?;
-        let mut by_select: Vec<(String, f64)> = Vec::new();
-        for row in &rows {
-            let id = text_at(row, "id").unwrap_or_default();
-            let read = text_at(row, "rows")
-                .and_then(|rows| rows.trim().parse::<f64>().ok())
-                .unwrap_or(1.0)
-                .max(1.0);
-            match by_select.iter_mut().find(|(select, _)| *select == id) {
-                Some((_, product)) => *product *= read,
-                None => by_select.push((id, read)),
-            }
-        }
-        let largest = by_select.iter().map(|(_, rows)| *rows).fold(0.0_f64, f64::max);
-        Ok(largest.min(u64::MAX as f64) as u64)
     }
 
     /// Runs `sql` with the guarantees of [`Warehouse::execute`]. Takes any text so unit tests
@@ -531,6 +505,34 @@ impl Warehouse for MySqlWarehouse {
         conn.ping()
             .await
             .map_err(|e| WarehouseError::Unavailable(e.to_string()))
+    }
+
+    /// The server's estimate of the rows `sql` reads, from `EXPLAIN`: for each `SELECT` of the
+    /// plan, the rows read by each table access, multiplied along the join (a nested loop reads
+    /// the next table once per row of the ones before). The largest select's figure is the
+    /// estimate; MySQL's `EXPLAIN` says nothing of bytes.
+    async fn estimate(&self, sql: &GuardedSql) -> Result<Estimate, WarehouseError> {
+        // EXPLAIN returns `rows` as an unsigned integer or NULL; read it as text to accept both
+        // servers' types.
+        let explain = format!("EXPLAIN {}", sql.as_str());
+        let rows = sqlx::raw_sql(&explain).fetch_all(&self.pool).await.map_err(map_error)?;
+        let mut by_select: Vec<(String, f64)> = Vec::new();
+        for row in &rows {
+            let id = text_at(row, "id").unwrap_or_default();
+            let read = text_at(row, "rows")
+                .and_then(|rows| rows.trim().parse::<f64>().ok())
+                .unwrap_or(1.0)
+                .max(1.0);
+            match by_select.iter_mut().find(|(select, _)| *select == id) {
+                Some((_, product)) => *product *= read,
+                None => by_select.push((id, read)),
+            }
+        }
+        let largest = by_select.iter().map(|(_, rows)| *rows).fold(0.0_f64, f64::max);
+        Ok(Estimate {
+            rows: Some(largest.min(u64::MAX as f64) as u64),
+            bytes: None,
+        })
     }
 }
 
