@@ -20,7 +20,9 @@ pub fn run(listen: SocketAddr) -> Result<(), String> {
         TcpStream::connect_timeout(&target, TIMEOUT).map_err(|e| format!("cannot connect to {target}: {e}"))?;
     stream.set_read_timeout(Some(TIMEOUT)).map_err(|e| e.to_string())?;
     stream.set_write_timeout(Some(TIMEOUT)).map_err(|e| e.to_string())?;
-    write!(stream, "GET /healthz HTTP/1.0\r\nHost: {target}\r\n\r\n").map_err(|e| e.to_string())?;
+    // One write: `write!` on an unbuffered stream sends each piece of the format on its own.
+    let request = format!("GET /healthz HTTP/1.0\r\nHost: {target}\r\n\r\n");
+    stream.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
     let mut head = [0u8; 64];
     let read = stream
         .read(&mut head)
@@ -45,8 +47,15 @@ mod tests {
         let address = listener.local_addr().unwrap();
         std::thread::spawn(move || {
             if let Ok((mut stream, _)) = listener.accept() {
-                let mut request = [0u8; 256];
-                let _ = stream.read(&mut request);
+                // The whole request, as a server reads it, before answering and closing.
+                let mut request = Vec::new();
+                let mut chunk = [0u8; 256];
+                while !request.ends_with(b"\r\n\r\n") {
+                    match stream.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&chunk[..n]),
+                    }
+                }
                 let _ = stream.write_all(response.as_bytes());
             }
         });

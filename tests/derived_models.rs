@@ -771,6 +771,97 @@ async fn help_on_a_large_derived_model_lists_the_central_tables_first_and_the_re
 // (c) CamelCase tables and columns, keys named after the table, comments (Postgres only: SQLite
 // has none) and no declared foreign keys.
 
+// ---------------------------------------------------------------------------------------------
+// (d) Tables named `<domain>_<entity>`, every column prefixed with the table's abbreviation, the
+// same columns in every table (status, segment, amounts, dates): the shape of the bench's
+// 500-table warehouse, small enough to read.
+
+const DOMAINS: &str = "
+CREATE TABLE sales_account (sacct_id INTEGER PRIMARY KEY, sacct_name VARCHAR(40) NOT NULL,
+    sacct_status VARCHAR(20) NOT NULL, sacct_seg VARCHAR(20) NOT NULL, sacct_qty INTEGER NOT NULL,
+    sacct_created_dt DATE NOT NULL, sacct_closed_dt DATE);
+CREATE TABLE billing_account (bacct_id INTEGER PRIMARY KEY, bacct_name VARCHAR(40) NOT NULL,
+    bacct_status VARCHAR(20) NOT NULL, bacct_seg VARCHAR(20) NOT NULL, bacct_qty INTEGER NOT NULL,
+    bacct_created_dt DATE NOT NULL, bacct_closed_dt DATE,
+    bacct_sales_account_id INTEGER NOT NULL REFERENCES sales_account (sacct_id));
+CREATE TABLE marketing_campaign (mcmp_id INTEGER PRIMARY KEY, mcmp_name VARCHAR(40) NOT NULL,
+    mcmp_status VARCHAR(20) NOT NULL, mcmp_seg VARCHAR(20) NOT NULL, mcmp_qty INTEGER NOT NULL,
+    mcmp_created_dt DATE NOT NULL, mcmp_closed_dt DATE,
+    mcmp_billing_account_id INTEGER NOT NULL REFERENCES billing_account (bacct_id));
+INSERT INTO sales_account VALUES
+    (1, 'North desk', 'open', 'SMB', 3, '2024-01-10', NULL),
+    (2, 'South desk', 'closed', 'Enterprise', 9, '2023-05-02', '2024-03-01');
+INSERT INTO billing_account VALUES
+    (1, 'Acme billing', 'active', 'SMB', 5, '2024-02-01', NULL, 1),
+    (2, 'Birch billing', 'suspended', 'Enterprise', 12, '2024-08-15', NULL, 1),
+    (3, 'Cobalt billing', 'active', 'Enterprise', 7, '2025-01-20', '2025-06-30', 2),
+    (4, 'Dune billing', 'active', 'SMB', 1, '2023-11-11', NULL, 2);
+INSERT INTO marketing_campaign VALUES
+    (1, 'Spring push', 'running', 'SMB', 40, '2024-03-01', NULL, 1),
+    (2, 'Autumn push', 'done', 'Enterprise', 25, '2024-09-01', '2024-10-01', 2),
+    (3, 'Winter push', 'running', 'SMB', 10, '2025-12-01', NULL, 2);
+";
+
+const DOMAINS_CASES: &[Case] = &[
+    // Billing accounts join sales accounts, which have a status too: the accounts' own one.
+    case(
+        &["how many billing accounts by status"],
+        "SELECT bacct_status, COUNT(*) FROM billing_account GROUP BY bacct_status",
+    ),
+    case(
+        &["billing accounts by segment"],
+        "SELECT bacct_seg, COUNT(*) FROM billing_account GROUP BY bacct_seg",
+    ),
+    // `bacct_created_dt`: the prefix is no part of the event.
+    case(
+        &["billing accounts created in 2024"],
+        "SELECT COUNT(*) FROM billing_account WHERE bacct_created_dt >= '2024-01-01' AND bacct_created_dt < '2025-01-01'",
+    ),
+    case(
+        &["sales accounts closed in 2024"],
+        "SELECT COUNT(*) FROM sales_account WHERE sacct_closed_dt >= '2024-01-01' AND sacct_closed_dt < '2025-01-01'",
+    ),
+    // Every table has a quantity: the one of the accounts ranked.
+    ordered(
+        &["top 2 billing accounts by quantity"],
+        "SELECT bacct_name, SUM(bacct_qty) AS q FROM billing_account GROUP BY bacct_name ORDER BY q DESC LIMIT 2",
+    ),
+    // "marketing" is one word, not "market ing".
+    case(
+        &["marketing campaigns by status"],
+        "SELECT mcmp_status, COUNT(*) FROM marketing_campaign GROUP BY mcmp_status",
+    ),
+    case(
+        &["marketing campaigns by billing account segment"],
+        "SELECT b.bacct_seg, COUNT(*) FROM marketing_campaign m JOIN billing_account b ON b.bacct_id = m.mcmp_billing_account_id GROUP BY b.bacct_seg",
+    ),
+];
+
+async fn domains_schema(engine: Engine) {
+    run_schema(
+        engine,
+        DOMAINS,
+        DOMAINS_CASES,
+        &[("by status", &["billing account status", "sales account status"])],
+    )
+    .await;
+    // A typo of a word every table has suggests the word, not every table's column.
+    let derived = Derived::new(engine, DOMAINS).await;
+    let reply = derived.reply("billing accounts by stauts");
+    derived.finish().await;
+    assert!(reply.contains(r#"Did you mean \"status\"?"#), "{reply}");
+}
+
+#[tokio::test]
+async fn domain_prefixed_schema_on_sqlite() {
+    domains_schema(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn domain_prefixed_schema_on_postgres() {
+    domains_schema(Engine::Postgres).await;
+}
+
 const CAMEL: &str = r#"
 CREATE TABLE "Account" ("AccountId" INTEGER PRIMARY KEY, "AccountName" VARCHAR(60) NOT NULL,
     "AccountType" VARCHAR(20) NOT NULL);

@@ -251,8 +251,9 @@ impl Vocabulary {
         if self.words.contains(piece) {
             return true;
         }
-        // Plural and past forms of listed words: "orders", "issued", "extended".
-        ["es", "s", "ed", "d"].iter().any(|suffix| {
+        // Plural, past and -ing forms of listed words: "orders", "issued", "extended",
+        // "marketing", "shipping".
+        ["es", "s", "ed", "d", "ing"].iter().any(|suffix| {
             piece
                 .strip_suffix(suffix)
                 .is_some_and(|stem| stem.len() >= 3 && self.words.contains(stem))
@@ -430,7 +431,8 @@ pub fn shared_prefix(columns: &[&str]) -> Option<String> {
     (count >= 2 && count * 2 > columns.len()).then_some(prefix)
 }
 
-fn strip_prefix_ignoring_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+/// `text` without `prefix` (any case), when something is left.
+pub fn strip_prefix_ignoring_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
     let head = text.get(..prefix.len())?;
     let rest = text.get(prefix.len()..)?;
     (head.eq_ignore_ascii_case(prefix) && !rest.is_empty()).then_some(rest)
@@ -628,6 +630,12 @@ mod tests {
         assert_eq!(words("notes"), "notes", "'no' is not split off an unknown rest");
         assert_eq!(words("xyzzy"), "xyzzy");
         assert_eq!(words("widgetcount"), "widget count");
+        assert_eq!(
+            words("marketing"),
+            "marketing",
+            "an -ing form of a known word stays whole"
+        );
+        assert_eq!(words("marketingspend"), "marketing spend");
     }
 
     #[test]

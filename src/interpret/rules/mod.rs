@@ -176,33 +176,52 @@ impl Knowledge {
             .dimensions
             .iter()
             .map(|d| (&d.name, &d.synonyms, "breakdown"));
-        let mut suggestions: Vec<(usize, String)> = Vec::new();
+        // (distance, the word it is close to, what is suggested)
+        let mut suggestions: Vec<(usize, &str, String)> = Vec::new();
         for (name, synonyms, kind) in metrics.chain(dimensions) {
             let closest = std::iter::once(name)
                 .chain(synonyms)
                 .flat_map(|phrase| phrase.split_whitespace())
-                .flat_map(|word| unknown.iter().filter_map(move |u| closeness(&u.to_lowercase(), word)))
+                .flat_map(|word| {
+                    unknown
+                        .iter()
+                        .filter_map(move |u| closeness(&u.to_lowercase(), word).map(|distance| (distance, word)))
+                })
                 .min();
-            if let Some(distance) = closest {
+            if let Some((distance, word)) = closest {
                 let text = format!("{name} ({kind})");
-                if !suggestions.iter().any(|(_, s)| *s == text) {
-                    suggestions.push((distance, text));
+                if !suggestions.iter().any(|(_, _, s)| *s == text) {
+                    suggestions.push((distance, word, text));
                 }
             }
         }
         suggestions.sort();
-        if suggestions.is_empty() {
+        let Some((best_distance, best_word, _)) = suggestions.first().cloned() else {
             return format!(
                 "I didn't understand {}.\n{}",
                 join_words(&quoted),
                 self.vocabulary_help()
             );
-        }
-        let nearest: Vec<String> = suggestions
-            .into_iter()
-            .take(MAX_SUGGESTIONS)
-            .map(|(_, text)| text)
-            .collect();
+        };
+        // "stauts" is close to the status of every table: the word itself is the suggestion,
+        // when it is understood alone (the metrics then say whose status it is).
+        let sharing = suggestions
+            .iter()
+            .filter(|(distance, word, _)| *distance == best_distance && *word == best_word)
+            .count();
+        let understood_alone = self
+            .vocabulary
+            .longest(&lexicon::split_words(best_word))
+            .is_some_and(|(used, _)| used == 1);
+        let nearest: Vec<String> = if sharing > 1 && understood_alone {
+            vec![format!("\"{best_word}\"")]
+        } else {
+            suggestions
+                .into_iter()
+                .take(MAX_SUGGESTIONS)
+                .map(|(_, _, text)| text)
+                .collect()
+        };
         format!(
             "I didn't understand {}. Did you mean {}? Say \"help\" for everything I know.",
             join_words(&quoted),

@@ -25,6 +25,12 @@ pub(super) struct ValueMention {
 pub(super) enum GroupItem {
     Dimension(String),
     Grain(Grain),
+    /// "by status" when many tables have a status: the dimensions the words may mean, resolved
+    /// by the metrics (the one their tables reach), else asked.
+    OneOf {
+        text: String,
+        dimensions: Vec<String>,
+    },
 }
 
 /// One meaningful piece of the text. `joined` means it followed "and"/"also"/"plus", which in
@@ -535,10 +541,28 @@ impl Reader<'_> {
                 Some((used, GroupItem::Grain(grain)))
             } else {
                 match self.vocabulary.longest(rest) {
-                    Some((used, terms)) => terms.iter().find_map(|t| match t {
-                        Term::Dimension(d) => Some((used, GroupItem::Dimension(d.clone()))),
-                        _ => None,
-                    }),
+                    Some((used, terms)) => {
+                        let mut dimensions: Vec<String> = terms
+                            .iter()
+                            .filter_map(|t| match t {
+                                Term::Dimension(d) => Some(d.clone()),
+                                _ => None,
+                            })
+                            .collect();
+                        match dimensions.len() {
+                            0 => None,
+                            1 => dimensions.pop().map(|d| (used, GroupItem::Dimension(d))),
+                            _ => {
+                                let text = rest
+                                    .iter()
+                                    .take(used)
+                                    .map(|w| w.original.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(" ");
+                                Some((used, GroupItem::OneOf { text, dimensions }))
+                            }
+                        }
+                    }
                     None => None,
                 }
             };

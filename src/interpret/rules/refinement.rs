@@ -120,7 +120,8 @@ pub(super) fn apply(
         for item in items.iter() {
             match item {
                 GroupItem::Dimension(d) if !query.dimensions.contains(d) => query.dimensions.push(d.clone()),
-                GroupItem::Dimension(_) => {}
+                // Resolved before (`resolve_ambiguous`).
+                GroupItem::Dimension(_) | GroupItem::OneOf { .. } => {}
                 GroupItem::Grain(g) => {
                     if !grains_named.contains(g) {
                         grains_named.push(*g);
@@ -401,7 +402,7 @@ fn resolve_ambiguous(
                 .iter()
                 .filter_map(|i| match i {
                     GroupItem::Dimension(d) => Some(d.clone()),
-                    GroupItem::Grain(_) => None,
+                    GroupItem::Grain(_) | GroupItem::OneOf { .. } => None,
                 })
                 .collect(),
             _ => vec![],
@@ -415,38 +416,23 @@ fn resolve_ambiguous(
     if named_dimensions.is_empty() {
         named_dimensions = current.map(|c| c.dimensions.clone()).unwrap_or_default();
     }
-    let mut resolved = Vec::with_capacity(parts.len());
-    for part in parts {
-        let Part::Ambiguous {
-            text,
-            metrics,
-            dimensions,
-        } = part
-        else {
-            resolved.push(part.clone());
-            continue;
+    let fits = |metrics: &[String], dimensions: &[String]| {
+        let probe = StructuredQuery {
+            metrics: metrics.to_vec(),
+            dimensions: dimensions.to_vec(),
+            ..StructuredQuery::default()
         };
-        let fits = |metrics: &[String], dimensions: &[String]| {
-            let probe = StructuredQuery {
-                metrics: metrics.to_vec(),
-                dimensions: dimensions.to_vec(),
-                ..StructuredQuery::default()
-            };
-            query::plan(&probe, model).is_ok()
-        };
-        let options: Vec<&String> = if metrics.is_empty() {
-            dimensions.iter().collect()
-        } else {
-            metrics.iter().collect()
-        };
+        query::plan(&probe, model).is_ok()
+    };
+    // The one option the words fit, `None` when the question names one in full already.
+    let choose = |text: &str, metrics: &[String], dimensions: &[String]| -> Result<Option<String>, NotApplied> {
+        let options: &[String] = if metrics.is_empty() { dimensions } else { metrics };
         // The answer to our own question names the option in full next to the phrase.
-        let named: Vec<&String> = options
+        if options
             .iter()
-            .copied()
-            .filter(|o| named_metrics.contains(o) || named_dimensions.contains(o))
-            .collect();
-        if !named.is_empty() {
-            continue;
+            .any(|o| named_metrics.contains(o) || named_dimensions.contains(o))
+        {
+            return Ok(None);
         }
         // Planning is the real test; reachability first keeps a word that names one column
         // per table ("status") from planning every table's.
@@ -454,7 +440,6 @@ fn resolve_ambiguous(
             (metrics.is_empty() && !context_metrics.is_empty()).then(|| tables_reached_by(&context_metrics, model));
         let fitting: Vec<&String> = options
             .iter()
-            .copied()
             .filter(|option| near.as_ref().is_none_or(|near| near_enough(near, option, model)))
             .filter(|option| {
                 if metrics.is_empty() {
@@ -466,22 +451,72 @@ fn resolve_ambiguous(
                 }
             })
             .collect();
+        // "billing accounts by status": the accounts' own status, not that of a table they
+        // join; "top 5 customers by quantity": the customers' own quantity.
+        let own: Vec<&String> = fitting
+            .iter()
+            .copied()
+            .filter(|option| {
+                if metrics.is_empty() {
+                    on_tables_of(&context_metrics, option, model)
+                } else {
+                    let table = model.metric(option).map(|m| m.table.as_str());
+                    named_dimensions
+                        .iter()
+                        .filter_map(|d| model.dimension(d))
+                        .any(|d| Some(d.table.as_str()) == table)
+                }
+            })
+            .collect();
+        let fitting = if own.len() == 1 { own } else { fitting };
         match fitting.as_slice() {
-            [one] if metrics.is_empty() => resolved.push(Part::Group {
-                items: vec![GroupItem::Dimension((*one).clone())],
-                joined: false,
-            }),
-            [one] => resolved.push(Part::Metric {
-                name: (*one).clone(),
-                joined: false,
-            }),
+            [one] => Ok(Some((*one).clone())),
             _ => {
                 let quoted: Vec<String> = options.iter().map(|o| format!("\"{o}\"")).collect();
-                return Err(NotApplied::Answer(Interpretation::Clarify(format!(
+                Err(NotApplied::Answer(Interpretation::Clarify(format!(
                     "\"{text}\" could mean {}. Which one do you mean?",
                     join_words(&quoted).replace(" and ", " or ")
-                ))));
+                ))))
             }
+        }
+    };
+    let mut resolved = Vec::with_capacity(parts.len());
+    for part in parts {
+        match part {
+            Part::Ambiguous {
+                text,
+                metrics,
+                dimensions,
+            } => match choose(text, metrics, dimensions)? {
+                None => {}
+                Some(one) if metrics.is_empty() => resolved.push(Part::Group {
+                    items: vec![GroupItem::Dimension(one)],
+                    joined: false,
+                }),
+                Some(one) => resolved.push(Part::Metric {
+                    name: one,
+                    joined: false,
+                }),
+            },
+            Part::Group { items, joined } => {
+                let mut chosen = Vec::with_capacity(items.len());
+                for item in items {
+                    match item {
+                        GroupItem::OneOf { text, dimensions } => {
+                            // Named in full elsewhere: that item stands for it.
+                            if let Some(one) = choose(text, &[], dimensions)? {
+                                chosen.push(GroupItem::Dimension(one));
+                            }
+                        }
+                        other => chosen.push(other.clone()),
+                    }
+                }
+                resolved.push(Part::Group {
+                    items: chosen,
+                    joined: *joined,
+                });
+            }
+            other => resolved.push(other.clone()),
         }
     }
     Ok(resolved)
@@ -589,6 +624,18 @@ fn tables_reached_by(metrics: &[String], model: &SemanticModel) -> Option<std::c
         }
     }
     Some(tables)
+}
+
+/// Whether `dimension` is a column of a table one of `metrics` counts over.
+fn on_tables_of(metrics: &[String], dimension: &str, model: &SemanticModel) -> bool {
+    let Some(dimension) = model.dimension(dimension) else {
+        return false;
+    };
+    metrics
+        .iter()
+        .filter_map(|name| model.metric(name))
+        .flat_map(|metric| metric.definitions())
+        .any(|definition| definition.table == dimension.table)
 }
 
 /// Whether `dimension` may combine with metrics reaching `near` (`None`: no metrics to ask).

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 
 use super::lexicon::{plural_forms, split_words, Word};
-use crate::interpret::derive::names::{date_column_event, event_phrase, singular, split_identifier, stem};
+use crate::interpret::derive::names::{
+    date_column_event, event_phrase, shared_prefix, singular, split_identifier, stem, strip_prefix_ignoring_case,
+};
 use crate::interpret::model::SemanticModel;
 
 /// Longest phrase naming a date column's event ("signed up", "first ordered").
@@ -76,8 +78,15 @@ impl Vocabulary {
             }
         }
         for table in &model.tables {
+            // `sacct_created_dt` dates "created": the prefix the table's columns share is no event.
+            let columns: Vec<&str> = table.columns.iter().map(String::as_str).collect();
+            let prefix = shared_prefix(&columns);
             for column in table.date_columns() {
-                if let Some(event) = date_column_event(column) {
+                let said = prefix
+                    .as_deref()
+                    .and_then(|prefix| strip_prefix_ignoring_case(column, prefix))
+                    .unwrap_or(column);
+                if let Some(event) = date_column_event(said) {
                     let columns = vocabulary.events.entry(event).or_default();
                     columns.push(format!("{}.{column}", table.name));
                 }
