@@ -2,7 +2,7 @@
 //! string literals are written in it. One place, so the guard, the compiler and the LLM prompt
 //! agree.
 use serde::{Deserialize, Serialize};
-use sqlparser::dialect::{Dialect as ParserDialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect};
+use sqlparser::dialect::{Dialect as ParserDialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect, SnowflakeDialect};
 
 /// SQL dialect of a warehouse: the interpreter compiles to it and the guard parses with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -11,6 +11,9 @@ pub enum Dialect {
     Postgres,
     Sqlite,
     MySql,
+    /// Snowflake folds unquoted identifiers to upper case: the catalog's all-upper-case names are
+    /// described in lower case and written bare, so they resolve whatever the case.
+    Snowflake,
 }
 
 impl Dialect {
@@ -20,6 +23,7 @@ impl Dialect {
             Dialect::Postgres => Box::new(PostgreSqlDialect {}),
             Dialect::Sqlite => Box::new(SQLiteDialect {}),
             Dialect::MySql => Box::new(MySqlDialect {}),
+            Dialect::Snowflake => Box::new(SnowflakeDialect {}),
         }
     }
 
@@ -29,6 +33,7 @@ impl Dialect {
             Dialect::Postgres => "postgres",
             Dialect::Sqlite => "sqlite",
             Dialect::MySql => "mysql",
+            Dialect::Snowflake => "snowflake",
         }
     }
 
@@ -38,14 +43,16 @@ impl Dialect {
             Dialect::Postgres => "PostgreSQL",
             Dialect::Sqlite => "SQLite",
             Dialect::MySql => "MySQL",
+            Dialect::Snowflake => "Snowflake",
         }
     }
 }
 
-/// A string literal: quotes doubled, and backslashes too for MySQL, where they escape.
+/// A string literal: quotes doubled, and backslashes too for MySQL and Snowflake, where they
+/// escape.
 pub fn string_literal(value: &str, dialect: Dialect) -> String {
     let mut escaped = value.replace('\'', "''");
-    if dialect == Dialect::MySql {
+    if matches!(dialect, Dialect::MySql | Dialect::Snowflake) {
         escaped = escaped.replace('\\', "\\\\");
     }
     format!("'{escaped}'")
@@ -62,7 +69,7 @@ pub fn quote_ident(name: &str, dialect: Dialect) -> String {
     }
     match dialect {
         Dialect::MySql => format!("`{}`", name.replace('`', "``")),
-        Dialect::Postgres | Dialect::Sqlite => format!("\"{}\"", name.replace('"', "\"\"")),
+        Dialect::Postgres | Dialect::Sqlite | Dialect::Snowflake => format!("\"{}\"", name.replace('"', "\"\"")),
     }
 }
 
