@@ -13,7 +13,7 @@ use rust_decimal::Decimal;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
 use sqlx::{Column as _, Row, TypeInfo, ValueRef};
 use threadql::config::{Config, SnowflakeConfig, SnowflakeKey};
-use threadql::domain::{ColumnFormat, ColumnKind, Value};
+use threadql::domain::{ColumnFormat, ColumnKind, ForeignKey, Value};
 use threadql::interpret::{Interpretation, ProposedQuery, RulesInterpreter, SemanticModel};
 use threadql::sql::{Dialect, GuardedSql, SqlGuard};
 use threadql::startup::connect_warehouse;
@@ -394,12 +394,14 @@ async fn dropping_a_running_call_cancels_the_statement_in_the_engine() {
 #[tokio::test]
 async fn describe_lists_tables_and_columns_in_lower_case_with_comments_and_values() {
     let (_db, _fake, warehouse) = arrange(
-        "CREATE TABLE orders (id INT PRIMARY KEY, status TEXT NOT NULL, total NUMERIC(12,2), placed_on DATE, \
-                              placed_at TIMESTAMP, paid BOOLEAN); \
+        "CREATE TABLE customers (id INT PRIMARY KEY); \
+         CREATE TABLE orders (id INT PRIMARY KEY, status TEXT NOT NULL, total NUMERIC(12,2), placed_on DATE, \
+                              placed_at TIMESTAMP, paid BOOLEAN, customer_id INT REFERENCES customers (id)); \
          COMMENT ON TABLE orders IS 'One row per order'; \
          COMMENT ON COLUMN orders.status IS 'Where the order is'; \
-         INSERT INTO orders VALUES (1, 'shipped', 10.50, '2024-01-01', '2024-01-01 10:00', true), \
-                                   (2, 'pending', 5.25, '2024-01-02', '2024-01-02 11:00', false); \
+         INSERT INTO customers VALUES (7); \
+         INSERT INTO orders VALUES (1, 'shipped', 10.50, '2024-01-01', '2024-01-01 10:00', true, 7), \
+                                   (2, 'pending', 5.25, '2024-01-02', '2024-01-02 11:00', false, 7); \
          CREATE TABLE \"Mixed\" (\"Name\" TEXT);",
     )
     .await;
@@ -409,11 +411,20 @@ async fn describe_lists_tables_and_columns_in_lower_case_with_comments_and_value
     let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(
         names,
-        ["Mixed", "orders"],
+        ["customers", "Mixed", "orders"],
         "upper-case names in lower case, others as they are"
     );
-    let orders = &tables[1];
+    let orders = &tables[2];
     assert_eq!(orders.comment.as_deref(), Some("One row per order"));
+    assert_eq!(orders.primary_key, ["id"]);
+    assert_eq!(
+        orders.foreign_keys,
+        [ForeignKey {
+            columns: vec!["customer_id".into()],
+            table: "customers".into(),
+            references: vec!["id".into()],
+        }]
+    );
     let columns: Vec<(&str, ColumnKind, &str)> = orders
         .columns
         .iter()
@@ -428,6 +439,7 @@ async fn describe_lists_tables_and_columns_in_lower_case_with_comments_and_value
             ("placed_on", ColumnKind::Date, "DATE"),
             ("placed_at", ColumnKind::Timestamp, "TIMESTAMP_NTZ"),
             ("paid", ColumnKind::Boolean, "BOOLEAN"),
+            ("customer_id", ColumnKind::Integer, "NUMBER(38,0)"),
         ]
     );
     let status = orders.column("status").unwrap();
@@ -435,8 +447,9 @@ async fn describe_lists_tables_and_columns_in_lower_case_with_comments_and_value
     assert_eq!(status.values, ["pending", "shipped"]);
     // The cheap listing has the same tables and columns, without comments or values.
     let schema = warehouse.schema().await.unwrap();
-    assert_eq!(schema.len(), 2);
-    assert!(schema[1]
+    assert_eq!(schema.len(), 3);
+    assert!(schema[2].primary_key.is_empty() && schema[2].foreign_keys.is_empty());
+    assert!(schema[2]
         .columns
         .iter()
         .all(|c| c.comment.is_none() && c.values.is_empty()));

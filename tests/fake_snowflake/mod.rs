@@ -9,8 +9,8 @@
 //! is a `422` with `code`, `sqlState` and `message`; the request's `timeout` becomes Postgres's
 //! `statement_timeout` and a `408`. Every request must carry a key-pair JWT signed by the test
 //! key, with Snowflake's `iss`/`sub` and an `exp` in the future of the fake's clock, else `401`.
-//! `INFORMATION_SCHEMA` is served from Postgres's own, upper-cased like Snowflake's, and
-//! `EXPLAIN USING JSON` from Postgres's plan.
+//! `INFORMATION_SCHEMA` and `SHOW PRIMARY KEYS` / `SHOW IMPORTED KEYS` are served from
+//! Postgres's catalog, upper-cased like Snowflake's, and `EXPLAIN USING JSON` from its plan.
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::sync::{Arc, Mutex};
@@ -313,6 +313,30 @@ SELECT upper(c.table_schema) AS table_schema, sf_information_schema.folded(c.tab
        col_description(format('%I.%I', c.table_schema, c.table_name)::regclass, c.ordinal_position) AS comment
 FROM information_schema.columns c
 WHERE c.table_schema NOT IN ('pg_catalog', 'information_schema', 'sf_information_schema');
+-- SHOW PRIMARY KEYS: one row per key column.
+CREATE VIEW sf_information_schema.primary_keys AS
+SELECT upper(current_database()) AS database_name, upper(n.nspname) AS schema_name,
+       sf_information_schema.folded(t.relname) AS table_name, sf_information_schema.folded(a.attname) AS column_name,
+       k.n AS key_sequence, upper(c.conname) AS constraint_name
+FROM pg_constraint c
+CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(att, n)
+JOIN pg_class t ON t.oid = c.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace
+JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.att
+WHERE c.contype = 'p' AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'sf_information_schema');
+-- SHOW IMPORTED KEYS: one row per foreign key column.
+CREATE VIEW sf_information_schema.imported_keys AS
+SELECT upper(pn.nspname) AS pk_schema_name, sf_information_schema.folded(pt.relname) AS pk_table_name,
+       sf_information_schema.folded(pa.attname) AS pk_column_name,
+       upper(fn.nspname) AS fk_schema_name, sf_information_schema.folded(ft.relname) AS fk_table_name,
+       sf_information_schema.folded(fa.attname) AS fk_column_name,
+       k.n AS key_sequence, upper(c.conname) AS fk_name
+FROM pg_constraint c
+CROSS JOIN LATERAL unnest(c.conkey, c.confkey) WITH ORDINALITY AS k(fk_att, pk_att, n)
+JOIN pg_class ft ON ft.oid = c.conrelid JOIN pg_namespace fn ON fn.oid = ft.relnamespace
+JOIN pg_class pt ON pt.oid = c.confrelid JOIN pg_namespace pn ON pn.oid = pt.relnamespace
+JOIN pg_attribute fa ON fa.attrelid = c.conrelid AND fa.attnum = k.fk_att
+JOIN pg_attribute pa ON pa.attrelid = c.confrelid AND pa.attnum = k.pk_att
+WHERE c.contype = 'f';
 ";
 
 struct Api(Arc<Shared>);
@@ -663,6 +687,14 @@ fn database_error(error: sqlx::Error) -> (String, String) {
 fn execute<'a>(conn: &'a mut PgConnection, sql: &'a str) -> BoxFuture<'a, Executed> {
     Box::pin(async move {
         let sql = replace_case_insensitive(sql, "INFORMATION_SCHEMA.", "sf_information_schema.");
+        // The fake serves one schema: the scope of `SHOW … IN SCHEMA` is not read.
+        let sql = if strip_prefix_case_insensitive(&sql, "SHOW PRIMARY KEYS ").is_some() {
+            "SELECT * FROM sf_information_schema.primary_keys".to_string()
+        } else if strip_prefix_case_insensitive(&sql, "SHOW IMPORTED KEYS ").is_some() {
+            "SELECT * FROM sf_information_schema.imported_keys".to_string()
+        } else {
+            sql
+        };
         if let Some(query) = strip_prefix_case_insensitive(&sql, "EXPLAIN USING JSON ") {
             return explain(conn, query).await;
         }

@@ -28,7 +28,7 @@ use self::wire::{QueryStatus, ResultSet, RowType};
 use super::describe::{self, DescribeSettings};
 use super::{Estimate, Warehouse, WarehouseError};
 use crate::config::{SnowflakeConfig, SnowflakeKey};
-use crate::domain::{ColumnSchema, QueryResult, TableSchema};
+use crate::domain::{ColumnSchema, ForeignKey, QueryResult, TableSchema};
 use crate::sql::dialect::string_literal;
 use crate::sql::{Dialect, GuardedSql};
 
@@ -227,6 +227,88 @@ impl SnowflakeWarehouse {
         }
         Ok(())
     }
+}
+
+impl SnowflakeWarehouse {
+    /// Primary and foreign keys, as declared (Snowflake does not enforce them, but they say how
+    /// tables join). `INFORMATION_SCHEMA` does not list their columns; `SHOW … KEYS` does.
+    async fn read_keys(&self, tables: &mut [TableSchema]) -> Result<(), WarehouseError> {
+        let scope = format!("{}.{}", quoted(&self.client.database), quoted(&self.client.schema));
+        let primary = self
+            .run_raw(&format!("SHOW PRIMARY KEYS IN SCHEMA {scope}"), CATALOG_TIMEOUT)
+            .await?;
+        let mut columns: Vec<(String, u32, String)> = primary
+            .rows
+            .iter()
+            .filter_map(|row| {
+                Some((
+                    wire::local_name(&primary.text(row, "table_name")?),
+                    primary.text(row, "key_sequence")?.parse().ok()?,
+                    wire::local_name(&primary.text(row, "column_name")?),
+                ))
+            })
+            .collect();
+        columns.sort();
+        for (table, _, column) in columns {
+            if let Some(entry) = tables.iter_mut().find(|t| t.name == table) {
+                entry.primary_key.push(column);
+            }
+        }
+
+        let imported = self
+            .run_raw(&format!("SHOW IMPORTED KEYS IN SCHEMA {scope}"), CATALOG_TIMEOUT)
+            .await?;
+        // (table, key name, position, column, referenced table, referenced column)
+        type KeyColumn = (String, String, u32, String, String, String);
+        let mut keys: Vec<KeyColumn> = imported
+            .rows
+            .iter()
+            .filter_map(|row| {
+                let text = |name: &str| imported.text(row, name);
+                let target_table = wire::local_name(&text("pk_table_name")?);
+                let target = match text("pk_schema_name") {
+                    Some(schema) if schema != self.client.schema => {
+                        format!("{}.{target_table}", wire::local_name(&schema))
+                    }
+                    _ => target_table,
+                };
+                Some((
+                    wire::local_name(&text("fk_table_name")?),
+                    text("fk_name").unwrap_or_default(),
+                    text("key_sequence")?.parse().ok()?,
+                    wire::local_name(&text("fk_column_name")?),
+                    target,
+                    wire::local_name(&text("pk_column_name")?),
+                ))
+            })
+            .collect();
+        keys.sort();
+        let mut last: Option<(String, String)> = None;
+        for (table, name, _, column, target, reference) in keys {
+            let Some(entry) = tables.iter_mut().find(|t| t.name == table) else {
+                continue;
+            };
+            let same_key = last.as_ref() == Some(&(table.clone(), name.clone()));
+            last = Some((table, name));
+            match entry.foreign_keys.last_mut() {
+                Some(key) if same_key => {
+                    key.columns.push(column);
+                    key.references.push(reference);
+                }
+                _ => entry.foreign_keys.push(ForeignKey {
+                    columns: vec![column],
+                    table: target,
+                    references: vec![reference],
+                }),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A name as a quoted identifier (`SHOW … IN SCHEMA "DB"."SCHEMA"`), exactly as the API gets it.
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 impl Client {
@@ -574,8 +656,11 @@ impl Warehouse for SnowflakeWarehouse {
         if let Err(error) = self.read_table_comments(&mut tables).await {
             tracing::warn!(%error, "Failed to read table comments from the Snowflake catalog");
         }
-        // Keys are not read: Snowflake does not enforce them and `INFORMATION_SCHEMA` does not
-        // list their columns. Every candidate text column is sampled.
+        if let Err(error) = self.read_keys(&mut tables).await {
+            tracing::warn!(%error, "Failed to read keys from the Snowflake catalog");
+        }
+        // Snowflake keeps no statistics of distinct values that are cheap to read: every
+        // candidate text column is sampled.
         describe::sample_values(self, &mut tables, &std::collections::HashSet::new(), settings).await;
         Ok(tables)
     }
