@@ -227,9 +227,7 @@ impl SnowflakeWarehouse {
         }
         Ok(())
     }
-}
 
-impl SnowflakeWarehouse {
     /// Primary and foreign keys, as declared (Snowflake does not enforce them, but they say how
     /// tables join). `INFORMATION_SCHEMA` does not list their columns; `SHOW … KEYS` does.
     async fn read_keys(&self, tables: &mut [TableSchema]) -> Result<(), WarehouseError> {
