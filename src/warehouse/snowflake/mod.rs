@@ -344,7 +344,13 @@ impl Client {
                 self.cancel(&handle).await;
                 Err(WarehouseError::Timeout(timeout))
             }
-            outcome = work => outcome,
+            outcome = work => {
+                if let Err(WarehouseError::Unavailable(_)) = &outcome {
+                    // Polling failed, not the statement: do not leave it running.
+                    self.cancel(&handle).await;
+                }
+                outcome
+            }
         }
     }
 
@@ -379,7 +385,7 @@ impl Client {
         let (status, text) = self
             .send(reqwest_openai::Method::POST, url, Some(&body), Some(deadline))
             .await?;
-        self.reply(status, &text, timeout)
+        reply(status, &text, timeout)
     }
 
     /// Polls the statement until it has ended.
@@ -393,7 +399,7 @@ impl Client {
         loop {
             let url = self.statements_url(&format!("/{handle}"))?;
             let (status, text) = self.send(reqwest_openai::Method::GET, url, None, None).await?;
-            match self.reply(status, &text, timeout)? {
+            match reply(status, &text, timeout)? {
                 Reply::Done(result) => return Ok(result),
                 Reply::Running(_) => {
                     tokio::time::sleep(delays.next().unwrap_or(self.options.max_poll)).await;
@@ -429,35 +435,6 @@ impl Client {
             rows,
         })
     }
-
-    /// What a statement's status code and body mean.
-    fn reply(&self, status: StatusCode, text: &str, timeout: Duration) -> Result<Reply, WarehouseError> {
-        match status {
-            StatusCode::OK => Ok(Reply::Done(parse(text)?)),
-            StatusCode::ACCEPTED => {
-                let status: QueryStatus = parse(text)?;
-                status.statement_handle.map(Reply::Running).ok_or_else(|| {
-                    WarehouseError::Unavailable("Snowflake accepted the statement without a handle".into())
-                })
-            }
-            StatusCode::REQUEST_TIMEOUT => Err(WarehouseError::Timeout(timeout)),
-            StatusCode::UNPROCESSABLE_ENTITY => {
-                let failure: QueryStatus = serde_json::from_str(text).unwrap_or_default();
-                tracing::debug!(code = ?failure.code, sql_state = ?failure.sql_state, "Snowflake statement failed");
-                // 000604: "SQL execution canceled" (someone else cancelled it).
-                if failure.code.as_deref() == Some("000604") {
-                    return Err(WarehouseError::Cancelled);
-                }
-                Err(WarehouseError::Query(
-                    failure
-                        .message
-                        .unwrap_or_else(|| "Snowflake could not run the statement".into()),
-                ))
-            }
-            other => Err(unexpected(other, text)),
-        }
-    }
-
     /// Sends one request with a fresh token: a `401` is retried once with a new token, `429`
     /// and `503` after a growing delay. Answers the status and the body of anything else.
     async fn send(
@@ -563,6 +540,35 @@ impl Client {
             Ok(Err(error)) => tracing::warn!(handle, %error, "failed to cancel the Snowflake statement"),
             Err(_) => tracing::warn!(handle, "cancelling the Snowflake statement took too long"),
         }
+    }
+}
+
+/// What a statement's status code and body mean.
+fn reply(status: StatusCode, text: &str, timeout: Duration) -> Result<Reply, WarehouseError> {
+    match status {
+        StatusCode::OK => Ok(Reply::Done(parse(text)?)),
+        StatusCode::ACCEPTED => {
+            let status: QueryStatus = parse(text)?;
+            status
+                .statement_handle
+                .map(Reply::Running)
+                .ok_or_else(|| WarehouseError::Unavailable("Snowflake accepted the statement without a handle".into()))
+        }
+        StatusCode::REQUEST_TIMEOUT => Err(WarehouseError::Timeout(timeout)),
+        StatusCode::UNPROCESSABLE_ENTITY => {
+            let failure: QueryStatus = serde_json::from_str(text).unwrap_or_default();
+            tracing::debug!(code = ?failure.code, sql_state = ?failure.sql_state, "Snowflake statement failed");
+            // 000604: "SQL execution canceled" (someone else cancelled it).
+            if failure.code.as_deref() == Some("000604") {
+                return Err(WarehouseError::Cancelled);
+            }
+            Err(WarehouseError::Query(
+                failure
+                    .message
+                    .unwrap_or_else(|| "Snowflake could not run the statement".into()),
+            ))
+        }
+        other => Err(unexpected(other, text)),
     }
 }
 
@@ -696,6 +702,35 @@ impl Warehouse for SnowflakeWarehouse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_answer_of_the_api_means_a_result_a_handle_or_an_error() {
+        let timeout = Duration::from_secs(5);
+        let running = reply(StatusCode::ACCEPTED, r#"{"statementHandle": "01b2-h"}"#, timeout);
+        assert!(matches!(running, Ok(Reply::Running(handle)) if handle == "01b2-h"));
+        let done = reply(
+            StatusCode::OK,
+            r#"{"resultSetMetaData": {"numRows": 0, "rowType": [], "partitionInfo": []}, "data": []}"#,
+            timeout,
+        );
+        assert!(matches!(done, Ok(Reply::Done(_))));
+        let failed = reply(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            r#"{"code": "002003", "sqlState": "42S02", "message": "SQL compilation error: Object 'X' does not exist."}"#,
+            timeout,
+        );
+        assert!(matches!(&failed, Err(WarehouseError::Query(m)) if m.starts_with("SQL compilation error")));
+        let cancelled = reply(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            r#"{"code": "000604", "sqlState": "57014", "message": "SQL execution canceled"}"#,
+            timeout,
+        );
+        assert!(matches!(cancelled, Err(WarehouseError::Cancelled)));
+        let timed_out = reply(StatusCode::REQUEST_TIMEOUT, "{}", timeout);
+        assert!(matches!(timed_out, Err(WarehouseError::Timeout(t)) if t == timeout));
+        let broken = reply(StatusCode::BAD_GATEWAY, "<html>bad gateway</html>", timeout);
+        assert!(matches!(&broken, Err(WarehouseError::Unavailable(m)) if m.contains("502")));
+    }
 
     #[test]
     fn plain_names_are_upper_cased_for_the_api_and_others_kept() {
