@@ -402,7 +402,9 @@ async fn describe_lists_tables_and_columns_in_lower_case_with_comments_and_value
          INSERT INTO customers VALUES (7); \
          INSERT INTO orders VALUES (1, 'shipped', 10.50, '2024-01-01', '2024-01-01 10:00', true, 7), \
                                    (2, 'pending', 5.25, '2024-01-02', '2024-01-02 11:00', false, 7); \
-         CREATE TABLE \"Mixed\" (\"Name\" TEXT);",
+         CREATE TABLE \"Mixed\" (\"Name\" TEXT); \
+         CREATE TABLE events (date DATE, \"user\" TEXT); \
+         INSERT INTO events VALUES ('2024-01-01', 'ada'), ('2024-01-02', 'grace');",
     )
     .await;
 
@@ -411,10 +413,10 @@ async fn describe_lists_tables_and_columns_in_lower_case_with_comments_and_value
     let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(
         names,
-        ["customers", "Mixed", "orders"],
+        ["customers", "events", "Mixed", "orders"],
         "upper-case names in lower case, others as they are"
     );
-    let orders = &tables[2];
+    let orders = &tables[3];
     assert_eq!(orders.comment.as_deref(), Some("One row per order"));
     assert_eq!(orders.primary_key, ["id"]);
     assert_eq!(
@@ -445,11 +447,14 @@ async fn describe_lists_tables_and_columns_in_lower_case_with_comments_and_value
     let status = orders.column("status").unwrap();
     assert_eq!(status.comment.as_deref(), Some("Where the order is"));
     assert_eq!(status.values, ["pending", "shipped"]);
+    // Columns with reserved names are written quoted in upper case, the case Snowflake stores.
+    let user = tables[1].column("user").unwrap();
+    assert_eq!(user.values, ["ada", "grace"], "sampled with SELECT DISTINCT \"USER\"");
     // The cheap listing has the same tables and columns, without comments or values.
     let schema = warehouse.schema().await.unwrap();
-    assert_eq!(schema.len(), 3);
-    assert!(schema[2].primary_key.is_empty() && schema[2].foreign_keys.is_empty());
-    assert!(schema[2]
+    assert_eq!(schema.len(), 4);
+    assert!(schema[3].primary_key.is_empty() && schema[3].foreign_keys.is_empty());
+    assert!(schema[3]
         .columns
         .iter()
         .all(|c| c.comment.is_none() && c.values.is_empty()));

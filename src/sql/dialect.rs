@@ -69,6 +69,9 @@ pub fn quote_ident(name: &str, dialect: Dialect) -> String {
     }
     match dialect {
         Dialect::MySql => format!("`{}`", name.replace('`', "``")),
+        // A plain name quoted only because it is reserved (`date`, `user`) stands for the
+        // upper-case name Snowflake's catalog holds (see `Dialect::Snowflake`).
+        Dialect::Snowflake if plain => format!("\"{}\"", name.to_ascii_uppercase()),
         Dialect::Postgres | Dialect::Sqlite | Dialect::Snowflake => format!("\"{}\"", name.replace('"', "\"\"")),
     }
 }
@@ -167,4 +170,26 @@ pub fn is_reserved(word: &str) -> bool {
         "with",
     ];
     RESERVED.contains(&word)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_bare_when_plain_and_quoted_in_each_dialects_way_otherwise() {
+        for (name, dialect, written) in [
+            ("region", Dialect::Postgres, "region"),
+            ("region", Dialect::Snowflake, "region"),
+            ("date", Dialect::Postgres, "\"date\""),
+            ("date", Dialect::MySql, "`date`"),
+            // Snowflake's catalog holds DATE; "date" would name another column.
+            ("date", Dialect::Snowflake, "\"DATE\""),
+            ("Mixed Case", Dialect::Snowflake, "\"Mixed Case\""),
+            ("say \"hi\"", Dialect::Snowflake, "\"say \"\"hi\"\"\""),
+        ] {
+            assert_eq!(quote_ident(name, dialect), written, "{name} in {dialect:?}");
+        }
+        assert_eq!(string_literal("a\\b'c", Dialect::Snowflake), "'a\\\\b''c'");
+    }
 }

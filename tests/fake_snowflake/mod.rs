@@ -686,7 +686,11 @@ fn database_error(error: sqlx::Error) -> (String, String) {
 /// and a boxed one at a concrete lifetime spares the compiler proving that for sqlx's executors.
 fn execute<'a>(conn: &'a mut PgConnection, sql: &'a str) -> BoxFuture<'a, Executed> {
     Box::pin(async move {
-        let sql = replace_case_insensitive(sql, "INFORMATION_SCHEMA.", "sf_information_schema.");
+        let sql = replace_case_insensitive(
+            &folded_for_postgres(sql),
+            "INFORMATION_SCHEMA.",
+            "sf_information_schema.",
+        );
         // The fake serves one schema: the scope of `SHOW … IN SCHEMA` is not read.
         let sql = if strip_prefix_case_insensitive(&sql, "SHOW PRIMARY KEYS ").is_some() {
             "SELECT * FROM sf_information_schema.primary_keys".to_string()
@@ -806,6 +810,60 @@ fn snowflake_name(name: &str) -> String {
     } else {
         name.to_ascii_uppercase()
     }
+}
+
+/// Snowflake's `"DATE"` is the column created as `date` (unquoted names fold to upper case);
+/// Postgres folds them to lower case, so a quoted all-upper-case name becomes lower case, and a
+/// quoted all-lower-case one names nothing.
+fn folded_for_postgres(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    let mut in_string = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                in_string = !in_string;
+                out.push(c);
+            }
+            '"' if !in_string => {
+                let mut name = String::new();
+                while let Some(next) = chars.next() {
+                    if next == '"' {
+                        if chars.peek() == Some(&'"') {
+                            chars.next();
+                            name.push_str("\"\"");
+                            continue;
+                        }
+                        break;
+                    }
+                    name.push(next);
+                }
+                let plain = |upper: bool| {
+                    name.chars().any(|c| c.is_ascii_alphabetic())
+                        && name.chars().all(|c| {
+                            c.is_ascii_digit()
+                                || c == '_'
+                                || c == '$'
+                                || (c.is_ascii_alphabetic() && c.is_ascii_uppercase() == upper)
+                        })
+                };
+                let name = if plain(true) {
+                    name.to_ascii_lowercase()
+                } else if plain(false) {
+                    // Snowflake's `"user"` is not the column created as `user` (that one is
+                    // USER): a name that exists nowhere, as in Snowflake.
+                    format!("quoted lower case {name}")
+                } else {
+                    name
+                };
+                out.push('"');
+                out.push_str(&name);
+                out.push('"');
+            }
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 fn replace_case_insensitive(text: &str, from: &str, to: &str) -> String {
