@@ -64,7 +64,8 @@ pub fn quote_ident(name: &str, dialect: Dialect) -> String {
         && name
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if plain && !is_reserved(name) {
+    let reserved = is_reserved(name) || (dialect == Dialect::Snowflake && SNOWFLAKE_RESERVED.contains(&name));
+    if plain && !reserved {
         return name.to_string();
     }
     match dialect {
@@ -75,6 +76,38 @@ pub fn quote_ident(name: &str, dialect: Dialect) -> String {
         Dialect::Postgres | Dialect::Sqlite | Dialect::Snowflake => format!("\"{}\"", name.replace('"', "\"\"")),
     }
 }
+
+/// Snowflake's reserved words that [`is_reserved`] does not list (Snowflake's "Reserved &
+/// limited keywords"): bare, they are a syntax error there, and nowhere else.
+const SNOWFLAKE_RESERVED: &[&str] = &[
+    "account",
+    "connect",
+    "connection",
+    "current",
+    "database",
+    "following",
+    "gscluster",
+    "ilike",
+    "increment",
+    "issue",
+    "lateral",
+    "localtime",
+    "localtimestamp",
+    "minus",
+    "organization",
+    "qualify",
+    "regexp",
+    "revoke",
+    "rlike",
+    "sample",
+    "schema",
+    "start",
+    "tablesample",
+    "trigger",
+    "try_cast",
+    "view",
+    "whenever",
+];
 
 /// Words that cannot be bare identifiers in at least one supported dialect (or that sqlparser
 /// reads as something else), so they are always quoted.
@@ -186,6 +219,8 @@ mod tests {
             // Snowflake's catalog holds DATE; "date" would name another column.
             ("date", Dialect::Snowflake, "\"DATE\""),
             ("Mixed Case", Dialect::Snowflake, "\"Mixed Case\""),
+            ("sample", Dialect::Snowflake, "\"SAMPLE\""),
+            ("sample", Dialect::Postgres, "sample"),
             ("say \"hi\"", Dialect::Snowflake, "\"say \"\"hi\"\"\""),
         ] {
             assert_eq!(quote_ident(name, dialect), written, "{name} in {dialect:?}");
