@@ -210,7 +210,9 @@ async fn a_running_statement_is_polled_until_its_result_is_ready() {
         .iter()
         .filter(|r| r.method == "GET" && r.path.ends_with(&handle) && r.query.is_empty())
         .count();
-    assert_eq!(polls, 5, "four answers of 202, then the result");
+    // Four scripted answers of 202 (and more while Postgres was still running it), then the
+    // result.
+    assert!(polls >= 5, "{polls} polls");
 }
 
 #[tokio::test]
