@@ -107,7 +107,8 @@ pub struct Received {
     pub path: String,
     pub query: String,
     pub body: Option<Value>,
-    pub token_issued_at: Option<u64>,
+    /// `iat` of the request's JWT.
+    pub token_issued_at: u64,
 }
 
 #[derive(Debug)]
@@ -362,7 +363,7 @@ impl Respond for Api {
             path: request.url.path().to_string(),
             query: request.url.query().unwrap_or_default().to_string(),
             body: body.clone(),
-            token_issued_at: Some(issued_at),
+            token_issued_at: issued_at,
         });
         let path = request.url.path().trim_start_matches("/api/v2/statements");
         let query: HashMap<String, String> = request.url.query_pairs().into_owned().collect();
@@ -377,7 +378,10 @@ impl Respond for Api {
 
 impl Shared {
     /// The JWT of the request, checked as Snowflake checks it; its `iat`.
-    #[allow(clippy::result_large_err)]
+    #[expect(
+        clippy::result_large_err,
+        reason = "a refusal is the response itself, built once per request"
+    )]
     fn check_token(&self, request: &Request) -> Result<u64, (&'static str, ResponseTemplate)> {
         let refuse = |status: u16, code: &'static str, message: &str| (code, error(status, code, message));
         let header = |name: &str| {
