@@ -98,8 +98,9 @@ pub trait Warehouse: Send + Sync {
     }
 }
 
-/// A result from rows whose columns carry a declared type (Postgres, MySQL, Snowflake): each cell converted
-/// by `convert(row, index, type)`, each column's format inferred from its values and its type.
+/// A result from rows whose columns carry a declared type (Postgres, MySQL, Snowflake): each cell
+/// converted by `convert(row, index, type)`, each column's format inferred from its values and its
+/// type.
 fn typed_result<R>(
     declared: &[(String, String)],
     rows: &[R],
