@@ -39,6 +39,10 @@ pub const THREADQL_SOCKET_CONNECTIONS: &str = "THREADQL_SOCKET_CONNECTIONS";
 pub const THREADQL_MAX_BACKLOG: &str = "THREADQL_MAX_BACKLOG";
 pub const THREADQL_SHUTDOWN_GRACE: &str = "THREADQL_SHUTDOWN_GRACE";
 pub const THREADQL_MODEL_REFRESH_SECS: &str = "THREADQL_MODEL_REFRESH_SECS";
+pub const SNOWFLAKE_USER: &str = "SNOWFLAKE_USER";
+pub const SNOWFLAKE_PRIVATE_KEY_PATH: &str = "SNOWFLAKE_PRIVATE_KEY_PATH";
+pub const SNOWFLAKE_PRIVATE_KEY: &str = "SNOWFLAKE_PRIVATE_KEY";
+pub const SNOWFLAKE_API_URL: &str = "SNOWFLAKE_API_URL";
 
 pub const DEFAULT_SLACK_API_URL: &str = "https://slack.com/api/";
 pub const DEFAULT_OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
@@ -135,6 +139,135 @@ pub enum WarehouseSource {
     Demo(PathBuf),
     /// A real warehouse: `postgres://…`, `mysql://…` (or `mariadb://…`) or `sqlite://…`.
     Url(ConnectionUrl),
+    /// Snowflake through its SQL API (`snowflake://account/database/schema?…`).
+    Snowflake(Box<SnowflakeConfig>),
+}
+
+/// Where Snowflake is and who threadql is there: `WAREHOUSE_URL=snowflake://<account>/<database>/
+/// <schema>?warehouse=<wh>&role=<role>&user=<user>` with a key pair's private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnowflakeConfig {
+    /// The account identifier as in `<account>.snowflakecomputing.com` (`myorg-myaccount`, or a
+    /// locator with its region, `xy12345.eu-west-1`).
+    pub account: String,
+    /// The URL's `user=`, else `SNOWFLAKE_USER`.
+    pub user: String,
+    pub database: String,
+    pub schema: String,
+    /// `None`: the user's default warehouse.
+    pub warehouse: Option<String>,
+    /// `None`: the user's default role.
+    pub role: Option<String>,
+    pub private_key: SnowflakeKey,
+    /// The SQL API's base (`SNOWFLAKE_API_URL`, default `https://<account>.snowflakecomputing.com`).
+    pub api_url: Url,
+}
+
+/// The unencrypted PKCS#8 PEM private key whose public key is set on the Snowflake user.
+#[derive(Debug, Clone)]
+pub enum SnowflakeKey {
+    /// `SNOWFLAKE_PRIVATE_KEY_PATH`: read when connecting.
+    Path(PathBuf),
+    /// `SNOWFLAKE_PRIVATE_KEY`: the PEM text itself.
+    Pem(SecretString),
+}
+
+impl PartialEq for SnowflakeKey {
+    fn eq(&self, other: &Self) -> bool {
+        use secrecy::ExposeSecret;
+        match (self, other) {
+            (SnowflakeKey::Path(a), SnowflakeKey::Path(b)) => a == b,
+            (SnowflakeKey::Pem(a), SnowflakeKey::Pem(b)) => a.expose_secret() == b.expose_secret(),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for SnowflakeKey {}
+
+impl SnowflakeConfig {
+    /// Parses a `snowflake://` URL and the Snowflake variables.
+    fn parse(url: &str, get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let bad = |message: String| ConfigError::new(WAREHOUSE_URL, message);
+        let parsed = Url::parse(url).map_err(|e| bad(format!("not a snowflake:// URL: {e}")))?;
+        let account = parsed
+            .host_str()
+            .filter(|host| !host.is_empty())
+            .ok_or_else(|| bad("names no account (snowflake://<account>/<database>/<schema>)".into()))?
+            .to_string();
+        let path: Vec<String> = parsed
+            .path_segments()
+            .map(|segments| segments.filter(|s| !s.is_empty()).map(decode_segment).collect())
+            .unwrap_or_default();
+        let [database, schema] = <[String; 2]>::try_from(path)
+            .map_err(|_| bad("must name a database and a schema (snowflake://<account>/<database>/<schema>)".into()))?;
+        let mut user = None;
+        let mut warehouse = None;
+        let mut role = None;
+        for (key, value) in parsed.query_pairs() {
+            let value = Some(value.trim().to_string()).filter(|v| !v.is_empty());
+            match key.as_ref() {
+                "user" => user = value,
+                "warehouse" => warehouse = value,
+                "role" => role = value,
+                other => {
+                    return Err(bad(format!(
+                        "unknown parameter {other:?} (use warehouse, role and user)"
+                    )))
+                }
+            }
+        }
+        let user = user
+            .or_else(|| get(SNOWFLAKE_USER))
+            .ok_or_else(|| ConfigError::new(SNOWFLAKE_USER, "is required for Snowflake (or user= in WAREHOUSE_URL)"))?;
+        let private_key = match (get(SNOWFLAKE_PRIVATE_KEY_PATH), get(SNOWFLAKE_PRIVATE_KEY)) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    SNOWFLAKE_PRIVATE_KEY,
+                    "set either SNOWFLAKE_PRIVATE_KEY or SNOWFLAKE_PRIVATE_KEY_PATH, not both",
+                ))
+            }
+            (Some(path), None) => SnowflakeKey::Path(PathBuf::from(path)),
+            (None, Some(pem)) => SnowflakeKey::Pem(SecretString::from(pem)),
+            (None, None) => {
+                return Err(ConfigError::new(
+                    SNOWFLAKE_PRIVATE_KEY_PATH,
+                    "is required for Snowflake: the PKCS#8 PEM private key of the user's key pair \
+                     (or its text in SNOWFLAKE_PRIVATE_KEY)",
+                ))
+            }
+        };
+        let api_url = match get(SNOWFLAKE_API_URL) {
+            Some(base) => Url::parse(base.trim_end_matches('/'))
+                .map_err(|e| ConfigError::new(SNOWFLAKE_API_URL, format!("not a URL: {e}")))?,
+            None => Url::parse(&format!("https://{account}.snowflakecomputing.com"))
+                .map_err(|e| bad(format!("the account {account:?} does not make a host name: {e}")))?,
+        };
+        Ok(Self {
+            account,
+            user,
+            database,
+            schema,
+            warehouse,
+            role,
+            private_key,
+            api_url,
+        })
+    }
+}
+
+impl fmt::Display for SnowflakeConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "snowflake://{}/{}/{}", self.account, self.database, self.schema)
+    }
+}
+
+/// A path segment with its `%xx` escapes decoded (`my%20db` names `my db`).
+fn decode_segment(segment: &str) -> String {
+    url::form_urlencoded::parse(format!("x={}", segment.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, value)| value.into_owned())
+        .unwrap_or_else(|| segment.to_string())
 }
 
 #[derive(Debug, Clone)]
@@ -255,6 +388,9 @@ impl Config {
             }
         }
         let warehouse = match get(WAREHOUSE_URL) {
+            Some(url) if url.starts_with("snowflake://") => {
+                WarehouseSource::Snowflake(Box::new(SnowflakeConfig::parse(&url, get)?))
+            }
             Some(url) => {
                 if !["postgres://", "postgresql://", "mysql://", "mariadb://", "sqlite:"]
                     .iter()
@@ -262,7 +398,7 @@ impl Config {
                 {
                     return Err(ConfigError::new(
                         WAREHOUSE_URL,
-                        "must start with postgres://, mysql://, mariadb:// or sqlite:",
+                        "must start with postgres://, mysql://, mariadb://, snowflake:// or sqlite:",
                     ));
                 }
                 WarehouseSource::Url(ConnectionUrl::new(url))
@@ -446,6 +582,7 @@ fn parse_url_with_slash(value: &str, variable: &'static str) -> Result<Url, Conf
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+    use std::path::Path;
 
     use secrecy::ExposeSecret;
 
@@ -596,5 +733,127 @@ mod tests {
             !debug.contains("very-secret-value") && !debug.contains("xoxb-secret-token"),
             "{debug}"
         );
+    }
+
+    fn snowflake(config: &Config) -> &SnowflakeConfig {
+        match &config.warehouse {
+            WarehouseSource::Snowflake(snowflake) => snowflake,
+            other => panic!("expected Snowflake, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_snowflake_url_names_account_database_schema_warehouse_role_and_user() {
+        let config = config_from(&[
+            (
+                WAREHOUSE_URL,
+                "snowflake://myorg-acct/ANALYTICS/PUBLIC?warehouse=REPORTING_WH&role=READER&user=threadql",
+            ),
+            (SNOWFLAKE_PRIVATE_KEY_PATH, "/run/secrets/snowflake.p8"),
+        ])
+        .unwrap();
+        let snowflake = snowflake(&config);
+        assert_eq!(snowflake.account, "myorg-acct");
+        assert_eq!(snowflake.database, "ANALYTICS");
+        assert_eq!(snowflake.schema, "PUBLIC");
+        assert_eq!(snowflake.warehouse.as_deref(), Some("REPORTING_WH"));
+        assert_eq!(snowflake.role.as_deref(), Some("READER"));
+        assert_eq!(snowflake.user, "threadql");
+        assert!(
+            matches!(&snowflake.private_key, SnowflakeKey::Path(path) if path == Path::new("/run/secrets/snowflake.p8"))
+        );
+        assert_eq!(snowflake.api_url.as_str(), "https://myorg-acct.snowflakecomputing.com/");
+        assert_eq!(snowflake.to_string(), "snowflake://myorg-acct/ANALYTICS/PUBLIC");
+    }
+
+    #[test]
+    fn the_snowflake_user_may_come_from_the_environment_and_the_key_as_text() {
+        let config = config_from(&[
+            (WAREHOUSE_URL, "snowflake://xy12345.eu-west-1/my%20db/sales"),
+            (SNOWFLAKE_USER, "svc_threadql"),
+            (
+                SNOWFLAKE_PRIVATE_KEY,
+                "-----BEGIN PRIVATE KEY-----\nsecret-key-text\n-----END PRIVATE KEY-----",
+            ),
+            (SNOWFLAKE_API_URL, "http://127.0.0.1:9999/"),
+        ])
+        .unwrap();
+        let snowflake = snowflake(&config);
+        assert_eq!(snowflake.user, "svc_threadql");
+        assert_eq!(snowflake.database, "my db");
+        assert_eq!((snowflake.warehouse.as_ref(), snowflake.role.as_ref()), (None, None));
+        assert!(matches!(snowflake.private_key, SnowflakeKey::Pem(_)));
+        assert_eq!(snowflake.api_url.as_str(), "http://127.0.0.1:9999/");
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("secret-key-text"), "{debug}");
+        // A `user=` in the URL wins over the variable.
+        let config = config_from(&[
+            (WAREHOUSE_URL, "snowflake://acct/db/sc?user=from_url"),
+            (SNOWFLAKE_USER, "from_env"),
+            (SNOWFLAKE_PRIVATE_KEY_PATH, "key.p8"),
+        ])
+        .unwrap();
+        assert_eq!(self::snowflake(&config).user, "from_url");
+    }
+
+    #[test]
+    fn a_snowflake_url_without_its_parts_or_key_is_refused_with_the_variable_to_fix() {
+        let key = (SNOWFLAKE_PRIVATE_KEY_PATH, "key.p8");
+        for (description, pairs, variable, says) in [
+            (
+                "no schema",
+                vec![(WAREHOUSE_URL, "snowflake://acct/db?user=u"), key],
+                WAREHOUSE_URL,
+                "database and a schema",
+            ),
+            (
+                "no account",
+                vec![(WAREHOUSE_URL, "snowflake:///db/sc?user=u"), key],
+                WAREHOUSE_URL,
+                "account",
+            ),
+            (
+                "an unknown parameter",
+                vec![(WAREHOUSE_URL, "snowflake://acct/db/sc?user=u&password=x"), key],
+                WAREHOUSE_URL,
+                "unknown parameter",
+            ),
+            (
+                "no user",
+                vec![(WAREHOUSE_URL, "snowflake://acct/db/sc"), key],
+                SNOWFLAKE_USER,
+                "required",
+            ),
+            (
+                "no key",
+                vec![(WAREHOUSE_URL, "snowflake://acct/db/sc?user=u")],
+                SNOWFLAKE_PRIVATE_KEY_PATH,
+                "PKCS#8",
+            ),
+            (
+                "two keys",
+                vec![
+                    (WAREHOUSE_URL, "snowflake://acct/db/sc?user=u"),
+                    key,
+                    (SNOWFLAKE_PRIVATE_KEY, "pem"),
+                ],
+                SNOWFLAKE_PRIVATE_KEY,
+                "not both",
+            ),
+            (
+                "a bad API URL",
+                vec![
+                    (WAREHOUSE_URL, "snowflake://acct/db/sc?user=u"),
+                    key,
+                    (SNOWFLAKE_API_URL, "not a url"),
+                ],
+                SNOWFLAKE_API_URL,
+                "not a URL",
+            ),
+        ] {
+            let error = config_from(&pairs).expect_err(description);
+            assert_eq!(error.variable, variable, "{description}: {error}");
+            assert!(error.message.contains(says), "{description}: {error}");
+        }
     }
 }

@@ -23,6 +23,7 @@ fn header(config: &Config) -> String {
     let warehouse = match &config.warehouse {
         WarehouseSource::Demo(path) => format!("the demo data set ({})", path.display()),
         WarehouseSource::Url(url) => url.to_string(),
+        WarehouseSource::Snowflake(snowflake) => snowflake.to_string(),
     };
     let source = match &config.model_path {
         Some(path) => format!(

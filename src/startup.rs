@@ -174,8 +174,13 @@ pub async fn connect_warehouse(config: &Config) -> anyhow::Result<Arc<dyn Wareho
                 .await
                 .context("Failed to connect to WAREHOUSE_URL")?,
         )),
+        WarehouseSource::Snowflake(snowflake) => Ok(Arc::new(
+            crate::warehouse::snowflake::SnowflakeWarehouse::connect(snowflake)
+                .await
+                .with_context(|| format!("Failed to connect to Snowflake ({snowflake})"))?,
+        )),
         WarehouseSource::Url(_) => {
-            anyhow::bail!("WAREHOUSE_URL: use postgres://, mysql://, mariadb:// or sqlite:")
+            anyhow::bail!("WAREHOUSE_URL: use postgres://, mysql://, mariadb://, snowflake:// or sqlite:")
         }
     }
 }

@@ -384,7 +384,7 @@ pub fn compile(query: &StructuredQuery, model: &SemanticModel, dialect: Dialect)
     }
 
     let first_metric = metric_aliases.first().cloned().unwrap_or_default();
-    let nulls_last = if dialect == Dialect::Postgres {
+    let nulls_last = if matches!(dialect, Dialect::Postgres | Dialect::Snowflake) {
         " NULLS LAST"
     } else {
         ""
@@ -664,7 +664,8 @@ fn conditional_aggregate(expression: &str, condition: &str) -> Option<String> {
     rewritten.then_some(out)
 }
 
-/// The time bucket of a date column, as a date (Postgres) or ISO date text (SQLite, MySQL).
+/// The time bucket of a date column, as a date (Postgres, Snowflake) or ISO date text (SQLite,
+/// MySQL). Snowflake's weeks start on Monday with the default `WEEK_START`, as Postgres's do.
 fn time_bucket(grain: Grain, column: &str, dialect: Dialect) -> String {
     match (dialect, grain) {
         (Dialect::Sqlite, Grain::Day) => format!("date({column})"),
@@ -675,8 +676,8 @@ fn time_bucket(grain: Grain, column: &str, dialect: Dialect) -> String {
             "date({column}, 'start of month', '-' || ((CAST(strftime('%m', {column}) AS INTEGER) - 1) % 3) || ' months')"
         ),
         (Dialect::Sqlite, Grain::Year) => format!("strftime('%Y-01-01', {column})"),
-        (Dialect::Postgres, Grain::Day) => format!("CAST({column} AS date)"),
-        (Dialect::Postgres, grain) => format!("CAST(date_trunc('{}', {column}) AS date)", grain.name()),
+        (Dialect::Postgres | Dialect::Snowflake, Grain::Day) => format!("CAST({column} AS date)"),
+        (Dialect::Postgres | Dialect::Snowflake, grain) => format!("CAST(date_trunc('{}', {column}) AS date)", grain.name()),
         (Dialect::MySql, Grain::Day) => format!("DATE({column})"),
         (Dialect::MySql, Grain::Week) => format!("DATE_SUB(DATE({column}), INTERVAL WEEKDAY({column}) DAY)"),
         (Dialect::MySql, Grain::Month) => format!("DATE_FORMAT({column}, '%Y-%m-01')"),
@@ -744,12 +745,13 @@ mod tests {
     }
 
     fn parses(sql: &str, dialect: Dialect) -> bool {
-        use sqlparser::dialect::{MySqlDialect, PostgreSqlDialect, SQLiteDialect};
+        use sqlparser::dialect::{MySqlDialect, PostgreSqlDialect, SQLiteDialect, SnowflakeDialect};
         use sqlparser::parser::Parser;
         let result = match dialect {
             Dialect::Sqlite => Parser::parse_sql(&SQLiteDialect {}, sql),
             Dialect::Postgres => Parser::parse_sql(&PostgreSqlDialect {}, sql),
             Dialect::MySql => Parser::parse_sql(&MySqlDialect {}, sql),
+            Dialect::Snowflake => Parser::parse_sql(&SnowflakeDialect {}, sql),
         };
         result.is_ok()
     }
@@ -858,6 +860,11 @@ GROUP BY c.region\nORDER BY revenue DESC, region";
                 Dialect::MySql,
                 "DATE_FORMAT(o.order_date, '%Y-%m-01') AS month",
             ),
+            (
+                Grain::Month,
+                Dialect::Snowflake,
+                "CAST(date_trunc('month', o.order_date) AS date) AS month",
+            ),
         ];
         for (grain, dialect, expected) in cases {
             q.grain = Some(grain);
@@ -938,7 +945,7 @@ GROUP BY c.region\nORDER BY revenue DESC, region";
                 n: 5,
                 largest_first: true,
             });
-            for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql] {
+            for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql, Dialect::Snowflake] {
                 let text = sql(&q, dialect);
                 assert!(parses(&text, dialect), "{dialect:?} cannot parse:\n{text}");
             }
@@ -1048,7 +1055,7 @@ GROUP BY c.region\nORDER BY revenue DESC, region";
             descending: true,
         });
         for q in [&compared, &shared] {
-            for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql] {
+            for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql, Dialect::Snowflake] {
                 let text = sql(q, dialect);
                 assert!(parses(&text, dialect), "{dialect:?}:\n{text}");
                 let checked = crate::sql::SqlGuard::new(dialect, None).check(&text, 1000);
@@ -1071,7 +1078,7 @@ GROUP BY c.region\nORDER BY revenue DESC, region";
             values: vec!["EMEA".into()],
             negated: false,
         });
-        for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql] {
+        for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql, Dialect::Snowflake] {
             let text = sql(&q, dialect);
             let checked = crate::sql::SqlGuard::new(dialect, None).check(&text, 1000);
             assert!(checked.is_ok(), "{dialect:?}: {checked:?}\n{text}");

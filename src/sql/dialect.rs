@@ -2,7 +2,7 @@
 //! string literals are written in it. One place, so the guard, the compiler and the LLM prompt
 //! agree.
 use serde::{Deserialize, Serialize};
-use sqlparser::dialect::{Dialect as ParserDialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect};
+use sqlparser::dialect::{Dialect as ParserDialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect, SnowflakeDialect};
 
 /// SQL dialect of a warehouse: the interpreter compiles to it and the guard parses with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -11,6 +11,9 @@ pub enum Dialect {
     Postgres,
     Sqlite,
     MySql,
+    /// Snowflake folds unquoted identifiers to upper case: the catalog's all-upper-case names are
+    /// described in lower case and written bare, so they resolve whatever the case.
+    Snowflake,
 }
 
 impl Dialect {
@@ -20,6 +23,7 @@ impl Dialect {
             Dialect::Postgres => Box::new(PostgreSqlDialect {}),
             Dialect::Sqlite => Box::new(SQLiteDialect {}),
             Dialect::MySql => Box::new(MySqlDialect {}),
+            Dialect::Snowflake => Box::new(SnowflakeDialect {}),
         }
     }
 
@@ -29,6 +33,7 @@ impl Dialect {
             Dialect::Postgres => "postgres",
             Dialect::Sqlite => "sqlite",
             Dialect::MySql => "mysql",
+            Dialect::Snowflake => "snowflake",
         }
     }
 
@@ -38,14 +43,16 @@ impl Dialect {
             Dialect::Postgres => "PostgreSQL",
             Dialect::Sqlite => "SQLite",
             Dialect::MySql => "MySQL",
+            Dialect::Snowflake => "Snowflake",
         }
     }
 }
 
-/// A string literal: quotes doubled, and backslashes too for MySQL, where they escape.
+/// A string literal: quotes doubled, and backslashes too for MySQL and Snowflake, where they
+/// escape.
 pub fn string_literal(value: &str, dialect: Dialect) -> String {
     let mut escaped = value.replace('\'', "''");
-    if dialect == Dialect::MySql {
+    if matches!(dialect, Dialect::MySql | Dialect::Snowflake) {
         escaped = escaped.replace('\\', "\\\\");
     }
     format!("'{escaped}'")
@@ -57,14 +64,50 @@ pub fn quote_ident(name: &str, dialect: Dialect) -> String {
         && name
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if plain && !is_reserved(name) {
+    let reserved = is_reserved(name) || (dialect == Dialect::Snowflake && SNOWFLAKE_RESERVED.contains(&name));
+    if plain && !reserved {
         return name.to_string();
     }
     match dialect {
         Dialect::MySql => format!("`{}`", name.replace('`', "``")),
-        Dialect::Postgres | Dialect::Sqlite => format!("\"{}\"", name.replace('"', "\"\"")),
+        // A plain name quoted only because it is reserved (`date`, `user`) stands for the
+        // upper-case name Snowflake's catalog holds (see `Dialect::Snowflake`).
+        Dialect::Snowflake if plain => format!("\"{}\"", name.to_ascii_uppercase()),
+        Dialect::Postgres | Dialect::Sqlite | Dialect::Snowflake => format!("\"{}\"", name.replace('"', "\"\"")),
     }
 }
+
+/// Snowflake's reserved words that [`is_reserved`] does not list (Snowflake's "Reserved &
+/// limited keywords"): bare, they are a syntax error there, and nowhere else.
+const SNOWFLAKE_RESERVED: &[&str] = &[
+    "account",
+    "connect",
+    "connection",
+    "current",
+    "database",
+    "following",
+    "gscluster",
+    "ilike",
+    "increment",
+    "issue",
+    "lateral",
+    "localtime",
+    "localtimestamp",
+    "minus",
+    "organization",
+    "qualify",
+    "regexp",
+    "revoke",
+    "rlike",
+    "sample",
+    "schema",
+    "start",
+    "tablesample",
+    "trigger",
+    "try_cast",
+    "view",
+    "whenever",
+];
 
 /// Words that cannot be bare identifiers in at least one supported dialect (or that sqlparser
 /// reads as something else), so they are always quoted.
@@ -160,4 +203,28 @@ pub fn is_reserved(word: &str) -> bool {
         "with",
     ];
     RESERVED.contains(&word)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_bare_when_plain_and_quoted_in_each_dialects_way_otherwise() {
+        for (name, dialect, written) in [
+            ("region", Dialect::Postgres, "region"),
+            ("region", Dialect::Snowflake, "region"),
+            ("date", Dialect::Postgres, "\"date\""),
+            ("date", Dialect::MySql, "`date`"),
+            // Snowflake's catalog holds DATE; "date" would name another column.
+            ("date", Dialect::Snowflake, "\"DATE\""),
+            ("Mixed Case", Dialect::Snowflake, "\"Mixed Case\""),
+            ("sample", Dialect::Snowflake, "\"SAMPLE\""),
+            ("sample", Dialect::Postgres, "sample"),
+            ("say \"hi\"", Dialect::Snowflake, "\"say \"\"hi\"\"\""),
+        ] {
+            assert_eq!(quote_ident(name, dialect), written, "{name} in {dialect:?}");
+        }
+        assert_eq!(string_literal("a\\b'c", Dialect::Snowflake), "'a\\\\b''c'");
+    }
 }

@@ -87,6 +87,7 @@ const DENIED_FUNCTION_PREFIXES: &[&str] = &[
     "table_to_xml",    // reads a whole table by name
     "schema_to_xml",   // reads a whole schema
     "database_to_xml", // reads the whole database
+    "system$",         // Snowflake's system functions: cancel queries, wait, read stages, alter state
 ];
 
 /// Set-returning functions that only compute values; they may appear in FROM even when an
@@ -1145,6 +1146,58 @@ mod tests {
                 "SELECT * FROM `secrets`",
                 "relation_not_allowed",
             )],
+        );
+    }
+
+    #[test]
+    fn snowflake_statements_that_move_files_or_run_code_are_rejected() {
+        let guard = SqlGuard::new(Dialect::Snowflake, None);
+        assert_rejected(
+            &guard,
+            &[
+                ("copy into a stage", "COPY INTO @my_stage FROM orders", "not_a_query"),
+                ("copy into a table", "COPY INTO orders FROM @my_stage", "not_a_query"),
+                // sqlparser does not read PUT and GET: refused before any check.
+                ("put a file", "PUT file:///tmp/data.csv @my_stage", "parse_error"),
+                ("get a file", "GET @my_stage file:///tmp/", "parse_error"),
+                ("call a procedure", "CALL cleanup_orders()", "not_a_query"),
+                (
+                    "execute immediate",
+                    "EXECUTE IMMEDIATE 'DROP TABLE orders'",
+                    "not_a_query",
+                ),
+                ("system wait", "SELECT SYSTEM$WAIT(60)", "forbidden_function"),
+                (
+                    "system cancel in a subquery",
+                    "SELECT * FROM orders WHERE id IN (SELECT SYSTEM$CANCEL_ALL_QUERIES(1))",
+                    "forbidden_function",
+                ),
+                (
+                    "lower-case system function",
+                    "SELECT system$clustering_information('orders')",
+                    "forbidden_function",
+                ),
+                (
+                    "the catalog",
+                    "SELECT * FROM information_schema.tables",
+                    "system_catalog",
+                ),
+            ],
+        );
+        assert_accepted(
+            &SqlGuard::new(Dialect::Snowflake, allowed(&["orders"])),
+            &[
+                (
+                    "snowflake casts, date_trunc and ilike",
+                    "SELECT DATE_TRUNC('month', created_at)::date AS month, SUM(amount) FROM orders WHERE region ILIKE 'em%' GROUP BY 1",
+                    "SELECT DATE_TRUNC('month', created_at)::DATE AS month, SUM(amount) FROM orders WHERE region ILIKE 'em%' GROUP BY 1 LIMIT 100",
+                ),
+                (
+                    "upper-case names match the allowed lower-case ones",
+                    "SELECT \"REGION\" FROM ORDERS",
+                    "SELECT \"REGION\" FROM ORDERS LIMIT 100",
+                ),
+            ],
         );
     }
 

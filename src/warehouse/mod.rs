@@ -13,6 +13,7 @@ pub mod demo;
 pub mod describe;
 pub mod mysql;
 pub mod postgres;
+pub mod snowflake;
 pub mod sqlite;
 
 /// Runs one statement on a task of its own. A caller that drops the call (a timeout, the other
@@ -97,8 +98,9 @@ pub trait Warehouse: Send + Sync {
     }
 }
 
-/// A result from rows whose columns carry a declared type (Postgres, MySQL): each cell converted
-/// by `convert(row, index, type)`, each column's format inferred from its values and its type.
+/// A result from rows whose columns carry a declared type (Postgres, MySQL, Snowflake): each cell
+/// converted by `convert(row, index, type)`, each column's format inferred from its values and its
+/// type.
 fn typed_result<R>(
     declared: &[(String, String)],
     rows: &[R],

@@ -280,6 +280,11 @@ fn dialect_notes(dialect: Dialect) -> &'static str {
         Dialect::MySql => {
             "MySQL notes: DATE_FORMAT(d, '%Y-%m') for months, CURDATE(), backticks for unusual identifiers."
         }
+        Dialect::Snowflake => {
+            "Snowflake notes: DATE_TRUNC('month', d)::date for grains, d >= '2026-01-01'::date for ranges, \
+             CURRENT_DATE, DATEADD(day, -7, CURRENT_DATE), ILIKE for case-insensitive matching; unquoted names \
+             are case-insensitive (write them bare, in lower case), double quotes only for unusual identifiers."
+        }
     }
 }
 
