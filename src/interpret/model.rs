@@ -693,8 +693,9 @@ impl SemanticModel {
         let described: HashSet<String> = self.tables.iter().map(|t| t.name.to_lowercase()).collect();
         let vocabulary = Vocabulary::with_abbreviations(&self.naming.abbreviations);
         let derived = derive::derive_model(&schema, |name| !described.contains(&name.to_lowercase()), &vocabulary);
+        let mut taken = TakenNames::of(self);
         for table in derived.tables {
-            self.add_derived_table(table);
+            self.add_derived_table(table, &mut taken);
         }
         for candidate in accept_joins(derived.joins, containment) {
             // A described table's joins are the ones its description declares.
@@ -732,7 +733,7 @@ impl SemanticModel {
             .collect()
     }
 
-    fn add_derived_table(&mut self, table: DerivedTable) {
+    fn add_derived_table(&mut self, table: DerivedTable, taken: &mut TakenNames) {
         self.tables.push(Table {
             name: table.name.clone(),
             columns: table.columns,
@@ -744,10 +745,11 @@ impl SemanticModel {
             },
         });
         for metric in table.metrics {
-            let Some(name) = self.free_name(&metric.names) else {
+            let Some(name) = taken.free_name(&metric.names) else {
                 continue;
             };
-            let synonyms = self.free_synonyms(&metric.names, &name);
+            let synonyms = taken.free_synonyms(&metric.names, &name);
+            taken.take(&name, &synonyms);
             self.metrics.push(Metric {
                 name,
                 synonyms,
@@ -760,10 +762,11 @@ impl SemanticModel {
             });
         }
         for dimension in table.dimensions {
-            let Some(name) = self.free_name(&dimension.names) else {
+            let Some(name) = taken.free_name(&dimension.names) else {
                 continue;
             };
-            let synonyms = self.free_synonyms(&dimension.names, &name);
+            let synonyms = taken.free_synonyms(&dimension.names, &name);
+            taken.take(&name, &synonyms);
             self.dimensions.push(Dimension {
                 name,
                 synonyms,
@@ -774,12 +777,43 @@ impl SemanticModel {
             });
         }
     }
+}
+
+/// The names, synonyms and output columns metrics and dimensions already have, kept as the
+/// derived ones are added (a scan of the model per name was quadratic on 500 tables).
+struct TakenNames {
+    /// Names and synonyms.
+    phrases: HashSet<String>,
+    /// Output column names of the names.
+    aliases: HashSet<String>,
+}
+
+impl TakenNames {
+    fn of(model: &SemanticModel) -> Self {
+        let mut taken = TakenNames {
+            phrases: HashSet::new(),
+            aliases: HashSet::new(),
+        };
+        for metric in &model.metrics {
+            taken.take(&metric.name, &metric.synonyms);
+        }
+        for dimension in &model.dimensions {
+            taken.take(&dimension.name, &dimension.synonyms);
+        }
+        taken
+    }
+
+    fn take(&mut self, name: &str, synonyms: &[String]) {
+        self.aliases.insert(output_alias(name));
+        self.phrases.insert(name.to_string());
+        self.phrases.extend(synonyms.iter().cloned());
+    }
 
     /// The derived name, else its qualified form, whichever no metric or dimension has yet.
     fn free_name(&self, names: &DerivedNames) -> Option<String> {
         [&names.name, &names.qualified]
             .into_iter()
-            .find(|name| !self.name_taken(name))
+            .find(|name| !self.is_taken(name))
             .cloned()
     }
 
@@ -788,22 +822,14 @@ impl SemanticModel {
     fn free_synonyms(&self, names: &DerivedNames, name: &str) -> Vec<String> {
         std::iter::once(&names.name)
             .chain(&names.synonyms)
-            .filter(|synonym| *synonym != name && !self.name_taken(synonym))
+            .filter(|synonym| *synonym != name && !self.is_taken(synonym))
             .cloned()
             .collect()
     }
 
-    fn name_taken(&self, name: &str) -> bool {
+    fn is_taken(&self, name: &str) -> bool {
         let alias = output_alias(name);
-        GRAIN_ALIASES.contains(&alias.as_str())
-            || self
-                .metrics
-                .iter()
-                .any(|m| m.name == name || output_alias(&m.name) == alias || m.synonyms.iter().any(|s| s == name))
-            || self
-                .dimensions
-                .iter()
-                .any(|d| d.name == name || output_alias(&d.name) == alias || d.synonyms.iter().any(|s| s == name))
+        GRAIN_ALIASES.contains(&alias.as_str()) || self.phrases.contains(name) || self.aliases.contains(&alias)
     }
 }
 
