@@ -9,6 +9,8 @@ use std::time::Duration;
 use secrecy::SecretString;
 use url::Url;
 
+use crate::warehouse::bigquery::{self, BigQuerySettings};
+
 pub const THREADQL_LISTEN: &str = "THREADQL_LISTEN";
 pub const THREADQL_METRICS_LISTEN: &str = "THREADQL_METRICS_LISTEN";
 pub const SLACK_SIGNING_SECRET: &str = "SLACK_SIGNING_SECRET";
@@ -39,6 +41,10 @@ pub const THREADQL_SOCKET_CONNECTIONS: &str = "THREADQL_SOCKET_CONNECTIONS";
 pub const THREADQL_MAX_BACKLOG: &str = "THREADQL_MAX_BACKLOG";
 pub const THREADQL_SHUTDOWN_GRACE: &str = "THREADQL_SHUTDOWN_GRACE";
 pub const THREADQL_MODEL_REFRESH_SECS: &str = "THREADQL_MODEL_REFRESH_SECS";
+/// The service-account key file of a `bigquery://` warehouse (Google's standard variable).
+pub const GOOGLE_APPLICATION_CREDENTIALS: &str = "GOOGLE_APPLICATION_CREDENTIALS";
+pub const BIGQUERY_API_URL: &str = "BIGQUERY_API_URL";
+pub const BIGQUERY_MAXIMUM_BYTES_BILLED: &str = "BIGQUERY_MAXIMUM_BYTES_BILLED";
 
 pub const DEFAULT_SLACK_API_URL: &str = "https://slack.com/api/";
 pub const DEFAULT_OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
@@ -163,6 +169,8 @@ pub struct Config {
     pub database_url: ConnectionUrl,
     pub redis_url: Option<ConnectionUrl>,
     pub warehouse: WarehouseSource,
+    /// The project, data set, key file and limits of a `bigquery://` warehouse.
+    pub bigquery: Option<BigQuerySettings>,
     pub openai: Option<OpenAiConfig>,
     pub rate_limit_per_minute: NonZeroU32,
     /// Queries one user may have running at once.
@@ -256,13 +264,20 @@ impl Config {
         }
         let warehouse = match get(WAREHOUSE_URL) {
             Some(url) => {
-                if !["postgres://", "postgresql://", "mysql://", "mariadb://", "sqlite:"]
-                    .iter()
-                    .any(|p| url.starts_with(p))
+                if ![
+                    "postgres://",
+                    "postgresql://",
+                    "mysql://",
+                    "mariadb://",
+                    "sqlite:",
+                    "bigquery://",
+                ]
+                .iter()
+                .any(|p| url.starts_with(p))
                 {
                     return Err(ConfigError::new(
                         WAREHOUSE_URL,
-                        "must start with postgres://, mysql://, mariadb:// or sqlite:",
+                        "must start with postgres://, mysql://, mariadb://, sqlite: or bigquery://",
                     ));
                 }
                 WarehouseSource::Url(ConnectionUrl::new(url))
@@ -272,6 +287,10 @@ impl Config {
                     .map(PathBuf::from)
                     .unwrap_or_else(|| PathBuf::from("threadql-demo.db")),
             ),
+        };
+        let bigquery = match &warehouse {
+            WarehouseSource::Url(url) if url.starts_with("bigquery://") => Some(bigquery_settings(url.expose(), &get)?),
+            _ => None,
         };
         let openai = match secret(OPENAI_API_KEY) {
             Some(api_key) => {
@@ -373,6 +392,7 @@ impl Config {
             database_url: ConnectionUrl::new(database_url),
             redis_url: redis_url.map(ConnectionUrl::new),
             warehouse,
+            bigquery,
             openai,
             rate_limit_per_minute,
             max_queries_per_user,
@@ -414,6 +434,51 @@ where
             .map_err(|e| ConfigError::new(variable, format!("{v:?} is not valid: {e}"))),
         None => default.ok_or_else(|| ConfigError::new(variable, "is required")),
     }
+}
+
+/// The settings of a `bigquery://<project>/<dataset>?location=<loc>` warehouse: the URL's parts,
+/// a readable service-account key file, the API's URL and the bytes one query may bill.
+fn bigquery_settings(url: &str, get: &impl Fn(&str) -> Option<String>) -> Result<BigQuerySettings, ConfigError> {
+    let (project, dataset, location) =
+        BigQuerySettings::parse_url(url).map_err(|message| ConfigError::new(WAREHOUSE_URL, message))?;
+    let credentials = get(GOOGLE_APPLICATION_CREDENTIALS).map(PathBuf::from).ok_or_else(|| {
+        ConfigError::new(
+            GOOGLE_APPLICATION_CREDENTIALS,
+            "a bigquery:// warehouse needs the path of a service-account key file (JSON)",
+        )
+    })?;
+    if let Err(error) = std::fs::File::open(&credentials) {
+        return Err(ConfigError::new(
+            GOOGLE_APPLICATION_CREDENTIALS,
+            format!("cannot read the key file {}: {error}", credentials.display()),
+        ));
+    }
+    let api_url = get(BIGQUERY_API_URL).unwrap_or_else(|| bigquery::DEFAULT_API_URL.to_string());
+    let parsed = Url::parse(&api_url)
+        .map_err(|e| ConfigError::new(BIGQUERY_API_URL, format!("{api_url:?} is not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(ConfigError::new(BIGQUERY_API_URL, "must be an http:// or https:// URL"));
+    }
+    let maximum_bytes_billed = match get(BIGQUERY_MAXIMUM_BYTES_BILLED) {
+        Some(value) => match value.parse::<u64>() {
+            Ok(bytes) if bytes > 0 => bytes,
+            _ => {
+                return Err(ConfigError::new(
+                    BIGQUERY_MAXIMUM_BYTES_BILLED,
+                    format!("{value:?} is not a positive number of bytes"),
+                ))
+            }
+        },
+        None => bigquery::DEFAULT_MAXIMUM_BYTES_BILLED,
+    };
+    Ok(BigQuerySettings {
+        project,
+        dataset,
+        location,
+        credentials,
+        api_url,
+        maximum_bytes_billed,
+    })
 }
 
 fn positive(value: Option<String>, variable: &'static str, default: usize) -> Result<usize, ConfigError> {
@@ -581,6 +646,84 @@ mod tests {
         for value in ["0", "11", "two"] {
             let error = config_from(&[(THREADQL_SOCKET_CONNECTIONS, value)]).expect_err(value);
             assert_eq!(error.variable, THREADQL_SOCKET_CONNECTIONS, "{value}");
+        }
+    }
+
+    #[test]
+    fn a_bigquery_url_needs_a_readable_key_file_and_reads_its_settings() {
+        let key = tempfile::NamedTempFile::new().unwrap();
+        let key_path = key.path().display().to_string();
+        let config = config_from(&[
+            (WAREHOUSE_URL, "bigquery://my-project/analytics?location=EU"),
+            (GOOGLE_APPLICATION_CREDENTIALS, &key_path),
+            (BIGQUERY_MAXIMUM_BYTES_BILLED, "1000000"),
+        ])
+        .unwrap();
+        let bigquery = config.bigquery.unwrap();
+        assert_eq!(
+            (
+                bigquery.project.as_str(),
+                bigquery.dataset.as_str(),
+                bigquery.location.as_deref()
+            ),
+            ("my-project", "analytics", Some("EU"))
+        );
+        assert_eq!(bigquery.credentials, PathBuf::from(&key_path));
+        assert_eq!(bigquery.api_url, "https://bigquery.googleapis.com");
+        assert_eq!(bigquery.maximum_bytes_billed, 1_000_000);
+
+        let defaults = config_from(&[
+            (WAREHOUSE_URL, "bigquery://my-project/analytics"),
+            (GOOGLE_APPLICATION_CREDENTIALS, &key_path),
+            (BIGQUERY_API_URL, "http://127.0.0.1:9050"),
+        ])
+        .unwrap()
+        .bigquery
+        .unwrap();
+        assert_eq!(defaults.location, None);
+        assert_eq!(defaults.api_url, "http://127.0.0.1:9050");
+        assert_eq!(defaults.maximum_bytes_billed, 10 * 1024 * 1024 * 1024);
+        assert!(config_from(&[]).unwrap().bigquery.is_none(), "only for bigquery://");
+    }
+
+    #[test]
+    fn a_bad_bigquery_setting_is_reported_with_its_variable() {
+        let key = tempfile::NamedTempFile::new().unwrap();
+        let key_path = key.path().display().to_string();
+        let url = (WAREHOUSE_URL, "bigquery://my-project/analytics");
+        let key_set = (GOOGLE_APPLICATION_CREDENTIALS, key_path.as_str());
+        let cases: Vec<(Vec<(&str, &str)>, &str, &str)> = vec![
+            (vec![url], GOOGLE_APPLICATION_CREDENTIALS, "service-account key file"),
+            (
+                vec![url, (GOOGLE_APPLICATION_CREDENTIALS, "/nonexistent/key.json")],
+                GOOGLE_APPLICATION_CREDENTIALS,
+                "cannot read the key file /nonexistent/key.json",
+            ),
+            (
+                vec![(WAREHOUSE_URL, "bigquery://my-project"), key_set],
+                WAREHOUSE_URL,
+                "must name a project and a data set",
+            ),
+            (
+                vec![(WAREHOUSE_URL, "bigquery://p/a?region=EU"), key_set],
+                WAREHOUSE_URL,
+                "unknown parameter",
+            ),
+            (
+                vec![url, key_set, (BIGQUERY_API_URL, "ftp://x")],
+                BIGQUERY_API_URL,
+                "http",
+            ),
+            (
+                vec![url, key_set, (BIGQUERY_MAXIMUM_BYTES_BILLED, "lots")],
+                BIGQUERY_MAXIMUM_BYTES_BILLED,
+                "positive number of bytes",
+            ),
+        ];
+        for (pairs, variable, message) in cases {
+            let error = config_from(&pairs).expect_err(variable);
+            assert_eq!(error.variable, variable, "{pairs:?}: {error}");
+            assert!(error.message.contains(message), "{pairs:?}: {error}");
         }
     }
 

@@ -14,7 +14,11 @@ Configuration (environment, or a .env file):
   THREADQL_SOCKET_CONNECTIONS     Socket Mode connections kept open [2]
   SLACK_API_URL                   Web API base URL [https://slack.com/api/]
   DATABASE_URL                    state store: postgres://… or sqlite:… [sqlite://threadql.db]
-  WAREHOUSE_URL                   data to query: postgres://…, mysql://… (MySQL, MariaDB) or sqlite:… [embedded demo data set]
+  WAREHOUSE_URL                   data to query: postgres://…, mysql://… (MySQL, MariaDB), sqlite:… or
+                                  bigquery://<project>/<dataset>?location=<loc> [embedded demo data set]
+  GOOGLE_APPLICATION_CREDENTIALS  service-account key file (JSON) of a bigquery:// warehouse
+  BIGQUERY_API_URL                BigQuery REST API base URL [https://bigquery.googleapis.com]
+  BIGQUERY_MAXIMUM_BYTES_BILLED   bytes one BigQuery query may bill, else it fails [10737418240]
   THREADQL_DEMO_WAREHOUSE         path of the generated demo data set [threadql-demo.db]
   THREADQL_CONFIG                 threadql.toml with the semantic model [./threadql.toml, else the demo model]
   THREADQL_DBT_PROJECT            dbt project whose MetricFlow semantic models and metrics are read [none]

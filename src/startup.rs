@@ -174,8 +174,18 @@ pub async fn connect_warehouse(config: &Config) -> anyhow::Result<Arc<dyn Wareho
                 .await
                 .context("Failed to connect to WAREHOUSE_URL")?,
         )),
+        WarehouseSource::Url(url) if url.starts_with("bigquery://") => {
+            let settings = config
+                .bigquery
+                .as_ref()
+                .context("WAREHOUSE_URL: the bigquery:// settings were not read")?;
+            Ok(Arc::new(
+                crate::warehouse::bigquery::BigQueryWarehouse::connect(settings)
+                    .context("Failed to set up the BigQuery warehouse (GOOGLE_APPLICATION_CREDENTIALS)")?,
+            ))
+        }
         WarehouseSource::Url(_) => {
-            anyhow::bail!("WAREHOUSE_URL: use postgres://, mysql://, mariadb:// or sqlite:")
+            anyhow::bail!("WAREHOUSE_URL: use postgres://, mysql://, mariadb://, sqlite: or bigquery://")
         }
     }
 }

@@ -664,7 +664,8 @@ fn conditional_aggregate(expression: &str, condition: &str) -> Option<String> {
     rewritten.then_some(out)
 }
 
-/// The time bucket of a date column, as a date (Postgres) or ISO date text (SQLite, MySQL).
+/// The time bucket of a date column, as a date (Postgres, BigQuery) or ISO date text (SQLite,
+/// MySQL).
 fn time_bucket(grain: Grain, column: &str, dialect: Dialect) -> String {
     match (dialect, grain) {
         (Dialect::Sqlite, Grain::Day) => format!("date({column})"),
@@ -684,6 +685,12 @@ fn time_bucket(grain: Grain, column: &str, dialect: Dialect) -> String {
             format!("CONCAT(YEAR({column}), '-', LPAD((QUARTER({column}) - 1) * 3 + 1, 2, '0'), '-01')")
         }
         (Dialect::MySql, Grain::Year) => format!("DATE_FORMAT({column}, '%Y-01-01')"),
+        // DATE() accepts a DATE, DATETIME or TIMESTAMP (in UTC); ISOWEEK weeks start on Monday.
+        (Dialect::BigQuery, Grain::Day) => format!("DATE({column})"),
+        (Dialect::BigQuery, Grain::Week) => format!("DATE_TRUNC(DATE({column}), ISOWEEK)"),
+        (Dialect::BigQuery, Grain::Month) => format!("DATE_TRUNC(DATE({column}), MONTH)"),
+        (Dialect::BigQuery, Grain::Quarter) => format!("DATE_TRUNC(DATE({column}), QUARTER)"),
+        (Dialect::BigQuery, Grain::Year) => format!("DATE_TRUNC(DATE({column}), YEAR)"),
     }
 }
 
@@ -744,12 +751,13 @@ mod tests {
     }
 
     fn parses(sql: &str, dialect: Dialect) -> bool {
-        use sqlparser::dialect::{MySqlDialect, PostgreSqlDialect, SQLiteDialect};
+        use sqlparser::dialect::{BigQueryDialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect};
         use sqlparser::parser::Parser;
         let result = match dialect {
             Dialect::Sqlite => Parser::parse_sql(&SQLiteDialect {}, sql),
             Dialect::Postgres => Parser::parse_sql(&PostgreSqlDialect {}, sql),
             Dialect::MySql => Parser::parse_sql(&MySqlDialect {}, sql),
+            Dialect::BigQuery => Parser::parse_sql(&BigQueryDialect {}, sql),
         };
         result.is_ok()
     }
@@ -858,6 +866,22 @@ GROUP BY c.region\nORDER BY revenue DESC, region";
                 Dialect::MySql,
                 "DATE_FORMAT(o.order_date, '%Y-%m-01') AS month",
             ),
+            (Grain::Day, Dialect::BigQuery, "DATE(o.order_date) AS day"),
+            (
+                Grain::Week,
+                Dialect::BigQuery,
+                "DATE_TRUNC(DATE(o.order_date), ISOWEEK) AS week",
+            ),
+            (
+                Grain::Month,
+                Dialect::BigQuery,
+                "DATE_TRUNC(DATE(o.order_date), MONTH) AS month",
+            ),
+            (
+                Grain::Quarter,
+                Dialect::BigQuery,
+                "DATE_TRUNC(DATE(o.order_date), QUARTER) AS quarter",
+            ),
         ];
         for (grain, dialect, expected) in cases {
             q.grain = Some(grain);
@@ -893,6 +917,7 @@ GROUP BY c.region\nORDER BY revenue DESC, region";
         });
         assert!(sql(&q, Dialect::Sqlite).contains("o.channel NOT IN ('partner', 'o''neil\\x')"));
         assert!(sql(&q, Dialect::MySql).contains("o.channel NOT IN ('partner', 'o''neil\\\\x')"));
+        assert!(sql(&q, Dialect::BigQuery).contains("o.channel NOT IN ('partner', 'o\\'neil\\\\x')"));
     }
 
     #[test]
@@ -938,7 +963,7 @@ GROUP BY c.region\nORDER BY revenue DESC, region";
                 n: 5,
                 largest_first: true,
             });
-            for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql] {
+            for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql, Dialect::BigQuery] {
                 let text = sql(&q, dialect);
                 assert!(parses(&text, dialect), "{dialect:?} cannot parse:\n{text}");
             }
@@ -1048,7 +1073,7 @@ GROUP BY c.region\nORDER BY revenue DESC, region";
             descending: true,
         });
         for q in [&compared, &shared] {
-            for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql] {
+            for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql, Dialect::BigQuery] {
                 let text = sql(q, dialect);
                 assert!(parses(&text, dialect), "{dialect:?}:\n{text}");
                 let checked = crate::sql::SqlGuard::new(dialect, None).check(&text, 1000);
@@ -1071,7 +1096,7 @@ GROUP BY c.region\nORDER BY revenue DESC, region";
             values: vec!["EMEA".into()],
             negated: false,
         });
-        for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql] {
+        for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql, Dialect::BigQuery] {
             let text = sql(&q, dialect);
             let checked = crate::sql::SqlGuard::new(dialect, None).check(&text, 1000);
             assert!(checked.is_ok(), "{dialect:?}: {checked:?}\n{text}");

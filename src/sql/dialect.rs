@@ -2,7 +2,7 @@
 //! string literals are written in it. One place, so the guard, the compiler and the LLM prompt
 //! agree.
 use serde::{Deserialize, Serialize};
-use sqlparser::dialect::{Dialect as ParserDialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect};
+use sqlparser::dialect::{BigQueryDialect, Dialect as ParserDialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect};
 
 /// SQL dialect of a warehouse: the interpreter compiles to it and the guard parses with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -11,6 +11,8 @@ pub enum Dialect {
     Postgres,
     Sqlite,
     MySql,
+    /// Google BigQuery's GoogleSQL (standard SQL, never legacy SQL).
+    BigQuery,
 }
 
 impl Dialect {
@@ -20,6 +22,7 @@ impl Dialect {
             Dialect::Postgres => Box::new(PostgreSqlDialect {}),
             Dialect::Sqlite => Box::new(SQLiteDialect {}),
             Dialect::MySql => Box::new(MySqlDialect {}),
+            Dialect::BigQuery => Box::new(BigQueryDialect {}),
         }
     }
 
@@ -29,6 +32,7 @@ impl Dialect {
             Dialect::Postgres => "postgres",
             Dialect::Sqlite => "sqlite",
             Dialect::MySql => "mysql",
+            Dialect::BigQuery => "bigquery",
         }
     }
 
@@ -38,12 +42,18 @@ impl Dialect {
             Dialect::Postgres => "PostgreSQL",
             Dialect::Sqlite => "SQLite",
             Dialect::MySql => "MySQL",
+            Dialect::BigQuery => "BigQuery",
         }
     }
 }
 
 /// A string literal: quotes doubled, and backslashes too for MySQL, where they escape.
+/// BigQuery escapes both with a backslash (a doubled quote there ends one literal and starts
+/// another).
 pub fn string_literal(value: &str, dialect: Dialect) -> String {
+    if dialect == Dialect::BigQuery {
+        return format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"));
+    }
     let mut escaped = value.replace('\'', "''");
     if dialect == Dialect::MySql {
         escaped = escaped.replace('\\', "\\\\");
@@ -62,6 +72,8 @@ pub fn quote_ident(name: &str, dialect: Dialect) -> String {
     }
     match dialect {
         Dialect::MySql => format!("`{}`", name.replace('`', "``")),
+        // GoogleSQL escapes a backtick inside a quoted identifier with a backslash.
+        Dialect::BigQuery => format!("`{}`", name.replace('\\', "\\\\").replace('`', "\\`")),
         Dialect::Postgres | Dialect::Sqlite => format!("\"{}\"", name.replace('"', "\"\"")),
     }
 }
