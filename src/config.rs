@@ -692,7 +692,9 @@ mod tests {
         let key_path = key.path().display().to_string();
         let url = (WAREHOUSE_URL, "bigquery://my-project/analytics");
         let key_set = (GOOGLE_APPLICATION_CREDENTIALS, key_path.as_str());
-        let cases: Vec<(Vec<(&str, &str)>, &str, &str)> = vec![
+        // (variables set, variable blamed, words of the message)
+        type Case<'a> = (Vec<(&'a str, &'a str)>, &'a str, &'a str);
+        let cases: Vec<Case> = vec![
             (vec![url], GOOGLE_APPLICATION_CREDENTIALS, "service-account key file"),
             (
                 vec![url, (GOOGLE_APPLICATION_CREDENTIALS, "/nonexistent/key.json")],

@@ -46,6 +46,7 @@ use tokio::sync::watch;
 pub const PROJECT: &str = "threadql-test";
 pub const DATASET: &str = "shop";
 pub const CLIENT_EMAIL: &str = "threadql-reader@threadql-test.iam.gserviceaccount.com";
+pub const GOOGLE_TOKEN_AUDIENCE: &str = "https://oauth2.googleapis.com/token";
 pub const KEY_ID: &str = "0123456789abcdef0123456789abcdef01234567";
 /// A key made for these tests only (`openssl genpkey -algorithm RSA`): it signs nothing else.
 pub const TEST_PRIVATE_KEY: &str = include_str!("../fixtures/bigquery_TEST_ONLY_service_account_key.pem");
@@ -60,6 +61,8 @@ enum Outcome {
 
 #[derive(Debug)]
 struct Job {
+    /// The job's BigQuery SQL, for jobs.get.
+    query: String,
     /// The Postgres backend running the statement, once connected.
     backend_pid: Option<i32>,
     done: watch::Receiver<Option<Outcome>>,
@@ -124,6 +127,7 @@ impl FakeBigQuery {
                     web::get().to(get_query_results),
                 )
                 .route("/bigquery/v2/projects/{project}/jobs", web::post().to(jobs_insert))
+                .route("/bigquery/v2/projects/{project}/jobs/{job}", web::get().to(jobs_get))
                 .route(
                     "/bigquery/v2/projects/{project}/jobs/{job}/cancel",
                     web::post().to(jobs_cancel),
@@ -277,7 +281,9 @@ async fn token(shared: web::Data<Shared>, form: web::Form<TokenForm>) -> HttpRes
     }
     let token_uri = format!("{}/token", shared.base_url);
     let mut validation = Validation::new(Algorithm::RS256);
-    validation.set_audience(&[token_uri.as_str()]);
+    // Google's audience; google-auth always names it, while threadql names the key file's
+    // token_uri (which is Google's in every real key file, and this fake's in the tests').
+    validation.set_audience(&[token_uri.as_str(), GOOGLE_TOKEN_AUDIENCE]);
     validation.set_required_spec_claims(&["exp", "iat", "aud", "iss"]);
     validation.set_issuer(&[CLIENT_EMAIL]);
     let key = DecodingKey::from_rsa_pem(TEST_PUBLIC_KEY.as_bytes()).unwrap();
@@ -292,7 +298,8 @@ async fn token(shared: web::Data<Shared>, form: web::Form<TokenForm>) -> HttpRes
         Ok(data) => data.claims,
         Err(error) => return oauth_error("invalid_grant", &format!("Invalid JWT: {error}")),
     };
-    if claims.exp.saturating_sub(claims.iat) > 3600 || claims.iss != CLIENT_EMAIL || claims.aud != token_uri {
+    let audience_ok = claims.aud == token_uri || claims.aud == GOOGLE_TOKEN_AUDIENCE;
+    if claims.exp.saturating_sub(claims.iat) > 3600 || claims.iss != CLIENT_EMAIL || !audience_ok {
         return oauth_error(
             "invalid_grant",
             "Invalid JWT: Token must be a short-lived token (60 minutes)",
@@ -376,6 +383,7 @@ async fn jobs_query(shared: web::Data<Shared>, request: HttpRequest, body: web::
         state.jobs.insert(
             job_id.clone(),
             Job {
+                query: sql.clone(),
                 backend_pid: None,
                 done,
                 incomplete_polls,
@@ -414,7 +422,9 @@ struct ResultsQuery {
     timeout_ms: Option<u64>,
     max_results: Option<usize>,
     start_index: Option<usize>,
-    format_options_use_int64_timestamp: Option<bool>,
+    #[serde(rename = "formatOptions.useInt64Timestamp")]
+    /// Google reads booleans in query strings case-insensitively (Python sends `True`).
+    format_options_use_int64_timestamp: Option<String>,
 }
 
 async fn get_query_results(
@@ -444,7 +454,10 @@ async fn get_query_results(
     };
     let _ = &query.location;
     let wait = Duration::from_millis(query.timeout_ms.unwrap_or(10_000));
-    let int64 = query.format_options_use_int64_timestamp.unwrap_or(false);
+    let int64 = query
+        .format_options_use_int64_timestamp
+        .as_deref()
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
     answer(
         &shared,
         &job_id,
@@ -599,6 +612,44 @@ async fn jobs_cancel(
     HttpResponse::Ok().json(json!({
         "kind": "bigquery#jobCancelResponse",
         "job": {"jobReference": {"projectId": PROJECT, "jobId": job_id, "location": "US"}, "status": {"state": "RUNNING"}},
+    }))
+}
+
+/// jobs.get: the job's state (Google's Python client asks before reading further pages).
+async fn jobs_get(shared: web::Data<Shared>, request: HttpRequest, path: web::Path<(String, String)>) -> HttpResponse {
+    if let Some(refusal) = refuse(&shared, &request) {
+        return refusal;
+    }
+    let (_, job_id) = path.into_inner();
+    let state = shared.state.lock().unwrap();
+    let Some(job) = state.jobs.get(&job_id) else {
+        return google_error(404, "notFound", &format!("Not found: Job {PROJECT}:{job_id}"));
+    };
+    let outcome = job.done.borrow().clone();
+    let mut status = json!({"state": if outcome.is_some() { "DONE" } else { "RUNNING" }});
+    if let Some(Outcome::Failed(message)) = &outcome {
+        status["errorResult"] = json!({"reason": "invalidQuery", "message": message});
+        status["errors"] = json!([{"reason": "invalidQuery", "message": message}]);
+    }
+    let now = Utc::now().timestamp_millis().to_string();
+    HttpResponse::Ok().json(json!({
+        "kind": "bigquery#job",
+        "id": format!("{PROJECT}:US.{job_id}"),
+        "jobReference": {"projectId": PROJECT, "jobId": job_id, "location": "US"},
+        "configuration": {
+            "jobType": "QUERY",
+            "query": {
+                "query": job.query,
+                "useLegacySql": false,
+                "destinationTable": {"projectId": PROJECT, "datasetId": "_fake_anonymous", "tableId": format!("anon_{job_id}")},
+            },
+        },
+        "status": status,
+        "statistics": {
+            "creationTime": now,
+            "startTime": now,
+            "query": {"statementType": "SELECT", "totalBytesProcessed": "0"},
+        },
     }))
 }
 
