@@ -174,6 +174,30 @@ async fn every_request_carries_the_documented_job_settings() {
 }
 
 #[tokio::test]
+async fn values_with_quotes_reach_bigquery_as_literals_it_reads() {
+    // Arrange
+    let (_db, fake, warehouse) =
+        arrange("CREATE TABLE c (name TEXT); INSERT INTO c VALUES ('O''Neil'), ('Smith');").await;
+    let sql = format!(
+        "SELECT COUNT(*) AS n FROM c WHERE name IN ({})",
+        threadql::sql::dialect::string_literal("O'Neil", Dialect::BigQuery)
+    );
+
+    // Act
+    let result = warehouse
+        .execute(&guarded(&sql), Duration::from_secs(10), &never())
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(result.rows, vec![vec![Value::Int(1)]]);
+    assert_eq!(
+        fake.query_requests()[0]["query"],
+        r#"SELECT COUNT(*) AS n FROM c WHERE name IN ("O'Neil") LIMIT 100000"#
+    );
+}
+
+#[tokio::test]
 async fn several_pages_are_assembled_in_order() {
     // Arrange
     let (_db, fake, warehouse) =

@@ -9,7 +9,8 @@ use std::ops::ControlFlow;
 use std::sync::{Arc, RwLock};
 
 use sqlparser::ast::{
-    Expr, Fetch, LimitClause, ObjectName, ObjectNamePart, Query, SetExpr, Statement, TableFactor, Value, Visit, Visitor,
+    Expr, Fetch, LimitClause, ObjectName, ObjectNamePart, Query, SetExpr, Statement, TableFactor, Value, Visit,
+    VisitMut, Visitor, VisitorMut,
 };
 use sqlparser::parser::Parser;
 
@@ -254,6 +255,9 @@ impl SqlGuard {
             return Err(error);
         }
         cap_limit(&mut query, row_cap)?;
+        if self.dialect == Dialect::BigQuery {
+            let _ = VisitMut::visit(&mut *query, &mut BigQueryQuotes);
+        }
 
         let guarded = query.to_string();
         // Proves the text the warehouse will run parses to exactly the tree that was checked.
@@ -475,6 +479,25 @@ impl Visitor for Checker<'_> {
             Statement::Query(_) => ControlFlow::Continue(()),
             other => ControlFlow::Break(GuardError::NotAQuery(statement_kind(other))),
         }
+    }
+}
+
+/// sqlparser writes a quote inside a string literal doubled (`'it''s'`), which BigQuery reads
+/// as two literals side by side and refuses; BigQuery's double-quoted literal holds the quote
+/// as it is (`"it's"`). A literal holding both quotes, or a backslash (an escape to BigQuery,
+/// printed raw by sqlparser), does not read back the same and is refused as unserializable.
+struct BigQueryQuotes;
+
+impl VisitorMut for BigQueryQuotes {
+    type Break = ();
+
+    fn pre_visit_value(&mut self, value: &mut Value) -> ControlFlow<()> {
+        if let Value::SingleQuotedString(text) = value {
+            if text.contains('\'') && !text.contains('"') {
+                *value = Value::DoubleQuotedString(std::mem::take(text));
+            }
+        }
+        ControlFlow::Continue(())
     }
 }
 
@@ -1265,6 +1288,38 @@ mod tests {
                 ),
             ],
         );
+    }
+
+    #[test]
+    fn bigquery_string_literals_with_quotes_are_written_the_way_bigquery_reads_them() {
+        let guard = SqlGuard::new(Dialect::BigQuery, None);
+        assert_accepted(
+            &guard,
+            &[
+                ("plain", "SELECT 'EMEA' AS s", "SELECT 'EMEA' AS s LIMIT 100"),
+                (
+                    "escaped quote",
+                    r"SELECT 'it\'s' AS s",
+                    r#"SELECT "it's" AS s LIMIT 100"#,
+                ),
+                (
+                    "double-quoted",
+                    r#"SELECT "it's" AS s"#,
+                    r#"SELECT "it's" AS s LIMIT 100"#,
+                ),
+            ],
+        );
+        // Whatever is accepted is a fixed point; the rest is refused as unserializable.
+        for sql in [r"SELECT 'a\\b' AS s", r#"SELECT 'say \"it\'s\"' AS s"#] {
+            match guard.check(sql, CAP) {
+                Ok(guarded) => assert_eq!(
+                    guard.check(guarded.as_str(), CAP).as_ref().map(GuardedSql::as_str),
+                    Ok(guarded.as_str()),
+                    "`{sql}` became `{guarded}`"
+                ),
+                Err(error) => assert_eq!(error, GuardError::Unserializable, "`{sql}`"),
+            }
+        }
     }
 
     #[test]

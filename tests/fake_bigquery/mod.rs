@@ -837,7 +837,7 @@ pub struct Translated {
 /// BigQuery SQL to Postgres: see the module's documentation for what is covered.
 pub fn translate(sql: &str, dataset: &str) -> Result<Translated, String> {
     // Backtick identifiers become double-quoted ones; string literals are re-written with
-    // doubled quotes (the tokenizer has read BigQuery's backslash escapes).
+    // doubled quotes.
     let tokens = Tokenizer::new(&BigQueryDialect {}, sql)
         .tokenize()
         .map_err(|e| format!("Syntax error: {e}"))?;
@@ -847,6 +847,11 @@ pub fn translate(sql: &str, dataset: &str) -> Result<Translated, String> {
             Token::Word(mut word) if word.quote_style == Some('`') => {
                 word.quote_style = Some('"');
                 Token::Word(word).to_string()
+            }
+            // The tokenizer has read BigQuery's escapes; Postgres doubles quotes (and reads a
+            // double-quoted string as an identifier).
+            Token::SingleQuotedString(text) | Token::DoubleQuotedString(text) => {
+                format!("'{}'", text.replace('\'', "''"))
             }
             other => other.to_string(),
         })
