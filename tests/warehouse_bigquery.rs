@@ -198,6 +198,30 @@ async fn values_with_quotes_reach_bigquery_as_literals_it_reads() {
 }
 
 #[tokio::test]
+async fn labels_set_on_the_warehouse_go_with_every_job_of_its_clones() {
+    // Arrange
+    let (_db, fake, warehouse) = arrange("").await;
+    let clone = warehouse.clone();
+    let labels = std::collections::BTreeMap::from([
+        ("app".to_string(), "threadql".to_string()),
+        ("thread".to_string(), "t123-456".to_string()),
+    ]);
+
+    // Act
+    warehouse.set_labels(labels);
+    clone
+        .execute(&guarded("SELECT 1 AS one"), Duration::from_secs(10), &never())
+        .await
+        .unwrap();
+    clone.estimate(&guarded("SELECT 1 AS one")).await.unwrap();
+
+    // Assert
+    let expected = serde_json::json!({"app": "threadql", "thread": "t123-456"});
+    assert_eq!(fake.query_requests()[0]["labels"], expected);
+    assert_eq!(fake.dry_runs()[0]["configuration"]["labels"], expected);
+}
+
+#[tokio::test]
 async fn several_pages_are_assembled_in_order() {
     // Arrange
     let (_db, fake, warehouse) =

@@ -204,3 +204,72 @@ impl TokenSource {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEST_KEY: &str = include_str!("../../../tests/fixtures/bigquery_TEST_ONLY_service_account_key.pem");
+
+    fn key_json(private_key: &str) -> String {
+        serde_json::json!({
+            "type": "service_account",
+            "client_email": "reader@p.iam.gserviceaccount.com",
+            "private_key": private_key,
+            "private_key_id": "abc",
+            "token_uri": "https://oauth2.googleapis.com/token",
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn a_key_file_needs_its_fields_and_an_rsa_private_key() {
+        let key = ServiceAccountKey::from_json(&key_json(TEST_KEY)).unwrap();
+        assert_eq!(key.client_email, "reader@p.iam.gserviceaccount.com");
+        assert!(!format!("{key:?}").contains("PRIVATE KEY"), "Debug hides the key");
+
+        let not_pem = ServiceAccountKey::from_json(&key_json("not a key")).unwrap_err();
+        assert!(format!("{not_pem:#}").contains("not an RSA private key"), "{not_pem:#}");
+        let missing = ServiceAccountKey::from_json(r#"{"client_email": "x"}"#).unwrap_err();
+        assert!(format!("{missing:#}").contains("private_key"), "{missing:#}");
+    }
+
+    #[test]
+    fn the_assertion_is_an_rs256_jwt_for_the_token_endpoint_valid_an_hour() {
+        let key = ServiceAccountKey::from_json(&key_json(TEST_KEY)).unwrap();
+        let http = super::super::http_client().unwrap();
+        let tokens = TokenSource::new(key, http).unwrap();
+
+        let assertion = tokens.assertion().unwrap();
+
+        let header = jsonwebtoken::decode_header(&assertion).unwrap();
+        assert_eq!(header.alg, Algorithm::RS256);
+        assert_eq!(header.kid.as_deref(), Some("abc"));
+        let payload = assertion.split('.').nth(1).unwrap();
+        let claims: serde_json::Value = serde_json::from_slice(&base64_url_decode(payload)).unwrap();
+        assert_eq!(claims["iss"], "reader@p.iam.gserviceaccount.com");
+        assert_eq!(claims["aud"], "https://oauth2.googleapis.com/token");
+        assert_eq!(claims["scope"], SCOPE);
+        let lifetime = claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap();
+        assert_eq!(lifetime, 3600);
+    }
+
+    /// Unpadded base64url, as JWTs write their parts.
+    fn base64_url_decode(text: &str) -> Vec<u8> {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut bits: u32 = 0;
+        let mut count = 0;
+        let mut out = Vec::new();
+        for byte in text.bytes() {
+            let value = ALPHABET.iter().position(|b| *b == byte).unwrap() as u32;
+            bits = (bits << 6) | value;
+            count += 6;
+            if count >= 8 {
+                count -= 8;
+                out.push((bits >> count) as u8);
+                bits &= (1 << count) - 1;
+            }
+        }
+        out
+    }
+}

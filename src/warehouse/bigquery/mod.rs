@@ -8,7 +8,7 @@
 //! deadline, or dropping the call) sends jobs.cancel, which stops the job in BigQuery.
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -111,7 +111,9 @@ struct Inner {
     dataset: String,
     location: Option<String>,
     maximum_bytes_billed: u64,
-    labels: BTreeMap<String, String>,
+    /// Labels every job carries (BigQuery's billing reports and INFORMATION_SCHEMA.JOBS group by
+    /// them).
+    labels: RwLock<BTreeMap<String, String>>,
 }
 
 impl BigQueryWarehouse {
@@ -133,24 +135,19 @@ impl BigQueryWarehouse {
                 dataset: settings.dataset.clone(),
                 location: settings.location.clone(),
                 maximum_bytes_billed: settings.maximum_bytes_billed,
-                labels,
+                labels: RwLock::new(labels),
             }),
         })
     }
 
-    /// Replaces the labels every job carries (BigQuery's billing reports group by them).
-    /// Keys and values: lowercase letters, digits, `_` and `-`, at most 63 characters.
-    pub fn with_labels(mut self, labels: BTreeMap<String, String>) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.labels = labels;
-        } else {
-            let inner = &self.inner;
-            tracing::warn!(
-                project = inner.project,
-                "labels set on a shared BigQuery warehouse are ignored"
-            );
+    /// Replaces the labels the jobs started from now on carry (`{"app": "threadql"}` at first),
+    /// for this warehouse and its clones. BigQuery wants keys and values of lowercase letters,
+    /// digits, `_` and `-`, at most 63 characters.
+    pub fn set_labels(&self, labels: BTreeMap<String, String>) {
+        match self.inner.labels.write() {
+            Ok(mut current) => *current = labels,
+            Err(poisoned) => *poisoned.into_inner() = labels,
         }
-        self
     }
 
     /// Runs `sql` as a job, stopped in BigQuery when `cancel` fires or `timeout` passes.
@@ -177,6 +174,13 @@ enum Stop {
 }
 
 impl Inner {
+    fn labels(&self) -> BTreeMap<String, String> {
+        match self.labels.read() {
+            Ok(labels) => labels.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
     fn location_param(&self) -> Vec<(&'static str, String)> {
         self.location.iter().map(|l| ("location", l.clone())).collect()
     }
@@ -189,7 +193,7 @@ impl Inner {
             // Also stopped by BigQuery itself if the client's cancel never arrives.
             "jobTimeoutMs": timeout.as_millis().max(1).to_string(),
             "maximumBytesBilled": self.maximum_bytes_billed.to_string(),
-            "labels": self.labels,
+            "labels": self.labels(),
             "requestId": uuid::Uuid::new_v4().to_string(),
             "defaultDataset": {"projectId": self.project, "datasetId": self.dataset},
             "maxResults": PAGE_ROWS,
@@ -312,7 +316,7 @@ impl Inner {
         let mut job = json!({
             "configuration": {
                 "dryRun": true,
-                "labels": self.labels,
+                "labels": self.labels(),
                 "query": {
                     "query": sql,
                     "useLegacySql": false,
