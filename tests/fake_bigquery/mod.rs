@@ -230,9 +230,13 @@ impl FakeBigQuery {
     pub fn dry_runs(&self) -> Vec<Json> {
         self.state().dry_runs.clone()
     }
+}
 
-    pub async fn stop(&self) {
-        self.server.stop(false).await;
+impl Drop for FakeBigQuery {
+    /// Stops the server and its worker threads (the command is sent at once; waiting for it is
+    /// optional).
+    fn drop(&mut self) {
+        drop(self.server.stop(false));
     }
 }
 

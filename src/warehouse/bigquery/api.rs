@@ -280,3 +280,64 @@ pub struct Cell {
     #[serde(default)]
     pub v: Json,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(status: u16, reason: &str, message: &str) -> ApiError {
+        ApiError::Status {
+            status,
+            reason: Some(reason.to_string()),
+            message: message.to_string(),
+        }
+    }
+
+    #[test]
+    fn googles_errors_map_to_what_the_thread_is_told_and_only_passing_ones_are_retried() {
+        let cases = [
+            (status(400, "invalidQuery", "Unrecognized name: x"), "query", false),
+            (status(404, "notFound", "Not found: Table p:d.t"), "query", false),
+            (
+                status(401, "authError", "Invalid Credentials"),
+                "refused the service account",
+                false,
+            ),
+            (status(403, "accessDenied", "Access Denied"), "BigQuery Job User", false),
+            (
+                status(403, "rateLimitExceeded", "Exceeded rate limits"),
+                "HTTP 403",
+                true,
+            ),
+            (
+                status(429, "rateLimitExceeded", "Exceeded rate limits"),
+                "HTTP 429",
+                true,
+            ),
+            (status(500, "backendError", "Backend error"), "HTTP 500", true),
+            (status(503, "", "Service unavailable"), "HTTP 503", true),
+            (
+                ApiError::Unreachable("connection refused".into()),
+                "connection refused",
+                true,
+            ),
+            (
+                ApiError::Token(TokenError::Refused("invalid_grant".into())),
+                "invalid_grant",
+                false,
+            ),
+        ];
+        for (error, says, retried) in cases {
+            let description = error.to_string();
+            assert_eq!(error.is_retryable(), retried, "{description}");
+            let told = error.into_warehouse_error();
+            match &told {
+                WarehouseError::Query(message) => assert_eq!(says, "query", "{description}: {message}"),
+                WarehouseError::Unavailable(message) => {
+                    assert!(message.contains(says), "{description}: {message}")
+                }
+                other => panic!("{description}: {other:?}"),
+            }
+        }
+    }
+}
