@@ -222,6 +222,39 @@ async fn labels_set_on_the_warehouse_go_with_every_job_of_its_clones() {
 }
 
 #[tokio::test]
+async fn bigquery_date_functions_run_behind_the_fake() {
+    // Arrange: one row a day for the last 30 days.
+    let (db, _fake, warehouse) = arrange(
+        "CREATE TABLE visits AS SELECT CAST(CURRENT_DATE - g AS DATE) AS day, g AS n FROM generate_series(0, 29) AS g;",
+    )
+    .await;
+    let mut conn = db.connect().await;
+    let today: NaiveDate = sqlx::query_scalar("SELECT MAX(day) FROM visits")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    sqlx::Connection::close(conn).await.ok();
+
+    // Act
+    let result = warehouse
+        .execute(
+            &guarded(
+                "SELECT COUNT(*) AS days, MIN(DATE_TRUNC(DATE(day), ISOWEEK)) AS first_monday \
+                 FROM visits WHERE day >= DATE_SUB(CURRENT_DATE(), INTERVAL 7 DAY)",
+            ),
+            Duration::from_secs(10),
+            &never(),
+        )
+        .await
+        .unwrap();
+
+    // Assert: today and the seven days before; the Monday of the oldest one's week.
+    let oldest = today - chrono::Duration::days(7);
+    let monday = oldest - chrono::Duration::days(i64::from(chrono::Datelike::weekday(&oldest).num_days_from_monday()));
+    assert_eq!(result.rows, vec![vec![Value::Int(8), Value::Date(monday)]]);
+}
+
+#[tokio::test]
 async fn several_pages_are_assembled_in_order() {
     // Arrange
     let (_db, fake, warehouse) =

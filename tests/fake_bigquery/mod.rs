@@ -17,7 +17,8 @@
 //! BigQuery SQL is translated to Postgres with sqlparser, covering what threadql emits:
 //! backtick identifiers, `dataset.table` names, `<dataset>.INFORMATION_SCHEMA.*` (views over
 //! Postgres' catalog with BigQuery's column names and type names, created at start),
-//! `DATE(x)`, `DATE_TRUNC(d, MONTH|ISOWEEK|QUARTER|YEAR…)`, `CURRENT_DATE()`, and BigQuery's
+//! `DATE(x)`, `DATE_TRUNC(d, MONTH|ISOWEEK|QUARTER|YEAR…)`, `CURRENT_DATE()`,
+//! `DATE_SUB`/`DATE_ADD(d, INTERVAL n DAY|WEEK|MONTH|QUARTER|YEAR)`, and BigQuery's
 //! NULL ordering (first when ascending, last when descending). `jobTimeoutMs` is not applied:
 //! the client's own deadline is what stops a job here.
 #![allow(dead_code)]
@@ -913,7 +914,8 @@ pub fn translate(sql: &str, dataset: &str) -> Result<Translated, String> {
     Ok(Translated { sql, tables })
 }
 
-/// `DATE(x)`, `DATE_TRUNC(d, PART)` and `CURRENT_DATE()` in Postgres' words.
+/// `DATE(x)`, `DATE_TRUNC(d, PART)`, `CURRENT_DATE()` and `DATE_SUB`/`DATE_ADD` in Postgres'
+/// words.
 fn rewrite_function(expr: &Expr) -> Result<Option<Expr>, String> {
     let Expr::Function(function) = expr else {
         return Ok(None);
@@ -936,6 +938,28 @@ fn rewrite_function(expr: &Expr) -> Result<Option<Expr>, String> {
                 other => return Err(format!("A valid date part name is required but found {other}")),
             };
             format!("CAST(date_trunc('{part}', {value}) AS DATE)")
+        }
+        // DATE_SUB(d, INTERVAL n DAY): whole units of a calendar date.
+        ("DATE_SUB" | "DATE_ADD", [value, interval]) => {
+            let (amount, unit) = interval
+                .strip_prefix("INTERVAL ")
+                .and_then(|rest| rest.rsplit_once(' '))
+                .ok_or_else(|| format!("{name} needs an INTERVAL, not {interval}"))?;
+            let unit = match unit.to_ascii_uppercase().as_str() {
+                "DAY" => "day",
+                "WEEK" => "week",
+                "MONTH" => "month",
+                "QUARTER" => "3 month",
+                "YEAR" => "year",
+                other => return Err(format!("{name} does not support the {other} date part")),
+            };
+            let unit = if unit.starts_with('3') {
+                unit.to_string()
+            } else {
+                format!("1 {unit}")
+            };
+            let op = if name == "DATE_SUB" { "-" } else { "+" };
+            format!("CAST({value} {op} ({amount}) * INTERVAL '{unit}' AS DATE)")
         }
         _ => return Ok(None),
     };
