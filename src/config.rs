@@ -43,6 +43,10 @@ pub const SNOWFLAKE_USER: &str = "SNOWFLAKE_USER";
 pub const SNOWFLAKE_PRIVATE_KEY_PATH: &str = "SNOWFLAKE_PRIVATE_KEY_PATH";
 pub const SNOWFLAKE_PRIVATE_KEY: &str = "SNOWFLAKE_PRIVATE_KEY";
 pub const SNOWFLAKE_API_URL: &str = "SNOWFLAKE_API_URL";
+/// The service-account key file of a `bigquery://` warehouse (Google's standard variable).
+pub const GOOGLE_APPLICATION_CREDENTIALS: &str = "GOOGLE_APPLICATION_CREDENTIALS";
+pub const BIGQUERY_API_URL: &str = "BIGQUERY_API_URL";
+pub const BIGQUERY_MAXIMUM_BYTES_BILLED: &str = "BIGQUERY_MAXIMUM_BYTES_BILLED";
 
 pub const DEFAULT_SLACK_API_URL: &str = "https://slack.com/api/";
 pub const DEFAULT_OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
@@ -141,6 +145,64 @@ pub enum WarehouseSource {
     Url(ConnectionUrl),
     /// Snowflake through its SQL API (`snowflake://account/database/schema?…`).
     Snowflake(Box<SnowflakeConfig>),
+}
+
+pub const DEFAULT_BIGQUERY_API_URL: &str = "https://bigquery.googleapis.com";
+/// 10 GiB: what one query may bill when `BIGQUERY_MAXIMUM_BYTES_BILLED` is not set.
+pub const DEFAULT_BIGQUERY_MAXIMUM_BYTES_BILLED: u64 = 10 * 1024 * 1024 * 1024;
+
+/// Where the data set is and how jobs run, from `bigquery://<project>/<dataset>?location=<loc>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BigQuerySettings {
+    pub project: String,
+    pub dataset: String,
+    /// `US`, `EU`, `europe-west1`...; `None` lets BigQuery find it from the data set.
+    pub location: Option<String>,
+    pub credentials: PathBuf,
+    /// The REST API's base URL (tests point it at a fake).
+    pub api_url: String,
+    pub maximum_bytes_billed: u64,
+}
+
+impl BigQuerySettings {
+    /// Reads `bigquery://<project>/<dataset>?location=<loc>` (the location is optional).
+    /// Project and data set names are checked, because they end up in URLs and SQL.
+    pub fn parse_url(url: &str) -> Result<(String, String, Option<String>), String> {
+        let rest = url.strip_prefix("bigquery://").ok_or("must start with bigquery://")?;
+        let (path, query) = match rest.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (rest, None),
+        };
+        let (project, dataset) = path
+            .trim_end_matches('/')
+            .split_once('/')
+            .ok_or("must name a project and a data set: bigquery://<project>/<dataset>?location=<location>")?;
+        // Project ids: lowercase letters, digits and hyphens, or `example.com:project`.
+        let project_ok = !project.is_empty()
+            && project
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.' | ':'));
+        if !project_ok {
+            return Err(format!("{project:?} is not a Google Cloud project id"));
+        }
+        let dataset_ok = !dataset.is_empty() && dataset.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !dataset_ok {
+            return Err(format!(
+                "{dataset:?} is not a BigQuery data set name (letters, digits and underscores)"
+            ));
+        }
+        let mut location = None;
+        for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            match key.as_ref() {
+                "location" if !value.is_empty() && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') => {
+                    location = Some(value.into_owned())
+                }
+                "location" => return Err(format!("{value:?} is not a BigQuery location")),
+                other => return Err(format!("unknown parameter {other:?} (only location=… is read)")),
+            }
+        }
+        Ok((project.to_string(), dataset.to_string(), location))
+    }
 }
 
 /// Where Snowflake is and who threadql is there: `WAREHOUSE_URL=snowflake://<account>/<database>/
@@ -296,6 +358,8 @@ pub struct Config {
     pub database_url: ConnectionUrl,
     pub redis_url: Option<ConnectionUrl>,
     pub warehouse: WarehouseSource,
+    /// The project, data set, key file and limits of a `bigquery://` warehouse.
+    pub bigquery: Option<BigQuerySettings>,
     pub openai: Option<OpenAiConfig>,
     pub rate_limit_per_minute: NonZeroU32,
     /// Queries one user may have running at once.
@@ -392,13 +456,20 @@ impl Config {
                 WarehouseSource::Snowflake(Box::new(SnowflakeConfig::parse(&url, get)?))
             }
             Some(url) => {
-                if !["postgres://", "postgresql://", "mysql://", "mariadb://", "sqlite:"]
-                    .iter()
-                    .any(|p| url.starts_with(p))
+                if ![
+                    "postgres://",
+                    "postgresql://",
+                    "mysql://",
+                    "mariadb://",
+                    "sqlite:",
+                    "bigquery://",
+                ]
+                .iter()
+                .any(|p| url.starts_with(p))
                 {
                     return Err(ConfigError::new(
                         WAREHOUSE_URL,
-                        "must start with postgres://, mysql://, mariadb://, snowflake:// or sqlite:",
+                        "must start with postgres://, mysql://, mariadb://, snowflake://, bigquery:// or sqlite:",
                     ));
                 }
                 WarehouseSource::Url(ConnectionUrl::new(url))
@@ -408,6 +479,10 @@ impl Config {
                     .map(PathBuf::from)
                     .unwrap_or_else(|| PathBuf::from("threadql-demo.db")),
             ),
+        };
+        let bigquery = match &warehouse {
+            WarehouseSource::Url(url) if url.starts_with("bigquery://") => Some(bigquery_settings(url.expose(), &get)?),
+            _ => None,
         };
         let openai = match secret(OPENAI_API_KEY) {
             Some(api_key) => {
@@ -509,6 +584,7 @@ impl Config {
             database_url: ConnectionUrl::new(database_url),
             redis_url: redis_url.map(ConnectionUrl::new),
             warehouse,
+            bigquery,
             openai,
             rate_limit_per_minute,
             max_queries_per_user,
@@ -550,6 +626,51 @@ where
             .map_err(|e| ConfigError::new(variable, format!("{v:?} is not valid: {e}"))),
         None => default.ok_or_else(|| ConfigError::new(variable, "is required")),
     }
+}
+
+/// The settings of a `bigquery://<project>/<dataset>?location=<loc>` warehouse: the URL's parts,
+/// a readable service-account key file, the API's URL and the bytes one query may bill.
+fn bigquery_settings(url: &str, get: &impl Fn(&str) -> Option<String>) -> Result<BigQuerySettings, ConfigError> {
+    let (project, dataset, location) =
+        BigQuerySettings::parse_url(url).map_err(|message| ConfigError::new(WAREHOUSE_URL, message))?;
+    let credentials = get(GOOGLE_APPLICATION_CREDENTIALS).map(PathBuf::from).ok_or_else(|| {
+        ConfigError::new(
+            GOOGLE_APPLICATION_CREDENTIALS,
+            "a bigquery:// warehouse needs the path of a service-account key file (JSON)",
+        )
+    })?;
+    if let Err(error) = std::fs::File::open(&credentials) {
+        return Err(ConfigError::new(
+            GOOGLE_APPLICATION_CREDENTIALS,
+            format!("cannot read the key file {}: {error}", credentials.display()),
+        ));
+    }
+    let api_url = get(BIGQUERY_API_URL).unwrap_or_else(|| DEFAULT_BIGQUERY_API_URL.to_string());
+    let parsed = Url::parse(&api_url)
+        .map_err(|e| ConfigError::new(BIGQUERY_API_URL, format!("{api_url:?} is not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(ConfigError::new(BIGQUERY_API_URL, "must be an http:// or https:// URL"));
+    }
+    let maximum_bytes_billed = match get(BIGQUERY_MAXIMUM_BYTES_BILLED) {
+        Some(value) => match value.parse::<u64>() {
+            Ok(bytes) if bytes > 0 => bytes,
+            _ => {
+                return Err(ConfigError::new(
+                    BIGQUERY_MAXIMUM_BYTES_BILLED,
+                    format!("{value:?} is not a positive number of bytes"),
+                ))
+            }
+        },
+        None => DEFAULT_BIGQUERY_MAXIMUM_BYTES_BILLED,
+    };
+    Ok(BigQuerySettings {
+        project,
+        dataset,
+        location,
+        credentials,
+        api_url,
+        maximum_bytes_billed,
+    })
 }
 
 fn positive(value: Option<String>, variable: &'static str, default: usize) -> Result<usize, ConfigError> {
@@ -718,6 +839,86 @@ mod tests {
         for value in ["0", "11", "two"] {
             let error = config_from(&[(THREADQL_SOCKET_CONNECTIONS, value)]).expect_err(value);
             assert_eq!(error.variable, THREADQL_SOCKET_CONNECTIONS, "{value}");
+        }
+    }
+
+    #[test]
+    fn a_bigquery_url_needs_a_readable_key_file_and_reads_its_settings() {
+        let key = tempfile::NamedTempFile::new().unwrap();
+        let key_path = key.path().display().to_string();
+        let config = config_from(&[
+            (WAREHOUSE_URL, "bigquery://my-project/analytics?location=EU"),
+            (GOOGLE_APPLICATION_CREDENTIALS, &key_path),
+            (BIGQUERY_MAXIMUM_BYTES_BILLED, "1000000"),
+        ])
+        .unwrap();
+        let bigquery = config.bigquery.unwrap();
+        assert_eq!(
+            (
+                bigquery.project.as_str(),
+                bigquery.dataset.as_str(),
+                bigquery.location.as_deref()
+            ),
+            ("my-project", "analytics", Some("EU"))
+        );
+        assert_eq!(bigquery.credentials, PathBuf::from(&key_path));
+        assert_eq!(bigquery.api_url, "https://bigquery.googleapis.com");
+        assert_eq!(bigquery.maximum_bytes_billed, 1_000_000);
+
+        let defaults = config_from(&[
+            (WAREHOUSE_URL, "bigquery://my-project/analytics"),
+            (GOOGLE_APPLICATION_CREDENTIALS, &key_path),
+            (BIGQUERY_API_URL, "http://127.0.0.1:9050"),
+        ])
+        .unwrap()
+        .bigquery
+        .unwrap();
+        assert_eq!(defaults.location, None);
+        assert_eq!(defaults.api_url, "http://127.0.0.1:9050");
+        assert_eq!(defaults.maximum_bytes_billed, 10 * 1024 * 1024 * 1024);
+        assert!(config_from(&[]).unwrap().bigquery.is_none(), "only for bigquery://");
+    }
+
+    #[test]
+    fn a_bad_bigquery_setting_is_reported_with_its_variable() {
+        let key = tempfile::NamedTempFile::new().unwrap();
+        let key_path = key.path().display().to_string();
+        let url = (WAREHOUSE_URL, "bigquery://my-project/analytics");
+        let key_set = (GOOGLE_APPLICATION_CREDENTIALS, key_path.as_str());
+        // (variables set, variable blamed, words of the message)
+        type Case<'a> = (Vec<(&'a str, &'a str)>, &'a str, &'a str);
+        let cases: Vec<Case> = vec![
+            (vec![url], GOOGLE_APPLICATION_CREDENTIALS, "service-account key file"),
+            (
+                vec![url, (GOOGLE_APPLICATION_CREDENTIALS, "/nonexistent/key.json")],
+                GOOGLE_APPLICATION_CREDENTIALS,
+                "cannot read the key file /nonexistent/key.json",
+            ),
+            (
+                vec![(WAREHOUSE_URL, "bigquery://my-project"), key_set],
+                WAREHOUSE_URL,
+                "must name a project and a data set",
+            ),
+            (
+                vec![(WAREHOUSE_URL, "bigquery://p/a?region=EU"), key_set],
+                WAREHOUSE_URL,
+                "unknown parameter",
+            ),
+            (
+                vec![url, key_set, (BIGQUERY_API_URL, "ftp://x")],
+                BIGQUERY_API_URL,
+                "http",
+            ),
+            (
+                vec![url, key_set, (BIGQUERY_MAXIMUM_BYTES_BILLED, "lots")],
+                BIGQUERY_MAXIMUM_BYTES_BILLED,
+                "positive number of bytes",
+            ),
+        ];
+        for (pairs, variable, message) in cases {
+            let error = config_from(&pairs).expect_err(variable);
+            assert_eq!(error.variable, variable, "{pairs:?}: {error}");
+            assert!(error.message.contains(message), "{pairs:?}: {error}");
         }
     }
 

@@ -16,6 +16,7 @@ pub mod limits;
 pub mod metrics;
 pub mod model_check;
 pub mod model_command;
+pub mod outbound;
 pub mod render;
 pub mod slack;
 pub mod sql;

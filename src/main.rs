@@ -14,12 +14,16 @@ Configuration (environment, or a .env file):
   THREADQL_SOCKET_CONNECTIONS     Socket Mode connections kept open [2]
   SLACK_API_URL                   Web API base URL [https://slack.com/api/]
   DATABASE_URL                    state store: postgres://… or sqlite:… [sqlite://threadql.db]
-  WAREHOUSE_URL                   data to query: postgres://…, mysql://… (MySQL, MariaDB), sqlite:… or
-                                  snowflake://<account>/<database>/<schema>?warehouse=…&role=…&user=… [embedded demo data set]
+  WAREHOUSE_URL                   data to query: postgres://…, mysql://… (MySQL, MariaDB), sqlite:…,
+                                  snowflake://<account>/<database>/<schema>?warehouse=…&role=…&user=… or
+                                  bigquery://<project>/<dataset>?location=<loc> [embedded demo data set]
   SNOWFLAKE_USER                  Snowflake user when the URL has no user= [none]
   SNOWFLAKE_PRIVATE_KEY_PATH      Snowflake key-pair auth: the user's PKCS#8 PEM private key (unencrypted) [none]
   SNOWFLAKE_PRIVATE_KEY           the same key as PEM text, instead of a path [none]
   SNOWFLAKE_API_URL               Snowflake SQL API base [https://<account>.snowflakecomputing.com]
+  GOOGLE_APPLICATION_CREDENTIALS  service-account key file (JSON) of a bigquery:// warehouse
+  BIGQUERY_API_URL                BigQuery REST API base URL [https://bigquery.googleapis.com]
+  BIGQUERY_MAXIMUM_BYTES_BILLED   bytes one BigQuery query may bill, else it fails [10737418240]
   THREADQL_DEMO_WAREHOUSE         path of the generated demo data set [threadql-demo.db]
   THREADQL_CONFIG                 threadql.toml with the semantic model [./threadql.toml, else the demo model]
   THREADQL_DBT_PROJECT            dbt project whose MetricFlow semantic models and metrics are read [none]

@@ -35,7 +35,7 @@ pub const INGRESS_OUTCOMES: [&str; 8] = [
     "help",
 ];
 /// The `engine` label of the warehouse metrics.
-pub const ENGINES: [&str; 4] = ["postgres", "sqlite", "mysql", "snowflake"];
+pub const ENGINES: [&str; 5] = ["postgres", "sqlite", "mysql", "snowflake", "bigquery"];
 /// The `outcome` label of the warehouse metrics.
 pub const QUERY_OUTCOMES: [&str; 5] = ["ok", "error", "timeout", "cancelled", "unavailable"];
 /// The `reason` label of `threadql_warehouse_cancellations_total`.

@@ -179,8 +179,18 @@ pub async fn connect_warehouse(config: &Config) -> anyhow::Result<Arc<dyn Wareho
                 .await
                 .with_context(|| format!("Failed to connect to Snowflake ({snowflake})"))?,
         )),
+        WarehouseSource::Url(url) if url.starts_with("bigquery://") => {
+            let settings = config
+                .bigquery
+                .as_ref()
+                .context("WAREHOUSE_URL: the bigquery:// settings were not read")?;
+            Ok(Arc::new(
+                crate::warehouse::bigquery::BigQueryWarehouse::connect(settings)
+                    .context("Failed to set up the BigQuery warehouse (GOOGLE_APPLICATION_CREDENTIALS)")?,
+            ))
+        }
         WarehouseSource::Url(_) => {
-            anyhow::bail!("WAREHOUSE_URL: use postgres://, mysql://, mariadb://, snowflake:// or sqlite:")
+            anyhow::bail!("WAREHOUSE_URL: use postgres://, mysql://, mariadb://, snowflake://, bigquery:// or sqlite:")
         }
     }
 }

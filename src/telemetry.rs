@@ -141,15 +141,7 @@ fn tracer_provider(lookup: &impl Fn(&str) -> Option<String>) -> anyhow::Result<S
 /// thread of its own: a blocking client may not be made inside an async runtime.
 fn export_client() -> anyhow::Result<reqwest_openai::blocking::Client> {
     std::thread::spawn(|| -> anyhow::Result<reqwest_openai::blocking::Client> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = rustls_platform_verifier::Verifier::new(provider.clone())
-            .context("Failed to load the platform's TLS trust store")?;
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .context("Failed to configure TLS for the trace exporter")?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_no_client_auth();
+        let tls = crate::outbound::tls_config("trace exporter")?;
         reqwest_openai::blocking::Client::builder()
             .tls_backend_preconfigured(tls)
             .timeout(EXPORT_TIMEOUT)

@@ -664,8 +664,9 @@ fn conditional_aggregate(expression: &str, condition: &str) -> Option<String> {
     rewritten.then_some(out)
 }
 
-/// The time bucket of a date column, as a date (Postgres, Snowflake) or ISO date text (SQLite,
-/// MySQL). Snowflake's weeks start on Monday with the default `WEEK_START`, as Postgres's do.
+/// The time bucket of a date column, as a date (Postgres, Snowflake, BigQuery) or ISO date text
+/// (SQLite, MySQL). Snowflake's weeks start on Monday with the default `WEEK_START`, as
+/// Postgres's do; BigQuery's ISOWEEK too.
 fn time_bucket(grain: Grain, column: &str, dialect: Dialect) -> String {
     match (dialect, grain) {
         (Dialect::Sqlite, Grain::Day) => format!("date({column})"),
@@ -685,6 +686,12 @@ fn time_bucket(grain: Grain, column: &str, dialect: Dialect) -> String {
             format!("CONCAT(YEAR({column}), '-', LPAD((QUARTER({column}) - 1) * 3 + 1, 2, '0'), '-01')")
         }
         (Dialect::MySql, Grain::Year) => format!("DATE_FORMAT({column}, '%Y-01-01')"),
+        // DATE() accepts a DATE, DATETIME or TIMESTAMP (in UTC); ISOWEEK weeks start on Monday.
+        (Dialect::BigQuery, Grain::Day) => format!("DATE({column})"),
+        (Dialect::BigQuery, Grain::Week) => format!("DATE_TRUNC(DATE({column}), ISOWEEK)"),
+        (Dialect::BigQuery, Grain::Month) => format!("DATE_TRUNC(DATE({column}), MONTH)"),
+        (Dialect::BigQuery, Grain::Quarter) => format!("DATE_TRUNC(DATE({column}), QUARTER)"),
+        (Dialect::BigQuery, Grain::Year) => format!("DATE_TRUNC(DATE({column}), YEAR)"),
     }
 }
 
@@ -745,13 +752,14 @@ mod tests {
     }
 
     fn parses(sql: &str, dialect: Dialect) -> bool {
-        use sqlparser::dialect::{MySqlDialect, PostgreSqlDialect, SQLiteDialect, SnowflakeDialect};
+        use sqlparser::dialect::{BigQueryDialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect, SnowflakeDialect};
         use sqlparser::parser::Parser;
         let result = match dialect {
             Dialect::Sqlite => Parser::parse_sql(&SQLiteDialect {}, sql),
             Dialect::Postgres => Parser::parse_sql(&PostgreSqlDialect {}, sql),
             Dialect::MySql => Parser::parse_sql(&MySqlDialect {}, sql),
             Dialect::Snowflake => Parser::parse_sql(&SnowflakeDialect {}, sql),
+            Dialect::BigQuery => Parser::parse_sql(&BigQueryDialect {}, sql),
         };
         result.is_ok()
     }
@@ -865,6 +873,22 @@ GROUP BY c.region\nORDER BY revenue DESC, region";
                 Dialect::Snowflake,
                 "CAST(date_trunc('month', o.order_date) AS date) AS month",
             ),
+            (Grain::Day, Dialect::BigQuery, "DATE(o.order_date) AS day"),
+            (
+                Grain::Week,
+                Dialect::BigQuery,
+                "DATE_TRUNC(DATE(o.order_date), ISOWEEK) AS week",
+            ),
+            (
+                Grain::Month,
+                Dialect::BigQuery,
+                "DATE_TRUNC(DATE(o.order_date), MONTH) AS month",
+            ),
+            (
+                Grain::Quarter,
+                Dialect::BigQuery,
+                "DATE_TRUNC(DATE(o.order_date), QUARTER) AS quarter",
+            ),
         ];
         for (grain, dialect, expected) in cases {
             q.grain = Some(grain);
@@ -900,6 +924,7 @@ GROUP BY c.region\nORDER BY revenue DESC, region";
         });
         assert!(sql(&q, Dialect::Sqlite).contains("o.channel NOT IN ('partner', 'o''neil\\x')"));
         assert!(sql(&q, Dialect::MySql).contains("o.channel NOT IN ('partner', 'o''neil\\\\x')"));
+        assert!(sql(&q, Dialect::BigQuery).contains("o.channel NOT IN ('partner', 'o\\'neil\\\\x')"));
     }
 
     #[test]
@@ -945,7 +970,13 @@ GROUP BY c.region\nORDER BY revenue DESC, region";
                 n: 5,
                 largest_first: true,
             });
-            for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql, Dialect::Snowflake] {
+            for dialect in [
+                Dialect::Sqlite,
+                Dialect::Postgres,
+                Dialect::MySql,
+                Dialect::Snowflake,
+                Dialect::BigQuery,
+            ] {
                 let text = sql(&q, dialect);
                 assert!(parses(&text, dialect), "{dialect:?} cannot parse:\n{text}");
             }
@@ -1055,7 +1086,13 @@ GROUP BY c.region\nORDER BY revenue DESC, region";
             descending: true,
         });
         for q in [&compared, &shared] {
-            for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql, Dialect::Snowflake] {
+            for dialect in [
+                Dialect::Sqlite,
+                Dialect::Postgres,
+                Dialect::MySql,
+                Dialect::Snowflake,
+                Dialect::BigQuery,
+            ] {
                 let text = sql(q, dialect);
                 assert!(parses(&text, dialect), "{dialect:?}:\n{text}");
                 let checked = crate::sql::SqlGuard::new(dialect, None).check(&text, 1000);
@@ -1078,7 +1115,13 @@ GROUP BY c.region\nORDER BY revenue DESC, region";
             values: vec!["EMEA".into()],
             negated: false,
         });
-        for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql, Dialect::Snowflake] {
+        for dialect in [
+            Dialect::Sqlite,
+            Dialect::Postgres,
+            Dialect::MySql,
+            Dialect::Snowflake,
+            Dialect::BigQuery,
+        ] {
             let text = sql(&q, dialect);
             let checked = crate::sql::SqlGuard::new(dialect, None).check(&text, 1000);
             assert!(checked.is_ok(), "{dialect:?}: {checked:?}\n{text}");

@@ -2,7 +2,9 @@
 //! string literals are written in it. One place, so the guard, the compiler and the LLM prompt
 //! agree.
 use serde::{Deserialize, Serialize};
-use sqlparser::dialect::{Dialect as ParserDialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect, SnowflakeDialect};
+use sqlparser::dialect::{
+    BigQueryDialect, Dialect as ParserDialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect, SnowflakeDialect,
+};
 
 /// SQL dialect of a warehouse: the interpreter compiles to it and the guard parses with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -14,6 +16,8 @@ pub enum Dialect {
     /// Snowflake folds unquoted identifiers to upper case: the catalog's all-upper-case names are
     /// described in lower case and written bare, so they resolve whatever the case.
     Snowflake,
+    /// Google BigQuery's GoogleSQL (standard SQL, never legacy SQL).
+    BigQuery,
 }
 
 impl Dialect {
@@ -24,6 +28,7 @@ impl Dialect {
             Dialect::Sqlite => Box::new(SQLiteDialect {}),
             Dialect::MySql => Box::new(MySqlDialect {}),
             Dialect::Snowflake => Box::new(SnowflakeDialect {}),
+            Dialect::BigQuery => Box::new(BigQueryDialect {}),
         }
     }
 
@@ -34,6 +39,7 @@ impl Dialect {
             Dialect::Sqlite => "sqlite",
             Dialect::MySql => "mysql",
             Dialect::Snowflake => "snowflake",
+            Dialect::BigQuery => "bigquery",
         }
     }
 
@@ -44,13 +50,18 @@ impl Dialect {
             Dialect::Sqlite => "SQLite",
             Dialect::MySql => "MySQL",
             Dialect::Snowflake => "Snowflake",
+            Dialect::BigQuery => "BigQuery",
         }
     }
 }
 
 /// A string literal: quotes doubled, and backslashes too for MySQL and Snowflake, where they
-/// escape.
+/// escape. BigQuery escapes both with a backslash (a doubled quote there ends one literal and starts
+/// another).
 pub fn string_literal(value: &str, dialect: Dialect) -> String {
+    if dialect == Dialect::BigQuery {
+        return format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"));
+    }
     let mut escaped = value.replace('\'', "''");
     if matches!(dialect, Dialect::MySql | Dialect::Snowflake) {
         escaped = escaped.replace('\\', "\\\\");
@@ -74,6 +85,8 @@ pub fn quote_ident(name: &str, dialect: Dialect) -> String {
         // upper-case name Snowflake's catalog holds (see `Dialect::Snowflake`).
         Dialect::Snowflake if plain => format!("\"{}\"", name.to_ascii_uppercase()),
         Dialect::Postgres | Dialect::Sqlite | Dialect::Snowflake => format!("\"{}\"", name.replace('"', "\"\"")),
+        // GoogleSQL escapes a backtick inside a quoted identifier with a backslash.
+        Dialect::BigQuery => format!("`{}`", name.replace('\\', "\\\\").replace('`', "\\`")),
     }
 }
 

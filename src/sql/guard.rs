@@ -9,7 +9,8 @@ use std::ops::ControlFlow;
 use std::sync::{Arc, RwLock};
 
 use sqlparser::ast::{
-    Expr, Fetch, LimitClause, ObjectName, ObjectNamePart, Query, SetExpr, Statement, TableFactor, Value, Visit, Visitor,
+    Expr, Fetch, LimitClause, ObjectName, ObjectNamePart, Query, SetExpr, Statement, TableFactor, Value, Visit,
+    VisitMut, Visitor, VisitorMut,
 };
 use sqlparser::parser::Parser;
 
@@ -54,6 +55,8 @@ const DENIED_FUNCTIONS: &[&str] = &[
     "wait_for_executed_gtid_set",
     "sys_exec",
     "sys_eval",
+    // BigQuery: runs SQL text on a federated Cloud SQL or Spanner database (no relation check).
+    "external_query",
     // SQLite
     "load_extension",
     "readfile",
@@ -122,7 +125,8 @@ const SYSTEM_SCHEMAS: &[&str] = &[
 
 /// Unqualified names that resolve to catalogs: Postgres searches `pg_catalog` first, SQLite keeps
 /// `sqlite_master`/`sqlite_schema`/`sqlite_stat*` and exposes PRAGMAs as `pragma_*` tables.
-const SYSTEM_RELATION_PREFIXES: &[&str] = &["pg_", "sqlite_", "pragma_"];
+/// BigQuery's legacy meta-tables (`dataset.__TABLES__`, `__TABLES_SUMMARY__`) describe a data set.
+const SYSTEM_RELATION_PREFIXES: &[&str] = &["pg_", "sqlite_", "pragma_", "__tables"];
 
 /// Why a statement was refused. Each message is written for the person who asked the question.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -252,6 +256,9 @@ impl SqlGuard {
             return Err(error);
         }
         cap_limit(&mut query, row_cap)?;
+        if self.dialect == Dialect::BigQuery {
+            let _ = VisitMut::visit(&mut *query, &mut BigQueryQuotes);
+        }
 
         let guarded = query.to_string();
         // Proves the text the warehouse will run parses to exactly the tree that was checked.
@@ -473,6 +480,25 @@ impl Visitor for Checker<'_> {
             Statement::Query(_) => ControlFlow::Continue(()),
             other => ControlFlow::Break(GuardError::NotAQuery(statement_kind(other))),
         }
+    }
+}
+
+/// sqlparser writes a quote inside a string literal doubled (`'it''s'`), which BigQuery reads
+/// as two literals side by side and refuses; BigQuery's double-quoted literal holds the quote
+/// as it is (`"it's"`). A literal holding both quotes, or a backslash (an escape to BigQuery,
+/// printed raw by sqlparser), does not read back the same and is refused as unserializable.
+struct BigQueryQuotes;
+
+impl VisitorMut for BigQueryQuotes {
+    type Break = ();
+
+    fn pre_visit_value(&mut self, value: &mut Value) -> ControlFlow<()> {
+        if let Value::SingleQuotedString(text) = value {
+            if text.contains('\'') && !text.contains('"') {
+                *value = Value::DoubleQuotedString(std::mem::take(text));
+            }
+        }
+        ControlFlow::Continue(())
     }
 }
 
@@ -1226,6 +1252,125 @@ mod tests {
                     matches!(error, GuardError::Unserializable | GuardError::Parse(_)),
                     "`{sql}` was refused for the wrong reason: {error}"
                 ),
+            }
+        }
+    }
+
+    #[test]
+    fn bigquery_writes_exports_and_scripts_are_rejected() {
+        let guard = SqlGuard::new(Dialect::BigQuery, allowed(&["orders", "customers"]));
+        assert_rejected(
+            &guard,
+            &[
+                ("insert", "INSERT INTO shop.orders (id) VALUES (1)", "not_a_query"),
+                ("update", "UPDATE shop.orders SET total = 0 WHERE TRUE", "not_a_query"),
+                ("delete", "DELETE FROM shop.orders WHERE TRUE", "not_a_query"),
+                (
+                    "merge",
+                    "MERGE shop.orders o USING shop.customers c ON o.id = c.id WHEN MATCHED THEN DELETE",
+                    "not_a_query",
+                ),
+                (
+                    "export data",
+                    "EXPORT DATA OPTIONS (uri = 'gs://bucket/*.csv', format = 'CSV') AS SELECT * FROM orders",
+                    "not_a_query",
+                ),
+                ("declare", "DECLARE x INT64 DEFAULT 1", "not_a_query"),
+                ("set", "SET x = 1", "not_a_query"),
+                ("call", "CALL shop.refresh()", "not_a_query"),
+                ("script", "DECLARE x INT64; SELECT * FROM orders", "multiple_statements"),
+                (
+                    "temp function",
+                    "CREATE TEMP FUNCTION f(x INT64) AS (x + 1)",
+                    "not_a_query",
+                ),
+                (
+                    "temp function before a query",
+                    "CREATE TEMP FUNCTION f(x INT64) AS (x + 1); SELECT f(id) FROM orders",
+                    "multiple_statements",
+                ),
+                (
+                    "federated query",
+                    "SELECT * FROM EXTERNAL_QUERY('proj.us.conn', 'SELECT * FROM users')",
+                    "forbidden_function",
+                ),
+                (
+                    "federated query in an expression",
+                    "SELECT (SELECT COUNT(*) FROM orders), EXTERNAL_QUERY('c', 'SELECT 1')",
+                    "forbidden_function",
+                ),
+                (
+                    "information schema",
+                    "SELECT * FROM shop.INFORMATION_SCHEMA.COLUMNS",
+                    "system_catalog",
+                ),
+                (
+                    "region information schema",
+                    "SELECT * FROM `region-us`.INFORMATION_SCHEMA.JOBS",
+                    "system_catalog",
+                ),
+                ("meta-table", "SELECT * FROM shop.__TABLES__", "system_catalog"),
+                ("other table", "SELECT * FROM shop.secrets", "relation_not_allowed"),
+            ],
+        );
+        for (description, sql) in [
+            ("begin end", "BEGIN SELECT 1; END"),
+            ("begin transaction", "BEGIN TRANSACTION"),
+        ] {
+            assert!(guard.check(sql, CAP).is_err(), "{description}: `{sql}` was accepted");
+        }
+    }
+
+    #[test]
+    fn bigquery_queries_are_accepted_with_backticks_and_a_capped_limit() {
+        assert_accepted(
+            &SqlGuard::new(Dialect::BigQuery, allowed(&["orders"])),
+            &[
+                (
+                    "date_trunc and backticks",
+                    "SELECT DATE_TRUNC(DATE(o.order_date), MONTH) AS month, SUM(o.`total`) AS revenue \
+                     FROM `orders` AS o GROUP BY DATE_TRUNC(DATE(o.order_date), MONTH) LIMIT 500",
+                    "SELECT DATE_TRUNC(DATE(o.order_date), MONTH) AS month, SUM(o.`total`) AS revenue \
+                     FROM `orders` AS o GROUP BY DATE_TRUNC(DATE(o.order_date), MONTH) LIMIT 100",
+                ),
+                (
+                    "dataset-qualified",
+                    "SELECT COUNT(*) FROM shop.orders WHERE order_date >= DATE_SUB(CURRENT_DATE(), INTERVAL 7 DAY)",
+                    "SELECT COUNT(*) FROM shop.orders WHERE order_date >= DATE_SUB(CURRENT_DATE(), INTERVAL 7 DAY) \
+                     LIMIT 100",
+                ),
+            ],
+        );
+    }
+
+    #[test]
+    fn bigquery_string_literals_with_quotes_are_written_the_way_bigquery_reads_them() {
+        let guard = SqlGuard::new(Dialect::BigQuery, None);
+        assert_accepted(
+            &guard,
+            &[
+                ("plain", "SELECT 'EMEA' AS s", "SELECT 'EMEA' AS s LIMIT 100"),
+                (
+                    "escaped quote",
+                    r"SELECT 'it\'s' AS s",
+                    r#"SELECT "it's" AS s LIMIT 100"#,
+                ),
+                (
+                    "double-quoted",
+                    r#"SELECT "it's" AS s"#,
+                    r#"SELECT "it's" AS s LIMIT 100"#,
+                ),
+            ],
+        );
+        // Whatever is accepted is a fixed point; the rest is refused as unserializable.
+        for sql in [r"SELECT 'a\\b' AS s", r#"SELECT 'say \"it\'s\"' AS s"#] {
+            match guard.check(sql, CAP) {
+                Ok(guarded) => assert_eq!(
+                    guard.check(guarded.as_str(), CAP).as_ref().map(GuardedSql::as_str),
+                    Ok(guarded.as_str()),
+                    "`{sql}` became `{guarded}`"
+                ),
+                Err(error) => assert_eq!(error, GuardError::Unserializable, "`{sql}`"),
             }
         }
     }

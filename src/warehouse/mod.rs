@@ -9,6 +9,7 @@ use crate::sql::Dialect;
 use crate::sql::GuardedSql;
 pub use describe::DescribeSettings;
 
+pub mod bigquery;
 pub mod demo;
 pub mod describe;
 pub mod mysql;

@@ -285,6 +285,12 @@ fn dialect_notes(dialect: Dialect) -> &'static str {
              CURRENT_DATE, DATEADD(day, -7, CURRENT_DATE), ILIKE for case-insensitive matching; unquoted names \
              are case-insensitive (write them bare, in lower case), double quotes only for unusual identifiers."
         }
+        Dialect::BigQuery => {
+            "BigQuery (GoogleSQL) notes: DATE_TRUNC(DATE(d), MONTH) for grains (ISOWEEK for weeks starting on \
+             Monday), d >= DATE '2026-01-01' for ranges, CURRENT_DATE(), DATE_SUB(CURRENT_DATE(), INTERVAL 7 DAY); \
+             no ILIKE (use LOWER(x) = LOWER(y) or LOWER(x) LIKE …); backticks for unusual identifiers; tables by \
+             their bare names (the data set is the default); standard SQL only, never legacy SQL."
+        }
     }
 }
 

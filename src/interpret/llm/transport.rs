@@ -4,11 +4,9 @@
 //! thread.
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use async_openai::config::OpenAIConfig;
 use async_openai::error::OpenAIError;
 use async_openai::middleware::HttpRequestFactory;
@@ -104,25 +102,9 @@ fn mentions_response_format(message: &str) -> bool {
     .any(|needle| lower.contains(needle))
 }
 
-/// A reqwest (0.13, async-openai's) client with our TLS setup: rustls with the ring provider
-/// and the platform's trust store, so no process-wide crypto provider is needed.
+/// The language model's HTTP client (see [`crate::outbound`]).
 pub fn http_client(request_timeout: Duration) -> anyhow::Result<reqwest_openai::Client> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = rustls_platform_verifier::Verifier::new(provider.clone())
-        .context("Failed to load the platform's TLS trust store")?;
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("Failed to configure TLS for the language model client")?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-    reqwest_openai::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .timeout(request_timeout)
-        .connect_timeout(Duration::from_secs(5).min(request_timeout))
-        .build()
-        .context("Failed to build the language model HTTP client")
+    crate::outbound::http_client("language model client", request_timeout, Duration::from_secs(5))
 }
 
 /// When and how often an HTTP request to the model is retried.

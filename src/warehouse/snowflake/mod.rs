@@ -603,25 +603,8 @@ fn object_name(name: &str) -> String {
     }
 }
 
-/// reqwest (0.13, the one the LLM client uses) with the same TLS set-up: rustls with the ring
-/// provider and the platform's trust store, so no process-wide crypto provider is needed.
 fn http_client(request_timeout: Duration) -> anyhow::Result<reqwest_openai::Client> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = rustls_platform_verifier::Verifier::new(provider.clone())
-        .context("Failed to load the platform's TLS trust store")?;
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("Failed to configure TLS for the Snowflake client")?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-    reqwest_openai::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .timeout(request_timeout)
-        .connect_timeout(Duration::from_secs(10).min(request_timeout))
-        .build()
-        .context("Failed to build the Snowflake HTTP client")
+    crate::outbound::http_client("Snowflake client", request_timeout, Duration::from_secs(10))
 }
 
 #[async_trait]
