@@ -9,6 +9,8 @@ use std::time::Duration;
 use secrecy::SecretString;
 use url::Url;
 
+use crate::domain::CostLimit;
+
 pub const THREADQL_LISTEN: &str = "THREADQL_LISTEN";
 pub const THREADQL_METRICS_LISTEN: &str = "THREADQL_METRICS_LISTEN";
 pub const SLACK_SIGNING_SECRET: &str = "SLACK_SIGNING_SECRET";
@@ -25,6 +27,8 @@ pub const THREADQL_RATE_LIMIT_PER_MINUTE: &str = "THREADQL_RATE_LIMIT_PER_MINUTE
 pub const THREADQL_MAX_ROWS: &str = "THREADQL_MAX_ROWS";
 pub const THREADQL_EXPORT_MAX_ROWS: &str = "THREADQL_EXPORT_MAX_ROWS";
 pub const THREADQL_QUERY_TIMEOUT_SECS: &str = "THREADQL_QUERY_TIMEOUT_SECS";
+pub const THREADQL_CONFIRM_ABOVE: &str = "THREADQL_CONFIRM_ABOVE";
+pub const THREADQL_REFUSE_ABOVE: &str = "THREADQL_REFUSE_ABOVE";
 pub const THREADQL_IDLE_SECS: &str = "THREADQL_IDLE_SECS";
 pub const THREADQL_TIMEZONE: &str = "THREADQL_TIMEZONE";
 pub const THREADQL_CONFIG: &str = "THREADQL_CONFIG";
@@ -378,6 +382,10 @@ pub struct Config {
     pub max_rows: usize,
     pub export_max_rows: usize,
     pub query_timeout: Duration,
+    /// The cost guard: a statement the warehouse estimates above this waits for "Run anyway".
+    pub confirm_above: Option<CostLimit>,
+    /// The cost guard: a statement estimated above this is refused.
+    pub refuse_above: Option<CostLimit>,
     pub idle_after: Duration,
     /// How long a stopping server (SIGTERM, SIGINT) may take, whatever is stuck: turns under way
     /// and replies queued for Slack get this long, then the process exits anyway.
@@ -527,6 +535,14 @@ impl Config {
         let export_max_rows = positive(get(THREADQL_EXPORT_MAX_ROWS), THREADQL_EXPORT_MAX_ROWS, 100_000)?;
         let query_timeout =
             Duration::from_secs(positive(get(THREADQL_QUERY_TIMEOUT_SECS), THREADQL_QUERY_TIMEOUT_SECS, 30)? as u64);
+        let cost_limit = |name: &'static str| -> Result<Option<CostLimit>, ConfigError> {
+            get(name)
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| CostLimit::parse(&v).map_err(|message| ConfigError::new(name, message)))
+                .transpose()
+        };
+        let confirm_above = cost_limit(THREADQL_CONFIRM_ABOVE)?;
+        let refuse_above = cost_limit(THREADQL_REFUSE_ABOVE)?;
         let idle_after = Duration::from_secs(positive(get(THREADQL_IDLE_SECS), THREADQL_IDLE_SECS, 900)? as u64);
         let shutdown_grace =
             Duration::from_secs(positive(get(THREADQL_SHUTDOWN_GRACE), THREADQL_SHUTDOWN_GRACE, 20)? as u64);
@@ -596,6 +612,8 @@ impl Config {
             max_rows,
             export_max_rows,
             query_timeout,
+            confirm_above,
+            refuse_above,
             idle_after,
             shutdown_grace,
             model_refresh,
@@ -776,6 +794,15 @@ mod tests {
     }
 
     #[test]
+    fn the_cost_guard_reads_sizes_and_row_counts() {
+        let config = config_from(&[(THREADQL_CONFIRM_ABOVE, "10GB"), (THREADQL_REFUSE_ABOVE, "5M rows")]).unwrap();
+        assert_eq!(config.confirm_above, Some(CostLimit::Bytes(10 * 1024 * 1024 * 1024)));
+        assert_eq!(config.refuse_above, Some(CostLimit::Rows(5_000_000)));
+        let unset = config_from(&[]).unwrap();
+        assert_eq!((unset.confirm_above, unset.refuse_above), (None, None));
+    }
+
+    #[test]
     fn metrics_listen_is_an_address_of_its_own() {
         let config = config_from(&[(THREADQL_METRICS_LISTEN, "0.0.0.0:9100")]).unwrap();
         assert_eq!(
@@ -796,6 +823,8 @@ mod tests {
             (THREADQL_METRICS_LISTEN, ":9100"),
             (THREADQL_MAX_ROWS, "0"),
             (THREADQL_QUERY_TIMEOUT_SECS, "soon"),
+            (THREADQL_CONFIRM_ABOVE, "a lot"),
+            (THREADQL_REFUSE_ABOVE, "10 parsecs"),
             (THREADQL_TIMEZONE, "Mars/Olympus"),
             (DATABASE_URL, "mongodb://x"),
             (WAREHOUSE_URL, "oracle://x"),

@@ -53,6 +53,9 @@ impl Replier for TerminalReplier {
             }
             Reply::Sql(sql) => sql,
             Reply::Text(text) => text,
+            Reply::Confirm { text, version } => {
+                format!("{text}\nSay `run anyway` to run version {version} all the same, or narrow the question.")
+            }
             Reply::Error(error) => format!("{}\n(code: {})", error.text(), error.code),
             Reply::File {
                 filename, bytes, title, ..

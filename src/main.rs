@@ -39,6 +39,8 @@ Configuration (environment, or a .env file):
   THREADQL_MAX_ROWS               rows shown in an answer [20]
   THREADQL_EXPORT_MAX_ROWS        rows in a CSV export [100000]
   THREADQL_QUERY_TIMEOUT_SECS     statement timeout [30]
+  THREADQL_CONFIRM_ABOVE          cost guard: ask \"Run anyway\" above this estimate (10GB, 5M rows) [off]
+  THREADQL_REFUSE_ABOVE           cost guard: refuse above this estimate (10GB, 5M rows) [off]
   THREADQL_IDLE_SECS              passivate an idle thread after [900]
   THREADQL_SHUTDOWN_GRACE         seconds a stop (SIGTERM, SIGINT) may take before the process exits anyway [20]
   THREADQL_MODEL_REFRESH_SECS     seconds between re-reads of the warehouse schema (new tables, columns, values) [3600]

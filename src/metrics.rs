@@ -11,7 +11,7 @@ use prometheus::{
 use crate::domain::ErrorCode;
 
 /// The `intent` label of the turn metrics (see `crate::turn::intent_of`).
-pub const INTENTS: [&str; 8] = [
+pub const INTENTS: [&str; 9] = [
     "ask",
     "help",
     "show_sql",
@@ -20,6 +20,7 @@ pub const INTENTS: [&str; 8] = [
     "cancel",
     "chart",
     "explain",
+    "run_anyway",
 ];
 /// The `endpoint` label of `threadql_slack_requests_total`.
 pub const INGRESS_ENDPOINTS: [&str; 4] = ["events", "interactions", "commands", "socket_mode"];
@@ -78,6 +79,11 @@ pub struct Metrics {
     pub warehouse_queries: IntCounterVec,
     /// Rows the warehouse returned, by engine.
     pub warehouse_rows: IntCounterVec,
+    /// Bytes the warehouse estimated statements would read, before running them (the cost
+    /// guard), by engine.
+    pub warehouse_bytes_estimated: IntCounterVec,
+    /// Statements the cost guard held back, by engine and decision (`confirm`, `refused`).
+    pub cost_guard_decisions: IntCounterVec,
     /// Queries stopped in the warehouse, by engine and reason (`user`, `superseded`).
     pub warehouse_cancellations: IntCounterVec,
     /// Live thread actors.
@@ -224,6 +230,18 @@ impl Metrics {
                 "threadql_warehouse_rows_total",
                 "Rows the warehouse returned, by engine",
                 &["engine"],
+            )?,
+            warehouse_bytes_estimated: counter_vec(
+                &r,
+                "threadql_warehouse_bytes_estimated_total",
+                "Bytes the warehouse estimated statements would read before they ran (the cost guard), by engine",
+                &["engine"],
+            )?,
+            cost_guard_decisions: counter_vec(
+                &r,
+                "threadql_cost_guard_decisions_total",
+                "Statements the cost guard held back, by engine and decision (confirm, refused)",
+                &["engine", "decision"],
             )?,
             warehouse_cancellations: counter_vec(
                 &r,
@@ -397,6 +415,10 @@ impl Metrics {
         }
         for engine in ENGINES {
             self.warehouse_rows.with_label_values(&[engine]);
+            self.warehouse_bytes_estimated.with_label_values(&[engine]);
+            for decision in ["confirm", "refused"] {
+                self.cost_guard_decisions.with_label_values(&[engine, decision]);
+            }
             for outcome in QUERY_OUTCOMES {
                 self.warehouse_queries.with_label_values(&[engine, outcome]);
                 self.query_seconds.with_label_values(&[engine, outcome]);

@@ -116,6 +116,8 @@ impl Backends {
                 answer_fetch_cap: ANSWER_FETCH_CAP.max(config.max_rows),
                 export_max_rows: config.export_max_rows,
                 query_timeout: config.query_timeout,
+                confirm_above: config.confirm_above,
+                refuse_above: config.refuse_above,
                 idle_after: config.idle_after,
                 progress_after: PROGRESS_AFTER,
             },

@@ -13,6 +13,8 @@ pub enum Command {
     Chart,
     /// Why the current query is what it is (the interpreter's explanation).
     Explain,
+    /// Run a version the cost guard held back (the "Run anyway" button), once.
+    RunAnyway,
     /// A question or a refinement, for the interpreter.
     Ask(String),
 }
@@ -20,7 +22,10 @@ pub enum Command {
 impl Command {
     /// Whether handling it runs a warehouse query (so it can be slow and can be cancelled).
     pub fn runs_query(&self) -> bool {
-        matches!(self, Self::Ask(_) | Self::Undo | Self::ExportCsv | Self::Chart)
+        matches!(
+            self,
+            Self::Ask(_) | Self::Undo | Self::ExportCsv | Self::Chart | Self::RunAnyway
+        )
     }
 
     /// Classifies a message (with the bot mention already stripped).
@@ -39,6 +44,7 @@ impl Command {
             "undo" | "back" | "go back" | "undo that" | "previous" => Self::Undo,
             "explain" | "why" | "explain that" | "explain the query" | "how did you get that" => Self::Explain,
             "chart" | "plot" | "graph" | "show chart" | "chart it" | "plot it" | "show a chart" => Self::Chart,
+            "run anyway" | "run it anyway" => Self::RunAnyway,
             "cancel" | "stop" | "abort" | "never mind" | "nevermind" | "cancel that" | "cancel query" => Self::Cancel,
             _ => Self::Ask(text.trim().to_string()),
         }

@@ -20,6 +20,7 @@ pub enum ErrorCode {
     QueryRefused,
     QueryFailed,
     QueryTimedOut,
+    QueryTooExpensive,
     QueryCancelled,
     QuerySuperseded,
     TooManyQueries,
@@ -56,7 +57,7 @@ pub struct ErrorDescription {
 
 impl ErrorCode {
     /// Every code, for tests and docs that walk the table.
-    pub const ALL: [ErrorCode; 26] = [
+    pub const ALL: [ErrorCode; 27] = [
         Self::NotUnderstood,
         Self::QuestionTooLong,
         Self::LlmUnavailable,
@@ -67,6 +68,7 @@ impl ErrorCode {
         Self::QueryRefused,
         Self::QueryFailed,
         Self::QueryTimedOut,
+        Self::QueryTooExpensive,
         Self::QueryCancelled,
         Self::QuerySuperseded,
         Self::TooManyQueries,
@@ -137,6 +139,12 @@ impl ErrorCode {
                 None,
                 "timeout",
                 "The query ran past its time limit and was stopped. Try a shorter time range or fewer breakdowns.",
+            ),
+            Self::QueryTooExpensive => (
+                "query_too_expensive",
+                None,
+                "refused",
+                "That query would read more of the warehouse than one question may. Narrow it: a shorter time range, a filter or fewer breakdowns.",
             ),
             Self::QueryCancelled => ("query_cancelled", None, "cancelled", "Cancelled the query."),
             Self::QuerySuperseded => (

@@ -2,6 +2,7 @@
 //! answered. No I/O, no actors, no Slack or database clients: each type is plain data with the
 //! rules that keep it valid, so any stage (and any test) can build one.
 mod command;
+mod cost;
 mod error_code;
 mod ids;
 mod origin;
@@ -15,6 +16,7 @@ mod thread_state;
 mod turn;
 
 pub use command::Command;
+pub use cost::{CostEstimate, CostLimit};
 pub use error_code::{ErrorCode, ErrorDescription};
 pub use ids::{ChannelId, MessageTs, QueryId, TeamId, UserId};
 pub use origin::Origin;

@@ -34,6 +34,11 @@ pub enum Reply {
     },
     /// Help, notices and clarifying questions, in mrkdwn.
     Text(String),
+    /// A version the cost guard held back: what it would read, and a button that runs it.
+    Confirm {
+        text: String,
+        version: usize,
+    },
     /// Why the message got no answer: the error table's sentence and code, with our own words
     /// about this case (never raw database or model text).
     Error(UserError),

@@ -22,6 +22,10 @@ pub struct QueryVersion {
     pub query: ProposedQuery,
     /// The version this one refined, if any; `undo` goes back to it.
     pub parent: Option<usize>,
+    /// The asker pressed "Run anyway" for it: the cost guard's confirmation no longer holds
+    /// it back (its refusal threshold still does).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub confirmed: bool,
 }
 
 /// Everything a thread remembers. Snapshotted after every turn.
@@ -96,6 +100,7 @@ impl ThreadState {
             question: question.to_string(),
             query,
             parent: self.current,
+            confirmed: false,
         });
         if self.versions.len() > MAX_VERSIONS {
             self.versions.remove(0);
@@ -103,6 +108,15 @@ impl ThreadState {
         self.current = Some(number);
         let index = self.versions.len() - 1;
         &self.versions[index]
+    }
+
+    /// Marks version `number` as run anyway by its asker (see [`QueryVersion::confirmed`]) and
+    /// makes it current; `None` when the thread no longer has it.
+    pub fn confirm(&mut self, number: usize) -> Option<&QueryVersion> {
+        let version = self.versions.iter_mut().find(|v| v.number == number)?;
+        version.confirmed = true;
+        self.current = Some(number);
+        Some(&*version)
     }
 
     /// Makes the current version's parent current again.

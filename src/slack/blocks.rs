@@ -92,6 +92,27 @@ pub fn with_answer_buttons(mut message: SlackMessage, thread_ts: &str, version: 
     message
 }
 
+/// The cost guard's question: what the version would read, and a button that runs exactly
+/// that version (its number travels in the button's value).
+pub fn confirm(text: &str, thread_ts: &str, version: usize) -> SlackMessage {
+    let value = serde_json::json!({ "thread_ts": thread_ts, "version": version }).to_string();
+    let mut message = self::text(&format!(
+        ":warning: {text}\nRun it anyway, or narrow the question (a shorter time range, a filter)."
+    ));
+    message.blocks.push(json!({
+        "type": "actions",
+        "block_id": "threadql_confirm",
+        "elements": [{
+            "type": "button",
+            "action_id": "run_anyway",
+            "style": "primary",
+            "text": { "type": "plain_text", "text": "Run anyway" },
+            "value": value,
+        }],
+    }));
+    message
+}
+
 /// "Working on it" with a Cancel button, shown while a slow query runs.
 pub fn progress(text: &str, thread_ts: &str) -> SlackMessage {
     let value = serde_json::json!({ "thread_ts": thread_ts }).to_string();

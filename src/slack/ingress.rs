@@ -17,12 +17,13 @@ use crate::limits::{Admission, IngressGate};
 use crate::metrics::Metrics;
 
 /// Button `action_id`s on answers and progress messages, and the follow-up each one types.
-pub const BUTTONS: [(&str, &str); 5] = [
+pub const BUTTONS: [(&str, &str); 6] = [
     ("show_sql", "show sql"),
     ("export_csv", "export csv"),
     ("chart", "chart"),
     ("undo", "undo"),
     ("cancel", "cancel"),
+    ("run_anyway", "run anyway"),
 ];
 
 /// What a button carries: the thread and the version of the answer it was attached to.

@@ -39,6 +39,7 @@ fn block_kit(thread: &ThreadKey, reply: &Reply, max_rows: usize) -> Option<Slack
         ),
         Reply::Sql(sql) => blocks::sql(sql),
         Reply::Text(text) => blocks::text(text),
+        Reply::Confirm { text, version } => blocks::confirm(text, thread.thread_ts(), *version),
         Reply::Error(error) => blocks::error(error),
         Reply::File { .. } => return None,
     })

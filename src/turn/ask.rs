@@ -2,7 +2,7 @@
 //! itself see what went wrong.
 use tracing::Instrument;
 
-use super::execute::Failure;
+use super::execute::{Consent, Failure};
 use super::run::{Handled, TurnContext, TurnRequest};
 use crate::domain::{ErrorCode, PendingClarification, ProposedQuery, QueryId, Reply};
 use crate::interpret::{InterpretError, InterpretRequest, Interpretation};
@@ -41,7 +41,10 @@ impl TurnContext {
         let mut attempt = 1;
         loop {
             let cap = self.services.limits.answer_fetch_cap;
-            match self.execute(message, text, &query_id, &proposed, cap).await {
+            match self
+                .execute(message, text, &query_id, &proposed, cap, Consent::Ask)
+                .await
+            {
                 Ok(execution) => {
                     self.record_llm_usage(&query_id, &proposed).await;
                     let version = self.state.push_version(text, proposed, query_id.clone()).number;
@@ -51,6 +54,14 @@ impl TurnContext {
                         .map(|v| v.query.summary.clone())
                         .unwrap_or_default();
                     return Handled::answered(self.answer(summary, execution, query_id, version));
+                }
+                Err(Failure {
+                    confirm: Some(confirm), ..
+                }) => {
+                    // Kept as a version, so "Run anyway" (or a narrower refinement) has it.
+                    self.record_llm_usage(&query_id, &proposed).await;
+                    let version = self.state.push_version(text, proposed, query_id).number;
+                    return Handled::replied(Reply::Confirm { text: confirm, version });
                 }
                 Err(failure) if failure.superseded => {
                     // The newer message is most likely a refinement of this question: keep the

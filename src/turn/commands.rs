@@ -1,4 +1,5 @@
 //! Commands over the thread's versions: help, show sql, explain, undo.
+use super::execute::{Consent, Failure};
 use super::run::{as_sentence, Handled, TurnContext, TurnRequest};
 use crate::domain::{ErrorCode, QueryVersion, Reply};
 
@@ -79,6 +80,7 @@ impl TurnContext {
                 &version.query_id,
                 &version.query,
                 self.services.limits.answer_fetch_cap,
+                Consent::of(&version),
             )
             .await
         {
@@ -86,7 +88,47 @@ impl TurnContext {
                 let summary = format!("Back to version {}: {}", version.number, version.query.summary);
                 Handled::answered(self.answer(summary, execution, version.query_id, version.number))
             }
+            Err(failure) => self.failed_run(failure, version.number),
+        }
+    }
+
+    /// "Run anyway": the version the cost guard held back (the button's, else the current
+    /// one), run with the asker's consent and remembered as consented, so its export and chart
+    /// are not held back again.
+    pub(super) async fn run_anyway(&mut self, message: &TurnRequest) -> Handled {
+        let Some(number) = self.target(message.version).map(|v| v.number) else {
+            return Handled::failed(ErrorCode::NoQueryYet);
+        };
+        let Some(version) = self.state.confirm(number).cloned() else {
+            return Handled::failed(ErrorCode::NoQueryYet);
+        };
+        match self
+            .execute(
+                message,
+                &version.question,
+                &version.query_id,
+                &version.query,
+                self.services.limits.answer_fetch_cap,
+                Consent::Given,
+            )
+            .await
+        {
+            Ok(execution) => Handled::answered(self.answer(
+                version.query.summary.clone(),
+                execution,
+                version.query_id,
+                version.number,
+            )),
             Err(failure) => Handled::failure(failure.reply),
+        }
+    }
+
+    /// The reply to a run that did not happen: the cost guard's "Run anyway" question for
+    /// `version`, else the failure's own reply.
+    pub(super) fn failed_run(&self, failure: Failure, version: usize) -> Handled {
+        match failure.confirm {
+            Some(text) => Handled::replied(Reply::Confirm { text, version }),
+            None => Handled::failure(failure.reply),
         }
     }
 }

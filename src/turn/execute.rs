@@ -9,6 +9,9 @@ use crate::domain::{Answer, ErrorCode, ProposedQuery, QueryId, QueryResult, Repl
 use crate::store::{AuditRecord, QueryRecord, QueryStatus};
 use crate::warehouse::WarehouseError;
 
+/// How long the cost guard waits for the warehouse's estimate.
+const ESTIMATE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The outcome of a warehouse run for a version.
 pub(super) struct Execution {
     pub result: QueryResult,
@@ -26,6 +29,28 @@ pub(super) struct Failure {
     pub revisable: bool,
     /// A newer question stopped this one.
     pub superseded: bool,
+    /// The cost guard held it back: what it would read, for a "Run anyway" question.
+    pub confirm: Option<String>,
+}
+
+/// Whether the cost guard's confirmation threshold applies to a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Consent {
+    /// Held back above `THREADQL_CONFIRM_ABOVE`.
+    Ask,
+    /// The asker pressed "Run anyway" for this version (the refusal threshold still applies).
+    Given,
+}
+
+impl Consent {
+    /// A version run anyway once keeps its consent (its export, its chart, undo back to it).
+    pub(super) fn of(version: &crate::domain::QueryVersion) -> Self {
+        if version.confirmed {
+            Self::Given
+        } else {
+            Self::Ask
+        }
+    }
 }
 
 impl TurnContext {
@@ -51,6 +76,7 @@ impl TurnContext {
         query_id: &QueryId,
         proposed: &ProposedQuery,
         row_cap: usize,
+        consent: Consent,
     ) -> Result<Execution, Failure> {
         let services = &self.services;
         let record = |status: QueryStatus,
@@ -91,9 +117,13 @@ impl TurnContext {
                     error: error.to_string(),
                     revisable: true,
                     superseded: false,
+                    confirm: None,
                 });
             }
         };
+        if let Some(failure) = self.cost_guard(&guarded, consent).await {
+            return Err(failure);
+        }
         // Held until the query ends: caps running queries per user and for the warehouse.
         let _slot = match services.slots.acquire(&message.user).await {
             Ok(permit) => permit,
@@ -103,6 +133,7 @@ impl TurnContext {
                     error: busy.to_string(),
                     revisable: false,
                     superseded: false,
+                    confirm: None,
                 });
             }
         };
@@ -196,6 +227,7 @@ impl TurnContext {
                     error: error.to_string(),
                     revisable,
                     superseded,
+                    confirm: None,
                 })
             }
         }
@@ -218,5 +250,72 @@ impl TurnContext {
         if let Err(error) = self.services.store.record_audit(&record).await {
             tracing::error!(thread = %self.key, ?error, "Failed to record an audit row");
         }
+    }
+
+    /// Asks the warehouse what the statement would read when a threshold is set: above
+    /// `THREADQL_REFUSE_ABOVE` it is refused, above `THREADQL_CONFIRM_ABOVE` it waits for "Run
+    /// anyway" (unless given). An estimate that fails lets the statement run: the warehouse's own
+    /// limits (timeout, BigQuery's bytes billed) still hold.
+    async fn cost_guard(&self, guarded: &crate::sql::GuardedSql, consent: Consent) -> Option<Failure> {
+        let limits = &self.services.limits;
+        if limits.confirm_above.is_none() && limits.refuse_above.is_none() {
+            return None;
+        }
+        let engine = self.services.warehouse.dialect().engine();
+        let estimated = tokio::time::timeout(ESTIMATE_TIMEOUT, self.services.warehouse.estimate(guarded)).await;
+        let estimate = match estimated {
+            Ok(Ok(estimate)) => estimate,
+            Ok(Err(error)) => {
+                tracing::warn!(thread_key = %self.key, %error, "the warehouse could not estimate a query; running it");
+                return None;
+            }
+            Err(_) => {
+                tracing::warn!(thread_key = %self.key, "the warehouse's estimate took too long; running the query");
+                return None;
+            }
+        };
+        let metrics = &self.services.metrics;
+        if let Some(bytes) = estimate.bytes {
+            metrics
+                .warehouse_bytes_estimated
+                .with_label_values(&[engine])
+                .inc_by(bytes);
+        }
+        if let Some(limit) = limits.refuse_above.filter(|limit| limit.exceeded_by(&estimate)) {
+            metrics
+                .cost_guard_decisions
+                .with_label_values(&[engine, "refused"])
+                .inc();
+            let detail = format!(
+                "It would read about {}; the limit is {limit}.",
+                limit.describe(&estimate)
+            );
+            return Some(Failure {
+                reply: Reply::error_with(ErrorCode::QueryTooExpensive, detail.clone()),
+                error: detail,
+                revisable: false,
+                superseded: false,
+                confirm: None,
+            });
+        }
+        let limit = limits.confirm_above.filter(|limit| limit.exceeded_by(&estimate))?;
+        if consent == Consent::Given {
+            return None;
+        }
+        metrics
+            .cost_guard_decisions
+            .with_label_values(&[engine, "confirm"])
+            .inc();
+        let text = format!(
+            "This query would read about {} of the warehouse (more than {limit}), so I haven't run it.",
+            limit.describe(&estimate)
+        );
+        Some(Failure {
+            reply: Reply::Text(text.clone()),
+            error: text.clone(),
+            revisable: false,
+            superseded: false,
+            confirm: Some(text),
+        })
     }
 }

@@ -1,6 +1,7 @@
 //! Commands that turn a version's result into a file: a chart PNG, a CSV export. Both draw on a
 //! blocking thread: tens of milliseconds (a chart) to seconds (100,000 CSV rows) of CPU work
 //! must not hold the actor's arbiter.
+use super::execute::Consent;
 use super::run::{format_count, Handled, TurnContext, TurnRequest};
 use crate::domain::{ErrorCode, Reply};
 use crate::render::chart::{render_chart, ChartError};
@@ -12,11 +13,18 @@ impl TurnContext {
         };
         let cap = self.services.limits.answer_fetch_cap;
         let execution = match self
-            .execute(message, &version.question, &version.query_id, &version.query, cap)
+            .execute(
+                message,
+                &version.question,
+                &version.query_id,
+                &version.query,
+                cap,
+                Consent::of(&version),
+            )
             .await
         {
             Ok(execution) => execution,
-            Err(failure) => return Handled::failure(failure.reply),
+            Err(failure) => return self.failed_run(failure, version.number),
         };
         let title = version.query.summary.clone();
         let drawn = tokio::task::spawn_blocking(move || render_chart(&execution.result, &title)).await;
@@ -47,11 +55,18 @@ impl TurnContext {
         };
         let cap = self.services.limits.export_max_rows;
         let execution = match self
-            .execute(message, &version.question, &version.query_id, &version.query, cap)
+            .execute(
+                message,
+                &version.question,
+                &version.query_id,
+                &version.query,
+                cap,
+                Consent::of(&version),
+            )
             .await
         {
             Ok(execution) => execution,
-            Err(failure) => return Handled::failure(failure.reply),
+            Err(failure) => return self.failed_run(failure, version.number),
         };
         let rows = execution.result.rows.len();
         self.audit(

@@ -265,6 +265,7 @@ impl TurnContext {
             Command::Explain => self.explain(message.version),
             Command::Undo => self.undo(&message).await,
             Command::Cancel => Handled::failed(ErrorCode::NothingToCancel),
+            Command::RunAnyway => self.run_anyway(&message).await,
             Command::Ask(text) => self.ask(&message, text).await,
         };
         let progress = match progress {
@@ -391,6 +392,7 @@ pub fn intent_of(command: &Command) -> &'static str {
         Command::Cancel => "cancel",
         Command::Chart => "chart",
         Command::Explain => "explain",
+        Command::RunAnyway => "run_anyway",
         Command::Ask(_) => "ask",
     }
 }

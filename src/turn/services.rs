@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::domain::{Reply, ThreadKey};
+use crate::domain::{CostLimit, Reply, ThreadKey};
 use crate::interpret::Interpreter;
 use crate::limits::QuerySlots;
 use crate::metrics::Metrics;
@@ -48,6 +48,10 @@ pub struct TurnLimits {
     pub idle_after: Duration,
     /// A turn still working after this long shows a progress message with a Cancel button.
     pub progress_after: Duration,
+    /// The cost guard: above this estimate a version waits for "Run anyway".
+    pub confirm_above: Option<CostLimit>,
+    /// The cost guard: above this estimate a version is refused.
+    pub refuse_above: Option<CostLimit>,
 }
 
 /// Everything a turn needs, shared by all threads.

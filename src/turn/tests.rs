@@ -9,7 +9,9 @@ use async_trait::async_trait;
 use sqlx::Row;
 
 use super::*;
-use crate::domain::{Command, ErrorCode, MessageTs, Origin, ProposedQuery, Reply, ThreadKey, ThreadState, UserId};
+use crate::domain::{
+    Command, CostLimit, ErrorCode, MessageTs, Origin, ProposedQuery, Reply, ThreadKey, ThreadState, UserId,
+};
 use crate::interpret::{InterpretError, InterpretRequest, Interpretation, Interpreter};
 use crate::limits::QuerySlots;
 use crate::metrics::Metrics;
@@ -91,6 +93,11 @@ struct Harness {
 
 impl Harness {
     async fn new(interpreter: ScriptedInterpreter) -> Self {
+        Self::configured(interpreter, |_| {}).await
+    }
+
+    /// A harness whose services `configure` adjusts first (limits, a wrapped warehouse).
+    async fn configured(interpreter: ScriptedInterpreter, configure: impl FnOnce(&mut ThreadServices)) -> Self {
         let folder = tempfile::tempdir().unwrap();
         let warehouse_path = folder.path().join("warehouse.db");
         let warehouse_url = format!("sqlite://{}?mode=rwc", warehouse_path.display());
@@ -110,7 +117,7 @@ impl Harness {
         store.migrate().await.unwrap();
         let replier = Arc::new(RecordingReplier::default());
         let interpreter = Arc::new(interpreter);
-        let services = Arc::new(ThreadServices {
+        let mut services = ThreadServices {
             interpreter: interpreter.clone(),
             guard: SqlGuard::new(Dialect::Sqlite, Some(HashSet::from(["sales".to_string()]))),
             warehouse,
@@ -125,11 +132,15 @@ impl Harness {
                 query_timeout: Duration::from_secs(10),
                 idle_after: Duration::from_secs(60),
                 progress_after: Duration::from_secs(60),
+                confirm_above: None,
+                refuse_above: None,
             },
             timezone: chrono_tz::UTC,
             reactions: false,
             turn_permits: Arc::new(tokio::sync::Semaphore::new(4)),
-        });
+        };
+        configure(&mut services);
+        let services = Arc::new(services);
         Self {
             services,
             replier,
@@ -380,4 +391,150 @@ async fn a_question_over_slacks_limit_is_refused_before_it_is_recorded() {
         Some("That one is 48,000 characters long.")
     );
     assert!(harness.state.turns().is_empty());
+}
+
+/// The SQLite warehouse with the estimate a large warehouse would give: its statements run for
+/// real, the cost guard sees `estimate`.
+struct Estimating {
+    inner: Arc<dyn crate::warehouse::Warehouse>,
+    estimate: crate::domain::CostEstimate,
+}
+
+#[async_trait]
+impl crate::warehouse::Warehouse for Estimating {
+    fn dialect(&self) -> Dialect {
+        self.inner.dialect()
+    }
+    async fn execute(
+        &self,
+        sql: &crate::sql::GuardedSql,
+        timeout: Duration,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> Result<crate::domain::QueryResult, crate::warehouse::WarehouseError> {
+        self.inner.execute(sql, timeout, cancel).await
+    }
+    async fn schema(&self) -> Result<Vec<crate::domain::TableSchema>, crate::warehouse::WarehouseError> {
+        self.inner.schema().await
+    }
+    async fn describe(
+        &self,
+        settings: &crate::warehouse::DescribeSettings,
+    ) -> Result<Vec<crate::domain::TableSchema>, crate::warehouse::WarehouseError> {
+        self.inner.describe(settings).await
+    }
+    async fn ping(&self) -> Result<(), crate::warehouse::WarehouseError> {
+        self.inner.ping().await
+    }
+    async fn estimate(
+        &self,
+        _sql: &crate::sql::GuardedSql,
+    ) -> Result<crate::domain::CostEstimate, crate::warehouse::WarehouseError> {
+        Ok(self.estimate)
+    }
+}
+
+/// A thread over a warehouse that estimates 12 GB for every statement, with the cost guard's
+/// thresholds at `confirm` and `refuse`.
+async fn costly(confirm: Option<CostLimit>, refuse: Option<CostLimit>) -> Harness {
+    let mut script = ScriptedInterpreter::default();
+    script.script.insert(
+        "sales by region",
+        Ok(query(
+            "SELECT region, SUM(amount) AS sales FROM sales GROUP BY region ORDER BY region",
+        )),
+    );
+    Harness::configured(script, |services| {
+        services.warehouse = Arc::new(Estimating {
+            inner: services.warehouse.clone(),
+            estimate: crate::domain::CostEstimate {
+                rows: Some(90_000_000),
+                bytes: Some(12 * GB),
+            },
+        });
+        services.limits.confirm_above = confirm;
+        services.limits.refuse_above = refuse;
+    })
+    .await
+}
+
+const GB: u64 = 1024 * 1024 * 1024;
+
+#[tokio::test]
+async fn a_costly_query_waits_for_run_anyway_and_then_runs_that_version() {
+    let mut harness = costly(Some(CostLimit::Bytes(10 * GB)), None).await;
+
+    let (_, replies) = harness.say("sales by region").await;
+    let [Reply::Confirm { text, version }] = replies.as_slice() else {
+        panic!("expected the cost guard's question, got {replies:?}");
+    };
+    assert!(text.contains("12.0 GB") && text.contains("10.0 GB"), "{text}");
+    assert_eq!(*version, 1);
+    let ran = harness.state_rows("SELECT COUNT(*) AS n FROM query_history").await;
+    assert_eq!(ran[0].get::<i64, _>("n"), 0, "nothing ran before the click");
+    let held: i64 = harness
+        .services
+        .metrics
+        .cost_guard_decisions
+        .with_label_values(&["sqlite", "confirm"])
+        .get() as i64;
+    assert_eq!(held, 1);
+
+    let (ending, replies) = harness.say("run anyway").await;
+    assert_eq!(ending, Ending::Answered);
+    let [Reply::Answer(answer)] = replies.as_slice() else {
+        panic!("expected the answer after run anyway, got {replies:?}");
+    };
+    assert_eq!((answer.version, answer.total_rows), (1, 2));
+    assert!(harness.state.current().is_some_and(|v| v.confirmed));
+
+    // Consent stays with that version: its export is not held back again.
+    let (_, replies) = harness.say("export csv").await;
+    assert!(matches!(replies.as_slice(), [Reply::File { .. }]), "{replies:?}");
+    assert_eq!(
+        harness
+            .services
+            .metrics
+            .warehouse_bytes_estimated
+            .with_label_values(&["sqlite"])
+            .get(),
+        3 * 12 * GB,
+        "each statement was estimated first"
+    );
+}
+
+#[tokio::test]
+async fn a_query_above_the_refusal_limit_is_refused_even_when_run_anyway() {
+    let mut harness = costly(Some(CostLimit::Bytes(GB)), Some(CostLimit::Rows(50_000_000))).await;
+
+    let (_, replies) = harness.say("sales by region").await;
+    let error = error_of(&replies);
+    assert_eq!(error.code, ErrorCode::QueryTooExpensive);
+    let detail = error.detail.clone().unwrap_or_default();
+    assert!(
+        detail.contains("90.0M rows") && detail.contains("50.0M rows"),
+        "{detail}"
+    );
+
+    let (_, replies) = harness.say("run anyway").await;
+    assert!(matches!(replies.as_slice(), [Reply::Error(_)]), "{replies:?}");
+    let ran = harness
+        .state_rows("SELECT COUNT(*) AS n FROM query_history WHERE status = 'succeeded'")
+        .await;
+    assert_eq!(ran[0].get::<i64, _>("n"), 0);
+}
+
+#[tokio::test]
+async fn without_thresholds_nothing_is_estimated() {
+    let mut harness = costly(None, None).await;
+    let (ending, _) = harness.say("sales by region").await;
+    assert_eq!(ending, Ending::Answered);
+    assert_eq!(
+        harness
+            .services
+            .metrics
+            .warehouse_bytes_estimated
+            .with_label_values(&["sqlite"])
+            .get(),
+        0
+    );
 }

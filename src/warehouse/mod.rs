@@ -60,15 +60,8 @@ pub enum WarehouseError {
     Unavailable(String),
 }
 
-/// What running a statement would cost, as the engine estimates it without running it. Each
-/// figure is `None` where the engine does not say.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Estimate {
-    /// Rows read by the largest step of the plan.
-    pub rows: Option<u64>,
-    /// Bytes the statement reads (or is billed for).
-    pub bytes: Option<u64>,
-}
+/// What running a statement would cost, as the engine estimates it without running it.
+pub use crate::domain::CostEstimate as Estimate;
 
 /// A read-only SQL warehouse.
 #[async_trait]
