@@ -339,7 +339,7 @@ impl Application {
             rate_limit_per_minute: config.rate_limit_per_minute.get(),
             slack: api.clone(),
             bot_user,
-            help: backends.interpreter.help(),
+            interpreter: backends.interpreter.clone(),
             metrics: backends.metrics.clone(),
             max_backlog: config.max_backlog,
             shedding: std::sync::atomic::AtomicBool::new(false),

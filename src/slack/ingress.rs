@@ -13,6 +13,7 @@ use super::web_api::SlackWebApi;
 use crate::actors::{ThreadRegistry, UserMessage};
 use crate::domain::ThreadKey;
 use crate::domain::{ErrorCode, MessageTs, Origin, UserId};
+use crate::interpret::Interpreter;
 use crate::limits::{Admission, IngressGate};
 use crate::metrics::Metrics;
 
@@ -46,8 +47,9 @@ pub struct SlackIngress {
     pub slack: SlackWebApi,
     /// The bot's user id from `auth.test`, when known.
     pub bot_user: Option<String>,
-    /// What `/threadql help` shows: the metrics and dimensions the interpreter knows.
-    pub help: String,
+    /// Whose help `/threadql help` shows: the metrics and dimensions the interpreter knows now
+    /// (asked each time, so a model refreshed in the background shows its new tables).
+    pub interpreter: Arc<dyn Interpreter>,
     pub metrics: Metrics,
     /// `THREADQL_MAX_BACKLOG`: unfinished messages beyond which new threads are refused for now.
     pub max_backlog: usize,
@@ -194,7 +196,7 @@ impl SlackIngress {
         let question = command.text.trim().to_string();
         if question.is_empty() || question.eq_ignore_ascii_case("help") {
             self.count("commands", "help");
-            return serde_json::json!({ "response_type": "ephemeral", "text": self.help });
+            return serde_json::json!({ "response_type": "ephemeral", "text": self.interpreter.help() });
         }
         if command.team_id.is_empty() || command.channel_id.is_empty() || command.user_id.is_empty() {
             self.count("commands", "ignored");
