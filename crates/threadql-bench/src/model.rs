@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 use threadql::config::Config;
+use threadql::interpret::derive::names::plural;
 use threadql::interpret::load::load_model;
 use threadql::interpret::{Interpretation, RulesInterpreter};
 use threadql::warehouse::postgres::PostgresWarehouse;
@@ -223,11 +224,13 @@ fn questions(tables: usize) -> Vec<String> {
     for i in [0, tables / 3, tables / 2, tables - 1] {
         let (name, _) = table(i);
         let spoken = name.replace('_', " ");
-        questions.push(format!("how many {spoken}s by status"));
+        // "logistics account dailies", as people write the plural.
+        let many = plural(&spoken);
+        questions.push(format!("how many {many} by status"));
         questions.push(format!("{spoken} total amount by segment last year"));
-        questions.push(format!("{spoken}s created in 2024 by month"));
-        questions.push(format!("top 5 {spoken}s by quantity"));
-        questions.push(format!("{spoken}s by stauts"));
+        questions.push(format!("{many} created in 2024 by month"));
+        questions.push(format!("top 5 {many} by quantity"));
+        questions.push(format!("{many} by stauts"));
     }
     questions
 }
