@@ -7,7 +7,7 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::Warehouse;
-use crate::domain::{ColumnKind, TableSchema, Value};
+use crate::domain::{ColumnKind, ColumnSchema, TableSchema, Value};
 use crate::sql::dialect::quote_ident;
 use crate::sql::SqlGuard;
 
@@ -39,6 +39,23 @@ impl Default for DescribeSettings {
 
 /// Reads the distinct values of text columns whose cardinality the engine's statistics did not
 /// give (`known`), through the guard and the read-only path, each with a short timeout.
+/// Tables from a catalog's columns listed table by table (`ORDER BY table, position`), each
+/// with its columns in that order.
+pub fn group_by_table(columns: impl IntoIterator<Item = (String, ColumnSchema)>) -> Vec<TableSchema> {
+    let mut tables: Vec<TableSchema> = Vec::new();
+    for (table, column) in columns {
+        match tables.last_mut() {
+            Some(last) if last.name == table => last.columns.push(column),
+            _ => tables.push(TableSchema {
+                name: table,
+                columns: vec![column],
+                ..Default::default()
+            }),
+        }
+    }
+    tables
+}
+
 pub async fn sample_values(
     warehouse: &dyn Warehouse,
     tables: &mut [TableSchema],

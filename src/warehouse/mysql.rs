@@ -469,24 +469,17 @@ impl Warehouse for MySqlWarehouse {
         .fetch_all(&self.pool)
         .await
         .map_err(map_error)?;
-        let mut tables: Vec<TableSchema> = Vec::new();
-        for (table, column, data_type, column_type) in columns {
-            let column = ColumnSchema {
-                kind: column_kind(&data_type, &column_type),
-                name: column,
-                data_type: column_type,
-                ..Default::default()
-            };
-            match tables.last_mut() {
-                Some(last) if last.name == table => last.columns.push(column),
-                _ => tables.push(TableSchema {
-                    name: table,
-                    columns: vec![column],
+        Ok(describe::group_by_table(columns.into_iter().map(
+            |(table, column, data_type, column_type)| {
+                let column = ColumnSchema {
+                    kind: column_kind(&data_type, &column_type),
+                    name: column,
+                    data_type: column_type,
                     ..Default::default()
-                }),
-            }
-        }
-        Ok(tables)
+                };
+                (table, column)
+            },
+        )))
     }
 
     async fn describe(&self, settings: &DescribeSettings) -> Result<Vec<TableSchema>, WarehouseError> {

@@ -378,30 +378,23 @@ impl Warehouse for PostgresWarehouse {
         .fetch_all(&self.pool)
         .await
         .map_err(map_error)?;
-        let mut tables: Vec<TableSchema> = Vec::new();
-        for (schema, table, column, data_type) in columns {
-            // Tables in `public` are reached without a schema, as users write them.
-            let name = if schema == "public" {
-                table
-            } else {
-                format!("{schema}.{table}")
-            };
-            let column = ColumnSchema {
-                kind: column_kind(&data_type),
-                name: column,
-                data_type,
-                ..Default::default()
-            };
-            match tables.last_mut() {
-                Some(last) if last.name == name => last.columns.push(column),
-                _ => tables.push(TableSchema {
-                    name,
-                    columns: vec![column],
+        Ok(describe::group_by_table(columns.into_iter().map(
+            |(schema, table, column, data_type)| {
+                // Tables in `public` are reached without a schema, as users write them.
+                let name = if schema == "public" {
+                    table
+                } else {
+                    format!("{schema}.{table}")
+                };
+                let column = ColumnSchema {
+                    kind: column_kind(&data_type),
+                    name: column,
+                    data_type,
                     ..Default::default()
-                }),
-            }
-        }
-        Ok(tables)
+                };
+                (name, column)
+            },
+        )))
     }
 
     async fn describe(&self, settings: &DescribeSettings) -> Result<Vec<TableSchema>, WarehouseError> {

@@ -468,28 +468,16 @@ impl Warehouse for BigQueryWarehouse {
              ORDER BY c.table_name, c.ordinal_position"
         );
         let result = self.run(&sql, CATALOG_TIMEOUT, &CancellationToken::new()).await?;
-        let mut tables: Vec<TableSchema> = Vec::new();
-        for row in &result.rows {
-            let (Some(table), Some(column), Some(data_type)) = (text(row.first()), text(row.get(1)), text(row.get(2)))
-            else {
-                continue;
-            };
+        Ok(describe::group_by_table(result.rows.iter().filter_map(|row| {
+            let (table, column, data_type) = (text(row.first())?, text(row.get(1))?, text(row.get(2))?);
             let column = ColumnSchema {
                 kind: column_kind(&data_type),
                 name: column,
                 data_type,
                 ..Default::default()
             };
-            match tables.last_mut() {
-                Some(last) if last.name == table => last.columns.push(column),
-                _ => tables.push(TableSchema {
-                    name: table,
-                    columns: vec![column],
-                    ..Default::default()
-                }),
-            }
-        }
-        Ok(tables)
+            Some((table, column))
+        })))
     }
 
     async fn describe(&self, settings: &DescribeSettings) -> Result<Vec<TableSchema>, WarehouseError> {

@@ -171,11 +171,8 @@ impl SnowflakeWarehouse {
              ORDER BY c.TABLE_NAME, c.ORDINAL_POSITION"
         );
         let result = self.run_raw(&sql, CATALOG_TIMEOUT).await?;
-        let mut tables: Vec<TableSchema> = Vec::new();
-        for row in &result.rows {
-            let (Some(table), Some(column)) = (result.text(row, "TABLE_NAME"), result.text(row, "COLUMN_NAME")) else {
-                continue;
-            };
+        Ok(describe::group_by_table(result.rows.iter().filter_map(|row| {
+            let (table, column) = (result.text(row, "TABLE_NAME")?, result.text(row, "COLUMN_NAME")?);
             let data_type = result.text(row, "DATA_TYPE").unwrap_or_default();
             let precision = result
                 .text(row, "NUMERIC_PRECISION")
@@ -191,17 +188,8 @@ impl SnowflakeWarehouse {
                 comment: result.text(row, "COMMENT").filter(|c| !c.trim().is_empty()),
                 ..Default::default()
             };
-            let table = wire::local_name(&table);
-            match tables.last_mut() {
-                Some(last) if last.name == table => last.columns.push(column),
-                _ => tables.push(TableSchema {
-                    name: table,
-                    columns: vec![column],
-                    ..Default::default()
-                }),
-            }
-        }
-        Ok(tables)
+            Some((wire::local_name(&table), column))
+        })))
     }
 
     /// Table comments (best effort).
