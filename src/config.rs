@@ -9,7 +9,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use url::Url;
 
-use crate::domain::CostLimit;
+use crate::domain::{CostLimit, DailyBudgets};
 
 pub const THREADQL_LISTEN: &str = "THREADQL_LISTEN";
 pub const THREADQL_METRICS_LISTEN: &str = "THREADQL_METRICS_LISTEN";
@@ -29,6 +29,8 @@ pub const THREADQL_EXPORT_MAX_ROWS: &str = "THREADQL_EXPORT_MAX_ROWS";
 pub const THREADQL_QUERY_TIMEOUT_SECS: &str = "THREADQL_QUERY_TIMEOUT_SECS";
 pub const THREADQL_CONFIRM_ABOVE: &str = "THREADQL_CONFIRM_ABOVE";
 pub const THREADQL_REFUSE_ABOVE: &str = "THREADQL_REFUSE_ABOVE";
+pub const THREADQL_DAILY_BYTES_PER_USER: &str = "THREADQL_DAILY_BYTES_PER_USER";
+pub const THREADQL_DAILY_BYTES_PER_CHANNEL: &str = "THREADQL_DAILY_BYTES_PER_CHANNEL";
 pub const THREADQL_IDLE_SECS: &str = "THREADQL_IDLE_SECS";
 pub const THREADQL_TIMEZONE: &str = "THREADQL_TIMEZONE";
 pub const THREADQL_CONFIG: &str = "THREADQL_CONFIG";
@@ -386,6 +388,8 @@ pub struct Config {
     pub confirm_above: Option<CostLimit>,
     /// The cost guard: a statement estimated above this is refused.
     pub refuse_above: Option<CostLimit>,
+    /// What the warehouse may read per day for one user and one channel.
+    pub daily_budgets: DailyBudgets,
     pub idle_after: Duration,
     /// How long a stopping server (SIGTERM, SIGINT) may take, whatever is stuck: turns under way
     /// and replies queued for Slack get this long, then the process exits anyway.
@@ -543,6 +547,16 @@ impl Config {
         };
         let confirm_above = cost_limit(THREADQL_CONFIRM_ABOVE)?;
         let refuse_above = cost_limit(THREADQL_REFUSE_ABOVE)?;
+        let budget = |name: &'static str| -> Result<Option<u64>, ConfigError> {
+            get(name)
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| DailyBudgets::parse_bytes(&v).map_err(|message| ConfigError::new(name, message)))
+                .transpose()
+        };
+        let daily_budgets = DailyBudgets {
+            per_user: budget(THREADQL_DAILY_BYTES_PER_USER)?,
+            per_channel: budget(THREADQL_DAILY_BYTES_PER_CHANNEL)?,
+        };
         let idle_after = Duration::from_secs(positive(get(THREADQL_IDLE_SECS), THREADQL_IDLE_SECS, 900)? as u64);
         let shutdown_grace =
             Duration::from_secs(positive(get(THREADQL_SHUTDOWN_GRACE), THREADQL_SHUTDOWN_GRACE, 20)? as u64);
@@ -613,6 +627,7 @@ impl Config {
             export_max_rows,
             query_timeout,
             confirm_above,
+            daily_budgets,
             refuse_above,
             idle_after,
             shutdown_grace,
@@ -800,6 +815,16 @@ mod tests {
         assert_eq!(config.refuse_above, Some(CostLimit::Rows(5_000_000)));
         let unset = config_from(&[]).unwrap();
         assert_eq!((unset.confirm_above, unset.refuse_above), (None, None));
+        assert!(!unset.daily_budgets.is_set());
+    }
+
+    #[test]
+    fn daily_budgets_are_sizes() {
+        let config = config_from(&[(THREADQL_DAILY_BYTES_PER_USER, "50GB")]).unwrap();
+        assert_eq!(config.daily_budgets.per_user, Some(50 * 1024 * 1024 * 1024));
+        assert_eq!(config.daily_budgets.per_channel, None);
+        let error = config_from(&[(THREADQL_DAILY_BYTES_PER_CHANNEL, "5M rows")]).unwrap_err();
+        assert!(error.to_string().contains(THREADQL_DAILY_BYTES_PER_CHANNEL), "{error}");
     }
 
     #[test]

@@ -41,6 +41,8 @@ Configuration (environment, or a .env file):
   THREADQL_QUERY_TIMEOUT_SECS     statement timeout [30]
   THREADQL_CONFIRM_ABOVE          cost guard: ask \"Run anyway\" above this estimate (10GB, 5M rows) [off]
   THREADQL_REFUSE_ABOVE           cost guard: refuse above this estimate (10GB, 5M rows) [off]
+  THREADQL_DAILY_BYTES_PER_USER   what one user's queries may read per UTC day (50GB) [off]
+  THREADQL_DAILY_BYTES_PER_CHANNEL  the same for one channel [off]
   THREADQL_IDLE_SECS              passivate an idle thread after [900]
   THREADQL_SHUTDOWN_GRACE         seconds a stop (SIGTERM, SIGINT) may take before the process exits anyway [20]
   THREADQL_MODEL_REFRESH_SECS     seconds between re-reads of the warehouse schema (new tables, columns, values) [3600]

@@ -118,6 +118,7 @@ impl Backends {
                 query_timeout: config.query_timeout,
                 confirm_above: config.confirm_above,
                 refuse_above: config.refuse_above,
+                daily_budgets: config.daily_budgets,
                 idle_after: config.idle_after,
                 progress_after: PROGRESS_AFTER,
             },

@@ -197,27 +197,33 @@ async fn values_with_quotes_reach_bigquery_as_literals_it_reads() {
 }
 
 #[tokio::test]
-async fn labels_set_on_the_warehouse_go_with_every_job_of_its_clones() {
+async fn a_tagged_statement_is_labelled_with_its_thread_and_version() {
     // Arrange
     let (_db, fake, warehouse) = arrange("").await;
-    let clone = warehouse.clone();
-    let labels = std::collections::BTreeMap::from([
-        ("app".to_string(), "threadql".to_string()),
-        ("thread".to_string(), "t123-456".to_string()),
-    ]);
+    let tag = threadql::sql::QueryTag::new(&"T01/C02/1712345678.000100", 3);
+    let tagged = guarded("SELECT 1 AS one").tagged(tag);
 
     // Act
-    warehouse.set_labels(labels);
-    clone
-        .execute(&guarded("SELECT 1 AS one"), Duration::from_secs(10), &never())
+    warehouse.estimate(&tagged).await.unwrap();
+    warehouse
+        .execute(&tagged, Duration::from_secs(10), &never())
         .await
         .unwrap();
-    clone.estimate(&guarded("SELECT 1 AS one")).await.unwrap();
+    warehouse
+        .execute(&guarded("SELECT 2 AS two"), Duration::from_secs(10), &never())
+        .await
+        .unwrap();
 
-    // Assert
-    let expected = serde_json::json!({"app": "threadql", "thread": "t123-456"});
-    assert_eq!(fake.query_requests()[0]["labels"], expected);
+    // Assert: the tagged job and its dry run carry the thread and version; an untagged
+    // statement only says which application started it.
+    let expected = serde_json::json!({
+        "app": "threadql",
+        "threadql_thread": "t01-c02-1712345678-000100",
+        "threadql_version": "3",
+    });
     assert_eq!(fake.dry_runs()[0]["configuration"]["labels"], expected);
+    assert_eq!(fake.query_requests()[0]["labels"], expected);
+    assert_eq!(fake.query_requests()[1]["labels"], serde_json::json!({"app": "threadql"}));
 }
 
 #[tokio::test]
@@ -279,6 +285,44 @@ async fn several_pages_are_assembled_in_order() {
         fake.result_requests(),
         3,
         "pages 2, 3 and 4 were read with their page tokens"
+    );
+}
+
+#[tokio::test]
+async fn an_export_of_100000_rows_is_handed_over_page_by_page() {
+    // Arrange
+    let (_db, _fake, warehouse) = arrange("CREATE TABLE numbers AS SELECT g AS n FROM generate_series(1, 100000) AS g;").await;
+    let (pages, mut received) = tokio::sync::mpsc::channel::<threadql::domain::QueryResult>(1);
+    let reader = tokio::spawn(async move {
+        let mut sizes = Vec::new();
+        let mut next = 1;
+        while let Some(page) = received.recv().await {
+            sizes.push(page.rows.len());
+            for row in page.rows {
+                assert_eq!(row, vec![Value::Int(next)], "rows arrive in order");
+                next += 1;
+            }
+        }
+        sizes
+    });
+
+    // Act
+    let rows = warehouse
+        .execute_pages(
+            &guarded("SELECT n FROM numbers ORDER BY n"),
+            Duration::from_secs(60),
+            &never(),
+            pages,
+        )
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(rows, 100_000);
+    assert_eq!(
+        reader.await.unwrap(),
+        vec![10_000; 10],
+        "one page per page token, of the maxResults the client asks for"
     );
 }
 

@@ -385,7 +385,8 @@ async fn cancelling_kills_the_statement_in_the_server() {
     // any case after 30 s, so a statement that never shows up fails the test instead of running.
     let cancelled_while_running = tokio::spawn(async move {
         let seen = tokio::time::timeout(Duration::from_secs(30), async {
-            while !heavy_query_is_running(&name).await {
+            // Shown with its tag to whoever reads SHOW PROCESSLIST.
+            while running_statements_like(&name, "/* threadql:T1/C1/1.2:7 */%seq_1_to_100000%").await == 0 {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         })
@@ -396,7 +397,11 @@ async fn cancelling_kills_the_statement_in_the_server() {
     });
 
     let result = warehouse
-        .execute(&guarded(HEAVY_QUERY), Duration::from_secs(600), &cancel)
+        .execute(
+            &guarded(HEAVY_QUERY).tagged(threadql::sql::QueryTag::new(&"T1/C1/1.2", 7)),
+            Duration::from_secs(600),
+            &cancel,
+        )
         .await;
 
     let (seen_running, cancelled_at) = cancelled_while_running.await.unwrap();

@@ -261,8 +261,9 @@ async fn cancelling_stops_the_statement_in_the_server() {
     // any case after 30 s, so a statement that never shows up fails the test instead of running.
     let cancelled_while_running = tokio::spawn(async move {
         let seen = tokio::time::timeout(Duration::from_secs(30), async {
-            // The heavy statement itself, not the transaction's set-up query before it.
-            while active_statements_like(&name, "%generate_series%").await != 1 {
+            // The heavy statement itself, not the transaction's set-up query before it, shown
+            // with its tag to whoever looks at pg_stat_activity.
+            while active_statements_like(&name, "/* threadql:T1/C1/1.2:7 */%generate_series%").await != 1 {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         })
@@ -273,7 +274,11 @@ async fn cancelling_stops_the_statement_in_the_server() {
     });
 
     let result = warehouse
-        .execute(&guarded(HEAVY_QUERY), Duration::from_secs(600), &cancel)
+        .execute(
+            &guarded(HEAVY_QUERY).tagged(threadql::sql::QueryTag::new(&"T1/C1/1.2", 7)),
+            Duration::from_secs(600),
+            &cancel,
+        )
         .await;
 
     let (seen_running, cancelled_at) = cancelled_while_running.await.unwrap();

@@ -192,6 +192,54 @@ async fn a_result_of_several_partitions_is_assembled_in_order() {
 }
 
 #[tokio::test]
+async fn a_tagged_statement_carries_its_thread_and_version_as_query_tag() {
+    let (_db, fake, warehouse) = arrange("").await;
+    let tag = threadql::sql::QueryTag::new(&"T01/C02/1712345678.000100", 3);
+
+    warehouse
+        .execute(&guarded("SELECT 43 AS answer").tagged(tag), Duration::from_secs(5), &never())
+        .await
+        .unwrap();
+
+    let sent = submissions(&fake, "43");
+    let body = sent[0].body.as_ref().unwrap();
+    assert_eq!(body["parameters"]["QUERY_TAG"], "threadql:T01/C02/1712345678.000100:3");
+    assert_eq!(body["statement"], "SELECT 43 AS answer LIMIT 100000", "the tag is not in the text");
+}
+
+#[tokio::test]
+async fn an_export_of_100000_rows_is_handed_over_partition_by_partition() {
+    let (_db, fake, warehouse) = arrange("").await;
+    fake.set_partition_rows(10_000);
+    let (pages, mut received) = tokio::sync::mpsc::channel::<threadql::domain::QueryResult>(1);
+
+    let reader = tokio::spawn(async move {
+        let mut sizes = Vec::new();
+        let mut next = 1;
+        while let Some(page) = received.recv().await {
+            sizes.push(page.rows.len());
+            for row in page.rows {
+                assert_eq!(row, vec![Value::Int(next)], "rows arrive in order");
+                next += 1;
+            }
+        }
+        sizes
+    });
+    let rows = warehouse
+        .execute_pages(
+            &guarded("SELECT n FROM generate_series(1, 100000) AS s(n) ORDER BY n"),
+            Duration::from_secs(60),
+            &never(),
+            pages,
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(rows, 100_000);
+    assert_eq!(reader.await.unwrap(), vec![10_000; 10], "one page per partition");
+}
+
+#[tokio::test]
 async fn a_running_statement_is_polled_until_its_result_is_ready() {
     let (_db, fake, warehouse) = arrange("").await;
     fake.set_polls(4);

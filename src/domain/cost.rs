@@ -74,7 +74,31 @@ impl fmt::Display for CostLimit {
     }
 }
 
-fn bytes_text(bytes: u64) -> String {
+/// Bytes the warehouse may read per UTC day for one user and for one channel
+/// (`THREADQL_DAILY_BYTES_PER_USER`, `THREADQL_DAILY_BYTES_PER_CHANNEL`), counted from the
+/// cost guard's estimates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DailyBudgets {
+    pub per_user: Option<u64>,
+    pub per_channel: Option<u64>,
+}
+
+impl DailyBudgets {
+    pub fn is_set(&self) -> bool {
+        self.per_user.is_some() || self.per_channel.is_some()
+    }
+
+    /// A budget in bytes ("50GB"); a row count is no budget of bytes.
+    pub fn parse_bytes(text: &str) -> Result<u64, String> {
+        match CostLimit::parse(text)? {
+            CostLimit::Bytes(bytes) => Ok(bytes),
+            CostLimit::Rows(_) => Err(format!("{text:?}: a daily budget is a size like 50GB, not a row count")),
+        }
+    }
+}
+
+/// "48.2 GB" or "512 bytes".
+pub fn bytes_text(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["bytes", "KB", "MB", "GB", "TB"];
     let mut value = bytes as f64;
     let mut unit = 0;
@@ -101,6 +125,13 @@ fn rows_text(rows: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_daily_budget_is_a_size() {
+        assert_eq!(DailyBudgets::parse_bytes("50GB"), Ok(50 * 1024 * 1024 * 1024));
+        assert!(DailyBudgets::parse_bytes("5M rows").is_err());
+        assert_eq!(bytes_text(3 * 1024 * 1024 * 1024 / 2), "1.5 GB");
+    }
 
     #[test]
     fn sizes_and_row_counts_parse_in_the_units_people_write() {

@@ -21,6 +21,7 @@ pub enum ErrorCode {
     QueryFailed,
     QueryTimedOut,
     QueryTooExpensive,
+    DailyBudgetExceeded,
     QueryCancelled,
     QuerySuperseded,
     TooManyQueries,
@@ -57,7 +58,7 @@ pub struct ErrorDescription {
 
 impl ErrorCode {
     /// Every code, for tests and docs that walk the table.
-    pub const ALL: [ErrorCode; 27] = [
+    pub const ALL: [ErrorCode; 28] = [
         Self::NotUnderstood,
         Self::QuestionTooLong,
         Self::LlmUnavailable,
@@ -69,6 +70,7 @@ impl ErrorCode {
         Self::QueryFailed,
         Self::QueryTimedOut,
         Self::QueryTooExpensive,
+        Self::DailyBudgetExceeded,
         Self::QueryCancelled,
         Self::QuerySuperseded,
         Self::TooManyQueries,
@@ -145,6 +147,12 @@ impl ErrorCode {
                 None,
                 "refused",
                 "That query would read more of the warehouse than one question may. Narrow it: a shorter time range, a filter or fewer breakdowns.",
+            ),
+            Self::DailyBudgetExceeded => (
+                "daily_budget_exceeded",
+                None,
+                "refused",
+                "That query would go past today's budget of warehouse reads. The budget starts again at midnight UTC; a narrower question may still fit.",
             ),
             Self::QueryCancelled => ("query_cancelled", None, "cancelled", "Cancelled the query."),
             Self::QuerySuperseded => (

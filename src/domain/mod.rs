@@ -16,7 +16,7 @@ mod thread_state;
 mod turn;
 
 pub use command::Command;
-pub use cost::{CostEstimate, CostLimit};
+pub use cost::{bytes_text, CostEstimate, CostLimit, DailyBudgets};
 pub use error_code::{ErrorCode, ErrorDescription};
 pub use ids::{ChannelId, MessageTs, QueryId, TeamId, UserId};
 pub use origin::Origin;

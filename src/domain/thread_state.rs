@@ -92,8 +92,13 @@ impl ThreadState {
     }
 
     /// Adds a version refining the current one and makes it current.
+    /// The number the next version pushed will get.
+    pub fn next_number(&self) -> usize {
+        self.versions.last().map_or(1, |v| v.number + 1)
+    }
+
     pub fn push_version(&mut self, question: &str, query: ProposedQuery, query_id: QueryId) -> &QueryVersion {
-        let number = self.versions.last().map_or(1, |v| v.number + 1);
+        let number = self.next_number();
         self.versions.push(QueryVersion {
             number,
             query_id,

@@ -1,5 +1,5 @@
 //! CSV export: every row of a result, machine-readable, for the file uploaded into the thread.
-use crate::domain::{ColumnFormat, QueryResult, Value};
+use crate::domain::{Column, ColumnFormat, QueryResult, Value};
 
 use super::number::format_value_plain;
 
@@ -11,27 +11,72 @@ use super::number::format_value_plain;
 /// line breaks inside text become spaces, and text that a spreadsheet would run as a formula
 /// (starting with `=`, `+`, `-`, `@`) gets a leading `'`, unless it is a plain number.
 pub fn to_csv(result: &QueryResult) -> Vec<u8> {
-    let mut writer = csv::WriterBuilder::new().from_writer(Vec::new());
-    // Writing into a Vec cannot fail on I/O; the only other failure would be a row with a
-    // different length, which `record` rules out by always producing one field per column.
-    let mut write = |fields: Vec<String>| writer.write_record(&fields);
-    let header = result.columns.iter().map(|column| one_line(&column.name)).collect();
-    if result.columns.is_empty() || write(header).is_err() {
-        return Vec::new();
-    }
-    for row in &result.rows {
-        if write(record(result, row)).is_err() {
-            break;
-        }
-    }
-    writer
-        .into_inner()
-        .unwrap_or_else(|error| error.into_inner().get_ref().clone())
+    let mut file = CsvFile::default();
+    file.write_page(result);
+    file.finish()
 }
 
-fn record(result: &QueryResult, row: &[Value]) -> Vec<String> {
-    result
-        .columns
+/// A CSV file written page by page, as an export's pages arrive from the warehouse: the first
+/// page fixes the header and each column's format (a later page, whose formats were inferred
+/// from its own values alone, is written in the first page's), and each page can be dropped
+/// once written.
+pub struct CsvFile {
+    /// The header's columns, once the first page came.
+    columns: Option<Vec<Column>>,
+    writer: csv::Writer<Vec<u8>>,
+    rows: usize,
+}
+
+impl Default for CsvFile {
+    fn default() -> Self {
+        Self {
+            columns: None,
+            writer: csv::WriterBuilder::new().from_writer(Vec::new()),
+            rows: 0,
+        }
+    }
+}
+
+impl CsvFile {
+    pub fn write_page(&mut self, page: &QueryResult) {
+        if self.columns.is_none() {
+            if page.columns.is_empty() {
+                return;
+            }
+            let header: Vec<String> = page.columns.iter().map(|column| one_line(&column.name)).collect();
+            self.write_record(&header);
+            self.columns = Some(page.columns.clone());
+        }
+        let Some(columns) = self.columns.take() else { return };
+        for row in &page.rows {
+            self.write_record(&record(&columns, row));
+            self.rows += 1;
+        }
+        self.columns = Some(columns);
+    }
+
+    /// Rows written so far (the header not counted).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// The file: empty when no page had any column.
+    pub fn finish(self) -> Vec<u8> {
+        self.writer
+            .into_inner()
+            .unwrap_or_else(|error| error.into_inner().get_ref().clone())
+    }
+
+    fn write_record(&mut self, fields: &[String]) {
+        // Into a Vec, one field per column: a record cannot fail to be written.
+        if let Err(error) = self.writer.write_record(fields) {
+            tracing::error!(%error, "a CSV record could not be written");
+        }
+    }
+}
+
+fn record(columns: &[Column], row: &[Value]) -> Vec<String> {
+    columns
         .iter()
         .enumerate()
         .map(|(index, column)| match row.get(index) {
@@ -116,6 +161,23 @@ region,revenue,orders,share,day
 ";
         assert_eq!(csv, expected);
         assert_eq!(csv.lines().count(), result.rows.len() + 1);
+    }
+
+    #[test]
+    fn a_file_written_page_by_page_keeps_the_first_pages_formats() {
+        let first = QueryResult {
+            columns: vec![column("amount", ColumnFormat::Money)],
+            rows: vec![vec![Value::Int(1)]],
+        };
+        let second = QueryResult {
+            columns: vec![column("amount", ColumnFormat::Integer)],
+            rows: vec![vec![Value::Int(2)], vec![Value::Int(3)]],
+        };
+        let mut file = CsvFile::default();
+        file.write_page(&first);
+        file.write_page(&second);
+        assert_eq!(file.rows(), 3);
+        assert_eq!(String::from_utf8(file.finish()).unwrap(), "amount\n1.00\n2.00\n3.00\n");
     }
 
     #[test]

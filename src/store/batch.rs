@@ -132,6 +132,10 @@ impl StateStore for SnapshotBatcher {
         self.inner.record_audit(record).await
     }
 
+    async fn charge_daily_bytes(&self, day: &str, subjects: &[String], bytes: u64) -> Result<Vec<u64>, StoreError> {
+        self.inner.charge_daily_bytes(day, subjects, bytes).await
+    }
+
     async fn record_llm_usage(
         &self,
         query_id: &QueryId,

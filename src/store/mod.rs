@@ -117,6 +117,9 @@ pub trait StateStore: Send + Sync {
     async fn threads_with_query_in_flight(&self) -> Result<Vec<ThreadKey>, StoreError>;
     async fn record_query(&self, record: &QueryRecord) -> Result<(), StoreError>;
     async fn record_audit(&self, record: &AuditRecord) -> Result<(), StoreError>;
+    /// Adds `bytes` to what each of `subjects` ("user:T1:U1", "channel:T1:C1") read on `day` and
+    /// answers the new totals, in order (`bytes` 0 only reads them): the daily budgets.
+    async fn charge_daily_bytes(&self, day: &str, subjects: &[String], bytes: u64) -> Result<Vec<u64>, StoreError>;
     /// Adds what the language model spent, and its explanation, to the history rows of
     /// `query_id` (recorded before with [`StateStore::record_query`]).
     async fn record_llm_usage(&self, query_id: &QueryId, usage: &LlmUsage, explanation: &str)

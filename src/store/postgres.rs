@@ -229,6 +229,26 @@ impl StateStore for PostgresStore {
         Ok(())
     }
 
+    async fn charge_daily_bytes(&self, day: &str, subjects: &[String], bytes: u64) -> Result<Vec<u64>, StoreError> {
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        let mut totals = Vec::with_capacity(subjects.len());
+        for subject in subjects {
+            let total: i64 = sqlx::query_scalar(
+                "INSERT INTO warehouse_usage (day, subject, bytes) VALUES ($1, $2, $3) \
+                 ON CONFLICT (day, subject) DO UPDATE SET bytes = warehouse_usage.bytes + excluded.bytes \
+                 RETURNING bytes",
+            )
+            .bind(day)
+            .bind(subject)
+            .bind(bytes)
+            .fetch_one(&self.pool)
+            .await
+            .context("Failed to charge the daily byte budget")?;
+            totals.push(u64::try_from(total).unwrap_or(0));
+        }
+        Ok(totals)
+    }
+
     async fn record_llm_usage(
         &self,
         query_id: &QueryId,

@@ -2,7 +2,7 @@
 //! itself see what went wrong.
 use tracing::Instrument;
 
-use super::execute::{Consent, Failure};
+use super::execute::{Consent, Failure, Run};
 use super::run::{Handled, TurnContext, TurnRequest};
 use crate::domain::{ErrorCode, PendingClarification, ProposedQuery, QueryId, Reply};
 use crate::interpret::{InterpretError, InterpretRequest, Interpretation};
@@ -41,10 +41,16 @@ impl TurnContext {
         let mut attempt = 1;
         loop {
             let cap = self.services.limits.answer_fetch_cap;
-            match self
-                .execute(message, text, &query_id, &proposed, cap, Consent::Ask)
-                .await
-            {
+            let run = Run {
+                question: text,
+                query_id: &query_id,
+                query: &proposed,
+                version: self.state.next_number(),
+                row_cap: cap,
+                consent: Consent::Ask,
+                pages: None,
+            };
+            match self.execute(message, run).await {
                 Ok(execution) => {
                     self.record_llm_usage(&query_id, &proposed).await;
                     let version = self.state.push_version(text, proposed, query_id.clone()).number;

@@ -1,5 +1,5 @@
 //! Commands over the thread's versions: help, show sql, explain, undo.
-use super::execute::{Consent, Failure};
+use super::execute::{Consent, Failure, Run};
 use super::run::{as_sentence, Handled, TurnContext, TurnRequest};
 use crate::domain::{ErrorCode, QueryVersion, Reply};
 
@@ -74,14 +74,7 @@ impl TurnContext {
             }
         };
         match self
-            .execute(
-                message,
-                &version.question,
-                &version.query_id,
-                &version.query,
-                self.services.limits.answer_fetch_cap,
-                Consent::of(&version),
-            )
+            .execute(message, Run::of(&version, self.services.limits.answer_fetch_cap))
             .await
         {
             Ok(execution) => {
@@ -105,11 +98,10 @@ impl TurnContext {
         match self
             .execute(
                 message,
-                &version.question,
-                &version.query_id,
-                &version.query,
-                self.services.limits.answer_fetch_cap,
-                Consent::Given,
+                Run {
+                    consent: Consent::Given,
+                    ..Run::of(&version, self.services.limits.answer_fetch_cap)
+                },
             )
             .await
         {

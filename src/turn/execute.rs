@@ -5,17 +5,49 @@ use tracing::Instrument;
 
 use super::cancel::CancelReason;
 use super::run::{TurnContext, TurnRequest};
-use crate::domain::{Answer, ErrorCode, ProposedQuery, QueryId, QueryResult, Reply};
+use crate::domain::{bytes_text, Answer, ErrorCode, ProposedQuery, QueryId, QueryResult, QueryVersion, Reply};
+use crate::sql::{GuardedSql, QueryTag};
 use crate::store::{AuditRecord, QueryRecord, QueryStatus};
-use crate::warehouse::WarehouseError;
+use crate::warehouse::{Estimate, PageSender, WarehouseError};
 
 /// How long the cost guard waits for the warehouse's estimate.
 const ESTIMATE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The outcome of a warehouse run for a version.
 pub(super) struct Execution {
+    /// Empty when the rows were handed over page by page ([`Run::pages`]).
     pub result: QueryResult,
+    pub rows: usize,
     pub duration: Duration,
+}
+
+/// One run of a version's query.
+pub(super) struct Run<'a> {
+    pub question: &'a str,
+    pub query_id: &'a QueryId,
+    pub query: &'a ProposedQuery,
+    /// The version's number in the thread (the next one for a new question): its query tag.
+    pub version: usize,
+    pub row_cap: usize,
+    pub consent: Consent,
+    /// Hands the rows over page by page as the warehouse delivers them (an export) instead of
+    /// collecting them into [`Execution::result`].
+    pub pages: Option<PageSender>,
+}
+
+impl<'a> Run<'a> {
+    /// A run of a version the thread already has.
+    pub(super) fn of(version: &'a QueryVersion, row_cap: usize) -> Self {
+        Self {
+            question: &version.question,
+            query_id: &version.query_id,
+            query: &version.query,
+            version: version.number,
+            row_cap,
+            consent: Consent::of(version),
+            pages: None,
+        }
+    }
 }
 
 /// Why a query did not produce a result.
@@ -44,7 +76,7 @@ pub(super) enum Consent {
 
 impl Consent {
     /// A version run anyway once keeps its consent (its export, its chart, undo back to it).
-    pub(super) fn of(version: &crate::domain::QueryVersion) -> Self {
+    pub(super) fn of(version: &QueryVersion) -> Self {
         if version.confirmed {
             Self::Given
         } else {
@@ -55,7 +87,7 @@ impl Consent {
 
 impl TurnContext {
     pub(super) fn answer(&self, summary: String, execution: Execution, query_id: QueryId, version: usize) -> Reply {
-        let total_rows = execution.result.rows.len();
+        let total_rows = execution.rows;
         Reply::Answer(Box::new(Answer {
             summary,
             capped: total_rows >= self.services.limits.answer_fetch_cap,
@@ -69,15 +101,16 @@ impl TurnContext {
 
     /// Guards and runs a proposed query, recording it in the query history. A failure comes
     /// back as the reply that explains it.
-    pub(super) async fn execute(
-        &self,
-        message: &TurnRequest,
-        question: &str,
-        query_id: &QueryId,
-        proposed: &ProposedQuery,
-        row_cap: usize,
-        consent: Consent,
-    ) -> Result<Execution, Failure> {
+    pub(super) async fn execute(&self, message: &TurnRequest, run: Run<'_>) -> Result<Execution, Failure> {
+        let Run {
+            question,
+            query_id,
+            query: proposed,
+            version,
+            row_cap,
+            consent,
+            pages,
+        } = run;
         let services = &self.services;
         let record = |status: QueryStatus,
                       sql: &str,
@@ -98,7 +131,7 @@ impl TurnContext {
         let checked = tracing::info_span!("guard", engine = services.guard.dialect().engine())
             .in_scope(|| services.guard.check(&proposed.sql, row_cap as u64));
         let guarded = match checked {
-            Ok(guarded) => guarded,
+            Ok(guarded) => guarded.tagged(QueryTag::new(&self.key, version)),
             Err(error) => {
                 let code = ErrorCode::QueryRefused;
                 self.audit(message, "sql_refused", Some(code), format!("{error}: {}", proposed.sql))
@@ -121,7 +154,7 @@ impl TurnContext {
                 });
             }
         };
-        if let Some(failure) = self.cost_guard(&guarded, consent).await {
+        if let Some(failure) = self.cost_guard(message, &guarded, consent).await {
             return Err(failure);
         }
         // Held until the query ends: caps running queries per user and for the warehouse.
@@ -145,11 +178,24 @@ impl TurnContext {
             outcome = tracing::field::Empty,
             rows = tracing::field::Empty,
         );
-        let outcome = services
-            .warehouse
-            .execute(&guarded, services.limits.query_timeout, self.signal.token())
-            .instrument(span.clone())
-            .await;
+        let timeout = services.limits.query_timeout;
+        let outcome = match pages {
+            Some(pages) => services
+                .warehouse
+                .execute_pages(&guarded, timeout, self.signal.token(), pages)
+                .instrument(span.clone())
+                .await
+                .map(|rows| (QueryResult::default(), rows)),
+            None => services
+                .warehouse
+                .execute(&guarded, timeout, self.signal.token())
+                .instrument(span.clone())
+                .await
+                .map(|result| {
+                    let rows = result.rows.len();
+                    (result, rows)
+                }),
+        };
         let duration = started.elapsed();
         let metrics = &services.metrics;
         let count = |outcome: &str| {
@@ -160,24 +206,15 @@ impl TurnContext {
                 .observe(duration.as_secs_f64());
         };
         match outcome {
-            Ok(mut result) => {
+            Ok((mut result, rows)) => {
                 count("ok");
                 span.record("outcome", "ok");
-                span.record("rows", result.rows.len());
-                metrics
-                    .warehouse_rows
-                    .with_label_values(&[engine])
-                    .inc_by(result.rows.len() as u64);
+                span.record("rows", rows);
+                metrics.warehouse_rows.with_label_values(&[engine]).inc_by(rows as u64);
                 result.apply_formats(&proposed.formats);
-                self.history(record(
-                    QueryStatus::Succeeded,
-                    guarded.as_str(),
-                    duration,
-                    Some(result.rows.len()),
-                    None,
-                ))
-                .await;
-                Ok(Execution { result, duration })
+                self.history(record(QueryStatus::Succeeded, guarded.as_str(), duration, Some(rows), None))
+                    .await;
+                Ok(Execution { result, rows, duration })
             }
             Err(error) => {
                 let superseded = self.signal.reason() == Some(CancelReason::Superseded);
@@ -252,13 +289,15 @@ impl TurnContext {
         }
     }
 
-    /// Asks the warehouse what the statement would read when a threshold is set: above
-    /// `THREADQL_REFUSE_ABOVE` it is refused, above `THREADQL_CONFIRM_ABOVE` it waits for "Run
-    /// anyway" (unless given). An estimate that fails lets the statement run: the warehouse's own
-    /// limits (timeout, BigQuery's bytes billed) still hold.
-    async fn cost_guard(&self, guarded: &crate::sql::GuardedSql, consent: Consent) -> Option<Failure> {
+    /// Asks the warehouse what the statement would read when a threshold or a daily budget is
+    /// set: above `THREADQL_REFUSE_ABOVE` it is refused, above `THREADQL_CONFIRM_ABOVE` it waits
+    /// for "Run anyway" (unless given), past a daily budget it is refused until the next UTC day;
+    /// otherwise its estimate is charged to the asker's and the channel's budgets. An estimate
+    /// that fails lets the statement run: the warehouse's own limits (timeout, BigQuery's bytes
+    /// billed) still hold.
+    async fn cost_guard(&self, message: &TurnRequest, guarded: &GuardedSql, consent: Consent) -> Option<Failure> {
         let limits = &self.services.limits;
-        if limits.confirm_above.is_none() && limits.refuse_above.is_none() {
+        if limits.confirm_above.is_none() && limits.refuse_above.is_none() && !limits.daily_budgets.is_set() {
             return None;
         }
         let engine = self.services.warehouse.dialect().engine();
@@ -281,41 +320,97 @@ impl TurnContext {
                 .with_label_values(&[engine])
                 .inc_by(bytes);
         }
-        if let Some(limit) = limits.refuse_above.filter(|limit| limit.exceeded_by(&estimate)) {
+        let decided = |decision: &str| {
             metrics
                 .cost_guard_decisions
-                .with_label_values(&[engine, "refused"])
+                .with_label_values(&[engine, decision])
                 .inc();
+        };
+        if let Some(limit) = limits.refuse_above.filter(|limit| limit.exceeded_by(&estimate)) {
+            decided("refused");
             let detail = format!(
                 "It would read about {}; the limit is {limit}.",
                 limit.describe(&estimate)
             );
-            return Some(Failure {
-                reply: Reply::error_with(ErrorCode::QueryTooExpensive, detail.clone()),
-                error: detail,
-                revisable: false,
-                superseded: false,
-                confirm: None,
-            });
+            return Some(refusal(ErrorCode::QueryTooExpensive, detail));
         }
-        let limit = limits.confirm_above.filter(|limit| limit.exceeded_by(&estimate))?;
-        if consent == Consent::Given {
+        if let Some(limit) = limits.confirm_above.filter(|limit| limit.exceeded_by(&estimate)) {
+            if consent == Consent::Ask {
+                decided("confirm");
+                let text = format!(
+                    "This query would read about {} of the warehouse (more than {limit}), so I haven't run it.",
+                    limit.describe(&estimate)
+                );
+                return Some(Failure {
+                    reply: Reply::Text(text.clone()),
+                    error: text.clone(),
+                    revisable: false,
+                    superseded: false,
+                    confirm: Some(text),
+                });
+            }
+        }
+        if let Some(failure) = self.charge_budgets(message, &estimate).await {
+            decided("over_budget");
+            return Some(failure);
+        }
+        None
+    }
+
+    /// Refuses a statement whose estimate would take the asker or the channel past today's
+    /// budget, and otherwise charges the estimate to both. A store that cannot be reached lets
+    /// the statement run (logged): the budget is a guard rail, the warehouse's own limits hold.
+    async fn charge_budgets(&self, message: &TurnRequest, estimate: &Estimate) -> Option<Failure> {
+        let budgets = self.services.limits.daily_budgets;
+        let bytes = estimate.bytes?;
+        let mut budgeted = Vec::new();
+        if let Some(limit) = budgets.per_user {
+            budgeted.push((format!("user:{}:{}", self.key.team(), message.user), limit, "your"));
+        }
+        if let Some(limit) = budgets.per_channel {
+            budgeted.push((format!("channel:{}:{}", self.key.team(), self.key.channel()), limit, "this channel's"));
+        }
+        if budgeted.is_empty() {
             return None;
         }
-        metrics
-            .cost_guard_decisions
-            .with_label_values(&[engine, "confirm"])
-            .inc();
-        let text = format!(
-            "This query would read about {} of the warehouse (more than {limit}), so I haven't run it.",
-            limit.describe(&estimate)
-        );
-        Some(Failure {
-            reply: Reply::Text(text.clone()),
-            error: text.clone(),
-            revisable: false,
-            superseded: false,
-            confirm: Some(text),
-        })
+        let day = chrono::Utc::now().date_naive().to_string();
+        let subjects: Vec<String> = budgeted.iter().map(|(subject, _, _)| subject.clone()).collect();
+        let store = &self.services.store;
+        let used = match store.charge_daily_bytes(&day, &subjects, 0).await {
+            Ok(used) => used,
+            Err(error) => {
+                tracing::error!(thread_key = %self.key, ?error, "the daily budgets could not be read; running the query");
+                return None;
+            }
+        };
+        for ((_, limit, whose), used) in budgeted.iter().zip(&used) {
+            if used.saturating_add(bytes) > *limit {
+                let detail = format!(
+                    "It would read about {}, and {whose} reads today come to {} of a daily budget of {}.",
+                    bytes_text(bytes),
+                    bytes_text(*used),
+                    bytes_text(*limit)
+                );
+                self.audit(message, "budget_exceeded", Some(ErrorCode::DailyBudgetExceeded), detail.clone())
+                    .await;
+                return Some(refusal(ErrorCode::DailyBudgetExceeded, detail));
+            }
+        }
+        if let Err(error) = store.charge_daily_bytes(&day, &subjects, bytes).await {
+            tracing::error!(thread_key = %self.key, ?error, "a query's estimate could not be charged to the daily budgets");
+        }
+        None
+    }
+}
+
+/// A statement the cost guard will not run: `detail` is our own wording (the estimate and the
+/// limit), safe to show.
+fn refusal(code: ErrorCode, detail: String) -> Failure {
+    Failure {
+        reply: Reply::error_with(code, detail.clone()),
+        error: detail,
+        revisable: false,
+        superseded: false,
+        confirm: None,
     }
 }

@@ -1,9 +1,10 @@
 //! Commands that turn a version's result into a file: a chart PNG, a CSV export. Both draw on a
 //! blocking thread: tens of milliseconds (a chart) to seconds (100,000 CSV rows) of CPU work
 //! must not hold the actor's arbiter.
-use super::execute::Consent;
+use super::execute::Run;
 use super::run::{format_count, Handled, TurnContext, TurnRequest};
-use crate::domain::{ErrorCode, Reply};
+use crate::domain::{ErrorCode, QueryResult, Reply};
+use crate::render::csv::CsvFile;
 use crate::render::chart::{render_chart, ChartError};
 
 impl TurnContext {
@@ -12,17 +13,7 @@ impl TurnContext {
             return Handled::failed(ErrorCode::NoQueryYet);
         };
         let cap = self.services.limits.answer_fetch_cap;
-        let execution = match self
-            .execute(
-                message,
-                &version.question,
-                &version.query_id,
-                &version.query,
-                cap,
-                Consent::of(&version),
-            )
-            .await
-        {
+        let execution = match self.execute(message, Run::of(&version, cap)).await {
             Ok(execution) => execution,
             Err(failure) => return self.failed_run(failure, version.number),
         };
@@ -49,26 +40,35 @@ impl TurnContext {
         }
     }
 
+    /// Writes the version's rows into a CSV file as the warehouse hands them over, page by page
+    /// on a blocking thread: 100,000 rows are never held both as rows and as the file.
     pub(super) async fn export_csv(&mut self, message: &TurnRequest) -> Handled {
         let Some(version) = self.target(message.version) else {
             return Handled::failed(ErrorCode::NoQueryYet);
         };
         let cap = self.services.limits.export_max_rows;
-        let execution = match self
-            .execute(
-                message,
-                &version.question,
-                &version.query_id,
-                &version.query,
-                cap,
-                Consent::of(&version),
-            )
-            .await
-        {
+        let (pages, mut received) = tokio::sync::mpsc::channel::<QueryResult>(1);
+        let formats = version.query.formats.clone();
+        let writer = tokio::task::spawn_blocking(move || {
+            let mut file = CsvFile::default();
+            while let Some(mut page) = received.blocking_recv() {
+                page.apply_formats(&formats);
+                file.write_page(&page);
+            }
+            file.finish()
+        });
+        let run = Run {
+            pages: Some(pages),
+            ..Run::of(&version, cap)
+        };
+        let execution = self.execute(message, run).await;
+        // The sender is gone with the run: the writer has every page.
+        let written = writer.await;
+        let execution = match execution {
             Ok(execution) => execution,
             Err(failure) => return self.failed_run(failure, version.number),
         };
-        let rows = execution.result.rows.len();
+        let rows = execution.rows;
         self.audit(
             message,
             "csv_exported",
@@ -80,8 +80,7 @@ impl TurnContext {
         if rows >= cap {
             title.push_str(&format!(", cut at the export limit of {}", format_count(cap)));
         }
-        let result = execution.result;
-        match tokio::task::spawn_blocking(move || crate::render::csv::to_csv(&result)).await {
+        match written {
             Ok(bytes) => Handled::answered(Reply::File {
                 filename: format!("threadql-{}.csv", version.query_id),
                 content_type: "text/csv".into(),

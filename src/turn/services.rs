@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::domain::{CostLimit, Reply, ThreadKey};
+use crate::domain::{CostLimit, DailyBudgets, Reply, ThreadKey};
 use crate::interpret::Interpreter;
 use crate::limits::QuerySlots;
 use crate::metrics::Metrics;
@@ -52,6 +52,8 @@ pub struct TurnLimits {
     pub confirm_above: Option<CostLimit>,
     /// The cost guard: above this estimate a version is refused.
     pub refuse_above: Option<CostLimit>,
+    /// What the warehouse may read per day for one user and one channel.
+    pub daily_budgets: DailyBudgets,
 }
 
 /// Everything a turn needs, shared by all threads.

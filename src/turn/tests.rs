@@ -134,6 +134,7 @@ impl Harness {
                 progress_after: Duration::from_secs(60),
                 confirm_above: None,
                 refuse_above: None,
+                daily_budgets: Default::default(),
             },
             timezone: chrono_tz::UTC,
             reactions: false,
@@ -394,10 +395,22 @@ async fn a_question_over_slacks_limit_is_refused_before_it_is_recorded() {
 }
 
 /// The SQLite warehouse with the estimate a large warehouse would give: its statements run for
-/// real, the cost guard sees `estimate`.
+/// real, the cost guard sees `estimate`, the tag of each statement is kept, and pages are of one
+/// row (as a Snowflake result of many partitions).
 struct Estimating {
     inner: Arc<dyn crate::warehouse::Warehouse>,
     estimate: crate::domain::CostEstimate,
+    tags: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Estimating {
+    fn new(inner: Arc<dyn crate::warehouse::Warehouse>, estimate: crate::domain::CostEstimate) -> Self {
+        Self {
+            inner,
+            estimate,
+            tags: Arc::default(),
+        }
+    }
 }
 
 #[async_trait]
@@ -411,7 +424,25 @@ impl crate::warehouse::Warehouse for Estimating {
         timeout: Duration,
         cancel: &tokio_util::sync::CancellationToken,
     ) -> Result<crate::domain::QueryResult, crate::warehouse::WarehouseError> {
+        self.tags.lock().unwrap().extend(sql.tag().map(ToString::to_string));
         self.inner.execute(sql, timeout, cancel).await
+    }
+    async fn execute_pages(
+        &self,
+        sql: &crate::sql::GuardedSql,
+        timeout: Duration,
+        cancel: &tokio_util::sync::CancellationToken,
+        pages: crate::warehouse::PageSender,
+    ) -> Result<usize, crate::warehouse::WarehouseError> {
+        let result = self.execute(sql, timeout, cancel).await?;
+        for row in &result.rows {
+            let page = crate::domain::QueryResult {
+                columns: result.columns.clone(),
+                rows: vec![row.clone()],
+            };
+            pages.send(page).await.unwrap();
+        }
+        Ok(result.rows.len())
     }
     async fn schema(&self) -> Result<Vec<crate::domain::TableSchema>, crate::warehouse::WarehouseError> {
         self.inner.schema().await
@@ -436,6 +467,15 @@ impl crate::warehouse::Warehouse for Estimating {
 /// A thread over a warehouse that estimates 12 GB for every statement, with the cost guard's
 /// thresholds at `confirm` and `refuse`.
 async fn costly(confirm: Option<CostLimit>, refuse: Option<CostLimit>) -> Harness {
+    costly_with(|limits| {
+        limits.confirm_above = confirm;
+        limits.refuse_above = refuse;
+    })
+    .await
+}
+
+/// A thread over a warehouse that estimates 12 GB for every statement, with `limits` set.
+async fn costly_with(limits: impl FnOnce(&mut super::services::TurnLimits)) -> Harness {
     let mut script = ScriptedInterpreter::default();
     script.script.insert(
         "sales by region",
@@ -444,15 +484,14 @@ async fn costly(confirm: Option<CostLimit>, refuse: Option<CostLimit>) -> Harnes
         )),
     );
     Harness::configured(script, |services| {
-        services.warehouse = Arc::new(Estimating {
-            inner: services.warehouse.clone(),
-            estimate: crate::domain::CostEstimate {
+        services.warehouse = Arc::new(Estimating::new(
+            services.warehouse.clone(),
+            crate::domain::CostEstimate {
                 rows: Some(90_000_000),
                 bytes: Some(12 * GB),
             },
-        });
-        services.limits.confirm_above = confirm;
-        services.limits.refuse_above = refuse;
+        ));
+        limits(&mut services.limits);
     })
     .await
 }
@@ -537,4 +576,89 @@ async fn without_thresholds_nothing_is_estimated() {
             .get(),
         0
     );
+}
+
+#[tokio::test]
+async fn a_users_daily_budget_refuses_the_query_that_would_pass_it() {
+    let mut harness = costly_with(|limits| limits.daily_budgets.per_user = Some(30 * GB)).await;
+
+    for _ in 0..2 {
+        let (ending, _) = harness.say("sales by region").await;
+        assert_eq!(ending, Ending::Answered);
+    }
+    let (ending, replies) = harness.say("sales by region").await;
+
+    assert_eq!(ending, Ending::Failed(ErrorCode::DailyBudgetExceeded));
+    let detail = error_of(&replies).detail.clone().unwrap_or_default();
+    assert!(
+        detail.contains("12.0 GB") && detail.contains("your reads today come to 24.0 GB") && detail.contains("30.0 GB"),
+        "{detail}"
+    );
+    let charged = harness
+        .state_rows("SELECT subject, bytes FROM warehouse_usage ORDER BY subject")
+        .await;
+    let charged: Vec<(String, i64)> = charged.iter().map(|r| (r.get("subject"), r.get("bytes"))).collect();
+    assert_eq!(charged, [("user:T1:U1".to_string(), (24 * GB) as i64)], "the refused query is not charged");
+    let audited = harness
+        .state_rows("SELECT COUNT(*) AS n FROM audit_logs WHERE action = 'budget_exceeded' AND code = 'daily_budget_exceeded'")
+        .await;
+    assert_eq!(audited[0].get::<i64, _>("n"), 1);
+}
+
+#[tokio::test]
+async fn a_channels_daily_budget_counts_every_asker_in_it() {
+    let mut harness = costly_with(|limits| limits.daily_budgets.per_channel = Some(20 * GB)).await;
+
+    let (ending, _) = harness.say("sales by region").await;
+    assert_eq!(ending, Ending::Answered);
+    let (ending, replies) = harness.say("sales by region").await;
+
+    assert_eq!(ending, Ending::Failed(ErrorCode::DailyBudgetExceeded));
+    let detail = error_of(&replies).detail.clone().unwrap_or_default();
+    assert!(detail.contains("this channel's reads today come to 12.0 GB"), "{detail}");
+}
+
+#[tokio::test]
+async fn every_statement_is_tagged_with_its_thread_and_version() {
+    let mut script = ScriptedInterpreter::default();
+    script.script.insert("total sales", Ok(query("SELECT SUM(amount) AS sales FROM sales")));
+    script.script.insert(
+        "by region",
+        Ok(query("SELECT region, SUM(amount) AS sales FROM sales GROUP BY region")),
+    );
+    let tags = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorded = tags.clone();
+    let mut harness = Harness::configured(script, |services| {
+        let mut estimating = Estimating::new(services.warehouse.clone(), Default::default());
+        estimating.tags = recorded;
+        services.warehouse = Arc::new(estimating);
+    })
+    .await;
+
+    harness.say("total sales").await;
+    harness.say("by region").await;
+    harness.say("export csv").await;
+
+    let key = "T1/C1/1700000000.000100";
+    assert_eq!(
+        *tags.lock().unwrap(),
+        [format!("threadql:{key}:1"), format!("threadql:{key}:2"), format!("threadql:{key}:2")]
+    );
+}
+
+#[tokio::test]
+async fn an_export_is_written_page_by_page_into_one_file() {
+    let mut harness = costly_with(|_| {}).await;
+    harness.say("sales by region").await;
+
+    let (ending, replies) = harness.say("export csv").await;
+
+    assert_eq!(ending, Ending::Answered);
+    let [Reply::File { bytes, title, .. }] = replies.as_slice() else {
+        panic!("expected the CSV file, got {replies:?}");
+    };
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    assert_eq!(text.lines().count(), 3, "the header and one line per page: {text}");
+    assert!(text.starts_with("region,sales\n"), "{text}");
+    assert!(title.contains("(2 rows)"), "{title}");
 }

@@ -22,12 +22,13 @@ pub mod sqlite;
 /// statement's own task then stops it in the server and cleans up its connection, the path an
 /// explicit cancel takes. sqlx does not always recover a connection whose query future was
 /// dropped (it was seen waiting forever on a connection the server had already rolled back).
-pub(crate) async fn run_on_own_task<F>(
+pub(crate) async fn run_on_own_task<F, T>(
     cancel: &CancellationToken,
     statement: impl FnOnce(CancellationToken) -> F,
-) -> Result<QueryResult, WarehouseError>
+) -> Result<T, WarehouseError>
 where
-    F: std::future::Future<Output = Result<QueryResult, WarehouseError>> + Send + 'static,
+    F: std::future::Future<Output = Result<T, WarehouseError>> + Send + 'static,
+    T: Send + 'static,
 {
     use tracing::Instrument;
 
@@ -60,6 +61,9 @@ pub enum WarehouseError {
     Unavailable(String),
 }
 
+/// Where [`Warehouse::execute_pages`] hands a result over, page by page, in order.
+pub type PageSender = tokio::sync::mpsc::Sender<QueryResult>;
+
 /// What running a statement would cost, as the engine estimates it without running it.
 pub use crate::domain::CostEstimate as Estimate;
 
@@ -76,6 +80,24 @@ pub trait Warehouse: Send + Sync {
         timeout: Duration,
         cancel: &CancellationToken,
     ) -> Result<QueryResult, WarehouseError>;
+    /// Runs a guarded statement like [`Warehouse::execute`], but hands its rows to `pages` as they
+    /// arrive (a Snowflake partition, a BigQuery page) instead of assembling the whole result:
+    /// an export of 100,000 rows is written out while the rest is fetched, and never held both
+    /// as rows and as the file. Answers the number of rows. Each page's column formats are
+    /// inferred from that page. A receiver that goes away stops the statement (as a cancel).
+    /// Engines that read a result in one piece keep the default: one page.
+    async fn execute_pages(
+        &self,
+        sql: &GuardedSql,
+        timeout: Duration,
+        cancel: &CancellationToken,
+        pages: PageSender,
+    ) -> Result<usize, WarehouseError> {
+        let result = self.execute(sql, timeout, cancel).await?;
+        let rows = result.rows.len();
+        pages.send(result).await.map_err(|_| WarehouseError::Cancelled)?;
+        Ok(rows)
+    }
     /// Tables and columns visible to threadql, with their types (cheap: no keys, comments or
     /// values).
     async fn schema(&self) -> Result<Vec<TableSchema>, WarehouseError>;

@@ -362,7 +362,7 @@ impl Warehouse for PostgresWarehouse {
         timeout: Duration,
         cancel: &CancellationToken,
     ) -> Result<QueryResult, WarehouseError> {
-        self.run(sql.as_str(), timeout, cancel).await
+        self.run(&sql.commented(), timeout, cancel).await
     }
 
     async fn schema(&self) -> Result<Vec<TableSchema>, WarehouseError> {

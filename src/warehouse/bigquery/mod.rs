@@ -7,7 +7,7 @@
 //! polls until it completes and then reads the result page by page. Cancelling (or the client's
 //! deadline, or dropping the call) sends jobs.cancel, which stops the job in BigQuery.
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::describe::{self, DescribeSettings};
 use super::{Estimate, Warehouse, WarehouseError};
 use crate::domain::{ColumnFormat, ColumnKind, ColumnSchema, ForeignKey, QueryResult, TableSchema, Value};
-use crate::sql::{Dialect, GuardedSql};
+use crate::sql::{Dialect, GuardedSql, QueryTag};
 
 pub mod api;
 pub mod auth;
@@ -53,9 +53,14 @@ struct Inner {
     dataset: String,
     location: Option<String>,
     maximum_bytes_billed: u64,
-    /// Labels every job carries (BigQuery's billing reports and INFORMATION_SCHEMA.JOBS group by
-    /// them).
-    labels: RwLock<BTreeMap<String, String>>,
+}
+
+/// The labels a job carries (BigQuery's billing reports and INFORMATION_SCHEMA.JOBS group by
+/// them): `app: threadql`, and the thread and version of a tagged statement.
+fn job_labels(tag: Option<&QueryTag>) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::from([("app".to_string(), "threadql".to_string())]);
+    labels.extend(tag.map(QueryTag::labels).into_iter().flatten());
+    labels
 }
 
 impl BigQueryWarehouse {
@@ -69,7 +74,6 @@ impl BigQueryWarehouse {
         let key = ServiceAccountKey::from_file(&settings.credentials)?;
         let http = http_client()?;
         let tokens = TokenSource::new(key, http.clone())?;
-        let labels = BTreeMap::from([("app".to_string(), "threadql".to_string())]);
         Ok(Self {
             inner: Arc::new(Inner {
                 api: Api::new(http, &settings.api_url, tokens, retry),
@@ -77,36 +81,35 @@ impl BigQueryWarehouse {
                 dataset: settings.dataset.clone(),
                 location: settings.location.clone(),
                 maximum_bytes_billed: settings.maximum_bytes_billed,
-                labels: RwLock::new(labels),
             }),
         })
-    }
-
-    /// Replaces the labels the jobs started from now on carry (`{"app": "threadql"}` at first),
-    /// for this warehouse and its clones. BigQuery wants keys and values of lowercase letters,
-    /// digits, `_` and `-`, at most 63 characters.
-    pub fn set_labels(&self, labels: BTreeMap<String, String>) {
-        match self.inner.labels.write() {
-            Ok(mut current) => *current = labels,
-            Err(poisoned) => *poisoned.into_inner() = labels,
-        }
     }
 
     /// Runs `sql` as a job, stopped in BigQuery when `cancel` fires or `timeout` passes.
     async fn run(
         &self,
         sql: &str,
+        tag: Option<&QueryTag>,
         timeout: Duration,
         cancel: &CancellationToken,
     ) -> Result<QueryResult, WarehouseError> {
         let inner = self.inner.clone();
         let sql = sql.to_string();
-        super::run_on_own_task(
-            cancel,
-            move |stop| async move { inner.run_job(&sql, timeout, stop).await },
-        )
+        let labels = job_labels(tag);
+        super::run_on_own_task(cancel, move |stop| async move {
+            let mut rows = Vec::new();
+            let fields = inner.run_job(&sql, labels, timeout, stop, Delivery::Collect(&mut rows)).await?;
+            Ok(convert_rows(&fields, &rows))
+        })
         .await
     }
+}
+
+/// Where a job's pages go: kept until the last one (then converted together), or converted and
+/// handed over one by one.
+enum Delivery<'a> {
+    Collect(&'a mut Vec<api::Row>),
+    Pages(super::PageSender),
 }
 
 /// Who stopped the job.
@@ -116,18 +119,11 @@ enum Stop {
 }
 
 impl Inner {
-    fn labels(&self) -> BTreeMap<String, String> {
-        match self.labels.read() {
-            Ok(labels) => labels.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-
     fn location_param(&self) -> Vec<(&'static str, String)> {
         self.location.iter().map(|l| ("location", l.clone())).collect()
     }
 
-    fn query_request(&self, sql: &str, wait: Duration, timeout: Duration) -> Json {
+    fn query_request(&self, sql: &str, labels: &BTreeMap<String, String>, wait: Duration, timeout: Duration) -> Json {
         let mut body = json!({
             "query": sql,
             "useLegacySql": false,
@@ -135,7 +131,7 @@ impl Inner {
             // Also stopped by BigQuery itself if the client's cancel never arrives.
             "jobTimeoutMs": timeout.as_millis().max(1).to_string(),
             "maximumBytesBilled": self.maximum_bytes_billed.to_string(),
-            "labels": self.labels(),
+            "labels": labels,
             "requestId": uuid::Uuid::new_v4().to_string(),
             "defaultDataset": {"projectId": self.project, "datasetId": self.dataset},
             "maxResults": PAGE_ROWS,
@@ -146,15 +142,18 @@ impl Inner {
         body
     }
 
+    /// Runs `sql` as a job and delivers its rows; answers the result's fields.
     async fn run_job(
         &self,
         sql: &str,
+        labels: BTreeMap<String, String>,
         timeout: Duration,
         stop: CancellationToken,
-    ) -> Result<QueryResult, WarehouseError> {
+        delivery: Delivery<'_>,
+    ) -> Result<Vec<Field>, WarehouseError> {
         let deadline = Instant::now() + timeout;
         let wait = |now: Instant| deadline.saturating_duration_since(now).min(POLL_WAIT);
-        let body = self.query_request(sql, wait(Instant::now()), timeout);
+        let body = self.query_request(sql, &labels, wait(Instant::now()), timeout);
         let path = format!("projects/{}/queries", self.project);
         let first = self.inner_call(Method::Post, &path, &[], Some(&body));
         tokio::pin!(first);
@@ -162,7 +161,7 @@ impl Inner {
             biased;
             response = &mut first => {
                 let response = parse(response?)?;
-                return self.finish(response, deadline, timeout, &stop).await;
+                return self.finish(response, deadline, timeout, &stop, delivery).await;
             }
             _ = stop.cancelled() => Stop::Cancel,
             _ = tokio::time::sleep_until(deadline) => Stop::Timeout,
@@ -196,22 +195,28 @@ impl Inner {
         deadline: Instant,
         timeout: Duration,
         stop: &CancellationToken,
-    ) -> Result<QueryResult, WarehouseError> {
+        mut delivery: Delivery<'_>,
+    ) -> Result<Vec<Field>, WarehouseError> {
         let job = response
             .job_reference
             .clone()
             .ok_or_else(|| WarehouseError::Unavailable("BigQuery's answer names no job".into()))?;
         let location = job.location.clone().or_else(|| self.location.clone());
         let path = format!("projects/{}/queries/{}", self.project, job.job_id);
-        let mut rows = Vec::new();
-        let mut schema = None;
+        let mut fields = None;
         loop {
             if let Some(error) = failure(&response) {
                 return Err(error);
             }
             if response.job_complete {
-                schema = schema.or(response.schema.take());
-                rows.append(&mut response.rows);
+                let fields = fields.get_or_insert_with(|| response.schema.take().map(|s| s.fields).unwrap_or_default());
+                match &mut delivery {
+                    Delivery::Collect(rows) => rows.append(&mut response.rows),
+                    Delivery::Pages(pages) => {
+                        let page = convert_rows(fields, &std::mem::take(&mut response.rows));
+                        pages.send(page).await.map_err(|_| WarehouseError::Cancelled)?;
+                    }
+                }
                 if response.page_token.is_none() {
                     break;
                 }
@@ -236,8 +241,7 @@ impl Inner {
             self.cancel_job(&job.job_id, location.as_deref()).await;
             return Err(stopped.into_error(timeout));
         }
-        let fields = schema.map(|s| s.fields).unwrap_or_default();
-        Ok(convert_rows(&fields, &rows))
+        Ok(fields.unwrap_or_default())
     }
 
     /// Asks BigQuery to stop the job; a failure is logged (the job's own timeout still ends it).
@@ -254,11 +258,11 @@ impl Inner {
 
     /// The dry run's bytes and statement type (jobs.insert with `dryRun`: its statistics say
     /// what kind of statement BigQuery read, which jobs.query's answer does not).
-    async fn dry_run(&self, sql: &str) -> Result<(u64, String), WarehouseError> {
+    async fn dry_run(&self, sql: &str, labels: &BTreeMap<String, String>) -> Result<(u64, String), WarehouseError> {
         let mut job = json!({
             "configuration": {
                 "dryRun": true,
-                "labels": self.labels(),
+                "labels": labels,
                 "query": {
                     "query": sql,
                     "useLegacySql": false,
@@ -455,7 +459,39 @@ impl Warehouse for BigQueryWarehouse {
         timeout: Duration,
         cancel: &CancellationToken,
     ) -> Result<QueryResult, WarehouseError> {
-        self.run(sql.as_str(), timeout, cancel).await
+        self.run(sql.as_str(), sql.tag(), timeout, cancel).await
+    }
+
+    async fn execute_pages(
+        &self,
+        sql: &GuardedSql,
+        timeout: Duration,
+        cancel: &CancellationToken,
+        pages: super::PageSender,
+    ) -> Result<usize, WarehouseError> {
+        let inner = self.inner.clone();
+        let text = sql.as_str().to_string();
+        let labels = job_labels(sql.tag());
+        let counted = super::run_on_own_task(cancel, move |stop| async move {
+            // Counts what went through: the pages themselves are gone once sent.
+            let (counting, mut received) = tokio::sync::mpsc::channel::<QueryResult>(1);
+            let forward = async {
+                let mut rows = 0;
+                while let Some(page) = received.recv().await {
+                    rows += page.rows.len();
+                    if pages.send(page).await.is_err() {
+                        return Err(WarehouseError::Cancelled);
+                    }
+                }
+                Ok(rows)
+            };
+            let run = inner.run_job(&text, labels, timeout, stop, Delivery::Pages(counting));
+            let (ran, forwarded) = tokio::join!(run, forward);
+            ran?;
+            forwarded
+        })
+        .await?;
+        Ok(counted)
     }
 
     async fn schema(&self) -> Result<Vec<TableSchema>, WarehouseError> {
@@ -467,7 +503,7 @@ impl Warehouse for BigQueryWarehouse {
              WHERE t.table_type IN ('BASE TABLE', 'VIEW', 'MATERIALIZED VIEW', 'EXTERNAL', 'SNAPSHOT') \
              ORDER BY c.table_name, c.ordinal_position"
         );
-        let result = self.run(&sql, CATALOG_TIMEOUT, &CancellationToken::new()).await?;
+        let result = self.run(&sql, None, CATALOG_TIMEOUT, &CancellationToken::new()).await?;
         Ok(describe::group_by_table(result.rows.iter().filter_map(|row| {
             let (table, column, data_type) = (text(row.first())?, text(row.get(1))?, text(row.get(2))?);
             let column = ColumnSchema {
@@ -496,7 +532,7 @@ impl Warehouse for BigQueryWarehouse {
 
     async fn ping(&self) -> Result<(), WarehouseError> {
         let result = self
-            .run("SELECT 1", Duration::from_secs(30), &CancellationToken::new())
+            .run("SELECT 1", None, Duration::from_secs(30), &CancellationToken::new())
             .await?;
         match result.rows.first().and_then(|row| row.first()) {
             Some(Value::Int(1)) => Ok(()),
@@ -509,7 +545,7 @@ impl Warehouse for BigQueryWarehouse {
     /// BigQuery's own figure from a dry run: the bytes the query would read (and bill). A
     /// statement that is not a SELECT is refused.
     async fn estimate(&self, sql: &GuardedSql) -> Result<Estimate, WarehouseError> {
-        let (bytes, statement_type) = self.inner.dry_run(sql.as_str()).await?;
+        let (bytes, statement_type) = self.inner.dry_run(sql.as_str(), &job_labels(sql.tag())).await?;
         if statement_type != "SELECT" {
             return Err(WarehouseError::Query(format!(
                 "BigQuery reads this as a {} statement; only SELECT queries are run",
@@ -542,7 +578,7 @@ impl BigQueryWarehouse {
              WHERE tc.constraint_type IN ('PRIMARY KEY', 'FOREIGN KEY') \
              ORDER BY k.table_name, k.constraint_name, k.ordinal_position"
         );
-        let result = self.run(&sql, CATALOG_TIMEOUT, &CancellationToken::new()).await?;
+        let result = self.run(&sql, None, CATALOG_TIMEOUT, &CancellationToken::new()).await?;
         let mut last_constraint: Option<(String, String)> = None;
         for row in &result.rows {
             let (Some(table), Some(column), Some(kind), Some(constraint)) =
@@ -582,7 +618,7 @@ impl BigQueryWarehouse {
              FROM `{dataset}`.INFORMATION_SCHEMA.COLUMN_FIELD_PATHS \
              WHERE description IS NOT NULL AND column_name = field_path"
         );
-        let result = self.run(&sql, CATALOG_TIMEOUT, &CancellationToken::new()).await?;
+        let result = self.run(&sql, None, CATALOG_TIMEOUT, &CancellationToken::new()).await?;
         for row in &result.rows {
             let (Some(table), Some(column), Some(description)) =
                 (text(row.first()), text(row.get(1)), text(row.get(2)))

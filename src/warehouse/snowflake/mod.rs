@@ -96,7 +96,31 @@ struct Client {
 #[derive(Debug, Default)]
 struct RawResult {
     columns: Vec<RowType>,
+    /// Empty when the partitions were handed over as they came (`streamed` counts them).
     rows: Vec<Vec<Option<String>>>,
+    streamed: usize,
+}
+
+/// A statement's text and its `QUERY_TAG` (the default tag when it has none of its own).
+struct Statement {
+    sql: String,
+    tag: Option<String>,
+}
+
+impl Statement {
+    fn of(sql: &GuardedSql) -> Self {
+        Self {
+            sql: sql.as_str().to_string(),
+            tag: sql.tag().map(ToString::to_string),
+        }
+    }
+
+    fn untagged(sql: &str) -> Self {
+        Self {
+            sql: sql.to_string(),
+            tag: None,
+        }
+    }
 }
 
 impl RawResult {
@@ -155,7 +179,7 @@ impl SnowflakeWarehouse {
     async fn run_raw(&self, sql: &str, timeout: Duration) -> Result<RawResult, WarehouseError> {
         self.client
             .clone()
-            .run(sql.to_string(), timeout, CancellationToken::new())
+            .run(Statement::untagged(sql), timeout, CancellationToken::new(), None)
             .await
     }
 
@@ -298,19 +322,21 @@ fn quoted(name: &str) -> String {
 }
 
 impl Client {
-    /// Submits `sql`, waits for it and fetches every partition. Stopping (`stop`, or the
-    /// deadline of `timeout` plus a grace) cancels the statement in Snowflake.
+    /// Submits `statement`, waits for it and fetches every partition (each handed to `pages`
+    /// as it arrives, when given). Stopping (`stop`, or the deadline of `timeout` plus a grace)
+    /// cancels the statement in Snowflake.
     async fn run(
         self: Arc<Self>,
-        sql: String,
+        statement: Statement,
         timeout: Duration,
         stop: CancellationToken,
+        pages: Option<super::PageSender>,
     ) -> Result<RawResult, WarehouseError> {
         let deadline = Instant::now() + timeout + CLIENT_TIMEOUT_GRACE;
         // Not raced with `stop`: the statement's handle, needed to cancel it, comes with the
         // answer (which `async=true` gives at once).
-        let handle = match self.submit(&sql, timeout, deadline).await? {
-            Reply::Done(result) => return self.fetch_partitions(None, result).await,
+        let handle = match self.submit(&statement, timeout, deadline).await? {
+            Reply::Done(result) => return self.fetch_partitions(None, result, pages.as_ref()).await,
             Reply::Running(handle) => handle,
         };
         tracing::debug!(handle, "Snowflake statement submitted");
@@ -320,7 +346,7 @@ impl Client {
         }
         let work = async {
             let result = self.wait(&handle, timeout).await?;
-            self.fetch_partitions(Some(&handle), result).await
+            self.fetch_partitions(Some(&handle), result, pages.as_ref()).await
         };
         tokio::select! {
             biased;
@@ -348,15 +374,15 @@ impl Client {
             .map_err(|e| WarehouseError::Unavailable(format!("bad Snowflake API URL: {e}")))
     }
 
-    async fn submit(&self, sql: &str, timeout: Duration, deadline: Instant) -> Result<Reply, WarehouseError> {
+    async fn submit(&self, statement: &Statement, timeout: Duration, deadline: Instant) -> Result<Reply, WarehouseError> {
         let mut body = serde_json::json!({
-            "statement": sql,
+            "statement": statement.sql,
             // Whole seconds, at least one: 0 would mean Snowflake's maximum (7 days).
             "timeout": timeout.as_secs_f64().ceil().max(1.0) as u64,
             "database": self.database,
             "schema": self.schema,
             "parameters": {
-                "QUERY_TAG": self.options.query_tag,
+                "QUERY_TAG": statement.tag.as_deref().unwrap_or(&self.options.query_tag),
                 "MULTI_STATEMENT_COUNT": "1",
             },
         });
@@ -397,31 +423,49 @@ impl Client {
     }
 
     /// Partition 0 came with the result; the others are fetched in order.
-    async fn fetch_partitions(&self, handle: Option<&str>, first: ResultSet) -> Result<RawResult, WarehouseError> {
+    async fn fetch_partitions(
+        &self,
+        handle: Option<&str>,
+        first: ResultSet,
+        pages: Option<&super::PageSender>,
+    ) -> Result<RawResult, WarehouseError> {
         let meta = first
             .result_set_meta_data
             .ok_or_else(|| WarehouseError::Query("Snowflake returned no result set".into()))?;
-        let mut rows = first.data;
-        let handle = handle.or(first.statement_handle.as_deref());
-        for partition in 1..meta.partition_info.len() {
-            let Some(handle) = handle else {
-                return Err(WarehouseError::Unavailable(
-                    "Snowflake returned several partitions without a statement handle".into(),
-                ));
-            };
-            let mut url = self.statements_url(&format!("/{handle}"))?;
-            url.query_pairs_mut().append_pair("partition", &partition.to_string());
-            let (status, text) = self.send(reqwest_openai::Method::GET, url, None, None).await?;
-            if status != StatusCode::OK {
-                return Err(unexpected(status, &text));
-            }
-            let part: ResultSet = parse(&text)?;
-            rows.extend(part.data);
-        }
-        Ok(RawResult {
+        let mut raw = RawResult {
             columns: meta.row_type,
-            rows,
-        })
+            rows: Vec::new(),
+            streamed: 0,
+        };
+        let handle = handle.or(first.statement_handle.as_deref());
+        let mut partition_rows = first.data;
+        for partition in 0..meta.partition_info.len().max(1) {
+            if partition > 0 {
+                let Some(handle) = handle else {
+                    return Err(WarehouseError::Unavailable(
+                        "Snowflake returned several partitions without a statement handle".into(),
+                    ));
+                };
+                let mut url = self.statements_url(&format!("/{handle}"))?;
+                url.query_pairs_mut().append_pair("partition", &partition.to_string());
+                let (status, text) = self.send(reqwest_openai::Method::GET, url, None, None).await?;
+                if status != StatusCode::OK {
+                    return Err(unexpected(status, &text));
+                }
+                partition_rows = parse::<ResultSet>(&text)?.data;
+            }
+            let rows = std::mem::take(&mut partition_rows);
+            match pages {
+                Some(pages) => {
+                    raw.streamed += rows.len();
+                    let page = wire::convert(&raw.columns, &rows);
+                    drop(rows);
+                    pages.send(page).await.map_err(|_| WarehouseError::Cancelled)?;
+                }
+                None => raw.rows.extend(rows),
+            }
+        }
+        Ok(raw)
     }
     /// Sends one request with a fresh token: a `401` is retried once with a new token, `429`
     /// and `503` after a growing delay. Answers the status and the body of anything else.
@@ -608,10 +652,26 @@ impl Warehouse for SnowflakeWarehouse {
         cancel: &CancellationToken,
     ) -> Result<QueryResult, WarehouseError> {
         let client = self.client.clone();
-        let sql = sql.as_str().to_string();
+        let statement = Statement::of(sql);
         super::run_on_own_task(cancel, move |stop| async move {
-            let raw = client.run(sql, timeout, stop).await?;
+            let raw = client.run(statement, timeout, stop, None).await?;
             Ok(wire::convert(&raw.columns, &raw.rows))
+        })
+        .await
+    }
+
+    async fn execute_pages(
+        &self,
+        sql: &GuardedSql,
+        timeout: Duration,
+        cancel: &CancellationToken,
+        pages: super::PageSender,
+    ) -> Result<usize, WarehouseError> {
+        let client = self.client.clone();
+        let statement = Statement::of(sql);
+        super::run_on_own_task(cancel, move |stop| async move {
+            let raw = client.run(statement, timeout, stop, Some(pages)).await?;
+            Ok(raw.streamed)
         })
         .await
     }
