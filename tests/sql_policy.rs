@@ -406,6 +406,20 @@ const FILTER_ESCAPES: &[(&str, &str, usize, bool)] = &[
         true,
     ),
     ("schema qualified", "SELECT id FROM public.customers", 1, false),
+    (
+        // PostgreSQL reads the table: "Customers" is another name than customers.
+        "cte named in another case",
+        "WITH \"Customers\" AS (SELECT 1 AS id) SELECT id FROM customers",
+        1,
+        false,
+    ),
+    (
+        "filter in a cte body and a subquery",
+        "WITH e AS (SELECT id FROM customers) SELECT count(*) FROM orders WHERE customer_id IN (SELECT id FROM e) \
+         OR customer_id IN (SELECT id FROM customers WHERE region <> 'EMEA')",
+        2,
+        true,
+    ),
     ("upper case", "SELECT ID FROM CUSTOMERS", 1, true),
     (
         "lateral",

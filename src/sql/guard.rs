@@ -192,6 +192,9 @@ impl GuardError {
     }
 }
 
+/// The lower-cased column names of a table, when known (see [`SqlGuard::check_with_policy`]).
+pub type ColumnsOf<'a> = &'a dyn Fn(&str) -> Option<Vec<String>>;
+
 /// Checks statements for one warehouse and one set of allowed relations.
 ///
 /// Relation matching is case-insensitive. An entry `orders` allows any reference whose table
@@ -260,7 +263,7 @@ impl SqlGuard {
         sql: &str,
         row_cap: u64,
         policy: &AccessPolicy,
-        columns: &dyn Fn(&str) -> Option<Vec<String>>,
+        columns: ColumnsOf<'_>,
     ) -> Result<(GuardedSql, Disclosure), GuardError> {
         let (guarded, disclosure) = self.check_guarded(sql, row_cap, Some((policy, columns)))?;
         Ok((guarded, disclosure.unwrap_or_default()))
@@ -270,7 +273,7 @@ impl SqlGuard {
         &self,
         sql: &str,
         row_cap: u64,
-        policy: Option<(&AccessPolicy, &dyn Fn(&str) -> Option<Vec<String>>)>,
+        policy: Option<(&AccessPolicy, ColumnsOf<'_>)>,
     ) -> Result<(GuardedSql, Option<Disclosure>), GuardError> {
         let length = sql.chars().count();
         if length > MAX_SQL_CHARS {
@@ -1242,6 +1245,52 @@ mod tests {
                 ("qualified entry", "SELECT * FROM Sales.Regions", "SELECT * FROM Sales.Regions LIMIT 100"),
                 ("upper case cte", "WITH R AS (SELECT 1) SELECT * FROM r", "WITH R AS (SELECT 1) SELECT * FROM r LIMIT 100"),
             ],
+        );
+    }
+
+    #[test]
+    fn a_cte_named_in_another_case_does_not_hide_a_table() {
+        // PostgreSQL folds `secrets` to lower case but keeps "Secrets": the query reads the table.
+        assert_rejected(
+            &postgres(),
+            &[
+                (
+                    "quoted cte, bare reference",
+                    "WITH \"Secrets\" AS (SELECT 1) SELECT * FROM secrets",
+                    "relation_not_allowed",
+                ),
+                (
+                    "bare cte, quoted reference",
+                    "WITH secrets AS (SELECT 1) SELECT * FROM \"Secrets\"",
+                    "relation_not_allowed",
+                ),
+            ],
+        );
+        // Snowflake folds to upper case: a quoted lower-case CTE is not the bare name.
+        assert_rejected(
+            &SqlGuard::new(Dialect::Snowflake, allowed(&["orders"])),
+            &[(
+                "quoted lower-case cte",
+                "WITH \"secrets\" AS (SELECT 1) SELECT * FROM secrets",
+                "relation_not_allowed",
+            )],
+        );
+        assert_accepted(
+            &SqlGuard::new(Dialect::Snowflake, allowed(&["orders"])),
+            &[(
+                "same name unquoted",
+                "WITH Recent AS (SELECT 1) SELECT * FROM RECENT",
+                "WITH Recent AS (SELECT 1) SELECT * FROM RECENT LIMIT 100",
+            )],
+        );
+        // SQLite compares names without case, quoted or not.
+        assert_accepted(
+            &SqlGuard::new(Dialect::Sqlite, allowed(&["orders"])),
+            &[(
+                "quoted cte in another case",
+                "WITH \"Recent\" AS (SELECT 1) SELECT * FROM recent",
+                "WITH \"Recent\" AS (SELECT 1) SELECT * FROM recent LIMIT 100",
+            )],
         );
     }
 
