@@ -739,3 +739,42 @@ fn guarded_output_parses_as_one_query() {
     let statements = Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, guarded.as_str()).unwrap();
     assert!(matches!(statements.as_slice(), [Statement::Query(_)]));
 }
+
+#[test]
+fn ordinary_analytics_constructs_are_not_refused_by_the_policy() {
+    for (dialect, sql) in [
+        (
+            Dialect::Postgres,
+            "SELECT date_trunc('month', now()) AS m, extract(year FROM now()) AS y, o.status, \
+             sum(o.amount) FILTER (WHERE o.amount > 0), avg(o.amount) OVER (PARTITION BY o.status ORDER BY o.id \
+             ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) FROM orders o WHERE o.amount BETWEEN 1 AND 10 \
+             AND o.status IN ('paid', 'open') AND o.id > ALL (SELECT 0) GROUP BY ROLLUP (o.status), o.amount, o.id \
+             ORDER BY 3 NULLS LAST OFFSET 5 FETCH FIRST 10 ROWS ONLY",
+        ),
+        (
+            Dialect::Postgres,
+            "SELECT c.name, g.n, CASE WHEN c.region = 'EMEA' THEN 'eu' ELSE 'other' END AS zone, \
+             c.name ILIKE 'a%' AS a FROM customers c CROSS JOIN generate_series(1, 3) AS g(n) \
+             WHERE c.id = ANY (ARRAY[1, 2]) AND c.name IS DISTINCT FROM 'x'",
+        ),
+        (
+            Dialect::Postgres,
+            "SELECT DISTINCT region FROM customers WHERE id IN (SELECT customer_id FROM orders GROUP BY 1 HAVING sum(amount) > 10)",
+        ),
+        (
+            Dialect::Snowflake,
+            "SELECT id, DATEADD(day, -7, CURRENT_DATE()) AS d FROM orders \
+             QUALIFY ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY amount DESC) = 1",
+        ),
+        (
+            Dialect::BigQuery,
+            "SELECT o.id, x FROM orders AS o, UNNEST([1, 2]) AS x WHERE DATE_TRUNC(CURRENT_DATE(), MONTH) IS NOT NULL",
+        ),
+        (Dialect::MySql, "SELECT DATE_FORMAT(NOW(), '%Y-%m') AS m, COUNT(*) FROM orders GROUP BY m"),
+        (Dialect::Sqlite, "SELECT strftime('%Y', 'now') AS y, name FROM customers ORDER BY name"),
+    ] {
+        if let Err(error) = check_in(dialect, &policy(), sql) {
+            panic!("{dialect:?}: `{sql}` was refused: {error}");
+        }
+    }
+}
