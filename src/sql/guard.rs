@@ -9,11 +9,12 @@ use std::ops::ControlFlow;
 use std::sync::{Arc, RwLock};
 
 use sqlparser::ast::{
-    Expr, Fetch, LimitClause, ObjectName, ObjectNamePart, Query, SetExpr, Statement, TableFactor, Value, Visit,
+    Expr, Fetch, Ident, LimitClause, ObjectName, ObjectNamePart, Query, SetExpr, Statement, TableFactor, Value, Visit,
     VisitMut, Visitor, VisitorMut,
 };
 use sqlparser::parser::Parser;
 
+use super::policy::{self, AccessPolicy, Disclosure};
 use super::{Dialect, GuardedSql};
 
 /// Longest statement the guard accepts. Interpreters write short queries; a huge one is either a
@@ -151,6 +152,13 @@ pub enum GuardError {
     ForbiddenFunction(String),
     #[error("the table {0} is not one you are allowed to query")]
     RelationNotAllowed(String),
+    /// Names the column as `table.column`, the table as the query wrote it.
+    #[error("the column {0} is not one you are allowed to query")]
+    ColumnNotAllowed(String),
+    /// A row filter of the access policy (written by an admin) is not a plain predicate in the
+    /// warehouse's dialect. Refusing keeps an unfiltered read from ever happening.
+    #[error("the row filter configured for {0} is not valid, so the table cannot be queried")]
+    InvalidRowFilter(String),
     #[error("the system catalog {0} cannot be queried")]
     SystemCatalog(String),
     #[error("this SQL construct is not supported: {0}")]
@@ -175,12 +183,17 @@ impl GuardError {
             GuardError::LockingClause => "locking_clause",
             GuardError::ForbiddenFunction(_) => "forbidden_function",
             GuardError::RelationNotAllowed(_) => "relation_not_allowed",
+            GuardError::ColumnNotAllowed(_) => "column_not_allowed",
+            GuardError::InvalidRowFilter(_) => "invalid_row_filter",
             GuardError::SystemCatalog(_) => "system_catalog",
             GuardError::Unsupported(_) => "unsupported",
             GuardError::Unserializable => "unserializable",
         }
     }
 }
+
+/// The lower-cased column names of a table, when known (see [`SqlGuard::check_with_policy`]).
+pub type ColumnsOf<'a> = &'a dyn Fn(&str) -> Option<Vec<String>>;
 
 /// Checks statements for one warehouse and one set of allowed relations.
 ///
@@ -231,6 +244,37 @@ impl SqlGuard {
 
     /// Checks `sql` and returns it, re-serialized, with a LIMIT of at most `row_cap`.
     pub fn check(&self, sql: &str, row_cap: u64) -> Result<GuardedSql, GuardError> {
+        self.check_guarded(sql, row_cap, None).map(|(guarded, _)| guarded)
+    }
+
+    /// Checks `sql` like [`SqlGuard::check`], then against one asker's [`AccessPolicy`]: every
+    /// relation must be in the policy's tables, no denied column may be read through any
+    /// construct, and every reference to a table with row filters is replaced by a derived table
+    /// that applies them. `columns(table)` gives the lower-cased column names of a table (called
+    /// with the name as the query wrote it, lower-cased, then with the bare table name); it is
+    /// needed to expand `*` and to resolve unqualified names, and `None` makes the check assume
+    /// the table may hold any of its denied columns.
+    ///
+    /// The [`Disclosure`] says what the answer is built from. Statements whose reads cannot be
+    /// worked out (PIVOT, LATERAL VIEW, a table function other than the harmless ones, ...) are
+    /// refused as unsupported, even for an unrestricted policy, so a disclosure is never partial.
+    pub fn check_with_policy(
+        &self,
+        sql: &str,
+        row_cap: u64,
+        policy: &AccessPolicy,
+        columns: ColumnsOf<'_>,
+    ) -> Result<(GuardedSql, Disclosure), GuardError> {
+        let (guarded, disclosure) = self.check_guarded(sql, row_cap, Some((policy, columns)))?;
+        Ok((guarded, disclosure.unwrap_or_default()))
+    }
+
+    fn check_guarded(
+        &self,
+        sql: &str,
+        row_cap: u64,
+        policy: Option<(&AccessPolicy, ColumnsOf<'_>)>,
+    ) -> Result<(GuardedSql, Option<Disclosure>), GuardError> {
         let length = sql.chars().count();
         if length > MAX_SQL_CHARS {
             return Err(GuardError::TooLong(length));
@@ -248,24 +292,43 @@ impl SqlGuard {
         };
 
         let allowed = self.allowed();
-        let mut checker = Checker {
-            allowed: allowed.as_deref(),
-            scopes: Vec::new(),
+        self.check_relations(&query, allowed.as_deref())?;
+        let disclosure = match policy {
+            None => None,
+            Some((policy, columns)) => {
+                // The asker's tables narrow the warehouse's: a relation must be in both.
+                if let Some(tables) = &policy.tables {
+                    self.check_relations(&query, Some(&lowercased(tables.clone())))?;
+                }
+                let mut disclosure = policy::disclosed_reads(&query, policy, columns, self.dialect)?;
+                disclosure.row_filters = policy::apply_row_filters(&mut query, policy, self.dialect)?;
+                Some(disclosure)
+            }
         };
-        if let ControlFlow::Break(error) = query.visit(&mut checker) {
-            return Err(error);
-        }
         cap_limit(&mut query, row_cap)?;
         if self.dialect == Dialect::BigQuery {
             let _ = VisitMut::visit(&mut *query, &mut BigQueryQuotes);
         }
 
         let guarded = query.to_string();
-        // Proves the text the warehouse will run parses to exactly the tree that was checked.
+        // Proves the text the warehouse will run parses to exactly the tree that was checked
+        // (and, under a policy, rewritten).
         let reparsed = Parser::parse_sql(dialect.as_ref(), &guarded).map_err(|_| GuardError::Unserializable)?;
         match reparsed.as_slice() {
-            [Statement::Query(again)] if **again == *query => Ok(GuardedSql::new(guarded)),
+            [Statement::Query(again)] if **again == *query => Ok((GuardedSql::new(guarded), disclosure)),
             _ => Err(GuardError::Unserializable),
+        }
+    }
+
+    /// Runs the statement checks with `allowed` as the set of relations that may be read.
+    fn check_relations(&self, query: &Query, allowed: Option<&HashSet<String>>) -> Result<(), GuardError> {
+        let mut checker = Checker {
+            allowed,
+            scopes: CteScopes::new(self.dialect),
+        };
+        match query.visit(&mut checker) {
+            ControlFlow::Break(error) => Err(error),
+            ControlFlow::Continue(()) => Ok(()),
         }
     }
 }
@@ -292,21 +355,30 @@ fn statement_kind(statement: &Statement) -> String {
 
 /// CTE names visible inside one query, and what each of its CTE bodies may see.
 struct Scope {
-    /// Lower-cased CTE names the query's body may reference.
+    /// [`cte_key`]s of the CTE names the query's body may reference.
     visible: HashSet<String>,
     /// For each CTE body (by address of its `Query`), the names visible inside it.
     cte_bodies: Vec<(usize, HashSet<String>)>,
 }
 
-/// Walks the whole tree: every query (top level, CTE bodies, derived tables, expression
-/// subqueries, set-operation branches), every table factor and every expression.
-struct Checker<'a> {
-    allowed: Option<&'a HashSet<String>>,
+/// Which names are CTEs at each point of a walk over nested queries: the statement checks, the
+/// column resolution of the access policy and its row-filter rewrite must agree on it, or a
+/// table could pass for a CTE in one of them.
+pub(super) struct CteScopes {
+    dialect: Dialect,
     scopes: Vec<Scope>,
 }
 
-impl Checker<'_> {
-    fn enter_query(&mut self, query: &Query) {
+impl CteScopes {
+    pub(super) fn new(dialect: Dialect) -> Self {
+        Self {
+            dialect,
+            scopes: Vec::new(),
+        }
+    }
+
+    /// To be called before the parts of `query` are walked (and [`CteScopes::exit`] after).
+    pub(super) fn enter(&mut self, query: &Query) {
         let address = query as *const Query as usize;
         // A CTE body sees the CTEs defined before it (all of them under RECURSIVE); any other
         // nested query sees what its parent's body sees.
@@ -325,7 +397,7 @@ impl Checker<'_> {
             let names: Vec<String> = with
                 .cte_tables
                 .iter()
-                .map(|cte| cte.alias.name.value.to_lowercase())
+                .map(|cte| cte_key(&cte.alias.name, self.dialect))
                 .collect();
             for (index, cte) in with.cte_tables.iter().enumerate() {
                 let mut seen = base.clone();
@@ -338,6 +410,50 @@ impl Checker<'_> {
         self.scopes.push(Scope { visible, cte_bodies });
     }
 
+    pub(super) fn exit(&mut self) {
+        self.scopes.pop();
+    }
+
+    /// Whether `name`, met in a FROM clause of the query entered last, names a CTE.
+    pub(super) fn is_cte(&self, name: &ObjectName) -> bool {
+        match name.0.as_slice() {
+            [ObjectNamePart::Identifier(ident)] => self.is_cte_ident(ident),
+            _ => false,
+        }
+    }
+
+    fn is_cte_ident(&self, ident: &Ident) -> bool {
+        self.scopes
+            .last()
+            .is_some_and(|scope| scope.visible.contains(&cte_key(ident, self.dialect)))
+    }
+}
+
+/// The form under which the warehouse compares a CTE name with a table reference. Treating a
+/// reference as a CTE when the warehouse reads a table would skip the relation and column checks
+/// (`WITH "Secrets" AS (...) SELECT * FROM secrets` reads the table `secrets` in PostgreSQL), so
+/// where the folding is uncertain the comparison is exact and the reference counts as a table.
+pub(super) fn cte_key(ident: &Ident, dialect: Dialect) -> String {
+    let quoted = ident.quote_style.is_some();
+    match dialect {
+        Dialect::Postgres if !quoted => ident.value.to_lowercase(),
+        Dialect::Snowflake if !quoted => ident.value.to_uppercase(),
+        // SQLite compares identifiers case-insensitively, quoted or not.
+        Dialect::Sqlite => ident.value.to_lowercase(),
+        // Quoted names in PostgreSQL and Snowflake; MySQL and BigQuery, whose case sensitivity
+        // depends on the server's settings and on the kind of name.
+        Dialect::Postgres | Dialect::Snowflake | Dialect::MySql | Dialect::BigQuery => ident.value.clone(),
+    }
+}
+
+/// Walks the whole tree: every query (top level, CTE bodies, derived tables, expression
+/// subqueries, set-operation branches), every table factor and every expression.
+struct Checker<'a> {
+    allowed: Option<&'a HashSet<String>>,
+    scopes: CteScopes,
+}
+
+impl Checker<'_> {
     fn check_query(&self, query: &Query) -> Result<(), GuardError> {
         if !query.locks.is_empty() {
             return Err(GuardError::LockingClause);
@@ -378,6 +494,14 @@ impl Checker<'_> {
                     .flatten()
                     .map(|part| part.to_lowercase())
                     .collect();
+                let is_cte = table.schema_name.is_none()
+                    && table
+                        .table_name
+                        .as_ref()
+                        .is_some_and(|name| self.scopes.is_cte_ident(&Ident::new(name.as_str())));
+                if is_cte {
+                    return Ok(());
+                }
                 self.check_relation_parts(&parts)
             }
             SetExpr::Query(_) | SetExpr::Values(_) => Ok(()),
@@ -395,6 +519,9 @@ impl Checker<'_> {
                         return Ok(());
                     }
                 }
+                if self.scopes.is_cte(name) {
+                    return Ok(());
+                }
                 self.check_relation_parts(&parts)
             }
             TableFactor::Function { name, .. } => {
@@ -410,16 +537,12 @@ impl Checker<'_> {
         }
     }
 
-    /// `parts` are the lower-cased parts of a relation name, outermost first.
+    /// `parts` are the lower-cased parts of a relation name (not a CTE), outermost first.
     fn check_relation_parts(&self, parts: &[String]) -> Result<(), GuardError> {
         let display = parts.join(".");
         let Some(table) = parts.last() else {
             return Err(GuardError::Unsupported("an empty relation name".into()));
         };
-        let is_cte = parts.len() == 1 && self.scopes.last().is_some_and(|scope| scope.visible.contains(table));
-        if is_cte {
-            return Ok(());
-        }
         let schema = parts.len().checked_sub(2).and_then(|i| parts.get(i));
         let is_system = schema.is_some_and(|s| SYSTEM_SCHEMAS.contains(&s.as_str()))
             || SYSTEM_RELATION_PREFIXES.iter().any(|prefix| table.starts_with(prefix));
@@ -448,12 +571,12 @@ impl Visitor for Checker<'_> {
     type Break = GuardError;
 
     fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<GuardError> {
-        self.enter_query(query);
+        self.scopes.enter(query);
         into_flow(self.check_query(query))
     }
 
     fn post_visit_query(&mut self, _query: &Query) -> ControlFlow<GuardError> {
-        self.scopes.pop();
+        self.scopes.exit();
         ControlFlow::Continue(())
     }
 
@@ -502,7 +625,7 @@ impl VisitorMut for BigQueryQuotes {
     }
 }
 
-fn into_flow(result: Result<(), GuardError>) -> ControlFlow<GuardError> {
+pub(super) fn into_flow(result: Result<(), GuardError>) -> ControlFlow<GuardError> {
     match result {
         Ok(()) => ControlFlow::Continue(()),
         Err(error) => ControlFlow::Break(error),
@@ -511,7 +634,7 @@ fn into_flow(result: Result<(), GuardError>) -> ControlFlow<GuardError> {
 
 /// Lower-cased identifier parts of a name. Names built by functions at run time (Snowflake's
 /// `IDENTIFIER(...)`) cannot be checked, so they are refused.
-fn name_parts(name: &ObjectName) -> Result<Vec<String>, GuardError> {
+pub(super) fn name_parts(name: &ObjectName) -> Result<Vec<String>, GuardError> {
     name.0
         .iter()
         .map(|part| match part {
@@ -521,7 +644,7 @@ fn name_parts(name: &ObjectName) -> Result<Vec<String>, GuardError> {
         .collect()
 }
 
-fn check_function_name(parts: &[String]) -> Result<(), GuardError> {
+pub(super) fn check_function_name(parts: &[String]) -> Result<(), GuardError> {
     let Some(last) = parts.last() else {
         return Ok(());
     };
@@ -534,7 +657,7 @@ fn check_function_name(parts: &[String]) -> Result<(), GuardError> {
     }
 }
 
-fn is_harmless_table_function(parts: &[String]) -> bool {
+pub(super) fn is_harmless_table_function(parts: &[String]) -> bool {
     let schema_ok = match parts {
         [_] => true,
         [schema, _] => schema == "pg_catalog" || schema == "main",
@@ -1122,6 +1245,52 @@ mod tests {
                 ("qualified entry", "SELECT * FROM Sales.Regions", "SELECT * FROM Sales.Regions LIMIT 100"),
                 ("upper case cte", "WITH R AS (SELECT 1) SELECT * FROM r", "WITH R AS (SELECT 1) SELECT * FROM r LIMIT 100"),
             ],
+        );
+    }
+
+    #[test]
+    fn a_cte_named_in_another_case_does_not_hide_a_table() {
+        // PostgreSQL folds `secrets` to lower case but keeps "Secrets": the query reads the table.
+        assert_rejected(
+            &postgres(),
+            &[
+                (
+                    "quoted cte, bare reference",
+                    "WITH \"Secrets\" AS (SELECT 1) SELECT * FROM secrets",
+                    "relation_not_allowed",
+                ),
+                (
+                    "bare cte, quoted reference",
+                    "WITH secrets AS (SELECT 1) SELECT * FROM \"Secrets\"",
+                    "relation_not_allowed",
+                ),
+            ],
+        );
+        // Snowflake folds to upper case: a quoted lower-case CTE is not the bare name.
+        assert_rejected(
+            &SqlGuard::new(Dialect::Snowflake, allowed(&["orders"])),
+            &[(
+                "quoted lower-case cte",
+                "WITH \"secrets\" AS (SELECT 1) SELECT * FROM secrets",
+                "relation_not_allowed",
+            )],
+        );
+        assert_accepted(
+            &SqlGuard::new(Dialect::Snowflake, allowed(&["orders"])),
+            &[(
+                "same name unquoted",
+                "WITH Recent AS (SELECT 1) SELECT * FROM RECENT",
+                "WITH Recent AS (SELECT 1) SELECT * FROM RECENT LIMIT 100",
+            )],
+        );
+        // SQLite compares names without case, quoted or not.
+        assert_accepted(
+            &SqlGuard::new(Dialect::Sqlite, allowed(&["orders"])),
+            &[(
+                "quoted cte in another case",
+                "WITH \"Recent\" AS (SELECT 1) SELECT * FROM recent",
+                "WITH \"Recent\" AS (SELECT 1) SELECT * FROM recent LIMIT 100",
+            )],
         );
     }
 

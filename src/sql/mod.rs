@@ -2,9 +2,11 @@
 //! warehouse sees it.
 pub mod dialect;
 pub mod guard;
+pub mod policy;
 
 pub use dialect::Dialect;
 pub use guard::{GuardError, SqlGuard};
+pub use policy::{AccessPolicy, Disclosure};
 
 /// A statement that passed [`SqlGuard`]: one read-only query over allowed relations with a
 /// capped LIMIT. Only the guard can build one, so a warehouse never receives unchecked SQL.
