@@ -3,6 +3,7 @@
 //! Modules mirror the runtime picture in the README: Slack ingress and Web API client at the edge,
 //! one actor per thread, a pure domain, interpreters, the SQL guard, warehouses,
 //! the state store and renderers.
+pub mod access;
 pub mod activity;
 pub mod actors;
 pub mod check;

@@ -10,6 +10,7 @@ use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 use tracing_actix_web::TracingLogger;
 
+use crate::access::{AccessControl, NoGroups};
 use crate::activity::Activity;
 use crate::actors::ThreadRegistry;
 use crate::config::{Config, WarehouseSource, SLACK_APP_TOKEN, SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET};
@@ -44,6 +45,8 @@ pub struct Backends {
     pub warehouse: Arc<dyn Warehouse>,
     pub interpreter: Arc<dyn Interpreter>,
     pub guard: SqlGuard,
+    /// The roles in force and the columns they are checked against.
+    pub access: Arc<AccessControl>,
     pub metrics: Metrics,
     /// Shared Redis for rate limits and dedupe; `None` keeps them in process.
     pub redis: Option<RedisBackend>,
@@ -71,6 +74,10 @@ impl Backends {
         // tables it does not describe; joins guessed from names are checked against the data.
         let loaded = load_model(config, warehouse.as_ref(), config.query_timeout).await?;
         let guard = SqlGuard::new(warehouse.dialect(), Some(loaded.relations()));
+        // Invalid roles stop the start: running without them would show everyone everything.
+        let roles = AccessControl::read_roles(config.model_path.as_ref(), warehouse.dialect())?;
+        let access = Arc::new(AccessControl::new(roles, Arc::new(NoGroups), warehouse.dialect()));
+        access.set_schema(&loaded.schema);
         let interpreter: Arc<dyn Interpreter> = match &config.openai {
             Some(openai) => Arc::new(
                 LlmInterpreter::connect(
@@ -90,6 +97,7 @@ impl Backends {
             warehouse,
             interpreter,
             guard,
+            access,
             metrics,
             redis,
             slots,
@@ -125,6 +133,7 @@ impl Backends {
             timezone: config.timezone,
             reactions: config.reactions,
             turn_permits: Arc::new(tokio::sync::Semaphore::new(MAX_TURNS_IN_FLIGHT)),
+            access: self.access.clone(),
         })
     }
 }
@@ -327,7 +336,11 @@ impl Application {
             backends.interpreter.clone(),
             backends.guard.clone(),
         )
+        .with_access(backends.access.clone())
         .spawn(handle.stop.clone());
+        if let Some(path) = &config.model_path {
+            backends.access.watch(path.clone(), handle.stop.clone());
+        }
         let ingress = web::Data::new(SlackIngress {
             verifier: SignatureVerifier::new(signing_secret),
             registry: registry.clone(),

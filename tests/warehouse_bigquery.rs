@@ -223,7 +223,10 @@ async fn a_tagged_statement_is_labelled_with_its_thread_and_version() {
     });
     assert_eq!(fake.dry_runs()[0]["configuration"]["labels"], expected);
     assert_eq!(fake.query_requests()[0]["labels"], expected);
-    assert_eq!(fake.query_requests()[1]["labels"], serde_json::json!({"app": "threadql"}));
+    assert_eq!(
+        fake.query_requests()[1]["labels"],
+        serde_json::json!({"app": "threadql"})
+    );
 }
 
 #[tokio::test]
@@ -291,7 +294,8 @@ async fn several_pages_are_assembled_in_order() {
 #[tokio::test]
 async fn an_export_of_100000_rows_is_handed_over_page_by_page() {
     // Arrange
-    let (_db, _fake, warehouse) = arrange("CREATE TABLE numbers AS SELECT g AS n FROM generate_series(1, 100000) AS g;").await;
+    let (_db, _fake, warehouse) =
+        arrange("CREATE TABLE numbers AS SELECT g AS n FROM generate_series(1, 100000) AS g;").await;
     let (pages, mut received) = tokio::sync::mpsc::channel::<threadql::domain::QueryResult>(1);
     let reader = tokio::spawn(async move {
         let mut sizes = Vec::new();

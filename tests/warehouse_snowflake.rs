@@ -197,14 +197,21 @@ async fn a_tagged_statement_carries_its_thread_and_version_as_query_tag() {
     let tag = threadql::sql::QueryTag::new(&"T01/C02/1712345678.000100", 3);
 
     warehouse
-        .execute(&guarded("SELECT 43 AS answer").tagged(tag), Duration::from_secs(5), &never())
+        .execute(
+            &guarded("SELECT 43 AS answer").tagged(tag),
+            Duration::from_secs(5),
+            &never(),
+        )
         .await
         .unwrap();
 
     let sent = submissions(&fake, "43");
     let body = sent[0].body.as_ref().unwrap();
     assert_eq!(body["parameters"]["QUERY_TAG"], "threadql:T01/C02/1712345678.000100:3");
-    assert_eq!(body["statement"], "SELECT 43 AS answer LIMIT 100000", "the tag is not in the text");
+    assert_eq!(
+        body["statement"], "SELECT 43 AS answer LIMIT 100000",
+        "the tag is not in the text"
+    );
 }
 
 #[tokio::test]

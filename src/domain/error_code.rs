@@ -18,6 +18,7 @@ pub enum ErrorCode {
     NothingToCancel,
     // A query that did not produce an answer.
     QueryRefused,
+    NotPermitted,
     QueryFailed,
     QueryTimedOut,
     QueryTooExpensive,
@@ -58,7 +59,7 @@ pub struct ErrorDescription {
 
 impl ErrorCode {
     /// Every code, for tests and docs that walk the table.
-    pub const ALL: [ErrorCode; 28] = [
+    pub const ALL: [ErrorCode; 29] = [
         Self::NotUnderstood,
         Self::QuestionTooLong,
         Self::LlmUnavailable,
@@ -67,6 +68,7 @@ impl ErrorCode {
         Self::NothingToUndo,
         Self::NothingToCancel,
         Self::QueryRefused,
+        Self::NotPermitted,
         Self::QueryFailed,
         Self::QueryTimedOut,
         Self::QueryTooExpensive,
@@ -135,6 +137,12 @@ impl ErrorCode {
                 None,
                 "failed",
                 "The warehouse couldn't run that query. Try rephrasing the question; `show sql` shows what I tried.",
+            ),
+            Self::NotPermitted => (
+                "not_permitted",
+                None,
+                "refused",
+                "You don't have access to that data. Ask your data team if you need it; `show sql` shows what I tried.",
             ),
             Self::QueryTimedOut => (
                 "query_timed_out",

@@ -51,6 +51,7 @@ pub struct ModelRefresh {
     warehouse: Arc<dyn Warehouse>,
     interpreter: Arc<dyn Interpreter>,
     guard: SqlGuard,
+    access: Option<Arc<crate::access::AccessControl>>,
 }
 
 impl ModelRefresh {
@@ -65,7 +66,14 @@ impl ModelRefresh {
             warehouse,
             interpreter,
             guard,
+            access: None,
         }
+    }
+
+    /// Also hands each load's columns to the access control (to resolve `*` against roles).
+    pub fn with_access(mut self, access: Arc<crate::access::AccessControl>) -> Self {
+        self.access = Some(access);
+        self
     }
 
     /// Loads the model once and hands it over; on failure the previous model stays.
@@ -73,6 +81,9 @@ impl ModelRefresh {
         let started = std::time::Instant::now();
         let loaded = load_model(&self.config, self.warehouse.as_ref(), self.config.query_timeout).await?;
         self.guard.set_allowed_relations(loaded.relations());
+        if let Some(access) = &self.access {
+            access.set_schema(&loaded.schema);
+        }
         self.interpreter.reload(&loaded);
         tracing::info!(
             tables = loaded.model.tables.len(),

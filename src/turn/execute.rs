@@ -6,7 +6,7 @@ use tracing::Instrument;
 use super::cancel::CancelReason;
 use super::run::{TurnContext, TurnRequest};
 use crate::domain::{bytes_text, Answer, ErrorCode, ProposedQuery, QueryId, QueryResult, QueryVersion, Reply};
-use crate::sql::{GuardedSql, QueryTag};
+use crate::sql::{GuardError, GuardedSql, QueryTag};
 use crate::store::{AuditRecord, QueryRecord, QueryStatus};
 use crate::warehouse::{Estimate, PageSender, WarehouseError};
 
@@ -128,13 +128,65 @@ impl TurnContext {
             error_code: error.as_ref().map(|(code, _)| *code),
             error: error.map(|(_, text)| text),
         };
-        let checked = tracing::info_span!("guard", engine = services.guard.dialect().engine())
-            .in_scope(|| services.guard.check(&proposed.sql, row_cap as u64));
-        let guarded = match checked {
-            Ok(guarded) => guarded.tagged(QueryTag::new(&self.key, version)),
+        // The asker's roles: a click is checked against the clicker, an export against whoever
+        // asked for it.
+        let Some(grant) = services
+            .access
+            .grant(self.key.team().as_str(), message.user.as_str())
+            .await
+        else {
+            let detail = "You are in no threadql role, so I can't read the warehouse for you. Ask your data team to add you to one.";
+            self.audit(
+                message,
+                "permission_refused",
+                Some(ErrorCode::NotPermitted),
+                "in no role".into(),
+            )
+            .await;
+            return Err(Failure {
+                reply: Reply::error_with(ErrorCode::NotPermitted, detail.to_string()),
+                error: detail.to_string(),
+                revisable: false,
+                superseded: false,
+                confirm: None,
+            });
+        };
+        let checked =
+            tracing::info_span!("guard", engine = services.guard.dialect().engine()).in_scope(|| match &grant.policy {
+                None => services
+                    .guard
+                    .check(&proposed.sql, row_cap as u64)
+                    .map(|guarded| (guarded, None)),
+                Some(policy) => {
+                    let columns = services.access.columns();
+                    let columns_of = |table: &str| columns.get(table).cloned();
+                    services
+                        .guard
+                        .check_with_policy(&proposed.sql, row_cap as u64, policy, &columns_of)
+                        .map(|(guarded, disclosure)| (guarded, Some(disclosure)))
+                }
+            });
+        let (guarded, disclosure) = match checked {
+            Ok((guarded, disclosure)) => (guarded.tagged(QueryTag::new(&self.key, version)), disclosure),
             Err(error) => {
-                let code = ErrorCode::QueryRefused;
-                self.audit(message, "sql_refused", Some(code), format!("{error}: {}", proposed.sql))
+                let permission = grant.policy.is_some()
+                    && matches!(
+                        error,
+                        GuardError::ColumnNotAllowed(_)
+                            | GuardError::RelationNotAllowed(_)
+                            | GuardError::InvalidRowFilter(_)
+                    );
+                let (code, action) = if permission {
+                    (ErrorCode::NotPermitted, "permission_refused")
+                } else {
+                    (ErrorCode::QueryRefused, "sql_refused")
+                };
+                let roles = if grant.roles.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (roles: {})", grant.roles.join(", "))
+                };
+                self.audit(message, action, Some(code), format!("{error}{roles}: {}", proposed.sql))
                     .await;
                 self.history(record(
                     QueryStatus::Refused,
@@ -154,6 +206,24 @@ impl TurnContext {
                 });
             }
         };
+        if let Some(disclosure) = &disclosure {
+            let filters = if disclosure.row_filters.is_empty() {
+                "no row filter".to_string()
+            } else {
+                disclosure.row_filters.join("; ")
+            };
+            self.audit(
+                message,
+                "policy_applied",
+                None,
+                format!(
+                    "roles {}; read {}; {filters}",
+                    grant.roles.join(", "),
+                    disclosure.columns.iter().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            )
+            .await;
+        }
         if let Some(failure) = self.cost_guard(message, &guarded, consent).await {
             return Err(failure);
         }
@@ -212,8 +282,14 @@ impl TurnContext {
                 span.record("rows", rows);
                 metrics.warehouse_rows.with_label_values(&[engine]).inc_by(rows as u64);
                 result.apply_formats(&proposed.formats);
-                self.history(record(QueryStatus::Succeeded, guarded.as_str(), duration, Some(rows), None))
-                    .await;
+                self.history(record(
+                    QueryStatus::Succeeded,
+                    guarded.as_str(),
+                    duration,
+                    Some(rows),
+                    None,
+                ))
+                .await;
                 Ok(Execution { result, rows, duration })
             }
             Err(error) => {
@@ -368,7 +444,11 @@ impl TurnContext {
             budgeted.push((format!("user:{}:{}", self.key.team(), message.user), limit, "your"));
         }
         if let Some(limit) = budgets.per_channel {
-            budgeted.push((format!("channel:{}:{}", self.key.team(), self.key.channel()), limit, "this channel's"));
+            budgeted.push((
+                format!("channel:{}:{}", self.key.team(), self.key.channel()),
+                limit,
+                "this channel's",
+            ));
         }
         if budgeted.is_empty() {
             return None;
@@ -391,8 +471,13 @@ impl TurnContext {
                     bytes_text(*used),
                     bytes_text(*limit)
                 );
-                self.audit(message, "budget_exceeded", Some(ErrorCode::DailyBudgetExceeded), detail.clone())
-                    .await;
+                self.audit(
+                    message,
+                    "budget_exceeded",
+                    Some(ErrorCode::DailyBudgetExceeded),
+                    detail.clone(),
+                )
+                .await;
                 return Some(refusal(ErrorCode::DailyBudgetExceeded, detail));
             }
         }

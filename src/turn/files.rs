@@ -4,8 +4,8 @@
 use super::execute::Run;
 use super::run::{format_count, Handled, TurnContext, TurnRequest};
 use crate::domain::{ErrorCode, QueryResult, Reply};
-use crate::render::csv::CsvFile;
 use crate::render::chart::{render_chart, ChartError};
+use crate::render::csv::CsvFile;
 
 impl TurnContext {
     pub(super) async fn chart(&mut self, message: &TurnRequest) -> Handled {

@@ -60,6 +60,8 @@ pub struct TurnLimits {
 pub struct ThreadServices {
     pub interpreter: Arc<dyn Interpreter>,
     pub guard: SqlGuard,
+    /// Who may see what: the roles the guard enforces for each asker.
+    pub access: Arc<crate::access::AccessControl>,
     pub warehouse: Arc<dyn Warehouse>,
     pub store: Arc<dyn StateStore>,
     pub replier: Arc<dyn Replier>,

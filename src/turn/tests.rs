@@ -139,6 +139,7 @@ impl Harness {
             timezone: chrono_tz::UTC,
             reactions: false,
             turn_permits: Arc::new(tokio::sync::Semaphore::new(4)),
+            access: Arc::new(crate::access::AccessControl::unrestricted(Dialect::Sqlite)),
         };
         configure(&mut services);
         let services = Arc::new(services);
@@ -598,9 +599,15 @@ async fn a_users_daily_budget_refuses_the_query_that_would_pass_it() {
         .state_rows("SELECT subject, bytes FROM warehouse_usage ORDER BY subject")
         .await;
     let charged: Vec<(String, i64)> = charged.iter().map(|r| (r.get("subject"), r.get("bytes"))).collect();
-    assert_eq!(charged, [("user:T1:U1".to_string(), (24 * GB) as i64)], "the refused query is not charged");
+    assert_eq!(
+        charged,
+        [("user:T1:U1".to_string(), (24 * GB) as i64)],
+        "the refused query is not charged"
+    );
     let audited = harness
-        .state_rows("SELECT COUNT(*) AS n FROM audit_logs WHERE action = 'budget_exceeded' AND code = 'daily_budget_exceeded'")
+        .state_rows(
+            "SELECT COUNT(*) AS n FROM audit_logs WHERE action = 'budget_exceeded' AND code = 'daily_budget_exceeded'",
+        )
         .await;
     assert_eq!(audited[0].get::<i64, _>("n"), 1);
 }
@@ -615,13 +622,18 @@ async fn a_channels_daily_budget_counts_every_asker_in_it() {
 
     assert_eq!(ending, Ending::Failed(ErrorCode::DailyBudgetExceeded));
     let detail = error_of(&replies).detail.clone().unwrap_or_default();
-    assert!(detail.contains("this channel's reads today come to 12.0 GB"), "{detail}");
+    assert!(
+        detail.contains("this channel's reads today come to 12.0 GB"),
+        "{detail}"
+    );
 }
 
 #[tokio::test]
 async fn every_statement_is_tagged_with_its_thread_and_version() {
     let mut script = ScriptedInterpreter::default();
-    script.script.insert("total sales", Ok(query("SELECT SUM(amount) AS sales FROM sales")));
+    script
+        .script
+        .insert("total sales", Ok(query("SELECT SUM(amount) AS sales FROM sales")));
     script.script.insert(
         "by region",
         Ok(query("SELECT region, SUM(amount) AS sales FROM sales GROUP BY region")),
@@ -642,7 +654,11 @@ async fn every_statement_is_tagged_with_its_thread_and_version() {
     let key = "T1/C1/1700000000.000100";
     assert_eq!(
         *tags.lock().unwrap(),
-        [format!("threadql:{key}:1"), format!("threadql:{key}:2"), format!("threadql:{key}:2")]
+        [
+            format!("threadql:{key}:1"),
+            format!("threadql:{key}:2"),
+            format!("threadql:{key}:2")
+        ]
     );
 }
 
@@ -661,4 +677,142 @@ async fn an_export_is_written_page_by_page_into_one_file() {
     assert_eq!(text.lines().count(), 3, "the header and one line per page: {text}");
     assert!(text.starts_with("region,sales\n"), "{text}");
     assert!(title.contains("(2 rows)"), "{title}");
+}
+
+/// A thread whose asker (U1) has the roles of `roles` (threadql.toml text) over the sales table.
+async fn governed(roles: &str) -> Harness {
+    let mut script = ScriptedInterpreter::default();
+    script.script.insert(
+        "sales by region",
+        Ok(query(
+            "SELECT region, SUM(amount) AS sales FROM sales GROUP BY region ORDER BY region",
+        )),
+    );
+    script.script.insert(
+        "regions",
+        Ok(query("SELECT DISTINCT region FROM sales ORDER BY region")),
+    );
+    let roles = crate::access::Roles::from_toml_str(roles, Dialect::Sqlite).unwrap();
+    Harness::configured(script, |services| {
+        let access = crate::access::AccessControl::new(roles, Arc::new(crate::access::NoGroups), Dialect::Sqlite);
+        access.set_schema(&[crate::domain::TableSchema {
+            name: "sales".into(),
+            columns: ["region", "amount"]
+                .into_iter()
+                .map(|name| crate::domain::ColumnSchema {
+                    name: name.into(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }]);
+        services.access = Arc::new(access);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_row_filter_of_the_askers_role_shapes_the_answer() {
+    let mut harness = governed(
+        r#"
+        [[roles]]
+        name = "emea"
+        members = ["U1"]
+        tables = ["sales"]
+        row_filters = { sales = "region = 'EMEA'" }
+        "#,
+    )
+    .await;
+
+    let (ending, replies) = harness.say("sales by region").await;
+
+    assert_eq!(ending, Ending::Answered);
+    let [Reply::Answer(answer)] = replies.as_slice() else {
+        panic!("expected an answer, got {replies:?}");
+    };
+    assert_eq!(answer.result.rows.len(), 1, "only EMEA: {:?}", answer.result.rows);
+    assert_eq!(answer.result.rows[0][0], crate::domain::Value::Text("EMEA".into()));
+    let audited = harness
+        .state_rows("SELECT detail FROM audit_logs WHERE action = 'policy_applied'")
+        .await;
+    let detail: String = audited[0].get("detail");
+    assert!(
+        detail.contains("roles emea") && detail.contains("sales: region = 'EMEA'"),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
+async fn a_denied_column_is_refused_and_audited() {
+    let mut harness = governed(
+        r#"
+        [[roles]]
+        name = "regions-only"
+        members = ["U1"]
+        deny_columns = ["sales.amount"]
+        "#,
+    )
+    .await;
+
+    let (ending, replies) = harness.say("sales by region").await;
+    assert_eq!(ending, Ending::Failed(ErrorCode::NotPermitted));
+    assert!(error_of(&replies)
+        .detail
+        .as_deref()
+        .unwrap_or_default()
+        .contains("sales.amount"));
+    let refused = harness
+        .state_rows("SELECT code FROM audit_logs WHERE action = 'permission_refused'")
+        .await;
+    assert_eq!(refused[0].get::<String, _>("code"), "not_permitted");
+
+    let (ending, _) = harness.say("regions").await;
+    assert_eq!(ending, Ending::Answered, "what the role may read is still answered");
+}
+
+#[tokio::test]
+async fn someone_in_no_role_is_refused_without_a_default_role() {
+    let mut harness = governed(
+        r#"
+        [[roles]]
+        name = "finance"
+        members = ["U999"]
+        "#,
+    )
+    .await;
+
+    let (ending, replies) = harness.say("sales by region").await;
+
+    assert_eq!(ending, Ending::Failed(ErrorCode::NotPermitted));
+    assert!(error_of(&replies)
+        .detail
+        .as_deref()
+        .unwrap_or_default()
+        .contains("no threadql role"));
+    let ran = harness.state_rows("SELECT COUNT(*) AS n FROM query_history").await;
+    assert_eq!(ran[0].get::<i64, _>("n"), 0, "nothing reached the warehouse");
+}
+
+#[tokio::test]
+async fn a_role_change_applies_to_the_next_question_without_a_restart() {
+    let mut harness = governed(
+        r#"
+        [[roles]]
+        name = "regions-only"
+        members = ["U1"]
+        deny_columns = ["sales.amount"]
+        "#,
+    )
+    .await;
+    let (ending, _) = harness.say("sales by region").await;
+    assert_eq!(ending, Ending::Failed(ErrorCode::NotPermitted));
+
+    let widened = "[[roles]]\nname = \"all\"\nmembers = [\"U1\"]\n";
+    harness
+        .services
+        .access
+        .set_roles(crate::access::Roles::from_toml_str(widened, Dialect::Sqlite).unwrap());
+    let (ending, _) = harness.say("sales by region").await;
+
+    assert_eq!(ending, Ending::Answered);
 }

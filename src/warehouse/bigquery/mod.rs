@@ -98,7 +98,9 @@ impl BigQueryWarehouse {
         let labels = job_labels(tag);
         super::run_on_own_task(cancel, move |stop| async move {
             let mut rows = Vec::new();
-            let fields = inner.run_job(&sql, labels, timeout, stop, Delivery::Collect(&mut rows)).await?;
+            let fields = inner
+                .run_job(&sql, labels, timeout, stop, Delivery::Collect(&mut rows))
+                .await?;
             Ok(convert_rows(&fields, &rows))
         })
         .await

@@ -374,7 +374,12 @@ impl Client {
             .map_err(|e| WarehouseError::Unavailable(format!("bad Snowflake API URL: {e}")))
     }
 
-    async fn submit(&self, statement: &Statement, timeout: Duration, deadline: Instant) -> Result<Reply, WarehouseError> {
+    async fn submit(
+        &self,
+        statement: &Statement,
+        timeout: Duration,
+        deadline: Instant,
+    ) -> Result<Reply, WarehouseError> {
         let mut body = serde_json::json!({
             "statement": statement.sql,
             // Whole seconds, at least one: 0 would mean Snowflake's maximum (7 days).
