@@ -19,6 +19,7 @@ pub mod model_check;
 pub mod model_command;
 pub mod outbound;
 pub mod render;
+pub mod roles_command;
 pub mod slack;
 pub mod sql;
 pub mod startup;

@@ -81,9 +81,31 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// The roles of THREADQL_CONFIG ([[roles]], [access]): `check` them against the warehouse, or
+    /// show `who <user id>` may see what.
+    Roles {
+        #[command(subcommand)]
+        action: RolesAction,
+    },
     /// GET /healthz on THREADQL_LISTEN and exit 0 when it answers 200 (the container's
     /// HEALTHCHECK: the runtime image has no curl).
     Healthcheck,
+}
+
+#[derive(Subcommand)]
+enum RolesAction {
+    /// Check every role against the warehouse: its tables and denied columns exist, its row
+    /// filters run. Exits non-zero when there is a problem.
+    Check,
+    /// Print the roles, tables, denied columns and row filters of a Slack user.
+    Who {
+        /// The Slack user id, e.g. U0123ABCD.
+        user: String,
+        /// A user-group handle the user is in (repeatable); otherwise looked up in Slack when
+        /// SLACK_BOT_TOKEN is set.
+        #[arg(long = "group")]
+        groups: Vec<String>,
+    },
 }
 
 #[actix_web::main]
@@ -106,7 +128,7 @@ async fn main() -> ExitCode {
         };
     }
     let default_filter = match cli.command {
-        Command::Demo | Command::Model { .. } => "warn",
+        Command::Demo | Command::Model { .. } | Command::Roles { .. } => "warn",
         _ => "info",
     };
     let telemetry = threadql::telemetry::init(config.log_format, default_filter);
@@ -136,6 +158,23 @@ async fn run(command: Command, config: Config) -> ExitCode {
                 }
             };
         }
+        Command::Roles {
+            action: RolesAction::Check,
+        } => {
+            return match threadql::roles_command::check(&config).await {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(error) => {
+                    eprintln!("threadql: {error:#}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        Command::Roles {
+            action: RolesAction::Who { user, groups },
+        } => threadql::roles_command::who(&config, &user, groups)
+            .await
+            .map(|text| print!("{text}")),
         // Answered above, before logging is set up: its output is the exit status.
         Command::Healthcheck => return ExitCode::SUCCESS,
         Command::Check => {

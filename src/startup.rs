@@ -303,6 +303,9 @@ impl Application {
         let activity = Activity::new();
         let api = SlackWebApi::new(&config.slack.api_url, &bot_token, backends.metrics.clone())?
             .with_activity(activity.clone());
+        backends
+            .access
+            .set_groups(Arc::new(crate::slack::user_groups::SlackUserGroups::new(api.clone())));
         let bot_user = match api.bot_user_id().await {
             Ok(user) => Some(user),
             Err(error) => {

@@ -5,5 +5,6 @@ pub mod ingress;
 pub mod replier;
 pub mod routes;
 pub mod socket_mode;
+pub mod user_groups;
 pub mod verify;
 pub mod web_api;

@@ -187,6 +187,32 @@ impl SlackWebApi {
         Ok(response.user_id.to_string())
     }
 
+    /// Every enabled user group's handle and members (`usergroups.list` with `include_users`;
+    /// scope `usergroups:read`).
+    pub async fn user_groups(&self) -> Result<Vec<(String, Vec<String>)>, SlackApiError> {
+        let response = self
+            .call("usergroups.list", Persistence::GiveUp, || async {
+                self.client
+                    .open_session(&self.token)
+                    .usergroups_list(&SlackApiUserGroupsListRequest::new().with_include_users(true))
+                    .await
+            })
+            .await?;
+        Ok(response
+            .usergroups
+            .into_iter()
+            .map(|group| {
+                let members = group
+                    .users
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|u| u.to_string())
+                    .collect();
+                (group.handle, members)
+            })
+            .collect())
+    }
+
     /// A single-use Socket Mode WebSocket URL (`apps.connections.open`). Slack wants the
     /// app-level token (`xapp-…`, scope `connections:write`) here, not the bot token.
     pub async fn open_socket_connection(&self, app_token: &SecretString) -> Result<url::Url, SlackApiError> {
