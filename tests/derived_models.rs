@@ -189,6 +189,7 @@ impl Derived {
                 today: today(),
                 history: &[],
                 clarifying: pending.as_ref(),
+                access: None,
             };
             match self.interpreter.interpret(request).await.map_err(|e| e.to_string())? {
                 Interpretation::Query(query) => {

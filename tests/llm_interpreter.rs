@@ -155,6 +155,7 @@ fn ask(text: &str) -> InterpretRequest<'_> {
         today: today(),
         history: &[],
         clarifying: None,
+        access: None,
     }
 }
 
@@ -376,6 +377,7 @@ async fn a_refinement_carries_the_thread_s_questions_the_current_sql_and_its_col
         today: today(),
         history: &history,
         clarifying: None,
+        access: None,
     };
     llm.interpret(request).await.unwrap();
 

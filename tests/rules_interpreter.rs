@@ -842,6 +842,7 @@ async fn the_interpreter_trait_answers_like_the_sync_core() {
             today: today(),
             history: &[],
             clarifying: None,
+            access: None,
         })
         .await
         .unwrap();

@@ -15,6 +15,7 @@ pub mod model;
 pub mod query;
 pub mod rules;
 pub mod time;
+pub mod visible;
 
 pub use llm::{LlmInterpreter, LlmSettings};
 pub use model::{ModelError, SemanticModel};
@@ -35,6 +36,9 @@ pub struct InterpretRequest<'a> {
     /// Set when the interpreter asked the user a clarifying question last turn: `text` is the
     /// user's answer to it, and together they make one question.
     pub clarifying: Option<&'a PendingClarification>,
+    /// What the asker's roles let them read: the interpreter shows nothing else of the
+    /// warehouse (`None`: no roles are configured).
+    pub access: Option<&'a crate::sql::AccessPolicy>,
 }
 
 /// An interpreter's answer.

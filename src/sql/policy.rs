@@ -166,6 +166,20 @@ impl AccessPolicy {
         Ok(())
     }
 
+    /// Whether the relation `name` (`orders`, `sales.orders`) may be read: what an interpreter
+    /// may show of the catalog (the guard decides on the parsed SQL).
+    pub fn allows_table(&self, name: &str) -> bool {
+        let parts: Vec<String> = name.split('.').map(normalized).collect();
+        let Some(tables) = &self.tables else { return true };
+        tables.iter().any(|entry| names_relation(&normalized(entry), &parts))
+    }
+
+    /// Whether `column` of the relation `table` is denied.
+    pub fn denies_column(&self, table: &str, column: &str) -> bool {
+        let parts: Vec<String> = table.split('.').map(normalized).collect();
+        self.denies(&parts, &normalized(column))
+    }
+
     /// Whether this policy lists `table` (a lower-cased entry) among the ones it reads.
     fn lists(&self, table: &str) -> bool {
         self.tables.as_ref().is_none_or(|tables| tables.contains(table))

@@ -7,6 +7,10 @@ use super::run::{Handled, TurnContext, TurnRequest};
 use crate::domain::{ErrorCode, PendingClarification, ProposedQuery, QueryId, Reply};
 use crate::interpret::{InterpretError, InterpretRequest, Interpretation};
 
+/// What someone in no role (and without a default role) is told.
+pub(super) const NO_ROLE: &str =
+    "You are in no threadql role, so I can't read the warehouse for you. Ask your data team to add you to one.";
+
 /// How many times one question may be interpreted (the first try plus corrections).
 const MAX_ATTEMPTS: u32 = 3;
 
@@ -18,12 +22,30 @@ impl TurnContext {
         // The turn being handled was just recorded; the interpreter gets the ones before it.
         let turns = self.state.turns();
         let history = turns[..turns.len().saturating_sub(1)].to_vec();
+        // The asker's roles decide what the interpreter may show of the warehouse; someone who
+        // may read nothing is told so before any interpreter sees the question.
+        let Some(grant) = self
+            .services
+            .access
+            .grant(self.key.team().as_str(), message.user.as_str())
+            .await
+        else {
+            self.audit(
+                message,
+                "permission_refused",
+                Some(ErrorCode::NotPermitted),
+                "in no role".into(),
+            )
+            .await;
+            return Handled::failure(Reply::error_with(ErrorCode::NotPermitted, NO_ROLE.to_string()));
+        };
         let request = InterpretRequest {
             text,
             current: current.as_ref(),
             today,
             history: &history,
             clarifying: clarifying.as_ref(),
+            access: grant.policy.as_ref(),
         };
         let interpreter = self.services.interpreter.clone();
         let interpreted = interpreter

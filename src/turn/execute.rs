@@ -135,7 +135,7 @@ impl TurnContext {
             .grant(self.key.team().as_str(), message.user.as_str())
             .await
         else {
-            let detail = "You are in no threadql role, so I can't read the warehouse for you. Ask your data team to add you to one.";
+            let detail = super::ask::NO_ROLE;
             self.audit(
                 message,
                 "permission_refused",

@@ -131,7 +131,24 @@ impl LlmInterpreter {
 
     async fn system_prompt(&self, request: &InterpretRequest<'_>, output: OutputMode) -> String {
         let ranking_text = ranking_text(request);
-        let knowledge = self.knowledge();
+        let mut knowledge = self.knowledge();
+        let mut examples = self.examples(&ranking_text).await;
+        // The asker's roles: the model is never shown a table they may not read or a denied
+        // column, not even in a past answer's SQL.
+        if let Some(policy) = request.access {
+            knowledge = Arc::new(Knowledge {
+                catalog: super::visible::catalog(&knowledge.catalog, policy),
+                model: super::visible::model(&knowledge.model, policy),
+            });
+            examples.retain(|example| {
+                !super::visible::mentions_denied(&example.sql, policy)
+                    && knowledge
+                        .catalog
+                        .tables_in_sql(&example.sql)
+                        .iter()
+                        .all(|table| policy.allows_table(table))
+            });
+        }
         let catalog = &knowledge.catalog;
         // The tables the current query already uses stay in the prompt.
         let pinned = request
@@ -139,7 +156,6 @@ impl LlmInterpreter {
             .map(|current| catalog.tables_in_sql(&current.sql))
             .unwrap_or_default();
         let tables = catalog.relevant_tables(&ranking_text, &knowledge.model, &pinned, self.settings.context);
-        let examples = self.examples(&ranking_text).await;
         system_prompt(&PromptContext {
             dialect: self.dialect,
             today: request.today,
