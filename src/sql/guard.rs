@@ -14,7 +14,6 @@ use sqlparser::ast::{
 };
 use sqlparser::parser::Parser;
 
-use super::policy::{self, AccessPolicy, Disclosure};
 use super::{Dialect, GuardedSql};
 
 /// Longest statement the guard accepts. Interpreters write short queries; a huge one is either a
@@ -244,37 +243,19 @@ impl SqlGuard {
 
     /// Checks `sql` and returns it, re-serialized, with a LIMIT of at most `row_cap`.
     pub fn check(&self, sql: &str, row_cap: u64) -> Result<GuardedSql, GuardError> {
-        self.check_guarded(sql, row_cap, None).map(|(guarded, _)| guarded)
+        self.check_guarded(sql, row_cap, |_| Ok(()))
+            .map(|(guarded, ())| guarded)
     }
 
-    /// Checks `sql` like [`SqlGuard::check`], then against one asker's [`AccessPolicy`]: every
-    /// relation must be in the policy's tables, no denied column may be read through any
-    /// construct, and every reference to a table with row filters is replaced by a derived table
-    /// that applies them. `columns(table)` gives the lower-cased column names of a table (called
-    /// with the name as the query wrote it, lower-cased, then with the bare table name); it is
-    /// needed to expand `*` and to resolve unqualified names, and `None` makes the check assume
-    /// the table may hold any of its denied columns.
-    ///
-    /// The [`Disclosure`] says what the answer is built from. Statements whose reads cannot be
-    /// worked out (PIVOT, LATERAL VIEW, a table function other than the harmless ones, ...) are
-    /// refused as unsupported, even for an unrestricted policy, so a disclosure is never partial.
-    pub fn check_with_policy(
+    /// The checks every statement passes, with `step` run on the checked tree before its LIMIT
+    /// is capped (an access policy's checks and rewrite, see `policy.rs`); the rewritten tree is
+    /// what is proven to serialize faithfully.
+    pub(super) fn check_guarded<T>(
         &self,
         sql: &str,
         row_cap: u64,
-        policy: &AccessPolicy,
-        columns: ColumnsOf<'_>,
-    ) -> Result<(GuardedSql, Disclosure), GuardError> {
-        let (guarded, disclosure) = self.check_guarded(sql, row_cap, Some((policy, columns)))?;
-        Ok((guarded, disclosure.unwrap_or_default()))
-    }
-
-    fn check_guarded(
-        &self,
-        sql: &str,
-        row_cap: u64,
-        policy: Option<(&AccessPolicy, ColumnsOf<'_>)>,
-    ) -> Result<(GuardedSql, Option<Disclosure>), GuardError> {
+        step: impl FnOnce(&mut Query) -> Result<T, GuardError>,
+    ) -> Result<(GuardedSql, T), GuardError> {
         let length = sql.chars().count();
         if length > MAX_SQL_CHARS {
             return Err(GuardError::TooLong(length));
@@ -293,18 +274,7 @@ impl SqlGuard {
 
         let allowed = self.allowed();
         self.check_relations(&query, allowed.as_deref())?;
-        let disclosure = match policy {
-            None => None,
-            Some((policy, columns)) => {
-                // The asker's tables narrow the warehouse's: a relation must be in both.
-                if let Some(tables) = &policy.tables {
-                    self.check_relations(&query, Some(&lowercased(tables.clone())))?;
-                }
-                let mut disclosure = policy::disclosed_reads(&query, policy, columns, self.dialect)?;
-                disclosure.row_filters = policy::apply_row_filters(&mut query, policy, self.dialect)?;
-                Some(disclosure)
-            }
-        };
+        let stepped = step(&mut query)?;
         cap_limit(&mut query, row_cap)?;
         if self.dialect == Dialect::BigQuery {
             let _ = VisitMut::visit(&mut *query, &mut BigQueryQuotes);
@@ -315,13 +285,13 @@ impl SqlGuard {
         // (and, under a policy, rewritten).
         let reparsed = Parser::parse_sql(dialect.as_ref(), &guarded).map_err(|_| GuardError::Unserializable)?;
         match reparsed.as_slice() {
-            [Statement::Query(again)] if **again == *query => Ok((GuardedSql::new(guarded), disclosure)),
+            [Statement::Query(again)] if **again == *query => Ok((GuardedSql::new(guarded), stepped)),
             _ => Err(GuardError::Unserializable),
         }
     }
 
     /// Runs the statement checks with `allowed` as the set of relations that may be read.
-    fn check_relations(&self, query: &Query, allowed: Option<&HashSet<String>>) -> Result<(), GuardError> {
+    pub(super) fn check_relations(&self, query: &Query, allowed: Option<&HashSet<String>>) -> Result<(), GuardError> {
         let mut checker = Checker {
             allowed,
             scopes: CteScopes::new(self.dialect),
@@ -333,7 +303,7 @@ impl SqlGuard {
     }
 }
 
-fn lowercased(relations: HashSet<String>) -> HashSet<String> {
+pub(super) fn lowercased(relations: HashSet<String>) -> HashSet<String> {
     relations.into_iter().map(|name| name.trim().to_lowercase()).collect()
 }
 

@@ -22,9 +22,42 @@ use sqlparser::parser::Parser;
 use sqlparser::tokenizer::Token;
 
 use super::guard::{
-    check_function_name, cte_key, into_flow, is_harmless_table_function, name_parts, CteScopes, GuardError,
+    check_function_name, cte_key, into_flow, is_harmless_table_function, lowercased, name_parts, ColumnsOf, CteScopes,
+    GuardError, SqlGuard,
 };
-use super::Dialect;
+use super::{Dialect, GuardedSql};
+
+impl SqlGuard {
+    /// Checks `sql` like [`SqlGuard::check`], then against one asker's [`AccessPolicy`]: every
+    /// relation must be in the policy's tables, no denied column may be read through any
+    /// construct, and every reference to a table with row filters is replaced by a derived table
+    /// that applies them. `columns(table)` gives the lower-cased column names of a table (called
+    /// with the name as the query wrote it, lower-cased, then with the bare table name); it is
+    /// needed to expand `*` and to resolve unqualified names, and `None` makes the check assume
+    /// the table may hold any of its denied columns.
+    ///
+    /// The [`Disclosure`] says what the answer is built from. Statements whose reads cannot be
+    /// worked out (PIVOT, LATERAL VIEW, a table function other than the harmless ones, ...) are
+    /// refused as unsupported, even for an unrestricted policy, so a disclosure is never partial.
+    pub fn check_with_policy(
+        &self,
+        sql: &str,
+        row_cap: u64,
+        policy: &AccessPolicy,
+        columns: ColumnsOf<'_>,
+    ) -> Result<(GuardedSql, Disclosure), GuardError> {
+        let dialect = self.dialect();
+        self.check_guarded(sql, row_cap, |query| {
+            // The asker's tables narrow the warehouse's: a relation must be in both.
+            if let Some(tables) = &policy.tables {
+                self.check_relations(query, Some(&lowercased(tables.clone())))?;
+            }
+            let mut disclosure = disclosed_reads(query, policy, columns, dialect)?;
+            disclosure.row_filters = apply_row_filters(query, policy, dialect)?;
+            Ok(disclosure)
+        })
+    }
+}
 
 /// What one asker may read: the union of their roles.
 ///

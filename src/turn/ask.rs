@@ -2,14 +2,10 @@
 //! itself see what went wrong.
 use tracing::Instrument;
 
-use super::execute::{Consent, Failure, Run};
+use super::execute::{Consent, Failure, Run, NO_ROLE};
 use super::run::{Handled, TurnContext, TurnRequest};
 use crate::domain::{ErrorCode, PendingClarification, ProposedQuery, QueryId, Reply};
 use crate::interpret::{InterpretError, InterpretRequest, Interpretation};
-
-/// What someone in no role (and without a default role) is told.
-pub(super) const NO_ROLE: &str =
-    "You are in no threadql role, so I can't read the warehouse for you. Ask your data team to add you to one.";
 
 /// How many times one question may be interpreted (the first try plus corrections).
 const MAX_ATTEMPTS: u32 = 3;

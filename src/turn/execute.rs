@@ -10,6 +10,10 @@ use crate::sql::{GuardError, GuardedSql, QueryTag};
 use crate::store::{AuditRecord, QueryRecord, QueryStatus};
 use crate::warehouse::{Estimate, PageSender, WarehouseError};
 
+/// What someone in no role (and without a default role) is told.
+pub(super) const NO_ROLE: &str =
+    "You are in no threadql role, so I can't read the warehouse for you. Ask your data team to add you to one.";
+
 /// How long the cost guard waits for the warehouse's estimate.
 const ESTIMATE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -135,7 +139,7 @@ impl TurnContext {
             .grant(self.key.team().as_str(), message.user.as_str())
             .await
         else {
-            let detail = super::ask::NO_ROLE;
+            let detail = NO_ROLE;
             self.audit(
                 message,
                 "permission_refused",
