@@ -148,28 +148,10 @@ async fn run(command: Command, config: Config) -> ExitCode {
                 println!("Migrations applied to {}", config.database_url);
             }),
         Command::Model { check: false } => threadql::model_command::run(&config).await,
-        Command::Model { check: true } => {
-            return match threadql::model_check::run(&config).await {
-                Ok(true) => ExitCode::SUCCESS,
-                Ok(false) => ExitCode::FAILURE,
-                Err(error) => {
-                    eprintln!("threadql: {error:#}");
-                    ExitCode::from(2)
-                }
-            };
-        }
+        Command::Model { check: true } => return check_status(threadql::model_check::run(&config).await),
         Command::Roles {
             action: RolesAction::Check,
-        } => {
-            return match threadql::roles_command::check(&config).await {
-                Ok(true) => ExitCode::SUCCESS,
-                Ok(false) => ExitCode::FAILURE,
-                Err(error) => {
-                    eprintln!("threadql: {error:#}");
-                    ExitCode::from(2)
-                }
-            };
-        }
+        } => return check_status(threadql::roles_command::check(&config).await),
         Command::Roles {
             action: RolesAction::Who { user, groups },
         } => threadql::roles_command::who(&config, &user, groups)
@@ -191,6 +173,18 @@ async fn run(command: Command, config: Config) -> ExitCode {
             tracing::error!(error = ?error, "threadql stopped with an error");
             eprintln!("threadql: {error:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// The exit status of a check: 0 passed, 1 found problems (printed), 2 could not check.
+fn check_status(outcome: anyhow::Result<bool>) -> ExitCode {
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("threadql: {error:#}");
+            ExitCode::from(2)
         }
     }
 }

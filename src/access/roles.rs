@@ -58,7 +58,8 @@ pub enum Fallback {
 pub struct Roles {
     roles: Vec<Role>,
     fallback: Fallback,
-    /// Guests and members of other organisations (Slack Connect) count as this.
+    /// Guests and members of other organisations (Slack Connect) count as this (for the
+    /// audience check of a channel, still to come).
     pub external: Fallback,
 }
 
@@ -197,14 +198,6 @@ impl Roles {
             });
         }
         self.fallback_grant(&self.fallback)
-    }
-
-    /// What a guest or a member of another organisation may read.
-    pub fn external_grant(&self) -> Option<Grant> {
-        if !self.is_configured() {
-            return self.grant("", &[]);
-        }
-        self.fallback_grant(&self.external)
     }
 
     fn fallback_grant(&self, fallback: &Fallback) -> Option<Grant> {

@@ -2,7 +2,7 @@
 //! itself see what went wrong.
 use tracing::Instrument;
 
-use super::execute::{Consent, Failure, Run, NO_ROLE};
+use super::execute::{Consent, Failure, Run};
 use super::run::{Handled, TurnContext, TurnRequest};
 use crate::domain::{ErrorCode, PendingClarification, ProposedQuery, QueryId, Reply};
 use crate::interpret::{InterpretError, InterpretRequest, Interpretation};
@@ -20,20 +20,9 @@ impl TurnContext {
         let history = turns[..turns.len().saturating_sub(1)].to_vec();
         // The asker's roles decide what the interpreter may show of the warehouse; someone who
         // may read nothing is told so before any interpreter sees the question.
-        let Some(grant) = self
-            .services
-            .access
-            .grant(self.key.team().as_str(), message.user.as_str())
-            .await
-        else {
-            self.audit(
-                message,
-                "permission_refused",
-                Some(ErrorCode::NotPermitted),
-                "in no role".into(),
-            )
-            .await;
-            return Handled::failure(Reply::error_with(ErrorCode::NotPermitted, NO_ROLE.to_string()));
+        let grant = match self.grant(message).await {
+            Ok(grant) => grant,
+            Err(refusal) => return Handled::failure(refusal),
         };
         let request = InterpretRequest {
             text,

@@ -5,13 +5,14 @@ use tracing::Instrument;
 
 use super::cancel::CancelReason;
 use super::run::{TurnContext, TurnRequest};
+use crate::access::Grant;
 use crate::domain::{bytes_text, Answer, ErrorCode, ProposedQuery, QueryId, QueryResult, QueryVersion, Reply};
 use crate::sql::{GuardError, GuardedSql, QueryTag};
 use crate::store::{AuditRecord, QueryRecord, QueryStatus};
 use crate::warehouse::{Estimate, PageSender, WarehouseError};
 
 /// What someone in no role (and without a default role) is told.
-pub(super) const NO_ROLE: &str =
+const NO_ROLE: &str =
     "You are in no threadql role, so I can't read the warehouse for you. Ask your data team to add you to one.";
 
 /// How long the cost guard waits for the warehouse's estimate.
@@ -90,6 +91,23 @@ impl Consent {
 }
 
 impl TurnContext {
+    /// What the asker of `message` may read; someone in no role (and without a default role)
+    /// gets the refusal to reply with, audited.
+    pub(super) async fn grant(&self, message: &TurnRequest) -> Result<Grant, Reply> {
+        let team = self.key.team().as_str();
+        if let Some(grant) = self.services.access.grant(team, message.user.as_str()).await {
+            return Ok(grant);
+        }
+        self.audit(
+            message,
+            "permission_refused",
+            Some(ErrorCode::NotPermitted),
+            "in no role".into(),
+        )
+        .await;
+        Err(Reply::error_with(ErrorCode::NotPermitted, NO_ROLE.to_string()))
+    }
+
     pub(super) fn answer(&self, summary: String, execution: Execution, query_id: QueryId, version: usize) -> Reply {
         let total_rows = execution.rows;
         Reply::Answer(Box::new(Answer {
@@ -134,27 +152,13 @@ impl TurnContext {
         };
         // The asker's roles: a click is checked against the clicker, an export against whoever
         // asked for it.
-        let Some(grant) = services
-            .access
-            .grant(self.key.team().as_str(), message.user.as_str())
-            .await
-        else {
-            let detail = NO_ROLE;
-            self.audit(
-                message,
-                "permission_refused",
-                Some(ErrorCode::NotPermitted),
-                "in no role".into(),
-            )
-            .await;
-            return Err(Failure {
-                reply: Reply::error_with(ErrorCode::NotPermitted, detail.to_string()),
-                error: detail.to_string(),
-                revisable: false,
-                superseded: false,
-                confirm: None,
-            });
-        };
+        let grant = self.grant(message).await.map_err(|reply| Failure {
+            error: NO_ROLE.to_string(),
+            reply,
+            revisable: false,
+            superseded: false,
+            confirm: None,
+        })?;
         let checked =
             tracing::info_span!("guard", engine = services.guard.dialect().engine()).in_scope(|| match &grant.policy {
                 None => services

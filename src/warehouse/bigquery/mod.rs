@@ -108,10 +108,10 @@ impl BigQueryWarehouse {
 }
 
 /// Where a job's pages go: kept until the last one (then converted together), or converted and
-/// handed over one by one.
+/// handed over one by one (counting the rows sent).
 enum Delivery<'a> {
     Collect(&'a mut Vec<api::Row>),
-    Pages(super::PageSender),
+    Pages(super::PageSender, &'a mut usize),
 }
 
 /// Who stopped the job.
@@ -214,8 +214,9 @@ impl Inner {
                 let fields = fields.get_or_insert_with(|| response.schema.take().map(|s| s.fields).unwrap_or_default());
                 match &mut delivery {
                     Delivery::Collect(rows) => rows.append(&mut response.rows),
-                    Delivery::Pages(pages) => {
+                    Delivery::Pages(pages, sent) => {
                         let page = convert_rows(fields, &std::mem::take(&mut response.rows));
+                        **sent += page.rows.len();
                         pages.send(page).await.map_err(|_| WarehouseError::Cancelled)?;
                     }
                 }
@@ -474,26 +475,14 @@ impl Warehouse for BigQueryWarehouse {
         let inner = self.inner.clone();
         let text = sql.as_str().to_string();
         let labels = job_labels(sql.tag());
-        let counted = super::run_on_own_task(cancel, move |stop| async move {
-            // Counts what went through: the pages themselves are gone once sent.
-            let (counting, mut received) = tokio::sync::mpsc::channel::<QueryResult>(1);
-            let forward = async {
-                let mut rows = 0;
-                while let Some(page) = received.recv().await {
-                    rows += page.rows.len();
-                    if pages.send(page).await.is_err() {
-                        return Err(WarehouseError::Cancelled);
-                    }
-                }
-                Ok(rows)
-            };
-            let run = inner.run_job(&text, labels, timeout, stop, Delivery::Pages(counting));
-            let (ran, forwarded) = tokio::join!(run, forward);
-            ran?;
-            forwarded
+        super::run_on_own_task(cancel, move |stop| async move {
+            let mut rows = 0;
+            inner
+                .run_job(&text, labels, timeout, stop, Delivery::Pages(pages, &mut rows))
+                .await?;
+            Ok(rows)
         })
-        .await?;
-        Ok(counted)
+        .await
     }
 
     async fn schema(&self) -> Result<Vec<TableSchema>, WarehouseError> {
