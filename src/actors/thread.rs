@@ -52,6 +52,7 @@ impl UserMessage {
             message_ts: self.message_ts,
             origin: self.origin,
             version: self.version,
+            event_id: self.event_id,
         }
     }
 

@@ -71,6 +71,8 @@ impl QueryStatus {
 pub struct AuditRecord {
     pub thread: ThreadKey,
     pub user: UserId,
+    /// Slack's event id of the message the row is about (empty for a click or the terminal).
+    pub event_id: String,
     /// e.g. `sql_refused`, `csv_exported`.
     pub action: String,
     /// The error table's code when the row records a refusal or failure.

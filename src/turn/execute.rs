@@ -364,6 +364,7 @@ impl TurnContext {
         let record = AuditRecord {
             thread: self.key.clone(),
             user: message.user.clone(),
+            event_id: message.event_id.clone(),
             action: action.to_string(),
             code,
             detail,

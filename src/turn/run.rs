@@ -25,6 +25,8 @@ pub struct TurnRequest {
     pub origin: Origin,
     /// The version a button click is about; `None` means the thread's current version.
     pub version: Option<usize>,
+    /// Slack's event id (empty for a click or the terminal): audit rows carry it.
+    pub event_id: String,
 }
 
 /// How a turn ended, as its handler says (never guessed from what it posted).

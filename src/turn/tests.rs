@@ -168,6 +168,7 @@ impl Harness {
             message_ts: MessageTs::new(format!("1700000000.{:06}", 200 + self.state.turns().len())),
             origin,
             version: None,
+            event_id: format!("Ev{}", self.state.turns().len()),
         };
         let turn = TurnContext::new(
             self.key.clone(),
