@@ -45,6 +45,7 @@ pub const THREADQL_SOCKET_CONNECTIONS: &str = "THREADQL_SOCKET_CONNECTIONS";
 pub const THREADQL_MAX_BACKLOG: &str = "THREADQL_MAX_BACKLOG";
 pub const THREADQL_SHUTDOWN_GRACE: &str = "THREADQL_SHUTDOWN_GRACE";
 pub const THREADQL_MODEL_REFRESH_SECS: &str = "THREADQL_MODEL_REFRESH_SECS";
+pub const THREADQL_AUDIT_RETENTION_DAYS: &str = "THREADQL_AUDIT_RETENTION_DAYS";
 pub const SNOWFLAKE_USER: &str = "SNOWFLAKE_USER";
 pub const SNOWFLAKE_PRIVATE_KEY_PATH: &str = "SNOWFLAKE_PRIVATE_KEY_PATH";
 pub const SNOWFLAKE_PRIVATE_KEY: &str = "SNOWFLAKE_PRIVATE_KEY";
@@ -397,6 +398,8 @@ pub struct Config {
     /// How often the warehouse is described again and the model rebuilt from it, so new tables
     /// and columns are answered without a restart.
     pub model_refresh: Duration,
+    /// Days audit rows are kept before the server deletes them; 0 keeps them forever.
+    pub audit_retention_days: u32,
     pub timezone: chrono_tz::Tz,
     /// `threadql.toml` (semantic model, glossary); `None` = the built-in demo model.
     pub model_path: Option<PathBuf>,
@@ -562,6 +565,15 @@ impl Config {
             Duration::from_secs(positive(get(THREADQL_SHUTDOWN_GRACE), THREADQL_SHUTDOWN_GRACE, 20)? as u64);
         let model_refresh =
             Duration::from_secs(positive(get(THREADQL_MODEL_REFRESH_SECS), THREADQL_MODEL_REFRESH_SECS, 3_600)? as u64);
+        let audit_retention_days = match get(THREADQL_AUDIT_RETENTION_DAYS) {
+            Some(value) => value.parse::<u32>().map_err(|_| {
+                ConfigError::new(
+                    THREADQL_AUDIT_RETENTION_DAYS,
+                    format!("{value:?} is not a whole number of days (0 keeps audit rows forever)"),
+                )
+            })?,
+            None => 90,
+        };
         let timezone = match get(THREADQL_TIMEZONE) {
             Some(zone) => zone.parse::<chrono_tz::Tz>().map_err(|_| {
                 ConfigError::new(
@@ -632,6 +644,7 @@ impl Config {
             idle_after,
             shutdown_grace,
             model_refresh,
+            audit_retention_days,
             timezone,
             model_path,
             dbt_project,
@@ -804,6 +817,7 @@ mod tests {
         assert_eq!(config.idle_after, Duration::from_secs(900));
         assert_eq!(config.shutdown_grace, Duration::from_secs(20));
         assert_eq!(config.max_backlog, 200_000);
+        assert_eq!(config.audit_retention_days, 90);
         assert_eq!(config.timezone, chrono_tz::UTC);
         assert!(config.openai.is_none());
     }
@@ -825,6 +839,23 @@ mod tests {
         assert_eq!(config.daily_budgets.per_channel, None);
         let error = config_from(&[(THREADQL_DAILY_BYTES_PER_CHANNEL, "5M rows")]).unwrap_err();
         assert!(error.to_string().contains(THREADQL_DAILY_BYTES_PER_CHANNEL), "{error}");
+    }
+
+    #[test]
+    fn audit_retention_is_days_and_zero_keeps_rows_forever() {
+        assert_eq!(
+            config_from(&[(THREADQL_AUDIT_RETENTION_DAYS, "30")])
+                .unwrap()
+                .audit_retention_days,
+            30
+        );
+        assert_eq!(
+            config_from(&[(THREADQL_AUDIT_RETENTION_DAYS, "0")])
+                .unwrap()
+                .audit_retention_days,
+            0
+        );
+        assert!(config_from(&[(THREADQL_AUDIT_RETENTION_DAYS, "-1")]).is_err());
     }
 
     #[test]
@@ -851,6 +882,7 @@ mod tests {
             (THREADQL_CONFIRM_ABOVE, "a lot"),
             (THREADQL_REFUSE_ABOVE, "10 parsecs"),
             (THREADQL_TIMEZONE, "Mars/Olympus"),
+            (THREADQL_AUDIT_RETENTION_DAYS, "3 months"),
             (DATABASE_URL, "mongodb://x"),
             (WAREHOUSE_URL, "oracle://x"),
             (REDIS_URL, "http://x"),

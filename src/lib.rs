@@ -6,6 +6,7 @@
 pub mod access;
 pub mod activity;
 pub mod actors;
+pub mod audit_command;
 pub mod check;
 pub mod config;
 pub mod demo;

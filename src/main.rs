@@ -1,7 +1,9 @@
+use std::num::NonZeroUsize;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use threadql::audit_command::{AuditQuery, Since, DEFAULT_LIMIT};
 use threadql::config::Config;
 
 const ENVIRONMENT_HELP: &str = "\
@@ -46,6 +48,7 @@ Configuration (environment, or a .env file):
   THREADQL_IDLE_SECS              passivate an idle thread after [900]
   THREADQL_SHUTDOWN_GRACE         seconds a stop (SIGTERM, SIGINT) may take before the process exits anyway [20]
   THREADQL_MODEL_REFRESH_SECS     seconds between re-reads of the warehouse schema (new tables, columns, values) [3600]
+  THREADQL_AUDIT_RETENTION_DAYS   days audit rows are kept (deleted hourly by serve); 0 keeps them forever [90]
   THREADQL_TIMEZONE               zone for \"last month\", \"yesterday\" [UTC]
   THREADQL_REACTIONS              eyes / check / warning reactions on questions [on]
   THREADQL_LOG_FORMAT             text or json [text]; RUST_LOG filters
@@ -86,6 +89,24 @@ enum Command {
     Roles {
         #[command(subcommand)]
         action: RolesAction,
+    },
+    /// Print the audit trail of DATABASE_URL (questions, guard decisions, executions, exports,
+    /// refusals), oldest first: time (UTC), thread, user, Slack event id, action, code, detail.
+    Audit {
+        /// Rows written since: a span back from now (30m, 12h, 1d, 7d), an RFC 3339 time
+        /// (2026-12-01T09:00:00Z) or a date (2026-12-01, midnight UTC).
+        #[arg(long, value_name = "WHEN")]
+        since: Since,
+        /// Only the rows of this Slack user id, e.g. U0123ABCD.
+        #[arg(long)]
+        user: Option<String>,
+        /// One JSON object per line (JSON Lines): id, at, team, channel, thread_ts, user,
+        /// event_id, action, code, detail.
+        #[arg(long)]
+        json: bool,
+        /// Most rows printed; when there are more, the oldest are printed and stderr says so.
+        #[arg(long, value_name = "N", default_value_t = NonZeroUsize::new(DEFAULT_LIMIT).unwrap_or(NonZeroUsize::MIN))]
+        limit: NonZeroUsize,
     },
     /// GET /healthz on THREADQL_LISTEN and exit 0 when it answers 200 (the container's
     /// HEALTHCHECK: the runtime image has no curl).
@@ -128,7 +149,7 @@ async fn main() -> ExitCode {
         };
     }
     let default_filter = match cli.command {
-        Command::Demo | Command::Model { .. } | Command::Roles { .. } => "warn",
+        Command::Demo | Command::Model { .. } | Command::Roles { .. } | Command::Audit { .. } => "warn",
         _ => "info",
     };
     let telemetry = threadql::telemetry::init(config.log_format, default_filter);
@@ -157,6 +178,23 @@ async fn run(command: Command, config: Config) -> ExitCode {
         } => threadql::roles_command::who(&config, &user, groups)
             .await
             .map(|text| print!("{text}")),
+        Command::Audit {
+            since,
+            user,
+            json,
+            limit,
+        } => {
+            threadql::audit_command::run(
+                &config,
+                &AuditQuery {
+                    since,
+                    user,
+                    json,
+                    limit,
+                },
+            )
+            .await
+        }
         // Answered above, before logging is set up: its output is the exit status.
         Command::Healthcheck => return ExitCode::SUCCESS,
         Command::Check => {

@@ -134,6 +134,8 @@ pub struct Metrics {
     pub redis_seconds: Histogram,
     /// Ingress decisions taken in process because Redis was down or too slow.
     pub redis_fallbacks: IntCounter,
+    /// Audit rows deleted for being older than `THREADQL_AUDIT_RETENTION_DAYS`.
+    pub audit_rows_deleted: IntCounter,
     /// Socket Mode connections open (past Slack's `hello`).
     pub socket_mode_connections: IntGauge,
     /// Socket Mode connections replaced, by reason (`refresh` after Slack's `disconnect`,
@@ -361,6 +363,11 @@ impl Metrics {
                 "threadql_redis_fallbacks_total",
                 "Ingress decisions taken in process because Redis was down or too slow",
             )?,
+            audit_rows_deleted: counter(
+                &r,
+                "threadql_audit_rows_deleted_total",
+                "Audit rows deleted for being older than THREADQL_AUDIT_RETENTION_DAYS",
+            )?,
             socket_mode_connections: gauge(&r, "threadql_socket_mode_connections", "Socket Mode connections open")?,
             socket_mode_reconnects: counter_vec(
                 &r,
@@ -519,6 +526,7 @@ mod tests {
             r#"threadql_warehouse_queries_total{engine="postgres",outcome="error"} 0"#,
             r#"threadql_thread_activations_total{source="snapshot"} 0"#,
             "threadql_redis_fallbacks_total 0",
+            "threadql_audit_rows_deleted_total 0",
         ] {
             assert!(scrape.lines().any(|l| l == series), "{series} not in:\n{scrape}");
         }

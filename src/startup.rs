@@ -27,7 +27,7 @@ use crate::slack::socket_mode::{SocketMode, SocketModeSettings};
 use crate::slack::verify::SignatureVerifier;
 use crate::slack::web_api::{Outbox, SlackWebApi};
 use crate::sql::SqlGuard;
-use crate::store::StateStore;
+use crate::store::{AuditRetention, StateStore};
 use crate::telemetry::RequestSpan;
 use crate::turn::{CompletionSpans, Replier, ThreadServices, TurnLimits};
 use crate::warehouse::postgres::PostgresWarehouse;
@@ -344,6 +344,12 @@ impl Application {
         if let Some(path) = &config.model_path {
             backends.access.watch(path.clone(), handle.stop.clone());
         }
+        AuditRetention::new(
+            backends.store.clone(),
+            config.audit_retention_days,
+            backends.metrics.clone(),
+        )
+        .spawn(handle.stop.clone());
         let ingress = web::Data::new(SlackIngress {
             verifier: SignatureVerifier::new(signing_secret),
             registry: registry.clone(),

@@ -7,7 +7,11 @@ use std::time::Instant;
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{AnsweredQuestion, AuditRecord, LlmUsage, QueryRecord, Snapshot, SnapshotWrite, StateStore, StoreError};
+use chrono::{DateTime, Utc};
+
+use super::{
+    AnsweredQuestion, AuditRecord, AuditRow, LlmUsage, QueryRecord, Snapshot, SnapshotWrite, StateStore, StoreError,
+};
 use crate::domain::{QueryId, ThreadKey, ThreadState};
 use crate::metrics::Metrics;
 
@@ -130,6 +134,19 @@ impl StateStore for SnapshotBatcher {
 
     async fn record_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
         self.inner.record_audit(record).await
+    }
+
+    async fn audit_rows(
+        &self,
+        since: DateTime<Utc>,
+        user: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        self.inner.audit_rows(since, user, limit).await
+    }
+
+    async fn delete_audit_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.inner.delete_audit_before(cutoff).await
     }
 
     async fn charge_daily_bytes(&self, day: &str, subjects: &[String], bytes: u64) -> Result<Vec<u64>, StoreError> {

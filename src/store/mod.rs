@@ -1,14 +1,17 @@
 //! The state store: thread snapshots, query history and audit rows. Postgres in production
 //! (and for several replicas), SQLite as the embedded single-node default.
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use crate::domain::{ErrorCode, LlmUsage, QueryId, ThreadKey, ThreadState, UserId};
 
 mod batch;
 mod postgres;
+mod retention;
 mod sqlite;
 
 pub use batch::SnapshotBatcher;
+pub use retention::{delete_expired_audit_rows, AuditRetention};
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -80,6 +83,22 @@ pub struct AuditRecord {
     pub detail: String,
 }
 
+/// One stored row of `audit_logs`, as `threadql audit` reads it back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRow {
+    pub id: i64,
+    pub created_at: DateTime<Utc>,
+    pub thread: ThreadKey,
+    pub user: UserId,
+    /// Empty when the row is about no Slack message.
+    pub event_id: String,
+    pub action: String,
+    /// The code as stored, kept as text: a row written before a code was renamed or retired
+    /// still shows what it said.
+    pub code: Option<String>,
+    pub detail: String,
+}
+
 /// A question the team asked and the SQL that answered it: the first successful query of a
 /// thread (later ones in the thread are refinements, which read badly out of context).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,6 +138,16 @@ pub trait StateStore: Send + Sync {
     async fn threads_with_query_in_flight(&self) -> Result<Vec<ThreadKey>, StoreError>;
     async fn record_query(&self, record: &QueryRecord) -> Result<(), StoreError>;
     async fn record_audit(&self, record: &AuditRecord) -> Result<(), StoreError>;
+    /// Audit rows written at or after `since` (of `user` only, when given), oldest first, at
+    /// most `limit`.
+    async fn audit_rows(
+        &self,
+        since: DateTime<Utc>,
+        user: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditRow>, StoreError>;
+    /// Deletes the audit rows written before `cutoff` and answers how many went (retention).
+    async fn delete_audit_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError>;
     /// Adds `bytes` to what each of `subjects` ("user:T1:U1", "channel:T1:C1") read on `day` and
     /// answers the new totals, in order (`bytes` 0 only reads them): the daily budgets.
     async fn charge_daily_bytes(&self, day: &str, subjects: &[String], bytes: u64) -> Result<Vec<u64>, StoreError>;
@@ -145,6 +174,17 @@ pub async fn connect_and_migrate(database_url: &str) -> anyhow::Result<std::sync
         // ... and SQLite in one transaction.
         Ok(std::sync::Arc::new(SnapshotBatcher::new(std::sync::Arc::new(store))))
     }
+}
+
+/// An audit row's thread key read back from its columns: every stored row was written from a
+/// whole key, so a part missing means the row was tampered with or damaged, which the reader
+/// should hear about rather than have the row left out.
+fn stored_thread_key(id: i64, team: &str, channel: &str, thread_ts: &str) -> Result<ThreadKey, StoreError> {
+    ThreadKey::parse(team, channel, thread_ts).ok_or_else(|| {
+        StoreError::Unexpected(anyhow::anyhow!(
+            "audit row {id} has an incomplete thread key ({team:?}, {channel:?}, {thread_ts:?})"
+        ))
+    })
 }
 
 fn encode_state(state: &ThreadState) -> Result<serde_json::Value, StoreError> {

@@ -6,9 +6,11 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::Row;
 
+use chrono::{DateTime, Utc};
+
 use super::{
-    decode_state, encode_state, AnsweredQuestion, AuditRecord, QueryRecord, Snapshot, SnapshotWrite, StateStore,
-    StoreError,
+    decode_state, encode_state, stored_thread_key, AnsweredQuestion, AuditRecord, AuditRow, QueryRecord, Snapshot,
+    SnapshotWrite, StateStore, StoreError,
 };
 use crate::domain::{ErrorCode, LlmUsage, QueryId};
 use crate::domain::{ThreadKey, ThreadState};
@@ -213,8 +215,8 @@ impl StateStore for PostgresStore {
 
     async fn record_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO audit_logs (team_id, channel_id, thread_ts, user_id, action, detail, code) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO audit_logs (team_id, channel_id, thread_ts, user_id, action, detail, code, event_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(record.thread.team().as_str())
         .bind(record.thread.channel().as_str())
@@ -223,10 +225,70 @@ impl StateStore for PostgresStore {
         .bind(&record.action)
         .bind(&record.detail)
         .bind(record.code.map(ErrorCode::code))
+        .bind(&record.event_id)
         .execute(&self.pool)
         .await
         .context("Failed to record an audit row")?;
         Ok(())
+    }
+
+    async fn audit_rows(
+        &self,
+        since: DateTime<Utc>,
+        user: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        // Two statements rather than `$2 IS NULL OR user_id = $2`, so the one with a user is
+        // planned on the (user_id, created_at) index.
+        let sql = match user {
+            Some(_) => {
+                "SELECT id, created_at, team_id, channel_id, thread_ts, user_id, event_id, action, code, detail \
+                 FROM audit_logs WHERE created_at >= $1 AND user_id = $2 ORDER BY created_at, id LIMIT $3"
+            }
+            None => {
+                "SELECT id, created_at, team_id, channel_id, thread_ts, user_id, event_id, action, code, detail \
+                 FROM audit_logs WHERE created_at >= $1 ORDER BY created_at, id LIMIT $2"
+            }
+        };
+        let mut query = sqlx::query(sql).bind(since);
+        if let Some(user) = user {
+            query = query.bind(user);
+        }
+        query = query.bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        let rows = query.fetch_all(&self.pool).await.context("Failed to read audit rows")?;
+        rows.iter()
+            .map(|row| {
+                let id: i64 = row.try_get("id").context("Failed to read an audit row")?;
+                let thread = stored_thread_key(
+                    id,
+                    row.try_get("team_id").context("Failed to read an audit row")?,
+                    row.try_get("channel_id").context("Failed to read an audit row")?,
+                    row.try_get("thread_ts").context("Failed to read an audit row")?,
+                )?;
+                Ok(AuditRow {
+                    id,
+                    created_at: row.try_get("created_at").context("Failed to read an audit row")?,
+                    thread,
+                    user: row
+                        .try_get::<String, _>("user_id")
+                        .context("Failed to read an audit row")?
+                        .into(),
+                    event_id: row.try_get("event_id").context("Failed to read an audit row")?,
+                    action: row.try_get("action").context("Failed to read an audit row")?,
+                    code: row.try_get("code").context("Failed to read an audit row")?,
+                    detail: row.try_get("detail").context("Failed to read an audit row")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn delete_audit_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        let deleted = sqlx::query("DELETE FROM audit_logs WHERE created_at < $1")
+            .bind(cutoff)
+            .execute(&self.pool)
+            .await
+            .context("Failed to delete old audit rows")?;
+        Ok(deleted.rows_affected())
     }
 
     async fn charge_daily_bytes(&self, day: &str, subjects: &[String], bytes: u64) -> Result<Vec<u64>, StoreError> {

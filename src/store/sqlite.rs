@@ -10,9 +10,11 @@ use sqlx::sqlite::{
 };
 use sqlx::Row;
 
+use chrono::{DateTime, Utc};
+
 use super::{
-    decode_state, encode_state, AnsweredQuestion, AuditRecord, QueryRecord, Snapshot, SnapshotWrite, StateStore,
-    StoreError,
+    decode_state, encode_state, stored_thread_key, AnsweredQuestion, AuditRecord, AuditRow, QueryRecord, Snapshot,
+    SnapshotWrite, StateStore, StoreError,
 };
 use crate::domain::{ErrorCode, LlmUsage, QueryId};
 use crate::domain::{ThreadKey, ThreadState};
@@ -146,8 +148,8 @@ impl StateStore for SqliteStore {
 
     async fn record_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO audit_logs (team_id, channel_id, thread_ts, user_id, action, detail, code) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO audit_logs (team_id, channel_id, thread_ts, user_id, action, detail, code, event_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(record.thread.team().as_str())
         .bind(record.thread.channel().as_str())
@@ -156,10 +158,73 @@ impl StateStore for SqliteStore {
         .bind(&record.action)
         .bind(&record.detail)
         .bind(record.code.map(ErrorCode::code))
+        .bind(&record.event_id)
         .execute(&self.pool)
         .await
         .context("Failed to record an audit row")?;
         Ok(())
+    }
+
+    async fn audit_rows(
+        &self,
+        since: DateTime<Utc>,
+        user: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        // Two statements rather than `$2 IS NULL OR user_id = $2`, so the one with a user is
+        // planned on the (user_id, created_at) index.
+        let sql = match user {
+            Some(_) => {
+                "SELECT id, created_at, team_id, channel_id, thread_ts, user_id, event_id, action, code, detail \
+                 FROM audit_logs WHERE created_at >= $1 AND user_id = $2 ORDER BY created_at, id LIMIT $3"
+            }
+            None => {
+                "SELECT id, created_at, team_id, channel_id, thread_ts, user_id, event_id, action, code, detail \
+                 FROM audit_logs WHERE created_at >= $1 ORDER BY created_at, id LIMIT $2"
+            }
+        };
+        let mut query = sqlx::query(sql).bind(sqlite_timestamp(since));
+        if let Some(user) = user {
+            query = query.bind(user);
+        }
+        query = query.bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        let rows = query.fetch_all(&self.pool).await.context("Failed to read audit rows")?;
+        rows.iter()
+            .map(|row| {
+                let id: i64 = row.try_get("id").context("Failed to read an audit row")?;
+                let thread = stored_thread_key(
+                    id,
+                    row.try_get("team_id").context("Failed to read an audit row")?,
+                    row.try_get("channel_id").context("Failed to read an audit row")?,
+                    row.try_get("thread_ts").context("Failed to read an audit row")?,
+                )?;
+                Ok(AuditRow {
+                    id,
+                    created_at: parse_sqlite_timestamp(
+                        id,
+                        row.try_get("created_at").context("Failed to read an audit row")?,
+                    )?,
+                    thread,
+                    user: row
+                        .try_get::<String, _>("user_id")
+                        .context("Failed to read an audit row")?
+                        .into(),
+                    event_id: row.try_get("event_id").context("Failed to read an audit row")?,
+                    action: row.try_get("action").context("Failed to read an audit row")?,
+                    code: row.try_get("code").context("Failed to read an audit row")?,
+                    detail: row.try_get("detail").context("Failed to read an audit row")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn delete_audit_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        let deleted = sqlx::query("DELETE FROM audit_logs WHERE created_at < $1")
+            .bind(sqlite_timestamp(cutoff))
+            .execute(&self.pool)
+            .await
+            .context("Failed to delete old audit rows")?;
+        Ok(deleted.rows_affected())
     }
 
     async fn charge_daily_bytes(&self, day: &str, subjects: &[String], bytes: u64) -> Result<Vec<u64>, StoreError> {
@@ -268,4 +333,36 @@ async fn write_snapshot(
         thread: thread.to_string(),
         expected,
     })
+}
+
+/// `created_at` as SQLite writes it (`strftime('%Y-%m-%dT%H:%M:%fZ', 'now')`: UTC, milliseconds,
+/// a `Z`). Timestamps are stored as text, so a bound time compares correctly only when it is
+/// written the same way, to the same width.
+fn sqlite_timestamp(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+fn parse_sqlite_timestamp(id: i64, text: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|at| at.with_timezone(&Utc))
+        .map_err(|e| {
+            StoreError::Unexpected(anyhow::anyhow!(
+                "audit row {id} has an unreadable created_at {text:?}: {e}"
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn bound_timestamps_are_written_as_sqlite_writes_created_at() {
+        let at = DateTime::parse_from_rfc3339("2026-12-05T09:08:07.5Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(sqlite_timestamp(at), "2026-12-05T09:08:07.500Z");
+        assert_eq!(parse_sqlite_timestamp(1, "2026-12-05T09:08:07.500Z").unwrap(), at);
+    }
 }
