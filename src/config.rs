@@ -41,6 +41,7 @@ pub const THREADQL_MAX_QUERIES_PER_USER: &str = "THREADQL_MAX_QUERIES_PER_USER";
 pub const THREADQL_MAX_QUERIES: &str = "THREADQL_MAX_QUERIES";
 pub const THREADQL_REDIS_PREFIX: &str = "THREADQL_REDIS_PREFIX";
 pub const THREADQL_REACTIONS: &str = "THREADQL_REACTIONS";
+pub const THREADQL_AUDIENCE_CHECK: &str = "THREADQL_AUDIENCE_CHECK";
 pub const THREADQL_SOCKET_CONNECTIONS: &str = "THREADQL_SOCKET_CONNECTIONS";
 pub const THREADQL_MAX_BACKLOG: &str = "THREADQL_MAX_BACKLOG";
 pub const THREADQL_SHUTDOWN_GRACE: &str = "THREADQL_SHUTDOWN_GRACE";
@@ -377,6 +378,8 @@ pub struct Config {
     pub redis_prefix: String,
     /// Mark questions with 👀 while working and ✅ / ⚠️ when done.
     pub reactions: bool,
+    /// Whether an answer some member of its channel may not see is kept from the channel.
+    pub audience_check: crate::access::AudienceCheck,
     /// Socket Mode connections kept open when `SLACK_APP_TOKEN` is set (Slack allows 10).
     pub socket_connections: usize,
     /// Messages handed to thread actors and not finished yet, beyond which a message that would
@@ -530,6 +533,11 @@ impl Config {
                 ))
             }
         };
+        let audience_check = match get(THREADQL_AUDIENCE_CHECK) {
+            None => crate::access::AudienceCheck::default(),
+            Some(text) => crate::access::AudienceCheck::parse(&text)
+                .map_err(|problem| ConfigError::new(THREADQL_AUDIENCE_CHECK, problem))?,
+        };
         let socket_connections = positive(get(THREADQL_SOCKET_CONNECTIONS), THREADQL_SOCKET_CONNECTIONS, 2)?;
         if socket_connections > MAX_SOCKET_CONNECTIONS {
             return Err(ConfigError::new(
@@ -633,6 +641,7 @@ impl Config {
             max_queries,
             redis_prefix,
             reactions,
+            audience_check,
             socket_connections,
             max_backlog,
             max_rows,

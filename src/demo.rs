@@ -27,8 +27,12 @@ struct TerminalReplier {
 
 #[async_trait]
 impl Replier for TerminalReplier {
-    async fn reply(&self, _thread: &ThreadKey, reply: Reply) -> anyhow::Result<()> {
+    async fn reply(&self, thread: &ThreadKey, reply: Reply) -> anyhow::Result<()> {
         let text = match reply {
+            Reply::Privately { user, reply, .. } => {
+                println!("(for {user} only)");
+                return self.reply(thread, *reply).await;
+            }
             Reply::Answer(answer) => {
                 let count = |n: usize| format_value(&Value::Int(n as i64), ColumnFormat::Integer);
                 let shown = answer.total_rows.min(self.max_rows);

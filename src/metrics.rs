@@ -11,7 +11,7 @@ use prometheus::{
 use crate::domain::ErrorCode;
 
 /// The `intent` label of the turn metrics (see `crate::turn::intent_of`).
-pub const INTENTS: [&str; 9] = [
+pub const INTENTS: [&str; 10] = [
     "ask",
     "help",
     "show_sql",
@@ -21,11 +21,12 @@ pub const INTENTS: [&str; 9] = [
     "chart",
     "explain",
     "run_anyway",
+    "why_this_result",
 ];
 /// The `endpoint` label of `threadql_slack_requests_total`.
 pub const INGRESS_ENDPOINTS: [&str; 4] = ["events", "interactions", "commands", "socket_mode"];
 /// The `outcome` label of `threadql_slack_requests_total`.
-pub const INGRESS_OUTCOMES: [&str; 8] = [
+pub const INGRESS_OUTCOMES: [&str; 9] = [
     "accepted",
     "duplicate",
     "rate_limited",
@@ -34,6 +35,8 @@ pub const INGRESS_OUTCOMES: [&str; 8] = [
     "bad_request",
     "ignored",
     "help",
+    // A channel's members or a user group changed: caches dropped, nothing for a thread.
+    "membership",
 ];
 /// The `engine` label of the warehouse metrics.
 pub const ENGINES: [&str; 5] = ["postgres", "sqlite", "mysql", "snowflake", "bigquery"];
@@ -42,7 +45,7 @@ pub const QUERY_OUTCOMES: [&str; 5] = ["ok", "error", "timeout", "cancelled", "u
 /// The `reason` label of `threadql_warehouse_cancellations_total`.
 pub const CANCEL_REASONS: [&str; 2] = ["user", "superseded"];
 /// Slack Web API methods threadql calls (the `method` label).
-pub const SLACK_METHODS: [&str; 9] = [
+pub const SLACK_METHODS: [&str; 14] = [
     "auth.test",
     "apps.connections.open",
     "chat.postMessage",
@@ -52,6 +55,11 @@ pub const SLACK_METHODS: [&str; 9] = [
     "files.getUploadURLExternal",
     "files.upload",
     "files.completeUploadExternal",
+    "usergroups.list",
+    "conversations.info",
+    "conversations.members",
+    "conversations.open",
+    "users.info",
 ];
 /// The `outcome` label of `threadql_slack_api_calls_total`.
 pub const SLACK_OUTCOMES: [&str; 4] = ["ok", "refused", "rate_limited", "error"];

@@ -20,10 +20,12 @@ use crate::interpret::rules::RulesInterpreter;
 use crate::interpret::{Interpreter, LlmInterpreter, LlmSettings};
 use crate::limits::{IngressGate, QuerySlots, RedisBackend};
 use crate::metrics::Metrics;
+use crate::slack::channel_directory::SlackChannelDirectory;
 use crate::slack::ingress::SlackIngress;
 use crate::slack::replier::SlackReplier;
 use crate::slack::routes;
 use crate::slack::socket_mode::{SocketMode, SocketModeSettings};
+use crate::slack::user_groups::SlackUserGroups;
 use crate::slack::verify::SignatureVerifier;
 use crate::slack::web_api::{Outbox, SlackWebApi};
 use crate::sql::SqlGuard;
@@ -76,7 +78,10 @@ impl Backends {
         let guard = SqlGuard::new(warehouse.dialect(), Some(loaded.relations()));
         // Invalid roles stop the start: running without them would show everyone everything.
         let roles = AccessControl::read_roles(config.model_path.as_ref(), warehouse.dialect())?;
-        let access = Arc::new(AccessControl::new(roles, Arc::new(NoGroups), warehouse.dialect()));
+        let access = Arc::new(
+            AccessControl::new(roles, Arc::new(NoGroups), warehouse.dialect())
+                .with_audience_check(config.audience_check),
+        );
         access.set_schema(&loaded.schema);
         let interpreter: Arc<dyn Interpreter> = match &config.openai {
             Some(openai) => Arc::new(
@@ -303,9 +308,7 @@ impl Application {
         let activity = Activity::new();
         let api = SlackWebApi::new(&config.slack.api_url, &bot_token, backends.metrics.clone())?
             .with_activity(activity.clone());
-        backends
-            .access
-            .set_groups(Arc::new(crate::slack::user_groups::SlackUserGroups::new(api.clone())));
+        backends.access.set_groups(Arc::new(SlackUserGroups::new(api.clone())));
         let bot_user = match api.bot_user_id().await {
             Ok(user) => Some(user),
             Err(error) => {
@@ -313,6 +316,9 @@ impl Application {
                 None
             }
         };
+        backends
+            .access
+            .set_directory(Arc::new(SlackChannelDirectory::new(api.clone(), bot_user.clone())));
         let replier: Arc<dyn Replier> = Arc::new(SlackReplier::new(api.clone(), config.max_rows));
         let services = backends.thread_services(&config, replier);
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -353,6 +359,7 @@ impl Application {
         let ingress = web::Data::new(SlackIngress {
             verifier: SignatureVerifier::new(signing_secret),
             registry: registry.clone(),
+            access: backends.access.clone(),
             gate: IngressGate::per_minute(
                 config.rate_limit_per_minute,
                 backends.redis.clone(),

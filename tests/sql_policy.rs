@@ -445,7 +445,7 @@ fn every_reference_to_a_filtered_table_is_wrapped() {
         assert_eq!(wrappers, *references, "{description}: `{guarded}`");
         assert_eq!(found, references + cte_references, "{description}: `{guarded}`");
         assert_eq!(
-            disclosure.row_filters,
+            disclosure.row_filter_lines(),
             vec![format!("customers: {FILTER}")],
             "{description}"
         );
@@ -472,7 +472,7 @@ fn the_wrapper_keeps_the_alias_and_the_filters_of_several_roles_are_or_ed() {
         "SELECT name FROM (SELECT * FROM customers WHERE (customers.region = 'EMEA') OR (region = 'APAC')) AS customers LIMIT 100"
     );
     assert_eq!(
-        disclosure.row_filters,
+        disclosure.row_filter_lines(),
         vec!["customers: customers.region = 'EMEA' OR region = 'APAC'".to_string()]
     );
 }
@@ -508,7 +508,7 @@ fn allowed_queries_pass_with_their_meaning_and_disclose_what_they_read() {
         Disclosure {
             relations: set(&["customers", "orders"]),
             columns: set(&["customers.id", "customers.name", "orders.amount", "orders.customer_id"]),
-            row_filters: vec![format!("customers: {FILTER}")],
+            row_filters: [("customers".to_string(), vec![FILTER.to_string()])].into(),
         }
     );
     // A star over orders counts every column; count(*) reads none.

@@ -11,10 +11,22 @@ use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::TableSchema;
-use crate::sql::Dialect;
+use crate::sql::{Dialect, Disclosure};
 
+/// What a reader who may read nothing would miss: the answer's first column, else its first
+/// table.
+fn describe_everything(disclosure: &Disclosure) -> String {
+    match (disclosure.columns.iter().next(), disclosure.relations.iter().next()) {
+        (Some(column), _) => column.clone(),
+        (None, Some(relation)) => format!("the {relation} table"),
+        (None, None) => "the warehouse".to_string(),
+    }
+}
+
+pub mod audience;
 pub mod roles;
 
+pub use audience::{unreadable_part, Audience, AudienceCheck, Channel, ChannelDirectory, NoDirectory};
 pub use roles::{Grant, Role, Roles};
 
 /// How often threadql.toml is looked at for changed roles.
@@ -24,6 +36,9 @@ const ROLES_POLL: Duration = Duration::from_secs(2);
 #[async_trait]
 pub trait UserGroups: Send + Sync {
     async fn groups_of(&self, team: &str, user: &str) -> Vec<String>;
+
+    /// Forgets the members read so far (a group was created, renamed or changed members).
+    async fn forget(&self) {}
 }
 
 /// No user groups: roles list user ids only (tests, the demo, no Slack token).
@@ -42,6 +57,9 @@ pub struct AccessControl {
     /// Lower-cased table name (bare and schema-qualified) → its lower-cased columns.
     columns: RwLock<Arc<HashMap<String, Vec<String>>>>,
     groups: RwLock<Arc<dyn UserGroups>>,
+    /// Who is in a channel, for the audience check.
+    directory: RwLock<Arc<dyn ChannelDirectory>>,
+    audience_check: AudienceCheck,
     dialect: Dialect,
 }
 
@@ -51,7 +69,111 @@ impl AccessControl {
             roles: RwLock::new(Arc::new(roles)),
             columns: RwLock::default(),
             groups: RwLock::new(groups),
+            directory: RwLock::new(Arc::new(NoDirectory)),
+            audience_check: AudienceCheck::default(),
             dialect,
+        }
+    }
+
+    /// With `THREADQL_AUDIENCE_CHECK`.
+    pub fn with_audience_check(mut self, check: AudienceCheck) -> Self {
+        self.audience_check = check;
+        self
+    }
+
+    pub fn audience_check(&self) -> AudienceCheck {
+        self.audience_check
+    }
+
+    /// Where channels' members come from (Slack, once its client exists).
+    pub fn set_directory(&self, directory: Arc<dyn ChannelDirectory>) {
+        match self.directory.write() {
+            Ok(mut current) => *current = directory,
+            Err(poisoned) => *poisoned.into_inner() = directory,
+        }
+    }
+
+    fn directory(&self) -> Arc<dyn ChannelDirectory> {
+        match self.directory.read() {
+            Ok(directory) => directory.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// A user group changed (a `subteam_*` event): the next question reads the groups again.
+    pub async fn groups_changed(&self) {
+        let groups = match self.groups.read() {
+            Ok(groups) => groups.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        groups.forget().await;
+    }
+
+    /// Someone joined or left `channel`: the next answer reads its members again.
+    pub async fn channel_changed(&self, team: &str, channel: &str) {
+        self.directory().forget(team, channel).await;
+    }
+
+    /// Whether everyone in `channel` may see an answer built from `disclosure` that `asker`
+    /// asked for. Each member counts with their own roles; guests and members of other
+    /// organisations count as `[access] external`. Without roles everyone reads everything.
+    pub async fn audience(&self, team: &str, channel: &str, asker: &str, disclosure: &Disclosure) -> Audience {
+        let roles = self.roles();
+        if !roles.is_configured() {
+            return Audience::Everyone;
+        }
+        let directory = self.directory();
+        let found = match directory.channel(team, channel).await {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::warn!(%error, channel, "Failed to read a channel's members");
+                return Audience::Unknown;
+            }
+        };
+        if found.direct {
+            return Audience::Everyone;
+        }
+        let external = roles.external_grant();
+        let external_blocks = match &external {
+            Some(grant) => unreadable_part(grant.policy.as_ref(), disclosure),
+            None => Some(describe_everything(disclosure)),
+        };
+        let bot = directory.bot_user();
+        let mut first_part = None;
+        let mut blocked = 0;
+        for member in &found.members {
+            if member == asker || Some(member) == bot.as_ref() {
+                continue;
+            }
+            let own_blocks = match self.grant(team, member).await {
+                Some(grant) => unreadable_part(grant.policy.as_ref(), disclosure),
+                None => Some(describe_everything(disclosure)),
+            };
+            // A guest or a member of another organisation counts as `external`, whatever roles
+            // name them; asking Slack is needed only when the two answers differ.
+            let blocks = match (&own_blocks, &external_blocks) {
+                (None, None) => None,
+                (Some(_), Some(_)) => own_blocks,
+                _ => {
+                    if directory.is_external(team, member).await {
+                        external_blocks.clone()
+                    } else {
+                        own_blocks
+                    }
+                }
+            };
+            if let Some(part) = blocks {
+                blocked += 1;
+                first_part.get_or_insert(part);
+            }
+        }
+        match first_part {
+            None => Audience::Everyone,
+            Some(part) => Audience::NotEveryone {
+                part,
+                members: blocked,
+                shared: found.shared,
+            },
         }
     }
 

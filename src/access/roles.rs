@@ -58,8 +58,8 @@ pub enum Fallback {
 pub struct Roles {
     roles: Vec<Role>,
     fallback: Fallback,
-    /// Guests and members of other organisations (Slack Connect) count as this (for the
-    /// audience check of a channel, still to come).
+    /// Guests and members of other organisations (Slack Connect) count as this when the
+    /// audience of a channel is checked.
     pub external: Fallback,
 }
 
@@ -198,6 +198,12 @@ impl Roles {
             });
         }
         self.fallback_grant(&self.fallback)
+    }
+
+    /// What a guest or a member of another organisation may read (`[access] external`, the
+    /// default role unless set).
+    pub fn external_grant(&self) -> Option<Grant> {
+        self.fallback_grant(&self.external)
     }
 
     fn fallback_grant(&self, fallback: &Fallback) -> Option<Grant> {

@@ -15,6 +15,8 @@ pub enum Command {
     Explain,
     /// Run a version the cost guard held back (the "Run anyway" button), once.
     RunAnyway,
+    /// The roles, policies and audience decision behind an answer, for the asker alone.
+    WhyThisResult,
     /// A question or a refinement, for the interpreter.
     Ask(String),
 }
@@ -45,6 +47,7 @@ impl Command {
             "explain" | "why" | "explain that" | "explain the query" | "how did you get that" => Self::Explain,
             "chart" | "plot" | "graph" | "show chart" | "chart it" | "plot it" | "show a chart" => Self::Chart,
             "run anyway" | "run it anyway" => Self::RunAnyway,
+            "why this result" | "why this answer" | "why am i seeing this" => Self::WhyThisResult,
             "cancel" | "stop" | "abort" | "never mind" | "nevermind" | "cancel that" | "cancel query" => Self::Cancel,
             _ => Self::Ask(text.trim().to_string()),
         }
@@ -69,6 +72,7 @@ mod tests {
             ("cancel", Command::Cancel),
             ("Chart", Command::Chart),
             ("explain", Command::Explain),
+            ("Why this result?", Command::WhyThisResult),
             ("Never mind.", Command::Cancel),
             ("only EMEA", Command::Ask("only EMEA".into())),
             (

@@ -2,7 +2,7 @@
 use std::time::Duration;
 
 use super::error_code::ErrorCode;
-use super::ids::QueryId;
+use super::ids::{QueryId, UserId};
 use super::result::QueryResult;
 
 /// An answer to show: a summary, the result and the context line's facts.
@@ -42,6 +42,14 @@ pub enum Reply {
     /// Why the message got no answer: the error table's sentence and code, with our own words
     /// about this case (never raw database or model text).
     Error(UserError),
+    /// A reply for one user alone: an answer not everyone in the channel may see (a direct
+    /// message), or "Why this result?" (ephemeral, in the thread).
+    Privately {
+        user: UserId,
+        reply: Box<Reply>,
+        /// Shown in the thread to `user` only, rather than sent as a direct message.
+        ephemeral: bool,
+    },
 }
 
 /// A failure as the thread shows it.
@@ -80,5 +88,11 @@ impl Reply {
 
     pub fn error_with(code: ErrorCode, detail: impl Into<String>) -> Self {
         Self::Error(UserError::with_detail(code, detail))
+    }
+
+    /// Whether the reply shows warehouse data (rows or a file of them): what the audience
+    /// check of a channel is about.
+    pub fn shows_data(&self) -> bool {
+        matches!(self, Self::Answer(_) | Self::File { .. })
     }
 }

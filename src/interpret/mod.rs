@@ -65,6 +65,12 @@ pub trait Interpreter: Send + Sync {
     /// Lines for `help`: what this interpreter understands (metrics, dimensions, examples).
     fn help(&self) -> String;
 
+    /// [`Interpreter::help`] for an asker with `access`: only what their roles read.
+    fn help_for(&self, access: Option<&crate::sql::AccessPolicy>) -> String {
+        let _ = access;
+        self.help()
+    }
+
     /// Takes the model read again from the warehouse (see [`load::ModelRefresh`]); questions
     /// asked from now on use it. Interpreters without a model of their own ignore it.
     fn reload(&self, _loaded: &load::LoadedModel) {}

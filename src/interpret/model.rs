@@ -43,6 +43,11 @@ pub struct SemanticModel {
     /// `[dbt] project = "…"`: a dbt project whose semantic models complete this model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dbt: Option<DbtSettings>,
+    /// `[[roles]]` and `[access]` share threadql.toml; `crate::access` reads them.
+    #[serde(default, skip_serializing)]
+    pub roles: Option<serde::de::IgnoredAny>,
+    #[serde(default, skip_serializing)]
+    pub access: Option<serde::de::IgnoredAny>,
 }
 
 /// Where a dbt project's MetricFlow YAML is read from (see [`super::dbt`]).
@@ -982,6 +987,14 @@ pub(crate) fn column_references(tokens: &[SqlToken]) -> Vec<ColumnRef> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn roles_and_access_in_threadql_toml_are_left_to_the_access_control() {
+        let text = "[[roles]]\nname = \"a\"\nmembers = [\"U1\"]\n\n[access]\ndefault_role = \"none\"\n";
+        let model = SemanticModel::from_toml_str(text).unwrap();
+        assert!(model.tables.is_empty());
+        assert!(SemanticModel::from_toml_str("[[rolez]]\nname = \"a\"\n").is_err());
+    }
     use crate::domain::{ColumnKind, ColumnSchema};
 
     fn demo() -> SemanticModel {

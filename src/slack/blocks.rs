@@ -67,7 +67,7 @@ pub fn answer(summary: &str, result: &QueryResult, max_rows: usize, context: &An
     }
 }
 
-/// Appends the answer's buttons (Show SQL, Export CSV, Chart, Undo). Each carries the thread
+/// Appends the answer's buttons (Show SQL, Export CSV, Chart, Undo, Why this result?). Each carries the thread
 /// and the version this answer shows, so a click on an older answer acts on that version.
 pub fn with_answer_buttons(mut message: SlackMessage, thread_ts: &str, version: usize) -> SlackMessage {
     let value = serde_json::json!({ "thread_ts": thread_ts, "version": version }).to_string();
@@ -87,6 +87,7 @@ pub fn with_answer_buttons(mut message: SlackMessage, thread_ts: &str, version: 
             button("export_csv", "Export CSV"),
             button("chart", "Chart"),
             button("undo", "Undo"),
+            button("why_this_result", "Why this result?"),
         ],
     }));
     message

@@ -70,6 +70,16 @@ pub enum Classified {
     /// A message to hand to its thread. Slack's event id is not kept: dedupe is by the message
     /// (team, channel, ts), which a retry and a second delivery under another event id share.
     Message(InboundMessage),
+    /// Someone joined or left a channel, or it was shared or unshared: who reads its answers
+    /// changed (`member_joined_channel`, `member_left_channel`, `channel_shared`,
+    /// `channel_unshared`).
+    AudienceChanged {
+        team: String,
+        channel: String,
+    },
+    /// A user group was created, renamed or changed members (`subteam_*`): roles naming groups
+    /// may now grant other people.
+    UserGroupsChanged,
     /// Valid, but nothing for threadql (other event types, bot messages, edits, chatter).
     Ignored(&'static str),
 }
@@ -99,6 +109,21 @@ pub fn classify(envelope: Envelope, fallback_bot_user: Option<&str>) -> Classifi
             let Ok(event) = serde_json::from_str::<MessageEvent>(event.get()) else {
                 return Classified::Ignored("inner event of another shape");
             };
+            match event.kind.as_str() {
+                "member_joined_channel" | "member_left_channel" | "channel_shared" | "channel_unshared" => {
+                    let team = non_empty(event.team).or(non_empty(envelope.team_id));
+                    return match (team, non_empty(event.channel)) {
+                        (Some(team), Some(channel)) => Classified::AudienceChanged { team, channel },
+                        _ => Classified::Ignored("membership change without a channel"),
+                    };
+                }
+                "subteam_created"
+                | "subteam_updated"
+                | "subteam_members_changed"
+                | "subteam_self_added"
+                | "subteam_self_removed" => return Classified::UserGroupsChanged,
+                _ => {}
+            }
             match classify_message(event, envelope.team_id, bot_user.as_deref()) {
                 Ok(mut message) => {
                     message.event_id = envelope.event_id.unwrap_or_default();

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tracing::Instrument;
 
+use super::blocks;
 use super::events::{classify, Classified, Envelope, InboundMessage};
 use super::verify::SignatureVerifier;
 use super::web_api::SlackWebApi;
@@ -18,13 +19,14 @@ use crate::limits::{Admission, IngressGate};
 use crate::metrics::Metrics;
 
 /// Button `action_id`s on answers and progress messages, and the follow-up each one types.
-pub const BUTTONS: [(&str, &str); 6] = [
+pub const BUTTONS: [(&str, &str); 7] = [
     ("show_sql", "show sql"),
     ("export_csv", "export csv"),
     ("chart", "chart"),
     ("undo", "undo"),
     ("cancel", "cancel"),
     ("run_anyway", "run anyway"),
+    ("why_this_result", "why this result"),
 ];
 
 /// What a button carries: the thread and the version of the answer it was attached to.
@@ -39,6 +41,8 @@ pub struct ButtonValue {
 pub struct SlackIngress {
     pub verifier: SignatureVerifier,
     pub registry: Arc<ThreadRegistry>,
+    /// Told when a channel's members or a user group change (their caches are dropped).
+    pub access: Arc<crate::access::AccessControl>,
     /// Dedupe and the per-user rate limit.
     pub gate: IngressGate,
     /// Questions per user per minute, for the notice.
@@ -130,6 +134,16 @@ impl SlackIngress {
                     return Ok(EventAck::RetryLater);
                 }
                 self.accept("events", message, None).await;
+                Ok(EventAck::Ok)
+            }
+            Classified::AudienceChanged { team, channel } => {
+                self.count("events", "membership");
+                self.access.channel_changed(&team, &channel).await;
+                Ok(EventAck::Ok)
+            }
+            Classified::UserGroupsChanged => {
+                self.count("events", "membership");
+                self.access.groups_changed().await;
                 Ok(EventAck::Ok)
             }
             Classified::Ignored(reason) => {
@@ -230,7 +244,7 @@ impl SlackIngress {
                     tracing::warn!(%error, code = %ErrorCode::SlackRefused, "Failed to start a thread for a slash command");
                     let text = ErrorCode::SlackRefused.sentence();
                     let _ = slack
-                        .post_ephemeral(&command.channel_id, &command.user_id, None, text)
+                        .post_ephemeral(&command.channel_id, &command.user_id, None, &blocks::text(text))
                         .await;
                     return;
                 }
@@ -358,7 +372,10 @@ impl SlackIngress {
         // After the ack: the handler never waits for Slack.
         actix_rt::spawn(async move {
             let _queued = queued;
-            if let Err(error) = slack.post_ephemeral(&channel, &user, Some(&thread_ts), &text).await {
+            if let Err(error) = slack
+                .post_ephemeral(&channel, &user, Some(&thread_ts), &blocks::text(&text))
+                .await
+            {
                 tracing::warn!(%error, "Failed to post a rate-limit notice");
             }
         });

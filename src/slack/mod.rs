@@ -1,5 +1,6 @@
 //! The Slack edge: request verification, event parsing, HTTP routes and the Web API client.
 pub mod blocks;
+pub mod channel_directory;
 pub mod events;
 pub mod ingress;
 pub mod replier;

@@ -42,13 +42,83 @@ fn block_kit(thread: &ThreadKey, reply: &Reply, max_rows: usize) -> Option<Slack
         Reply::Confirm { text, version } => blocks::confirm(text, thread.thread_ts(), *version),
         Reply::Error(error) => blocks::error(error),
         Reply::File { .. } => return None,
+        // Posted elsewhere than the thread: see `SlackReplier::privately`.
+        Reply::Privately { .. } => return None,
     })
+}
+
+/// A reply for one user's eyes: the answer without its buttons (they act on the thread, which a
+/// direct message is not).
+fn private_kit(reply: &Reply, max_rows: usize) -> SlackMessage {
+    match reply {
+        Reply::Answer(answer) => blocks::answer(
+            &answer.summary,
+            &answer.result,
+            max_rows,
+            &AnswerContext {
+                total_rows: answer.total_rows,
+                capped: answer.capped,
+                duration: answer.duration,
+                query_id: &answer.query_id,
+                version: answer.version,
+            },
+        ),
+        Reply::Sql(sql) => blocks::sql(sql),
+        Reply::Text(text) | Reply::Confirm { text, .. } => blocks::text(text),
+        Reply::Error(error) => blocks::error(error),
+        Reply::File { title, .. } => blocks::text(&format!("{title}: I couldn't send you the file directly.")),
+        Reply::Privately { reply, .. } => private_kit(reply, max_rows),
+    }
+}
+
+impl SlackReplier {
+    /// Sends `reply` to `user` alone: by direct message (`conversations.open`), or ephemerally in
+    /// the thread when asked to or when a direct message cannot be opened (no `im:write`).
+    async fn privately(&self, thread: &ThreadKey, user: &str, reply: Reply, ephemeral: bool) -> anyhow::Result<()> {
+        if !ephemeral {
+            match self.api.open_direct_message(user).await {
+                Ok(direct) => {
+                    if let Reply::File {
+                        filename,
+                        content_type,
+                        bytes,
+                        title,
+                    } = reply
+                    {
+                        self.api
+                            .upload_file(&direct, None, &filename, &content_type, bytes, &title)
+                            .await?;
+                    } else {
+                        self.api
+                            .post_message(&direct, None, &private_kit(&reply, self.max_rows))
+                            .await?;
+                    }
+                    return Ok(());
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "Failed to open a direct message; answering ephemerally in the thread");
+                }
+            }
+        }
+        self.api
+            .post_ephemeral(
+                thread.channel(),
+                user,
+                Some(thread.thread_ts()),
+                &private_kit(&reply, self.max_rows),
+            )
+            .await?;
+        Ok(())
+    }
 }
 
 #[async_trait]
 impl Replier for SlackReplier {
     async fn reply(&self, thread: &ThreadKey, reply: Reply) -> anyhow::Result<()> {
         let (channel, thread_ts) = (thread.channel(), thread.thread_ts());
+        if let Reply::Privately { user, reply, ephemeral } = reply {
+            return self.privately(thread, user.as_str(), *reply, ephemeral).await;
+        }
         match block_kit(thread, &reply, self.max_rows) {
             Some(message) => {
                 self.api.post_message(channel, Some(thread_ts), &message).await?;
@@ -62,7 +132,7 @@ impl Replier for SlackReplier {
                 } = reply
                 {
                     self.api
-                        .upload_file(channel, thread_ts, &filename, &content_type, bytes, &title)
+                        .upload_file(channel, Some(thread_ts), &filename, &content_type, bytes, &title)
                         .await?;
                 }
             }
@@ -204,6 +274,15 @@ mod tests {
                   "action_id": "undo",
                   "text": {
                     "text": "Undo",
+                    "type": "plain_text"
+                  },
+                  "type": "button",
+                  "value": "{\"thread_ts\":\"1700000000.000100\",\"version\":2}"
+                },
+                {
+                  "action_id": "why_this_result",
+                  "text": {
+                    "text": "Why this result?",
                     "type": "plain_text"
                   },
                   "type": "button",

@@ -33,11 +33,6 @@ impl SlackUserGroups {
         }
     }
 
-    /// Forgets what was read (a `subteam_*` event): the next question reads the groups again.
-    pub async fn invalidate(&self) {
-        *self.cache.lock().await = None;
-    }
-
     async fn membership(&self) -> Option<Arc<Membership>> {
         let mut cache = self.cache.lock().await;
         if let Some(membership) = cache.as_ref().filter(|m| m.read_at.elapsed() < GROUPS_TTL) {
@@ -74,5 +69,9 @@ impl UserGroups for SlackUserGroups {
             .await
             .and_then(|membership| membership.groups_of.get(user).cloned())
             .unwrap_or_default()
+    }
+
+    async fn forget(&self) {
+        *self.cache.lock().await = None;
     }
 }

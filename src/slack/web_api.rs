@@ -21,6 +21,7 @@ use slack_morphism::prelude::*;
 use tracing::Instrument;
 
 use super::blocks::SlackMessage;
+use crate::access::Channel;
 use crate::activity::{Activity, ActivityGuard};
 use crate::metrics::Metrics;
 
@@ -28,6 +29,8 @@ use crate::metrics::Metrics;
 const LOOKUP_ATTEMPTS: u32 = 4;
 /// Messages a channel may receive at once before pacing applies.
 const CHANNEL_BURST: f64 = 3.0;
+/// Members asked for per `conversations.members` page (Slack suggests at most 200).
+const MEMBERS_PAGE: usize = 200;
 /// Web API calls in flight at once: beyond this, calls wait (a backlog must not open
 /// thousands of connections and run out of file descriptors).
 const MAX_CALLS_IN_FLIGHT: usize = 128;
@@ -213,6 +216,90 @@ impl SlackWebApi {
             .collect())
     }
 
+    /// A channel's members and how widely it is shared (`conversations.info`, then
+    /// `conversations.members` page by page; scopes `channels:read`, `groups:read`, `im:read`,
+    /// `mpim:read`).
+    pub async fn channel(&self, channel: &str) -> Result<Channel, SlackApiError> {
+        let info = self
+            .get_json("conversations.info", &[("channel", Some(channel.to_string()))])
+            .await?;
+        let flag = |name: &str| info["channel"][name].as_bool().unwrap_or(false);
+        let shared = flag("is_ext_shared") || flag("is_org_shared") || flag("is_pending_ext_shared");
+        let direct = flag("is_im");
+        let mut members = Vec::new();
+        if !direct {
+            let mut cursor: Option<String> = None;
+            loop {
+                let page = self
+                    .get_json(
+                        "conversations.members",
+                        &[
+                            ("channel", Some(channel.to_string())),
+                            ("limit", Some(MEMBERS_PAGE.to_string())),
+                            ("cursor", cursor.clone()),
+                        ],
+                    )
+                    .await?;
+                members.extend(
+                    page["members"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|member| member.as_str().map(str::to_string)),
+                );
+                cursor = page["response_metadata"]["next_cursor"]
+                    .as_str()
+                    .filter(|next| !next.is_empty())
+                    .map(str::to_string);
+                if cursor.is_none() {
+                    break;
+                }
+            }
+        }
+        Ok(Channel {
+            members,
+            shared,
+            direct,
+        })
+    }
+
+    /// Whether `user` is a guest (`is_restricted`, `is_ultra_restricted`), a stranger from
+    /// another organisation (`is_stranger`) or a member of another workspace than `team`
+    /// (`users.info`; scope `users:read`). A user Slack will not describe counts as external.
+    pub async fn is_external_user(&self, team: &str, user: &str) -> Result<bool, SlackApiError> {
+        let found = self.get_json("users.info", &[("user", Some(user.to_string()))]).await;
+        let info = match found {
+            Ok(info) => info,
+            Err(SlackApiError::Refused { code, .. }) if code == "user_not_found" || code == "user_not_visible" => {
+                return Ok(true);
+            }
+            Err(error) => return Err(error),
+        };
+        let user = &info["user"];
+        let flag = |name: &str| user[name].as_bool().unwrap_or(false);
+        let other_team = user["team_id"].as_str().is_some_and(|id| !id.is_empty() && id != team);
+        Ok(flag("is_restricted") || flag("is_ultra_restricted") || flag("is_stranger") || other_team)
+    }
+
+    /// The direct-message channel with `user` (`conversations.open`; scope `im:write`).
+    pub async fn open_direct_message(&self, user: &str) -> Result<String, SlackApiError> {
+        let response = self
+            .post_json(
+                "conversations.open",
+                Persistence::GiveUp,
+                &serde_json::json!({ "users": user }),
+            )
+            .await?;
+        response["channel"]["id"]
+            .as_str()
+            .filter(|id| !id.is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| SlackApiError::Refused {
+                method: "conversations.open",
+                code: "no_channel".into(),
+            })
+    }
+
     /// A single-use Socket Mode WebSocket URL (`apps.connections.open`). Slack wants the
     /// app-level token (`xapp-…`, scope `connections:write`) here, not the bot token.
     pub async fn open_socket_connection(&self, app_token: &SecretString) -> Result<url::Url, SlackApiError> {
@@ -283,10 +370,15 @@ impl SlackWebApi {
         channel: &str,
         user: &str,
         thread_ts: Option<&str>,
-        text: &str,
+        message: &SlackMessage,
     ) -> Result<(), SlackApiError> {
         let _queued = self.outbox_ticket();
-        let mut body = serde_json::json!({ "channel": channel, "user": user, "text": text });
+        let mut body = serde_json::json!({
+            "channel": channel,
+            "user": user,
+            "text": message.text,
+            "blocks": message.blocks,
+        });
         if let Some(ts) = thread_ts {
             body["thread_ts"] = serde_json::Value::String(ts.to_string());
         }
@@ -301,7 +393,7 @@ impl SlackWebApi {
     pub async fn upload_file(
         &self,
         channel: &str,
-        thread_ts: &str,
+        thread_ts: Option<&str>,
         filename: &str,
         content_type: &str,
         bytes: Vec<u8>,
@@ -332,12 +424,14 @@ impl SlackWebApi {
         .await?;
         self.pace(channel).await;
         self.call("files.completeUploadExternal", Persistence::UntilDelivered, || async {
-            let request = SlackApiFilesCompleteUploadExternalRequest::new(vec![SlackApiFilesComplete::new(
+            let mut request = SlackApiFilesCompleteUploadExternalRequest::new(vec![SlackApiFilesComplete::new(
                 ticket.file_id.clone(),
             )
             .with_title(title.to_string())])
-            .with_channel_id(SlackChannelId::new(channel.to_string()))
-            .with_thread_ts(SlackTs::new(thread_ts.to_string()));
+            .with_channel_id(SlackChannelId::new(channel.to_string()));
+            if let Some(ts) = thread_ts {
+                request = request.with_thread_ts(SlackTs::new(ts.to_string()));
+            }
             self.client
                 .open_session(&self.token)
                 .files_complete_upload_external(&request)
@@ -345,6 +439,25 @@ impl SlackWebApi {
         })
         .await?;
         Ok(())
+    }
+
+    /// GETs a read method with query parameters through [`Self::call`] (read methods take no
+    /// JSON body) and returns Slack's reply; a lookup, so it gives up after a few attempts.
+    async fn get_json(
+        &self,
+        method: &'static str,
+        params: &[(&'static str, Option<String>)],
+    ) -> Result<serde_json::Value, SlackApiError> {
+        self.call(method, Persistence::GiveUp, || async {
+            let params: Vec<(&str, Option<&String>)> =
+                params.iter().map(|(name, value)| (*name, value.as_ref())).collect();
+            self.client
+                .open_session(&self.token)
+                .http_session_api
+                .http_get(method, &params, None)
+                .await
+        })
+        .await
     }
 
     /// POSTs a JSON body to a Web API method through [`Self::call`] and returns Slack's reply.

@@ -26,6 +26,14 @@ impl GuardedSql {
         &self.sql
     }
 
+    /// A short fingerprint of the statement (without its tag): "Why this result?" shows it and
+    /// audit rows carry it, so an answer can be matched with what ran.
+    pub fn hash(&self) -> String {
+        use sha2::Digest;
+        let digest = hex::encode(sha2::Sha256::digest(self.sql.as_bytes()));
+        format!("sha256:{}", digest.get(..16).unwrap_or(&digest))
+    }
+
     /// The same statement, attributed to a thread's version: each engine shows the tag where
     /// its administrators look (see [`QueryTag`]).
     pub fn tagged(mut self, tag: QueryTag) -> Self {

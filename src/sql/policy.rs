@@ -213,6 +213,21 @@ impl AccessPolicy {
         self.denies(&parts, &normalized(column))
     }
 
+    /// Whether any column of the relation `table` is denied.
+    pub fn denies_any_column_of(&self, table: &str) -> bool {
+        let parts: Vec<String> = table.split('.').map(normalized).collect();
+        !self.denied_columns_of(&parts).is_empty()
+    }
+
+    /// The row filters (policy table, predicates OR-ed) that apply to the relation `name`.
+    pub fn row_filters_of(&self, name: &str) -> Vec<(String, Vec<String>)> {
+        let parts: Vec<String> = name.split('.').map(normalized).collect();
+        self.filters_of(&parts)
+            .into_iter()
+            .map(|(table, predicates)| (table, predicates.to_vec()))
+            .collect()
+    }
+
     /// Whether this policy lists `table` (a lower-cased entry) among the ones it reads.
     fn lists(&self, table: &str) -> bool {
         self.tables.as_ref().is_none_or(|tables| tables.contains(table))
@@ -276,8 +291,32 @@ pub struct Disclosure {
     /// grouped by...). `*` counts as every column of its table; `table.*` stands for a table
     /// whose columns were unknown.
     pub columns: BTreeSet<String>,
-    /// The row filters applied, one per filtered table: `customers: customers.region = 'EMEA'`.
-    pub row_filters: Vec<String>,
+    /// The row filters applied: filtered table (as the policy names it) → its predicates, OR-ed.
+    pub row_filters: BTreeMap<String, Vec<String>>,
+}
+
+impl Disclosure {
+    /// The row filters as people read them: `customers: customers.region = 'EMEA'`.
+    pub fn row_filter_lines(&self) -> Vec<String> {
+        self.row_filters
+            .iter()
+            .map(|(table, predicates)| format!("{table}: {}", predicates.join(" OR ")))
+            .collect()
+    }
+
+    /// What two answers of one turn were built from together (an export beside its answer).
+    pub fn merge(&mut self, other: Disclosure) {
+        self.relations.extend(other.relations);
+        self.columns.extend(other.columns);
+        for (table, predicates) in other.row_filters {
+            let known = self.row_filters.entry(table).or_default();
+            for predicate in predicates {
+                if !known.contains(&predicate) {
+                    known.push(predicate);
+                }
+            }
+        }
+    }
 }
 
 fn normalized(name: &str) -> String {
@@ -429,7 +468,7 @@ pub(super) fn disclosed_reads(
     Ok(Disclosure {
         relations: resolver.relations,
         columns: resolver.columns,
-        row_filters: Vec::new(),
+        row_filters: BTreeMap::new(),
     })
 }
 
@@ -1292,9 +1331,9 @@ pub(super) fn apply_row_filters(
     query: &mut Query,
     policy: &AccessPolicy,
     dialect: Dialect,
-) -> Result<Vec<String>, GuardError> {
+) -> Result<BTreeMap<String, Vec<String>>, GuardError> {
     if policy.row_filters.values().all(Vec::is_empty) {
-        return Ok(Vec::new());
+        return Ok(BTreeMap::new());
     }
     let mut predicates = HashMap::new();
     for (table, texts) in &policy.row_filters {
@@ -1313,11 +1352,7 @@ pub(super) fn apply_row_filters(
     if let ControlFlow::Break(error) = VisitMut::visit(query, &mut rewriter) {
         return Err(error);
     }
-    Ok(rewriter
-        .applied
-        .into_iter()
-        .map(|(table, texts)| format!("{table}: {}", texts.join(" OR ")))
-        .collect())
+    Ok(rewriter.applied)
 }
 
 struct RowFilterRewriter<'a> {

@@ -12,7 +12,15 @@ impl TurnContext {
             .cloned()
     }
 
-    pub(super) fn help(&self) -> String {
+    /// Help for the asker: what the interpreter knows that their roles read.
+    pub(super) async fn help(&self, message: &TurnRequest) -> Handled {
+        match self.grant(message).await {
+            Ok(grant) => Handled::replied(Reply::Text(self.help_text(grant.policy.as_ref()))),
+            Err(refusal) => Handled::failure(refusal),
+        }
+    }
+
+    fn help_text(&self, access: Option<&crate::sql::AccessPolicy>) -> String {
         format!(
             "{}\n\n*In a thread* you can refine the last answer (`only EMEA`, `by week`, `top 5`, `exclude refunded`, \
              `and by channel`, `remove the region filter`, `last year instead`) and use:\n\
@@ -21,9 +29,10 @@ impl TurnContext {
              • `undo`: back to the previous version\n\
              • `chart`: the result as a chart\n\
              • `explain`: why the query is what it is\n\
+             • `why this result`: the roles and policies behind the answer and who may see it (shown to you alone)\n\
              • `cancel`: stop the query that is running\n\
              • `help`: this message",
-            self.services.interpreter.help()
+            self.services.interpreter.help_for(access)
         )
     }
 

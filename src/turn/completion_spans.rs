@@ -45,6 +45,14 @@ impl Interpreter for CompletionSpans {
         self.inner.help()
     }
 
+    fn help_for(&self, access: Option<&crate::sql::AccessPolicy>) -> String {
+        self.inner.help_for(access)
+    }
+
+    fn reload(&self, loaded: &crate::interpret::load::LoadedModel) {
+        self.inner.reload(loaded);
+    }
+
     async fn revise(
         &self,
         request: InterpretRequest<'_>,

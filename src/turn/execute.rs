@@ -215,19 +215,21 @@ impl TurnContext {
             }
         };
         if let Some(disclosure) = &disclosure {
+            self.disclose(disclosure.clone());
             let filters = if disclosure.row_filters.is_empty() {
                 "no row filter".to_string()
             } else {
-                disclosure.row_filters.join("; ")
+                disclosure.row_filter_lines().join("; ")
             };
             self.audit(
                 message,
                 "policy_applied",
                 None,
                 format!(
-                    "roles {}; read {}; {filters}",
+                    "roles {}; read {}; {filters}; {}",
                     grant.roles.join(", "),
-                    disclosure.columns.iter().cloned().collect::<Vec<_>>().join(", ")
+                    disclosure.columns.iter().cloned().collect::<Vec<_>>().join(", "),
+                    guarded.hash()
                 ),
             )
             .await;

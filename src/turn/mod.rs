@@ -8,9 +8,12 @@
 //! - `commands`: help, show sql, explain, undo
 //! - `files`: chart and CSV export
 //! - `execute`: guard, warehouse, history and audit rows
+//! - `audience`: who will read an answer (kept from a channel some member may not see it in)
+//!   and "Why this result?"
 //! - `progress`: the "working on it" message of a slow turn
 //! - `completion_spans`: a span per chat completion of the LLM interpreter
 mod ask;
+mod audience;
 mod cancel;
 mod commands;
 mod completion_spans;

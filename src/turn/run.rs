@@ -135,6 +135,8 @@ pub struct TurnContext {
     needs_reload: bool,
     /// Fired when the user cancels or a newer question supersedes this turn.
     pub(super) signal: CancelSignal,
+    /// What the turn's queries read, for the audience check before anything is posted.
+    pub(super) disclosed: std::sync::Mutex<Option<crate::sql::Disclosure>>,
 }
 
 impl TurnContext {
@@ -155,6 +157,7 @@ impl TurnContext {
             snapshot_version,
             needs_reload,
             signal,
+            disclosed: std::sync::Mutex::default(),
         }
     }
 
@@ -260,11 +263,12 @@ impl TurnContext {
         // A slow turn shows "running…" with a Cancel button, later replaced by the answer.
         let progress = works.then(|| Progress::start(&self.services, &self.key));
         let handled = match &message.command {
-            Command::Help => Handled::replied(Reply::Text(self.help())),
+            Command::Help => self.help(&message).await,
             Command::ShowSql => self.show_sql(message.version),
             Command::ExportCsv => self.export_csv(&message).await,
             Command::Chart => self.chart(&message).await,
             Command::Explain => self.explain(message.version),
+            Command::WhyThisResult => self.why_this_result(&message).await,
             Command::Undo => self.undo(&message).await,
             Command::Cancel => Handled::failed(ErrorCode::NothingToCancel),
             Command::RunAnyway => self.run_anyway(&message).await,
@@ -301,6 +305,7 @@ impl TurnContext {
             }
         };
         let Handled { replies, ending } = handled;
+        let replies = self.for_audience(&message, replies).await;
         let mut replies = replies.into_iter();
         if let Some(progress) = progress {
             if let Some(first) = replies.next() {
@@ -394,6 +399,7 @@ pub fn intent_of(command: &Command) -> &'static str {
         Command::Cancel => "cancel",
         Command::Chart => "chart",
         Command::Explain => "explain",
+        Command::WhyThisResult => "why_this_result",
         Command::RunAnyway => "run_anyway",
         Command::Ask(_) => "ask",
     }

@@ -7,6 +7,7 @@ mod conversation;
 #[allow(dead_code)]
 #[path = "../fake_openai/mod.rs"]
 mod fake_openai;
+mod governance;
 mod monitoring;
 mod resilience;
 mod shutdown;

@@ -180,6 +180,12 @@ impl FakeOpenAi {
         self.script.lock().unwrap().push_back(reply);
     }
 
+    /// Drops the replies not asked for.
+    #[allow(dead_code)] // Only tests/hostile_corpus.rs scripts more replies than a turn asks for.
+    pub fn clear(&self) {
+        self.script.lock().unwrap().clear();
+    }
+
     /// Bodies of the chat completion requests received, in order.
     pub async fn requests(&self) -> Vec<Value> {
         self.server

@@ -41,6 +41,6 @@ pub use process::{free_port, ServerProcess};
 pub use redis_prefix::{RedisPrefix, SHARED_REDIS};
 pub use redis_server::RedisServer;
 pub use slack::{
-    api_success, app_mention, as_form, button_click, button_value, fixture, fixtures, is_progress, new_channel, new_ts,
-    post_signed_to, post_text, read_fixture, thread_reply, FakeSlack,
+    api_success, app_mention, as_form, button_click, button_value, direct_channel, fixture, fixtures, is_progress,
+    new_channel, new_ts, post_signed_to, post_text, read_fixture, thread_reply, FakeSlack,
 };

@@ -48,10 +48,30 @@ pub fn api_success(method: &str) -> Value {
 /// Messages posted with `chat.postMessage`, in order (with their ts), as `chat.update` left them.
 type Posted = Arc<Mutex<Vec<(String, Value)>>>;
 
+/// The workspace the fake Slack describes: channels' members, users' kinds and user groups
+/// (`conversations.info`, `conversations.members`, `users.info`, `usergroups.list`).
+#[derive(Debug, Default)]
+struct Workspace {
+    channels: HashMap<String, FakeChannel>,
+    /// User id → `(team, guest)`; a user not listed is a full member of [`TEAM`].
+    users: HashMap<String, (String, bool)>,
+    groups: Vec<(String, Vec<String>)>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct FakeChannel {
+    members: Vec<String>,
+    /// Slack Connect (`is_ext_shared`).
+    shared: bool,
+}
+
+type SharedWorkspace = Arc<Mutex<Workspace>>;
+
 /// The fake Slack Web API.
 pub struct FakeSlack {
     pub server: MockServer,
     messages: Posted,
+    workspace: SharedWorkspace,
 }
 
 /// A progress message that has not been replaced by its answer yet.
@@ -135,7 +155,71 @@ impl FakeSlack {
             })
             .mount(&server)
             .await;
-        Self { server, messages }
+        let workspace = SharedWorkspace::default();
+        mount_workspace(&server, &workspace).await;
+        Self {
+            server,
+            messages,
+            workspace,
+        }
+    }
+
+    /// Sets a channel's members (the bot is added) and whether it is shared with another
+    /// organisation (Slack Connect).
+    pub fn set_channel(&self, channel: &str, members: &[&str], shared: bool) {
+        let mut members: Vec<String> = members.iter().map(|m| m.to_string()).collect();
+        members.push(BOT_USER.to_string());
+        self.workspace
+            .lock()
+            .unwrap()
+            .channels
+            .insert(channel.to_string(), FakeChannel { members, shared });
+    }
+
+    /// Adds a member to a channel set with [`Self::set_channel`].
+    pub fn join_channel(&self, channel: &str, user: &str) {
+        let mut workspace = self.workspace.lock().unwrap();
+        let found = workspace.channels.entry(channel.to_string()).or_default();
+        found.members.push(user.to_string());
+    }
+
+    /// Makes `user` a guest of the workspace (`is_restricted`).
+    pub fn set_guest(&self, user: &str) {
+        self.workspace
+            .lock()
+            .unwrap()
+            .users
+            .insert(user.to_string(), (TEAM.to_string(), true));
+    }
+
+    /// Makes `user` a member of another organisation's workspace `team` (Slack Connect).
+    pub fn set_external(&self, user: &str, team: &str) {
+        self.workspace
+            .lock()
+            .unwrap()
+            .users
+            .insert(user.to_string(), (team.to_string(), false));
+    }
+
+    /// Sets a user group's members (`usergroups.list`).
+    pub fn set_group(&self, handle: &str, members: &[&str]) {
+        let mut workspace = self.workspace.lock().unwrap();
+        workspace.groups.retain(|(h, _)| h != handle);
+        workspace
+            .groups
+            .push((handle.to_string(), members.iter().map(|m| m.to_string()).collect()));
+    }
+
+    /// Messages posted in the direct-message channel with `user` (`conversations.open`).
+    pub async fn direct_messages(&self, user: &str) -> Vec<Value> {
+        let channel = direct_channel(user);
+        self.messages
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, body)| body.clone())
+            .filter(|b| b["channel"] == channel.as_str())
+            .collect()
     }
 
     /// A fake that answers nothing (stands in for the one a stopped server hands back).
@@ -143,6 +227,7 @@ impl FakeSlack {
         Self {
             server: MockServer::builder().start().await,
             messages: Posted::default(),
+            workspace: SharedWorkspace::default(),
         }
     }
 
@@ -240,6 +325,138 @@ impl FakeSlack {
             })
             .collect()
     }
+}
+
+/// The id of the direct-message channel the fake opens with `user`.
+pub fn direct_channel(user: &str) -> String {
+    format!("D{}", user.trim_start_matches('U'))
+}
+
+/// A request's query parameter.
+fn query_param(request: &Request, name: &str) -> Option<String> {
+    request
+        .url
+        .query_pairs()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+}
+
+/// The directory methods, answered from `workspace` with Slack's samples as the shapes.
+/// `conversations.members` pages by `limit` with an offset cursor, as Slack pages.
+async fn mount_workspace(server: &MockServer, workspace: &SharedWorkspace) {
+    let known = workspace.clone();
+    Mock::given(method("GET"))
+        .and(path("/api/conversations.info"))
+        .respond_with(move |request: &Request| {
+            let channel = query_param(request, "channel").unwrap_or_default();
+            let shared = known.lock().unwrap().channels.get(&channel).is_some_and(|c| c.shared);
+            let mut reply = api_success("conversations.info");
+            reply["channel"]["id"] = json!(channel);
+            reply["channel"]["is_channel"] = json!(!channel.starts_with('D'));
+            reply["channel"]["is_im"] = json!(channel.starts_with('D'));
+            reply["channel"]["is_ext_shared"] = json!(shared);
+            reply["channel"]["is_shared"] = json!(shared);
+            ResponseTemplate::new(200).set_body_json(reply)
+        })
+        .mount(server)
+        .await;
+    let known = workspace.clone();
+    Mock::given(method("GET"))
+        .and(path("/api/conversations.members"))
+        .respond_with(move |request: &Request| {
+            let channel = query_param(request, "channel").unwrap_or_default();
+            // A channel nobody set up holds the usual asker and the bot.
+            let members = known
+                .lock()
+                .unwrap()
+                .channels
+                .get(&channel)
+                .map(|c| c.members.clone())
+                .unwrap_or_else(|| vec!["U0ALICE01".to_string(), BOT_USER.to_string()]);
+            let limit: usize = query_param(request, "limit")
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(100);
+            let start: usize = query_param(request, "cursor")
+                .and_then(|c| c.strip_prefix("offset:").and_then(|n| n.parse().ok()))
+                .unwrap_or(0);
+            let end = (start + limit).min(members.len());
+            let next = if end < members.len() {
+                format!("offset:{end}")
+            } else {
+                String::new()
+            };
+            ResponseTemplate::new(200).set_body_json(json!({
+                "ok": true,
+                "members": members.get(start..end).unwrap_or_default(),
+                "response_metadata": { "next_cursor": next },
+            }))
+        })
+        .mount(server)
+        .await;
+    let known = workspace.clone();
+    Mock::given(method("GET"))
+        .and(path("/api/users.info"))
+        .respond_with(move |request: &Request| {
+            let user = query_param(request, "user").unwrap_or_default();
+            let (team, guest) = known
+                .lock()
+                .unwrap()
+                .users
+                .get(&user)
+                .cloned()
+                .unwrap_or_else(|| (TEAM.to_string(), false));
+            let mut reply = api_success("users.info");
+            reply["user"]["id"] = json!(user);
+            reply["user"]["team_id"] = json!(team);
+            reply["user"]["is_restricted"] = json!(guest);
+            reply["user"]["is_ultra_restricted"] = json!(false);
+            reply["user"]["is_stranger"] = json!(team != TEAM);
+            ResponseTemplate::new(200).set_body_json(reply)
+        })
+        .mount(server)
+        .await;
+    let known = workspace.clone();
+    Mock::given(method("GET"))
+        .and(path("/api/usergroups.list"))
+        .respond_with(move |_: &Request| {
+            let groups: Vec<Value> = known
+                .lock()
+                .unwrap()
+                .groups
+                .iter()
+                .enumerate()
+                .map(|(index, (handle, members))| {
+                    json!({
+                        "id": format!("S{index:08}"),
+                        "team_id": TEAM,
+                        "is_usergroup": true,
+                        "name": handle,
+                        "handle": handle,
+                        "is_external": false,
+                        "date_create": 1_700_000_000,
+                        "created_by": "U0ADMIN01",
+                        "prefs": { "channels": [], "groups": [] },
+                        "users": members,
+                        "user_count": members.len(),
+                    })
+                })
+                .collect();
+            ResponseTemplate::new(200).set_body_json(json!({ "ok": true, "usergroups": groups }))
+        })
+        .mount(server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/conversations.open"))
+        .respond_with(|request: &Request| {
+            let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+            let user = body["users"].as_str().unwrap_or_default();
+            ResponseTemplate::new(200).set_body_json(json!({
+                "ok": true,
+                "channel": { "id": direct_channel(user) },
+            }))
+        })
+        .mount(server)
+        .await;
 }
 
 /// A JSON string's text, any other value's JSON.

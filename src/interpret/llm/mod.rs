@@ -344,12 +344,25 @@ impl Interpreter for LlmInterpreter {
     }
 
     fn help(&self) -> String {
+        self.help_for(None)
+    }
+
+    fn help_for(&self, access: Option<&crate::sql::AccessPolicy>) -> String {
         let mut text = String::from(
             "Ask a question about your data in plain words and I'll write the SQL, run it read-only and answer here.",
         );
         let knowledge = self.knowledge();
-        let metrics: Vec<String> = knowledge
-            .model
+        let (model, tables) = match access {
+            Some(policy) => (
+                std::borrow::Cow::Owned(super::visible::model(&knowledge.model, policy)),
+                super::visible::catalog(&knowledge.catalog, policy).tables.len(),
+            ),
+            None => (
+                std::borrow::Cow::Borrowed(&knowledge.model),
+                knowledge.catalog.tables.len(),
+            ),
+        };
+        let metrics: Vec<String> = model
             .metrics
             .iter()
             .map(|metric| match metric.synonyms.first() {
@@ -360,18 +373,12 @@ impl Interpreter for LlmInterpreter {
         if !metrics.is_empty() {
             text.push_str(&format!("\n*Defined metrics:* {}", metrics.join(", ")));
         }
-        let dimensions: Vec<String> = knowledge
-            .model
-            .dimensions
-            .iter()
-            .map(|d| format!("`{}`", d.name))
-            .collect();
+        let dimensions: Vec<String> = model.dimensions.iter().map(|d| format!("`{}`", d.name)).collect();
         if !dimensions.is_empty() {
             text.push_str(&format!("\n*Break down by:* {}", dimensions.join(", ")));
         }
         text.push_str(&format!(
-            "\nI know {} tables of the warehouse. Example: `revenue by region last month`.",
-            knowledge.catalog.tables.len()
+            "\nI know {tables} tables of the warehouse. Example: `revenue by region last month`."
         ));
         text
     }

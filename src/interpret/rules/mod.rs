@@ -19,8 +19,9 @@ use crate::domain::Cardinality;
 const HELP_ITEMS: usize = 12;
 use super::query::{self, join_words, CompileError, StructuredQuery};
 use super::time::KNOWN_TIME_PHRASES;
+use super::visible;
 use super::{InterpretError, InterpretRequest, Interpretation, Interpreter, ProposedQuery};
-use crate::sql::Dialect;
+use crate::sql::{AccessPolicy, Dialect};
 
 #[cfg(test)]
 mod fixtures;
@@ -40,6 +41,10 @@ use vocabulary::Vocabulary;
 #[derive(Debug)]
 pub struct RulesInterpreter {
     current: RwLock<Arc<Knowledge>>,
+    /// The knowledge of what each access policy may read (one per distinct set of tables and
+    /// denied columns, built on first use and dropped on reload): an asker's words only ever
+    /// match what their roles read, so no reply names or confirms a denied column or its values.
+    views: std::sync::Mutex<HashMap<String, Arc<Knowledge>>>,
 }
 
 /// A model with the words derived from it.
@@ -59,7 +64,34 @@ impl RulesInterpreter {
     pub fn new(model: SemanticModel, values: Vec<(String, Vec<String>)>, dialect: Dialect) -> Self {
         Self {
             current: RwLock::new(Arc::new(Knowledge::new(model, values, dialect))),
+            views: std::sync::Mutex::default(),
         }
+    }
+
+    /// The knowledge an asker with `access` works with: the whole model without roles.
+    fn knowledge_for(&self, access: Option<&AccessPolicy>) -> Arc<Knowledge> {
+        let base = self.knowledge();
+        let Some(policy) = access else {
+            return base;
+        };
+        let key = view_key(policy);
+        let mut views = match self.views.lock() {
+            Ok(views) => views,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        views
+            .entry(key)
+            .or_insert_with(|| {
+                let model = visible::model(&base.model, policy);
+                let values = base
+                    .values
+                    .iter()
+                    .filter(|(dimension, _)| model.dimensions.iter().any(|d| &d.name == dimension))
+                    .cloned()
+                    .collect();
+                Arc::new(Knowledge::new(model, values, base.dialect))
+            })
+            .clone()
     }
 
     /// The model questions are answered with now.
@@ -78,6 +110,16 @@ impl RulesInterpreter {
             Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
+}
+
+/// Policies that read the same tables and columns see the same vocabulary (row filters do not
+/// change what words mean).
+fn view_key(policy: &AccessPolicy) -> String {
+    let mut tables: Vec<&String> = policy.tables.iter().flatten().collect();
+    tables.sort();
+    let mut denied: Vec<&(String, String)> = policy.denied_columns.iter().collect();
+    denied.sort();
+    format!("{:?}|{tables:?}|{denied:?}", policy.tables.is_some())
 }
 
 impl Knowledge {
@@ -403,11 +445,14 @@ impl Interpreter for RulesInterpreter {
         // The answer to a clarifying question completes the question that raised it.
         if let Some(pending) = request.clarifying {
             let combined = format!("{} {}", pending.question, request.text);
-            if let Interpretation::Query(query) = self.interpret_text(&combined, request.current, request.today) {
+            let knowledge = self.knowledge_for(request.access);
+            if let Interpretation::Query(query) = knowledge.interpret_text(&combined, request.current, request.today) {
                 return Ok(Interpretation::Query(query));
             }
         }
-        Ok(self.interpret_text(request.text, request.current, request.today))
+        Ok(self
+            .knowledge_for(request.access)
+            .interpret_text(request.text, request.current, request.today))
     }
 
     fn reload(&self, loaded: &LoadedModel) {
@@ -417,14 +462,22 @@ impl Interpreter for RulesInterpreter {
             Ok(mut current) => *current = knowledge,
             Err(poisoned) => *poisoned.into_inner() = knowledge,
         }
+        match self.views.lock() {
+            Ok(mut views) => views.clear(),
+            Err(poisoned) => poisoned.into_inner().clear(),
+        }
     }
 
     fn help(&self) -> String {
+        self.help_for(None)
+    }
+
+    fn help_for(&self, access: Option<&AccessPolicy>) -> String {
         [
             "Ask a question with a metric, optional breakdowns, filters and a time range, e.g. \
              \"revenue by region last month\", \"orders by channel this year\", \"units by product top 10\"."
                 .to_string(),
-            self.knowledge().vocabulary_help(),
+            self.knowledge_for(access).vocabulary_help(),
             "Then refine it in the thread: \"only EMEA\", \"exclude partner\", \"by week instead\", \
              \"and by channel\", \"top 5\", \"what about last year?\", \"orders instead\", \"and units\", \
              \"remove the region filter\", \"all time\", \"vs last year\", \"and the year before?\", \
@@ -440,6 +493,55 @@ impl Interpreter for RulesInterpreter {
 mod tests {
     use super::*;
     use crate::interpret::rules::fixtures::*;
+
+    /// What the rules interpreter answers an asker whose roles hide `customers.segment` and the
+    /// app_metrics table.
+    async fn ask_as_restricted(text: &str) -> Interpretation {
+        let policy = AccessPolicy::only_tables(["orders", "customers", "products", "order_items"])
+            .deny_column("customers", "segment");
+        let request = InterpretRequest {
+            text,
+            current: None,
+            today: today(),
+            history: &[],
+            clarifying: None,
+            access: Some(&policy),
+        };
+        interpreter().interpret(request).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_asker_only_meets_the_tables_and_columns_their_roles_read() {
+        // Without roles the same questions are answered.
+        assert!(matches!(ask("revenue by segment", None), Interpretation::Query(_)));
+        assert!(matches!(ask("revenue for Enterprise", None), Interpretation::Query(_)));
+        assert!(matches!(ask("sessions by platform", None), Interpretation::Query(_)));
+
+        for question in ["revenue by segment", "revenue for Enterprise", "sessions by platform"] {
+            let Interpretation::NotUnderstood(message) = ask_as_restricted(question).await else {
+                panic!("{question:?} was answered for an asker who may not read it");
+            };
+            // Neither the denied column, nor its values, nor the hidden table is named.
+            for hidden in ["segment", "Enterprise", "sessions", "platform"] {
+                assert!(
+                    !message.to_lowercase().contains(&hidden.to_lowercase()) || question.contains(hidden),
+                    "{question:?}: {message}"
+                );
+            }
+            assert!(
+                message.contains("revenue"),
+                "what they may ask is still offered: {message}"
+            );
+        }
+        let Interpretation::Query(allowed) = ask_as_restricted("revenue by region last month").await else {
+            panic!("a question within the roles is answered");
+        };
+        assert!(allowed.sql.contains("region"));
+        let policy = AccessPolicy::unrestricted().deny_column("customers", "segment");
+        let help = interpreter().help_for(Some(&policy));
+        assert!(!help.contains("segment") && help.contains("region"), "{help}");
+        assert!(interpreter().help().contains("segment"));
+    }
 
     #[test]
     fn the_proposed_query_carries_sql_summary_and_formats() {
