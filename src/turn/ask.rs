@@ -10,6 +10,25 @@ use crate::interpret::{InterpretError, InterpretRequest, Interpretation};
 /// How many times one question may be interpreted (the first try plus corrections).
 const MAX_ATTEMPTS: u32 = 3;
 
+/// How much of a question or an interpretation an audit row keeps.
+const AUDITED_CHARS: usize = 2_000;
+
+fn clipped(text: &str) -> String {
+    match text.char_indices().nth(AUDITED_CHARS) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_string(),
+    }
+}
+
+/// An interpretation as the audit trail keeps it: the SQL proposed, or what was asked back.
+fn described(interpretation: &Interpretation) -> String {
+    clipped(&match interpretation {
+        Interpretation::Query(query) => format!("query: {}", query.sql),
+        Interpretation::Clarify(asked) => format!("clarification: {asked}"),
+        Interpretation::NotUnderstood(_) => "not understood".to_string(),
+    })
+}
+
 impl TurnContext {
     pub(super) async fn ask(&mut self, message: &TurnRequest, text: &str) -> Handled {
         let today = self.services.today();
@@ -18,6 +37,7 @@ impl TurnContext {
         // The turn being handled was just recorded; the interpreter gets the ones before it.
         let turns = self.state.turns();
         let history = turns[..turns.len().saturating_sub(1)].to_vec();
+        self.audit(message, "question_asked", None, clipped(text)).await;
         // The asker's roles decide what the interpreter may show of the warehouse; someone who
         // may read nothing is told so before any interpreter sees the question.
         let grant = match self.grant(message).await {
@@ -37,6 +57,9 @@ impl TurnContext {
             .interpret(request.clone())
             .instrument(tracing::info_span!("interpret", kind = "interpret"))
             .await;
+        if let Ok(interpretation) = &interpreted {
+            self.audit(message, "interpreted", None, described(interpretation)).await;
+        }
         let mut proposed = match interpreted {
             Ok(interpretation) => match self.accept_interpretation(interpretation, text, clarifying.as_ref()) {
                 Ok(proposed) => proposed,
@@ -97,6 +120,8 @@ impl TurnContext {
                     match revised {
                         Ok(Some(interpretation)) => {
                             self.services.metrics.llm_corrections.inc();
+                            self.audit(message, "interpreted", None, format!("corrected: {}", described(&interpretation)))
+                                .await;
                             match self.accept_interpretation(interpretation, text, clarifying.as_ref()) {
                                 Ok(revised) => {
                                     proposed = revised;

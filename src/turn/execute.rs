@@ -234,9 +234,7 @@ impl TurnContext {
             )
             .await;
         }
-        if let Some(failure) = self.cost_guard(message, &guarded, consent).await {
-            return Err(failure);
-        }
+        let estimated_bytes = self.cost_guard(message, &guarded, consent).await?;
         // Held until the query ends: caps running queries per user and for the warehouse.
         let _slot = match services.slots.acquire(&message.user).await {
             Ok(permit) => permit,
@@ -300,6 +298,21 @@ impl TurnContext {
                     None,
                 ))
                 .await;
+                let read = match estimated_bytes {
+                    Some(bytes) => format!("about {} read", bytes_text(bytes)),
+                    None => "bytes read not estimated".to_string(),
+                };
+                self.audit(
+                    message,
+                    "query_executed",
+                    None,
+                    format!(
+                        "version {version}: {rows} rows in {} ms, {read}; {}",
+                        duration.as_millis(),
+                        guarded.hash()
+                    ),
+                )
+                .await;
                 Ok(Execution { result, rows, duration })
             }
             Err(error) => {
@@ -331,6 +344,13 @@ impl TurnContext {
                 }
                 // The engine's own text goes to the log and the history row, not the thread.
                 tracing::warn!(thread = %self.key, %error, code = %code, "A query failed");
+                self.audit(
+                    message,
+                    "query_failed",
+                    Some(code),
+                    format!("version {version} after {} ms; {}", duration.as_millis(), guarded.hash()),
+                )
+                .await;
                 self.history(record(
                     status,
                     guarded.as_str(),
@@ -382,10 +402,10 @@ impl TurnContext {
     /// otherwise its estimate is charged to the asker's and the channel's budgets. An estimate
     /// that fails lets the statement run: the warehouse's own limits (timeout, BigQuery's bytes
     /// billed) still hold.
-    async fn cost_guard(&self, message: &TurnRequest, guarded: &GuardedSql, consent: Consent) -> Option<Failure> {
+    async fn cost_guard(&self, message: &TurnRequest, guarded: &GuardedSql, consent: Consent) -> Result<Option<u64>, Failure> {
         let limits = &self.services.limits;
         if limits.confirm_above.is_none() && limits.refuse_above.is_none() && !limits.daily_budgets.is_set() {
-            return None;
+            return Ok(None);
         }
         let engine = self.services.warehouse.dialect().engine();
         let estimated = tokio::time::timeout(ESTIMATE_TIMEOUT, self.services.warehouse.estimate(guarded)).await;
@@ -393,11 +413,11 @@ impl TurnContext {
             Ok(Ok(estimate)) => estimate,
             Ok(Err(error)) => {
                 tracing::warn!(thread_key = %self.key, %error, "the warehouse could not estimate a query; running it");
-                return None;
+                return Ok(None);
             }
             Err(_) => {
                 tracing::warn!(thread_key = %self.key, "the warehouse's estimate took too long; running the query");
-                return None;
+                return Ok(None);
             }
         };
         let metrics = &self.services.metrics;
@@ -419,7 +439,7 @@ impl TurnContext {
                 "It would read about {}; the limit is {limit}.",
                 limit.describe(&estimate)
             );
-            return Some(refusal(ErrorCode::QueryTooExpensive, detail));
+            return Err(refusal(ErrorCode::QueryTooExpensive, detail));
         }
         if let Some(limit) = limits.confirm_above.filter(|limit| limit.exceeded_by(&estimate)) {
             if consent == Consent::Ask {
@@ -428,7 +448,7 @@ impl TurnContext {
                     "This query would read about {} of the warehouse (more than {limit}), so I haven't run it.",
                     limit.describe(&estimate)
                 );
-                return Some(Failure {
+                return Err(Failure {
                     reply: Reply::Text(text.clone()),
                     error: text.clone(),
                     revisable: false,
@@ -439,9 +459,9 @@ impl TurnContext {
         }
         if let Some(failure) = self.charge_budgets(message, &estimate).await {
             decided("over_budget");
-            return Some(failure);
+            return Err(failure);
         }
-        None
+        Ok(estimate.bytes)
     }
 
     /// Refuses a statement whose estimate would take the asker or the channel past today's
