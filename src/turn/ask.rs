@@ -58,7 +58,8 @@ impl TurnContext {
             .instrument(tracing::info_span!("interpret", kind = "interpret"))
             .await;
         if let Ok(interpretation) = &interpreted {
-            self.audit(message, "interpreted", None, described(interpretation)).await;
+            self.audit(message, "interpreted", None, described(interpretation))
+                .await;
         }
         let mut proposed = match interpreted {
             Ok(interpretation) => match self.accept_interpretation(interpretation, text, clarifying.as_ref()) {
@@ -120,8 +121,13 @@ impl TurnContext {
                     match revised {
                         Ok(Some(interpretation)) => {
                             self.services.metrics.llm_corrections.inc();
-                            self.audit(message, "interpreted", None, format!("corrected: {}", described(&interpretation)))
-                                .await;
+                            self.audit(
+                                message,
+                                "interpreted",
+                                None,
+                                format!("corrected: {}", described(&interpretation)),
+                            )
+                            .await;
                             match self.accept_interpretation(interpretation, text, clarifying.as_ref()) {
                                 Ok(revised) => {
                                     proposed = revised;

@@ -348,7 +348,11 @@ impl TurnContext {
                     message,
                     "query_failed",
                     Some(code),
-                    format!("version {version} after {} ms; {}", duration.as_millis(), guarded.hash()),
+                    format!(
+                        "version {version} after {} ms; {}",
+                        duration.as_millis(),
+                        guarded.hash()
+                    ),
                 )
                 .await;
                 self.history(record(
@@ -402,7 +406,12 @@ impl TurnContext {
     /// otherwise its estimate is charged to the asker's and the channel's budgets. An estimate
     /// that fails lets the statement run: the warehouse's own limits (timeout, BigQuery's bytes
     /// billed) still hold.
-    async fn cost_guard(&self, message: &TurnRequest, guarded: &GuardedSql, consent: Consent) -> Result<Option<u64>, Failure> {
+    async fn cost_guard(
+        &self,
+        message: &TurnRequest,
+        guarded: &GuardedSql,
+        consent: Consent,
+    ) -> Result<Option<u64>, Failure> {
         let limits = &self.services.limits;
         if limits.confirm_above.is_none() && limits.refuse_above.is_none() && !limits.daily_budgets.is_set() {
             return Ok(None);

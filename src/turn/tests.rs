@@ -224,7 +224,13 @@ async fn the_audit_trail_follows_a_question_from_its_words_to_its_rows() {
     let actions: Vec<&str> = trail.iter().map(|(action, _, _)| action.as_str()).collect();
     assert_eq!(
         actions,
-        ["question_asked", "interpreted", "query_executed", "question_asked", "interpreted"],
+        [
+            "question_asked",
+            "interpreted",
+            "query_executed",
+            "question_asked",
+            "interpreted"
+        ],
         "{trail:#?}"
     );
     assert_eq!(trail[0].1, "sales by region");
