@@ -13,16 +13,6 @@ use tokio_util::sync::CancellationToken;
 use crate::domain::TableSchema;
 use crate::sql::{Dialect, Disclosure};
 
-/// What a reader who may read nothing would miss: the answer's first column, else its first
-/// table.
-fn describe_everything(disclosure: &Disclosure) -> String {
-    match (disclosure.columns.iter().next(), disclosure.relations.iter().next()) {
-        (Some(column), _) => column.clone(),
-        (None, Some(relation)) => format!("the {relation} table"),
-        (None, None) => "the warehouse".to_string(),
-    }
-}
-
 pub mod audience;
 pub mod roles;
 
@@ -289,6 +279,16 @@ impl AccessControl {
                 }
             }
         });
+    }
+}
+
+/// What a reader who may read nothing would miss: the answer's first column, else its first
+/// table.
+fn describe_everything(disclosure: &Disclosure) -> String {
+    match (disclosure.columns.iter().next(), disclosure.relations.iter().next()) {
+        (Some(column), _) => column.clone(),
+        (None, Some(relation)) => format!("the {relation} table"),
+        (None, None) => "the warehouse".to_string(),
     }
 }
 

@@ -3,8 +3,8 @@ use async_trait::async_trait;
 
 use super::blocks::{self, AnswerContext, SlackMessage};
 use super::web_api::SlackWebApi;
-use crate::domain::Reply;
 use crate::domain::ThreadKey;
+use crate::domain::{Answer, Reply};
 use crate::turn::Replier;
 
 pub struct SlackReplier {
@@ -21,22 +21,9 @@ impl SlackReplier {
 /// The Block Kit message for a reply that is not a file.
 fn block_kit(thread: &ThreadKey, reply: &Reply, max_rows: usize) -> Option<SlackMessage> {
     Some(match reply {
-        Reply::Answer(answer) => blocks::with_answer_buttons(
-            blocks::answer(
-                &answer.summary,
-                &answer.result,
-                max_rows,
-                &AnswerContext {
-                    total_rows: answer.total_rows,
-                    capped: answer.capped,
-                    duration: answer.duration,
-                    query_id: &answer.query_id,
-                    version: answer.version,
-                },
-            ),
-            thread.thread_ts(),
-            answer.version,
-        ),
+        Reply::Answer(answer) => {
+            blocks::with_answer_buttons(answer_kit(answer, max_rows), thread.thread_ts(), answer.version)
+        }
         Reply::Sql(sql) => blocks::sql(sql),
         Reply::Text(text) => blocks::text(text),
         Reply::Confirm { text, version } => blocks::confirm(text, thread.thread_ts(), *version),
@@ -47,22 +34,27 @@ fn block_kit(thread: &ThreadKey, reply: &Reply, max_rows: usize) -> Option<Slack
     })
 }
 
+/// An answer's table and context line, without buttons.
+fn answer_kit(answer: &Answer, max_rows: usize) -> SlackMessage {
+    blocks::answer(
+        &answer.summary,
+        &answer.result,
+        max_rows,
+        &AnswerContext {
+            total_rows: answer.total_rows,
+            capped: answer.capped,
+            duration: answer.duration,
+            query_id: &answer.query_id,
+            version: answer.version,
+        },
+    )
+}
+
 /// A reply for one user's eyes: the answer without its buttons (they act on the thread, which a
 /// direct message is not).
 fn private_kit(reply: &Reply, max_rows: usize) -> SlackMessage {
     match reply {
-        Reply::Answer(answer) => blocks::answer(
-            &answer.summary,
-            &answer.result,
-            max_rows,
-            &AnswerContext {
-                total_rows: answer.total_rows,
-                capped: answer.capped,
-                duration: answer.duration,
-                query_id: &answer.query_id,
-                version: answer.version,
-            },
-        ),
+        Reply::Answer(answer) => answer_kit(answer, max_rows),
         Reply::Sql(sql) => blocks::sql(sql),
         Reply::Text(text) | Reply::Confirm { text, .. } => blocks::text(text),
         Reply::Error(error) => blocks::error(error),
