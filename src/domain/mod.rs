@@ -9,6 +9,7 @@ mod origin;
 mod proposed_query;
 mod reply;
 mod result;
+mod schedule;
 mod schema;
 mod structured_query;
 mod thread_key;
@@ -23,6 +24,10 @@ pub use origin::Origin;
 pub use proposed_query::{LlmUsage, PendingClarification, ProposedQuery};
 pub use reply::{Answer, Reply, UserError};
 pub use result::{infer_column_format, is_iso_date, Column, ColumnFormat, QueryResult, Value};
+pub use schedule::{
+    parse_alert, parse_schedule, Alert, AlertAction, AlertState, Attachment, Condition, DeliveryOptions, Destination,
+    Schedule, ScheduleError,
+};
 pub use schema::{Cardinality, ColumnKind, ColumnSchema, ForeignKey, TableSchema};
 pub use structured_query::{Filter, Grain, Sort, SortKey, StructuredQuery, TimeRange, TopN};
 pub use thread_key::ThreadKey;
