@@ -64,28 +64,44 @@ fn private_kit(reply: &Reply, max_rows: usize) -> SlackMessage {
 }
 
 impl SlackReplier {
+    /// Uploads `reply` when it is a file, else posts `message` (in a thread when `thread_ts`).
+    async fn post_or_upload(
+        &self,
+        channel: &str,
+        thread_ts: Option<&str>,
+        reply: Reply,
+        message: Option<SlackMessage>,
+    ) -> anyhow::Result<()> {
+        match (reply, message) {
+            (
+                Reply::File {
+                    filename,
+                    content_type,
+                    bytes,
+                    title,
+                },
+                _,
+            ) => {
+                self.api
+                    .upload_file(channel, thread_ts, &filename, &content_type, bytes, &title)
+                    .await?
+            }
+            (_, Some(message)) => {
+                self.api.post_message(channel, thread_ts, &message).await?;
+            }
+            (_, None) => {}
+        }
+        Ok(())
+    }
+
     /// Sends `reply` to `user` alone: by direct message (`conversations.open`), or ephemerally in
     /// the thread when asked to or when a direct message cannot be opened (no `im:write`).
     async fn privately(&self, thread: &ThreadKey, user: &str, reply: Reply, ephemeral: bool) -> anyhow::Result<()> {
         if !ephemeral {
             match self.api.open_direct_message(user).await {
                 Ok(direct) => {
-                    if let Reply::File {
-                        filename,
-                        content_type,
-                        bytes,
-                        title,
-                    } = reply
-                    {
-                        self.api
-                            .upload_file(&direct, None, &filename, &content_type, bytes, &title)
-                            .await?;
-                    } else {
-                        self.api
-                            .post_message(&direct, None, &private_kit(&reply, self.max_rows))
-                            .await?;
-                    }
-                    return Ok(());
+                    let message = private_kit(&reply, self.max_rows);
+                    return self.post_or_upload(&direct, None, reply, Some(message)).await;
                 }
                 Err(error) => {
                     tracing::warn!(%error, "Failed to open a direct message; answering ephemerally in the thread");
@@ -111,25 +127,8 @@ impl Replier for SlackReplier {
         if let Reply::Privately { user, reply, ephemeral } = reply {
             return self.privately(thread, user.as_str(), *reply, ephemeral).await;
         }
-        match block_kit(thread, &reply, self.max_rows) {
-            Some(message) => {
-                self.api.post_message(channel, Some(thread_ts), &message).await?;
-            }
-            None => {
-                if let Reply::File {
-                    filename,
-                    content_type,
-                    bytes,
-                    title,
-                } = reply
-                {
-                    self.api
-                        .upload_file(channel, Some(thread_ts), &filename, &content_type, bytes, &title)
-                        .await?;
-                }
-            }
-        }
-        Ok(())
+        let message = block_kit(thread, &reply, self.max_rows);
+        self.post_or_upload(channel, Some(thread_ts), reply, message).await
     }
 
     async fn progress(&self, thread: &ThreadKey, text: &str) -> anyhow::Result<Option<String>> {
