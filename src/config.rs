@@ -47,6 +47,8 @@ pub const THREADQL_MAX_BACKLOG: &str = "THREADQL_MAX_BACKLOG";
 pub const THREADQL_SHUTDOWN_GRACE: &str = "THREADQL_SHUTDOWN_GRACE";
 pub const THREADQL_MODEL_REFRESH_SECS: &str = "THREADQL_MODEL_REFRESH_SECS";
 pub const THREADQL_AUDIT_RETENTION_DAYS: &str = "THREADQL_AUDIT_RETENTION_DAYS";
+pub const THREADQL_ADMINS: &str = "THREADQL_ADMINS";
+pub const THREADQL_SCHEDULE_POLL_SECS: &str = "THREADQL_SCHEDULE_POLL_SECS";
 pub const SNOWFLAKE_USER: &str = "SNOWFLAKE_USER";
 pub const SNOWFLAKE_PRIVATE_KEY_PATH: &str = "SNOWFLAKE_PRIVATE_KEY_PATH";
 pub const SNOWFLAKE_PRIVATE_KEY: &str = "SNOWFLAKE_PRIVATE_KEY";
@@ -403,6 +405,11 @@ pub struct Config {
     pub model_refresh: Duration,
     /// Days audit rows are kept before the server deletes them; 0 keeps them forever.
     pub audit_retention_days: u32,
+    /// Slack user ids who see and change everyone's schedules.
+    pub admins: Vec<String>,
+    /// How often due schedules are looked for; `None` (0) leaves it to `threadql schedules run`
+    /// and to tests that drive the runner's clock.
+    pub schedule_poll: Option<Duration>,
     pub timezone: chrono_tz::Tz,
     /// `threadql.toml` (semantic model, glossary); `None` = the built-in demo model.
     pub model_path: Option<PathBuf>,
@@ -582,6 +589,32 @@ impl Config {
             })?,
             None => 90,
         };
+        let admins: Vec<String> = get(THREADQL_ADMINS)
+            .unwrap_or_default()
+            .split([',', ' '])
+            .map(str::trim)
+            .filter(|id| !id.is_empty())
+            .map(str::to_string)
+            .collect();
+        if let Some(bad) = admins.iter().find(|id| !id.starts_with(['U', 'W'])) {
+            return Err(ConfigError::new(
+                THREADQL_ADMINS,
+                format!("{bad:?} is not a Slack user id (they start with U or W, e.g. U0123ABCD)"),
+            ));
+        }
+        let schedule_poll = match get(THREADQL_SCHEDULE_POLL_SECS) {
+            Some(value) => match value.parse::<u64>() {
+                Ok(0) => None,
+                Ok(secs) => Some(Duration::from_secs(secs)),
+                Err(_) => {
+                    return Err(ConfigError::new(
+                        THREADQL_SCHEDULE_POLL_SECS,
+                        format!("{value:?} is not a whole number of seconds (0 turns polling off)"),
+                    ))
+                }
+            },
+            None => Some(Duration::from_secs(30)),
+        };
         let timezone = match get(THREADQL_TIMEZONE) {
             Some(zone) => zone.parse::<chrono_tz::Tz>().map_err(|_| {
                 ConfigError::new(
@@ -654,6 +687,8 @@ impl Config {
             shutdown_grace,
             model_refresh,
             audit_retention_days,
+            admins,
+            schedule_poll,
             timezone,
             model_path,
             dbt_project,

@@ -21,6 +21,7 @@ pub mod model_command;
 pub mod outbound;
 pub mod render;
 pub mod roles_command;
+pub mod schedules;
 pub mod slack;
 pub mod sql;
 pub mod startup;

@@ -11,8 +11,10 @@ use prometheus::{
 use crate::domain::ErrorCode;
 
 /// The `intent` label of the turn metrics (see `crate::turn::intent_of`).
-pub const INTENTS: [&str; 10] = [
+pub const INTENTS: [&str; 12] = [
     "ask",
+    "schedule",
+    "schedules",
     "help",
     "show_sql",
     "export_csv",
@@ -45,7 +47,7 @@ pub const QUERY_OUTCOMES: [&str; 5] = ["ok", "error", "timeout", "cancelled", "u
 /// The `reason` label of `threadql_warehouse_cancellations_total`.
 pub const CANCEL_REASONS: [&str; 2] = ["user", "superseded"];
 /// Slack Web API methods threadql calls (the `method` label).
-pub const SLACK_METHODS: [&str; 14] = [
+pub const SLACK_METHODS: [&str; 18] = [
     "auth.test",
     "apps.connections.open",
     "chat.postMessage",
@@ -60,7 +62,13 @@ pub const SLACK_METHODS: [&str; 14] = [
     "conversations.members",
     "conversations.open",
     "users.info",
+    "conversations.history",
+    "conversations.replies",
+    "views.open",
+    "chat.delete",
 ];
+/// The `action` label of `threadql_schedules_changed_total`.
+pub const SCHEDULE_ACTIONS: [&str; 6] = ["created", "paused", "resumed", "edited", "deleted", "paused_by_threadql"];
 /// The `outcome` label of `threadql_slack_api_calls_total`.
 pub const SLACK_OUTCOMES: [&str; 4] = ["ok", "refused", "rate_limited", "error"];
 /// The `outcome` label of `threadql_snapshot_writes_total`.
@@ -144,6 +152,11 @@ pub struct Metrics {
     pub redis_fallbacks: IntCounter,
     /// Audit rows deleted for being older than `THREADQL_AUDIT_RETENTION_DAYS`.
     pub audit_rows_deleted: IntCounter,
+    /// Runs of scheduled reports and alerts, by how they ended (`report_executions.status`).
+    pub report_runs: IntCounterVec,
+    /// Schedules created, paused, resumed, edited or deleted, by action (`paused_by_threadql`
+    /// when a channel is gone or an owner lost access).
+    pub schedules_changed: IntCounterVec,
     /// Socket Mode connections open (past Slack's `hello`).
     pub socket_mode_connections: IntGauge,
     /// Socket Mode connections replaced, by reason (`refresh` after Slack's `disconnect`,
@@ -376,6 +389,18 @@ impl Metrics {
                 "threadql_audit_rows_deleted_total",
                 "Audit rows deleted for being older than THREADQL_AUDIT_RETENTION_DAYS",
             )?,
+            report_runs: counter_vec(
+                &r,
+                "threadql_report_runs_total",
+                "Runs of scheduled reports and alerts, by status",
+                &["status"],
+            )?,
+            schedules_changed: counter_vec(
+                &r,
+                "threadql_schedules_changed_total",
+                "Schedules created, paused, resumed, edited or deleted, by action",
+                &["action"],
+            )?,
             socket_mode_connections: gauge(&r, "threadql_socket_mode_connections", "Socket Mode connections open")?,
             socket_mode_reconnects: counter_vec(
                 &r,
@@ -441,6 +466,12 @@ impl Metrics {
             for reason in CANCEL_REASONS {
                 self.warehouse_cancellations.with_label_values(&[engine, reason]);
             }
+        }
+        for status in crate::domain::ExecutionStatus::ALL {
+            self.report_runs.with_label_values(&[status.as_str()]);
+        }
+        for action in SCHEDULE_ACTIONS {
+            self.schedules_changed.with_label_values(&[action]);
         }
         for source in ["snapshot", "new"] {
             self.activations.with_label_values(&[source]);

@@ -29,6 +29,8 @@ use crate::slack::user_groups::SlackUserGroups;
 use crate::slack::verify::SignatureVerifier;
 use crate::slack::web_api::{Outbox, SlackWebApi};
 use crate::sql::SqlGuard;
+use crate::schedules::{ReportRunner, RunSummary};
+use crate::slack::report_poster::SlackReportPoster;
 use crate::store::{AuditRetention, StateStore};
 use crate::telemetry::RequestSpan;
 use crate::turn::{CompletionSpans, Replier, ThreadServices, TurnLimits};
@@ -139,6 +141,7 @@ impl Backends {
             reactions: config.reactions,
             turn_permits: Arc::new(tokio::sync::Semaphore::new(MAX_TURNS_IN_FLIGHT)),
             access: self.access.clone(),
+            admins: config.admins.clone(),
         })
     }
 }
@@ -156,6 +159,14 @@ const ACTOR_NICE: i32 = 10;
 /// thread, so with one per core the cores sat idle while acks waited; two per core measured
 /// 46,500 -> 60,200 acks/s in process and 15,700 -> 22,000 with Redis (BENCHMARKS.md).
 const HTTP_WORKERS_PER_CORE: usize = 2;
+
+/// This process as the runs it claims name it: the host (the pod's name in Kubernetes) and a
+/// random suffix, unique across restarts.
+pub fn replica_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "threadql".to_string());
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}", &suffix[..8])
+}
 
 /// Opens the configured warehouse, or the demo data set (generated on first use).
 pub async fn connect_warehouse(config: &Config) -> anyhow::Result<Arc<dyn Warehouse>> {
@@ -233,9 +244,16 @@ pub struct AppHandle {
     registry: std::sync::Weak<ThreadRegistry>,
     outbox: Arc<Outbox>,
     stop: CancellationToken,
+    reports: Arc<ReportRunner>,
 }
 
 impl AppHandle {
+    /// Runs the schedules due at `at` (what the poll of `THREADQL_SCHEDULE_POLL_SECS` does with
+    /// the clock's time): tests drive schedules through their fire times with it.
+    pub async fn run_due_reports(&self, at: chrono::DateTime<chrono::Utc>) -> anyhow::Result<RunSummary> {
+        Ok(self.reports.run_due(at).await?)
+    }
+
     /// Resolves once no dispatched message's turn is under way and nothing is queued or in
     /// flight to Slack (at once when that is already so). Work that starts later (a message
     /// still to arrive, a Socket Mode envelope not acked yet) is not waited for, nor is a thread
@@ -322,7 +340,12 @@ impl Application {
         let replier: Arc<dyn Replier> = Arc::new(SlackReplier::new(api.clone(), config.max_rows));
         let services = backends.thread_services(&config, replier);
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let registry = ThreadRegistry::start_counting_in(services, cores, ACTOR_NICE, activity.clone());
+        let registry = ThreadRegistry::start_counting_in(services.clone(), cores, ACTOR_NICE, activity.clone());
+        let reports = Arc::new(ReportRunner::new(
+            services,
+            Arc::new(SlackReportPoster::new(api.clone(), config.max_rows)),
+            replica_name(),
+        ));
 
         // Questions a previous process was working on when it stopped get an answer now.
         match backends.store.threads_with_query_in_flight().await {
@@ -338,7 +361,11 @@ impl Application {
             registry: Arc::downgrade(&registry),
             outbox: api.outbox(),
             stop: CancellationToken::new(),
+            reports: reports.clone(),
         };
+        if let Some(every) = config.schedule_poll {
+            reports.spawn(every, handle.stop.clone());
+        }
         ModelRefresh::new(
             config.clone(),
             backends.warehouse.clone(),

@@ -59,6 +59,12 @@ pub trait ChannelDirectory: Send + Sync {
     /// Forgets what is known of `channel` (someone joined or left it).
     async fn forget(&self, _team: &str, _channel: &str) {}
 
+    /// The user's own time zone (`Europe/Berlin`), where the workspace says: schedules made by
+    /// them are read in it.
+    async fn timezone(&self, _team: &str, _user: &str) -> Option<String> {
+        None
+    }
+
     /// The bot's own user id: a member of every channel it answers in, never a reader to check.
     fn bot_user(&self) -> Option<String> {
         None

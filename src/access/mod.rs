@@ -90,6 +90,11 @@ impl AccessControl {
         }
     }
 
+    /// The user's own time zone, when the workspace says.
+    pub async fn user_timezone(&self, team: &str, user: &str) -> Option<String> {
+        self.directory().timezone(team, user).await
+    }
+
     /// A user group changed (a `subteam_*` event): the next question reads the groups again.
     pub async fn groups_changed(&self) {
         let groups = match self.groups.read() {

@@ -16,6 +16,10 @@ pub enum ErrorCode {
     NoQueryYet,
     NothingToUndo,
     NothingToCancel,
+    /// Clearly a schedule or an alert, but not one that can be read.
+    ScheduleNotUnderstood,
+    /// A schedule that does not exist (any more), or is not the user's to change.
+    NoSuchSchedule,
     // A query that did not produce an answer.
     QueryRefused,
     NotPermitted,
@@ -59,7 +63,7 @@ pub struct ErrorDescription {
 
 impl ErrorCode {
     /// Every code, for tests and docs that walk the table.
-    pub const ALL: [ErrorCode; 29] = [
+    pub const ALL: [ErrorCode; 31] = [
         Self::NotUnderstood,
         Self::QuestionTooLong,
         Self::LlmUnavailable,
@@ -67,6 +71,8 @@ impl ErrorCode {
         Self::NoQueryYet,
         Self::NothingToUndo,
         Self::NothingToCancel,
+        Self::ScheduleNotUnderstood,
+        Self::NoSuchSchedule,
         Self::QueryRefused,
         Self::NotPermitted,
         Self::QueryFailed,
@@ -120,6 +126,18 @@ impl ErrorCode {
                 "There is no query in this thread yet. Ask a question first, e.g. `revenue by region last month`.",
             ),
             Self::NothingToUndo => ("nothing_to_undo", None, "nothing_to_do", "There is nothing to undo."),
+            Self::ScheduleNotUnderstood => (
+                "schedule_not_understood",
+                None,
+                "not_understood",
+                "I couldn't read that as a schedule. Say for example `every monday at 9:00`, `daily at 8 Europe/Berlin to #sales` or `alert me when refunds today > 50`.",
+            ),
+            Self::NoSuchSchedule => (
+                "no_such_schedule",
+                None,
+                "nothing_to_do",
+                "There is no such schedule, or it is not yours to change. `schedules` lists yours.",
+            ),
             Self::NothingToCancel => (
                 "nothing_to_cancel",
                 None,

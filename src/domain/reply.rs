@@ -50,6 +50,14 @@ pub enum Reply {
         /// Shown in the thread to `user` only, rather than sent as a direct message.
         ephemeral: bool,
     },
+    /// A schedule's echo or change, with its Pause (or Resume), Edit and Delete buttons.
+    Schedule {
+        text: String,
+        report: i64,
+        active: bool,
+        /// The schedule as words the Edit dialog starts from ("cron `0 9 * * 1` Europe/Berlin").
+        phrase: String,
+    },
 }
 
 /// A failure as the thread shows it.

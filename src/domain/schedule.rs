@@ -21,6 +21,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use croner::parser::{CronParser, Seconds, Year};
 use croner::Cron;
+use serde::{Deserialize, Serialize};
 
 /// The local time a schedule runs at when the text names a day but no time.
 const DEFAULT_HOUR: u32 = 9;
@@ -32,7 +33,7 @@ const HOUR_INTERVALS: &[u32] = &[1, 2, 3, 4, 6, 8, 12];
 /// What an alert's schedule is when the text names none.
 const ALERT_DEFAULT_CRON: &str = "0 * * * *";
 /// What a percentage change is measured against when the text does not say.
-const PREVIOUS_RUN: &str = "the previous run";
+pub const PREVIOUS_RUN: &str = "the previous run";
 
 /// A recurring delivery of a thread's query.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,7 +47,8 @@ pub struct Schedule {
 }
 
 /// Where each run is posted.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "channel", rename_all = "snake_case")]
 pub enum Destination {
     /// The thread's channel; each run replies in the schedule's own thread.
     Thread,
@@ -56,17 +58,45 @@ pub enum Destination {
     Channel(String),
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct DeliveryOptions {
     pub skip_if_empty: bool,
     pub skip_if_unchanged: bool,
     pub attach: Option<Attachment>,
+    /// What happens to fire times missed while no server ran.
+    pub catch_up: CatchUp,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Attachment {
     Csv,
     Chart,
+}
+
+/// Fire times missed while no server ran (a downtime, a deploy): what the next run does about
+/// them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CatchUp {
+    /// One run for all of them, saying how many were missed.
+    #[default]
+    Latest,
+    /// None: they are recorded as missed and the schedule waits for its next fire time.
+    Skip,
+    /// One run for each, oldest first, each as of its own fire time.
+    All,
+}
+
+impl CatchUp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Latest => "latest",
+            Self::Skip => "skip",
+            Self::All => "all",
+        }
+    }
 }
 
 /// A text that reads as a schedule or an alert but cannot be one; the message is a sentence to
@@ -140,6 +170,11 @@ impl Schedule {
         if self.options.skip_if_unchanged {
             text.push_str(", skipped when unchanged");
         }
+        match self.options.catch_up {
+            CatchUp::Latest => {}
+            CatchUp::Skip => text.push_str(", missed runs skipped"),
+            CatchUp::All => text.push_str(", every missed run caught up"),
+        }
         text
     }
 }
@@ -168,7 +203,8 @@ pub struct Alert {
 
 /// What an alert waits for. Thresholds compare the query's value (its first numeric cell);
 /// changes compare it with the value of the `versus` period or of the previous run.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
 pub enum Condition {
     Above(f64),
     Below(f64),
@@ -238,7 +274,8 @@ impl Alert {
 }
 
 /// Whether an alert is waiting for its condition or has already said it holds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum AlertState {
     #[default]
     Armed,
@@ -639,6 +676,7 @@ fn parse_clauses(cursor: &mut Cursor<'_>, mode: Mode) -> Result<Option<Draft>, S
 
 const CLAUSE_HINT: &str = "Besides how often, I understand a time (`at 9:30`, `at 5pm`), a time zone \
      (`Europe/Berlin`, `UTC`), `to me`, `to #channel`, `in this thread`, `skip if empty`, `skip if unchanged`, \
+     `skip missed runs`, `catch up all`, \
      `with csv` and `with a chart`.";
 
 /// A time, a time zone, a destination or an option; `Ok(false)` when none starts here.
@@ -1203,6 +1241,27 @@ fn parse_option(cursor: &mut Cursor<'_>, options: &mut DeliveryOptions) -> Resul
     }
     if IF_UNCHANGED.iter().any(|words| cursor.eat_words(words)) {
         options.skip_if_unchanged = true;
+        return Ok(true);
+    }
+    const SKIP_MISSED: &[&[&str]] = &[
+        &["skip", "missed", "runs"],
+        &["skip", "missed"],
+        &["no", "catch", "up"],
+        &["don't", "catch", "up"],
+    ];
+    const CATCH_UP_ALL: &[&[&str]] = &[
+        &["catch", "up", "all", "missed", "runs"],
+        &["catch", "up", "every", "missed", "run"],
+        &["catch", "up", "all"],
+        &["run", "every", "missed", "run"],
+        &["run", "all", "missed", "runs"],
+    ];
+    if SKIP_MISSED.iter().any(|words| cursor.eat_words(words)) {
+        options.catch_up = CatchUp::Skip;
+        return Ok(true);
+    }
+    if CATCH_UP_ALL.iter().any(|words| cursor.eat_words(words)) {
+        options.catch_up = CatchUp::All;
         return Ok(true);
     }
     let start = cursor.at;
@@ -1773,8 +1832,12 @@ mod tests {
             (
                 "every monday at 9:00 Europe/Berlin to #sales with csv, skip if empty and skip if unchanged",
                 "0 9 * * 1", Berlin, sales(),
-                DeliveryOptions { skip_if_empty: true, skip_if_unchanged: true, attach: Some(Attachment::Csv) },
+                DeliveryOptions { skip_if_empty: true, skip_if_unchanged: true, attach: Some(Attachment::Csv), ..DeliveryOptions::default() },
             ),
+            ("daily at 7 skip missed runs", "0 7 * * *", UTC, Destination::Thread,
+                DeliveryOptions { catch_up: CatchUp::Skip, ..DeliveryOptions::default() }),
+            ("every hour, catch up all missed runs", "0 * * * *", UTC, Destination::Thread,
+                DeliveryOptions { catch_up: CatchUp::All, ..DeliveryOptions::default() }),
         ];
         assert!(cases.len() >= 40, "{} phrasings", cases.len());
         for (text, cron, timezone, destination, options) in cases {
@@ -1787,6 +1850,32 @@ mod tests {
             };
             assert_eq!(parsed, expected, "{text:?}");
         }
+    }
+
+    #[test]
+    fn conditions_and_options_read_back_as_stored() {
+        let conditions = [
+            Condition::Above(50.0),
+            Condition::AtMost(0.5),
+            Condition::DropsBy {
+                percent: 20.0,
+                versus: "last week".into(),
+            },
+            Condition::AnyRows,
+        ];
+        for condition in conditions {
+            let stored = serde_json::to_string(&condition).unwrap();
+            assert_eq!(serde_json::from_str::<Condition>(&stored).unwrap(), condition, "{stored}");
+        }
+        let options = DeliveryOptions {
+            attach: Some(Attachment::Chart),
+            catch_up: CatchUp::All,
+            ..DeliveryOptions::default()
+        };
+        let stored = serde_json::to_value(&options).unwrap();
+        assert_eq!(serde_json::from_value::<DeliveryOptions>(stored).unwrap(), options);
+        let stored = serde_json::to_value(Destination::Channel("<#C1|sales>".into())).unwrap();
+        assert_eq!(stored, serde_json::json!({ "kind": "channel", "channel": "<#C1|sales>" }));
     }
 
     #[test]

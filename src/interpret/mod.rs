@@ -71,6 +71,13 @@ pub trait Interpreter: Send + Sync {
         self.help()
     }
 
+    /// The query as it reads on `today`: its relative time ranges ("last week") resolved again,
+    /// for a scheduled run. Interpreters whose SQL cannot be rebuilt return it as it is.
+    fn as_of(&self, query: &ProposedQuery, today: chrono::NaiveDate) -> ProposedQuery {
+        let _ = today;
+        query.clone()
+    }
+
     /// Takes the model read again from the warehouse (see [`load::ModelRefresh`]); questions
     /// asked from now on use it. Interpreters without a model of their own ignore it.
     fn reload(&self, _loaded: &load::LoadedModel) {}

@@ -63,6 +63,14 @@ pub fn resolve_time_phrase(text: &str, today: NaiveDate) -> Option<TimeRange> {
     }
 }
 
+/// The same words read on another day: "last week (30 Nov – 6 Dec 2026)" read on the 14th is the
+/// week before the 14th. A range that named its dates ("November 2026") stays as it is, as does
+/// one whose words no longer read as a range.
+pub fn rebase_range(range: &TimeRange, today: NaiveDate) -> TimeRange {
+    let words = range.label.split(" (").next().unwrap_or_default();
+    resolve_time_phrase(words, today).unwrap_or_else(|| range.clone())
+}
+
 /// Matches a time phrase at the start of `words` (lowercase). Returns how many words it used
 /// and the range. A leading preposition ("in", "during", "for", "over", "since"...) and "the"
 /// are part of the phrase, so "in May" is a month while a bare "may" is not.
@@ -846,5 +854,23 @@ mod tests {
         ] {
             assert_eq!(resolve_time_phrase(text, today()), None, "'{text}'");
         }
+    }
+}
+
+#[cfg(test)]
+mod rebase_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn relative_words_are_read_again_on_the_new_day_and_named_dates_stay() {
+        let first = NaiveDate::from_ymd_opt(2026, 12, 7).unwrap();
+        let week_later = NaiveDate::from_ymd_opt(2026, 12, 14).unwrap();
+        let last_week = resolve_time_phrase("last week", first).unwrap();
+        let rebased = rebase_range(&last_week, week_later);
+        assert_eq!(rebased, resolve_time_phrase("last week", week_later).unwrap());
+        assert_ne!(rebased.start, last_week.start);
+        let november = resolve_time_phrase("in November 2026", first).unwrap();
+        assert_eq!(rebase_range(&november, week_later), november);
     }
 }

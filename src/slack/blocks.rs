@@ -114,6 +114,70 @@ pub fn confirm(text: &str, thread_ts: &str, version: usize) -> SlackMessage {
     message
 }
 
+/// Buttons on a schedule's echo and on each of its runs: Pause (or Resume), Edit, Delete. Each
+/// carries the thread it is in, the schedule's number and its words for the Edit dialog.
+pub fn with_schedule_buttons(
+    mut message: SlackMessage,
+    thread_ts: &str,
+    report: i64,
+    active: bool,
+    phrase: &str,
+) -> SlackMessage {
+    let value = serde_json::json!({ "thread_ts": thread_ts, "report": report, "phrase": phrase }).to_string();
+    let button = |action_id: &str, label: &str, style: Option<&str>| {
+        let mut button = json!({
+            "type": "button",
+            "action_id": action_id,
+            "text": { "type": "plain_text", "text": label },
+            "value": value,
+        });
+        if let Some(style) = style {
+            button["style"] = json!(style);
+        }
+        button
+    };
+    let toggle = if active {
+        button("schedule_pause", "Pause", None)
+    } else {
+        button("schedule_resume", "Resume", Some("primary"))
+    };
+    message.blocks.push(json!({
+        "type": "actions",
+        "block_id": "threadql_schedule",
+        "elements": [
+            toggle,
+            button("schedule_edit", "Edit", None),
+            button("schedule_delete", "Delete", Some("danger")),
+        ],
+    }));
+    message
+}
+
+/// The Edit dialog of a schedule: its words in one field, to change and submit. The thread and
+/// the schedule's number travel in `private_metadata`.
+pub fn schedule_edit_view(metadata: &super::ingress::EditMetadata, phrase: &str) -> serde_json::Value {
+    let report = metadata.report;
+    json!({
+        "type": "modal",
+        "callback_id": "schedule_edit",
+        "private_metadata": serde_json::to_string(metadata).unwrap_or_default(),
+        "title": { "type": "plain_text", "text": format!("Edit schedule {report}") },
+        "submit": { "type": "plain_text", "text": "Save" },
+        "close": { "type": "plain_text", "text": "Cancel" },
+        "blocks": [{
+            "type": "input",
+            "block_id": "schedule",
+            "label": { "type": "plain_text", "text": "When and where" },
+            "hint": { "type": "plain_text", "text": "e.g. every monday at 9:00 Europe/Berlin to #sales with csv, skip if empty" },
+            "element": {
+                "type": "plain_text_input",
+                "action_id": "words",
+                "initial_value": phrase,
+            },
+        }],
+    })
+}
+
 /// "Working on it" with a Cancel button, shown while a slow query runs.
 pub fn progress(text: &str, thread_ts: &str) -> SlackMessage {
     let value = serde_json::json!({ "thread_ts": thread_ts }).to_string();

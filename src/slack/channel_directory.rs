@@ -71,6 +71,16 @@ impl ChannelDirectory for SlackChannelDirectory {
         }
     }
 
+    async fn timezone(&self, _team: &str, user: &str) -> Option<String> {
+        match self.api.user_timezone(user).await {
+            Ok(timezone) => timezone,
+            Err(error) => {
+                tracing::warn!(%error, user, "Failed to read a user's time zone");
+                None
+            }
+        }
+    }
+
     async fn forget(&self, team: &str, channel: &str) {
         self.channels.remove(&format!("{team}:{channel}"));
     }

@@ -18,8 +18,9 @@ use crate::interpret::Interpreter;
 use crate::limits::{Admission, IngressGate};
 use crate::metrics::Metrics;
 
-/// Button `action_id`s on answers and progress messages, and the follow-up each one types.
-pub const BUTTONS: [(&str, &str); 7] = [
+/// Button `action_id`s on answers, progress messages and schedules, and the follow-up each one
+/// types (a schedule's button adds the schedule's number).
+pub const BUTTONS: [(&str, &str); 10] = [
     ("show_sql", "show sql"),
     ("export_csv", "export csv"),
     ("chart", "chart"),
@@ -27,7 +28,13 @@ pub const BUTTONS: [(&str, &str); 7] = [
     ("cancel", "cancel"),
     ("run_anyway", "run anyway"),
     ("why_this_result", "why this result"),
+    ("schedule_pause", "pause schedule"),
+    ("schedule_resume", "resume schedule"),
+    ("schedule_delete", "delete schedule"),
 ];
+
+/// The Edit button of a schedule: opens a dialog rather than typing a follow-up.
+const EDIT_SCHEDULE: &str = "schedule_edit";
 
 /// What a button carries: the thread and the version of the answer it was attached to.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
@@ -35,6 +42,20 @@ pub struct ButtonValue {
     pub thread_ts: String,
     #[serde(default)]
     pub version: Option<usize>,
+    /// A schedule's buttons: its number.
+    #[serde(default)]
+    pub report: Option<i64>,
+    /// A schedule's buttons: its words, where the Edit dialog starts.
+    #[serde(default)]
+    pub phrase: Option<String>,
+}
+
+/// What the Edit dialog carries through Slack (`private_metadata`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct EditMetadata {
+    pub channel: String,
+    pub thread_ts: String,
+    pub report: i64,
 }
 
 /// What the Slack handlers share.
@@ -107,11 +128,15 @@ struct Action {
     action_ts: Option<String>,
 }
 
-/// The fields of a `block_actions` payload threadql reads.
+/// The fields of a `block_actions` or `view_submission` payload threadql reads.
 #[derive(Debug, Deserialize)]
 struct BlockActions {
     #[serde(rename = "type", default)]
     kind: String,
+    #[serde(default)]
+    trigger_id: Option<String>,
+    #[serde(default)]
+    view: Option<serde_json::Value>,
     user: Option<Id>,
     team: Option<Id>,
     channel: Option<Id>,
@@ -155,33 +180,50 @@ impl SlackIngress {
     }
 
     /// An interaction payload (the JSON of the form's `payload` field). A click on an answer's
-    /// button becomes the follow-up it stands for, on the version that answer showed.
-    pub async fn interaction(&self, payload: &serde_json::Value) {
+    /// button becomes the follow-up it stands for, on the version that answer showed; a
+    /// schedule's Edit button opens its dialog, whose submission becomes "edit schedule N …".
+    /// Returns the body to answer with, when there is one (a dialog's validation errors).
+    pub async fn interaction(&self, payload: &serde_json::Value) -> Option<serde_json::Value> {
         let Ok(actions) = serde_json::from_value::<BlockActions>(payload.clone()) else {
             self.count("interactions", "ignored");
-            return;
+            return None;
         };
+        let team = actions.team.as_ref().map(|t| t.id.clone()).unwrap_or_default();
+        let user = actions.user.as_ref().map(|u| u.id.clone()).unwrap_or_default();
+        if actions.kind == "view_submission" {
+            return self.edit_submitted(&team, &user, actions.view.as_ref()).await;
+        }
         if actions.kind != "block_actions" {
             self.count("interactions", "ignored");
-            return;
+            return None;
         }
-        let team = actions.team.map(|t| t.id).unwrap_or_default();
-        let user = actions.user.map(|u| u.id).unwrap_or_default();
         let channel = actions
             .channel
             .map(|c| c.id)
             .or(actions.container.channel_id)
             .unwrap_or_default();
         for action in actions.actions {
-            let Some((_, text)) = BUTTONS.iter().find(|(id, _)| *id == action.action_id) else {
-                continue;
-            };
             let Some(value) = action
                 .value
                 .as_deref()
                 .and_then(|v| serde_json::from_str::<ButtonValue>(v).ok())
             else {
                 continue;
+            };
+            if action.action_id == EDIT_SCHEDULE {
+                if let (Some(report), Some(trigger)) = (value.report, actions.trigger_id.clone()) {
+                    self.open_edit_dialog(&channel, &value, report, trigger);
+                    self.count("interactions", "accepted");
+                    return None;
+                }
+                continue;
+            }
+            let Some((_, text)) = BUTTONS.iter().find(|(id, _)| *id == action.action_id) else {
+                continue;
+            };
+            let text = match value.report {
+                Some(report) => format!("{text} {report}"),
+                None => text.to_string(),
             };
             let Some(thread) = ThreadKey::parse(&team, &channel, &value.thread_ts) else {
                 continue;
@@ -193,15 +235,81 @@ impl SlackIngress {
             let message = InboundMessage {
                 thread,
                 user: UserId::new(user.clone()),
-                text: text.to_string(),
+                text,
                 message_ts: MessageTs::new(message_ts),
                 origin: Origin::ThreadReply,
                 event_id: String::new(),
             };
             self.accept("interactions", message, value.version).await;
-            return;
+            return None;
         }
         self.count("interactions", "ignored");
+        None
+    }
+
+    /// Opens a schedule's Edit dialog (`views.open`), after the ack: the trigger is valid for
+    /// a few seconds only, so it is not queued behind other Slack calls.
+    fn open_edit_dialog(&self, channel: &str, value: &ButtonValue, report: i64, trigger: String) {
+        let metadata = EditMetadata {
+            channel: channel.to_string(),
+            thread_ts: value.thread_ts.clone(),
+            report,
+        };
+        let view = blocks::schedule_edit_view(&metadata, value.phrase.as_deref().unwrap_or_default());
+        let slack = self.slack.clone();
+        actix_rt::spawn(async move {
+            if let Err(error) = slack.open_view(&trigger, &view).await {
+                tracing::warn!(%error, report, "Failed to open a schedule's Edit dialog");
+            }
+        });
+    }
+
+    /// The Edit dialog was submitted: words that are not a schedule are sent back as the field's
+    /// error (the dialog stays open); a schedule goes to the thread as "edit schedule N …".
+    async fn edit_submitted(&self, team: &str, user: &str, view: Option<&serde_json::Value>) -> Option<serde_json::Value> {
+        let view = view?;
+        if view["callback_id"] != "schedule_edit" {
+            self.count("interactions", "ignored");
+            return None;
+        }
+        let metadata: Option<EditMetadata> = view["private_metadata"]
+            .as_str()
+            .and_then(|m| serde_json::from_str(m).ok());
+        let words = view["state"]["values"]["schedule"]["words"]["value"]
+            .as_str()
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        let (Some(metadata), false) = (metadata, user.is_empty()) else {
+            self.count("interactions", "ignored");
+            return None;
+        };
+        let problem = match crate::domain::parse_schedule(&words, chrono_tz::Tz::UTC) {
+            Ok(Some(_)) => None,
+            Ok(None) => Some(ErrorCode::ScheduleNotUnderstood.sentence().to_string()),
+            Err(error) => Some(error.message().to_string()),
+        };
+        if let Some(problem) = problem {
+            self.count("interactions", "invalid");
+            return Some(serde_json::json!({
+                "response_action": "errors",
+                "errors": { "schedule": problem },
+            }));
+        }
+        let Some(thread) = ThreadKey::parse(team, &metadata.channel, &metadata.thread_ts) else {
+            self.count("interactions", "ignored");
+            return None;
+        };
+        let message = InboundMessage {
+            thread,
+            user: UserId::new(user),
+            text: format!("edit schedule {} {words}", metadata.report),
+            message_ts: MessageTs::new(""),
+            origin: Origin::ThreadReply,
+            event_id: String::new(),
+        };
+        self.accept("interactions", message, None).await;
+        None
     }
 
     /// A slash command. Returns the body of the immediate reply (ephemeral unless stated).

@@ -4,6 +4,7 @@ pub mod channel_directory;
 pub mod events;
 pub mod ingress;
 pub mod replier;
+pub mod report_poster;
 pub mod routes;
 pub mod socket_mode;
 pub mod user_groups;

@@ -28,6 +28,12 @@ fn block_kit(thread: &ThreadKey, reply: &Reply, max_rows: usize) -> Option<Slack
         Reply::Text(text) => blocks::text(text),
         Reply::Confirm { text, version } => blocks::confirm(text, thread.thread_ts(), *version),
         Reply::Error(error) => blocks::error(error),
+        Reply::Schedule {
+            text,
+            report,
+            active,
+            phrase,
+        } => blocks::with_schedule_buttons(blocks::text(text), thread.thread_ts(), *report, *active, phrase),
         Reply::File { .. } => return None,
         // Posted elsewhere than the thread: see `SlackReplier::privately`.
         Reply::Privately { .. } => return None,
@@ -56,7 +62,7 @@ fn private_kit(reply: &Reply, max_rows: usize) -> SlackMessage {
     match reply {
         Reply::Answer(answer) => answer_kit(answer, max_rows),
         Reply::Sql(sql) => blocks::sql(sql),
-        Reply::Text(text) | Reply::Confirm { text, .. } => blocks::text(text),
+        Reply::Text(text) | Reply::Confirm { text, .. } | Reply::Schedule { text, .. } => blocks::text(text),
         Reply::Error(error) => blocks::error(error),
         Reply::File { title, .. } => blocks::text(&format!("{title}: I couldn't send you the file directly.")),
         Reply::Privately { reply, .. } => private_kit(reply, max_rows),

@@ -114,8 +114,10 @@ pub async fn interactions(
         .map_err(|e| bad_request(&ingress, "interactions", format!("the body has no payload field: {e}")))?;
     let payload: serde_json::Value = serde_json::from_str(&form.payload)
         .map_err(|e| bad_request(&ingress, "interactions", format!("the payload is not JSON: {e}")))?;
-    ingress.interaction(&payload).await;
-    Ok(HttpResponse::Ok().finish())
+    match ingress.interaction(&payload).await {
+        Some(reply) => Ok(HttpResponse::Ok().json(reply)),
+        None => Ok(HttpResponse::Ok().finish()),
+    }
 }
 
 pub async fn commands(

@@ -267,10 +267,8 @@ async fn handle(ingress: &SlackIngress, envelope: Envelope) -> Option<String> {
             }
             None
         }
-        "interactive" => {
-            ingress.interaction(&envelope.payload).await;
-            None
-        }
+        // A dialog's validation errors go back as the ack's payload.
+        "interactive" => ingress.interaction(&envelope.payload).await,
         "slash_commands" => match serde_json::from_value::<SlashCommand>(envelope.payload) {
             Ok(command) => {
                 let reply = ingress.command(command).await;

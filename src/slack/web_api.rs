@@ -322,6 +322,18 @@ impl SlackWebApi {
         thread_ts: Option<&str>,
         message: &SlackMessage,
     ) -> Result<String, SlackApiError> {
+        self.post_message_with(channel, thread_ts, message, None).await
+    }
+
+    /// [`Self::post_message`] with Slack message metadata (`event_type`, `event_payload`): a
+    /// scheduled run marks its post so that a retry after a crash can find it again.
+    pub async fn post_message_with(
+        &self,
+        channel: &str,
+        thread_ts: Option<&str>,
+        message: &SlackMessage,
+        metadata: Option<&serde_json::Value>,
+    ) -> Result<String, SlackApiError> {
         let _queued = self.outbox_ticket();
         let mut body = serde_json::json!({
             "channel": channel,
@@ -333,6 +345,9 @@ impl SlackWebApi {
         if let Some(ts) = thread_ts {
             body["thread_ts"] = serde_json::Value::String(ts.to_string());
         }
+        if let Some(metadata) = metadata {
+            body["metadata"] = metadata.clone();
+        }
         self.pace(channel).await;
         let response = self
             .post_json("chat.postMessage", Persistence::UntilDelivered, &body)
@@ -342,6 +357,43 @@ impl SlackWebApi {
             .and_then(|ts| ts.as_str())
             .unwrap_or_default()
             .to_string())
+    }
+
+    /// The newest messages of a thread (`conversations.replies`) or, without `thread_ts`, of a
+    /// channel (`conversations.history`), with their metadata (scopes `channels:history`,
+    /// `groups:history`, `im:history`).
+    pub async fn recent_messages(
+        &self,
+        channel: &str,
+        thread_ts: Option<&str>,
+    ) -> Result<Vec<serde_json::Value>, SlackApiError> {
+        let mut params = vec![
+            ("channel", Some(channel.to_string())),
+            ("include_all_metadata", Some("true".to_string())),
+            ("limit", Some("200".to_string())),
+        ];
+        let method = match thread_ts {
+            Some(ts) => {
+                params.push(("ts", Some(ts.to_string())));
+                "conversations.replies"
+            }
+            None => "conversations.history",
+        };
+        let found = self.get_json(method, &params).await?;
+        Ok(found["messages"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Opens a dialog (`views.open`) for the click that gave `trigger_id`.
+    pub async fn open_view(&self, trigger_id: &str, view: &serde_json::Value) -> Result<(), SlackApiError> {
+        let body = serde_json::json!({ "trigger_id": trigger_id, "view": view });
+        self.post_json("views.open", Persistence::GiveUp, &body).await?;
+        Ok(())
+    }
+
+    /// A user's time zone as Slack has it (`users.info`'s `tz`, e.g. `Europe/Berlin`).
+    pub async fn user_timezone(&self, user: &str) -> Result<Option<String>, SlackApiError> {
+        let info = self.get_json("users.info", &[("user", Some(user.to_string()))]).await?;
+        Ok(info["user"]["tz"].as_str().filter(|tz| !tz.is_empty()).map(str::to_string))
     }
 
     /// Replaces the content of a message the bot posted.

@@ -169,4 +169,8 @@ impl StateStore for SnapshotBatcher {
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
     }
+
+    fn schedules(&self) -> Option<&dyn super::ScheduleStore> {
+        self.inner.schedules()
+    }
 }

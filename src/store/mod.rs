@@ -8,10 +8,16 @@ use crate::domain::{ErrorCode, LlmUsage, QueryId, ThreadKey, ThreadState, UserId
 mod batch;
 mod postgres;
 mod retention;
+mod schedules;
+mod schedules_postgres;
+mod schedules_sqlite;
 mod sqlite;
 
 pub use batch::SnapshotBatcher;
 pub use retention::{delete_expired_audit_rows, AuditRetention};
+pub use schedules::{
+    next_fire_after, ExecutionEnd, ExecutionRecord, NewReport, ReportClaim, ReportListing, ScheduleStore,
+};
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -158,6 +164,10 @@ pub trait StateStore: Send + Sync {
     /// The newest answered questions, newest first, at most `limit` (few-shot examples).
     async fn answered_questions(&self, limit: usize) -> Result<Vec<AnsweredQuestion>, StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
+    /// The scheduled reports kept beside the threads (`None`: this store keeps none).
+    fn schedules(&self) -> Option<&dyn ScheduleStore> {
+        None
+    }
 }
 
 /// Connects to `DATABASE_URL` (creating an embedded SQLite file when needed) and applies

@@ -16,7 +16,7 @@ use crate::domain::{ErrorCode, LlmUsage, QueryId};
 use crate::domain::{ThreadKey, ThreadState};
 
 pub struct PostgresStore {
-    pool: PgPool,
+    pub(super) pool: PgPool,
 }
 
 impl PostgresStore {
@@ -349,6 +349,10 @@ impl StateStore for PostgresStore {
             .into_iter()
             .map(|(question, sql)| AnsweredQuestion { question, sql })
             .collect())
+    }
+
+    fn schedules(&self) -> Option<&dyn super::ScheduleStore> {
+        Some(self)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -20,7 +20,7 @@ use crate::domain::{ErrorCode, LlmUsage, QueryId};
 use crate::domain::{ThreadKey, ThreadState};
 
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(super) pool: SqlitePool,
 }
 
 impl SqliteStore {
@@ -287,6 +287,10 @@ impl StateStore for SqliteStore {
             .collect())
     }
 
+    fn schedules(&self) -> Option<&dyn super::ScheduleStore> {
+        Some(self)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
@@ -338,7 +342,7 @@ async fn write_snapshot(
 /// `created_at` as SQLite writes it (`strftime('%Y-%m-%dT%H:%M:%fZ', 'now')`: UTC, milliseconds,
 /// a `Z`). Timestamps are stored as text, so a bound time compares correctly only when it is
 /// written the same way, to the same width.
-fn sqlite_timestamp(at: DateTime<Utc>) -> String {
+pub(super) fn sqlite_timestamp(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 

@@ -53,6 +53,10 @@ impl Interpreter for CompletionSpans {
         self.inner.reload(loaded);
     }
 
+    fn as_of(&self, query: &crate::domain::ProposedQuery, today: chrono::NaiveDate) -> crate::domain::ProposedQuery {
+        self.inner.as_of(query, today)
+    }
+
     async fn revise(
         &self,
         request: InterpretRequest<'_>,

@@ -10,6 +10,8 @@
 //! - `execute`: guard, warehouse, history and audit rows
 //! - `audience`: who will read an answer (kept from a channel some member may not see it in)
 //!   and "Why this result?"
+//! - `schedules`: schedules and alerts made, listed and changed from the thread, and each
+//!   scheduled run (as its owner)
 //! - `progress`: the "working on it" message of a slow turn
 //! - `completion_spans`: a span per chat completion of the LLM interpreter
 mod ask;
@@ -21,11 +23,13 @@ mod execute;
 mod files;
 mod progress;
 mod run;
+mod schedules;
 mod services;
 
 pub use cancel::{CancelReason, CancelSignal};
 pub use completion_spans::CompletionSpans;
 pub use run::{intent_of, Ending, TurnContext, TurnOutcome, TurnRequest, MAX_QUESTION_CHARS};
+pub use schedules::{local_time, schedule_phrase, ScheduledAnswer, ScheduledFailure};
 pub use services::{Replier, ThreadServices, TurnLimits};
 
 #[cfg(test)]

@@ -198,7 +198,9 @@ impl TurnContext {
                 }
             }
         }
-        if message.origin == Origin::ThreadReply && !self.state.engaged {
+        // A schedule's button works wherever the schedule's echo is.
+        let schedule_button = matches!(message.command, Command::Schedules(_));
+        if message.origin == Origin::ThreadReply && !self.state.engaged && !schedule_button {
             // A reply in a thread the bot was never asked in: not for us.
             return TurnOutcome::unchanged(Ending::Ignored);
         }
@@ -272,6 +274,8 @@ impl TurnContext {
             Command::Undo => self.undo(&message).await,
             Command::Cancel => Handled::failed(ErrorCode::NothingToCancel),
             Command::RunAnyway => self.run_anyway(&message).await,
+            Command::Schedule(text) => self.schedule(&message, text).await,
+            Command::Schedules(command) => self.manage_schedules(&message, command).await,
             Command::Ask(text) => self.ask(&message, text).await,
         };
         let progress = match progress {
@@ -401,6 +405,8 @@ pub fn intent_of(command: &Command) -> &'static str {
         Command::Explain => "explain",
         Command::WhyThisResult => "why_this_result",
         Command::RunAnyway => "run_anyway",
+        Command::Schedule(_) => "schedule",
+        Command::Schedules(_) => "schedules",
         Command::Ask(_) => "ask",
     }
 }

@@ -77,6 +77,8 @@ pub struct ThreadServices {
     /// memory (about 25 KB each: 17 GB for 685,000 queued events; BENCHMARKS.md); beyond the
     /// cap a turn waits as its message, and the actor's mailbox stays open meanwhile.
     pub turn_permits: Arc<tokio::sync::Semaphore>,
+    /// Slack user ids who see and change everyone's schedules (`THREADQL_ADMINS`).
+    pub admins: Vec<String>,
 }
 
 impl ThreadServices {

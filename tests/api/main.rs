@@ -10,6 +10,7 @@ mod fake_openai;
 mod governance;
 mod monitoring;
 mod resilience;
+mod schedules;
 mod shutdown;
 mod slack_features;
 mod slack_ingress;

@@ -80,6 +80,16 @@ impl Drop for TestApp {
 }
 
 impl TestApp {
+    /// Another server over this one's fake Slack and state store: a second replica. It runs
+    /// until the test's actix System stops.
+    pub async fn start_replica(&self, overrides: &[(&str, String)]) -> AppHandle {
+        let config = config_with(&self.slack.api_url(), self.database.url(), overrides);
+        let application = Application::build(config).await.expect("the replica starts");
+        let handle = application.handle();
+        actix_rt::spawn(application.run_until_stopped());
+        handle
+    }
+
     /// The step function for the server's background work: resolves once no dispatched
     /// message's turn is under way and nothing is queued or in flight to Slack, so what Slack
     /// received is final. Fails the test if that takes longer than a minute.

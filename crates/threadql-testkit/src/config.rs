@@ -43,6 +43,8 @@ pub fn try_config_with(
     vars.insert("SLACK_API_URL", slack_api_url.into());
     vars.insert("DATABASE_URL", database_url.into());
     vars.insert("THREADQL_DEMO_WAREHOUSE", demo_warehouse_path().display().to_string());
+    // Tests drive the schedule runner's clock themselves (`AppHandle::run_due_reports`).
+    vars.insert("THREADQL_SCHEDULE_POLL_SECS", "0".into());
     for (name, value) in overrides {
         vars.insert(name, value.clone());
     }

@@ -56,6 +56,10 @@ struct Workspace {
     /// User id → `(team, guest)`; a user not listed is a full member of [`TEAM`].
     users: HashMap<String, (String, bool)>,
     groups: Vec<(String, Vec<String>)>,
+    /// User id → time zone (`users.info`'s `tz`).
+    timezones: HashMap<String, String>,
+    /// Channel → the error `chat.postMessage` answers there (`channel_not_found`, `is_archived`).
+    refusing: HashMap<String, String>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -97,10 +101,16 @@ impl FakeSlack {
             .await;
         let messages = Posted::default();
         let posted = messages.clone();
+        let workspace = SharedWorkspace::default();
+        let refusing = workspace.clone();
         Mock::given(method("POST"))
             .and(path("/api/chat.postMessage"))
             .respond_with(move |request: &Request| {
                 let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+                let channel = body["channel"].as_str().unwrap_or_default().to_string();
+                if let Some(code) = refusing.lock().unwrap().refusing.get(&channel) {
+                    return ResponseTemplate::new(200).set_body_json(json!({ "ok": false, "error": code }));
+                }
                 let mut reply = api_success("chat.postMessage");
                 let ts = new_ts();
                 reply["channel"] = body["channel"].clone();
@@ -121,6 +131,17 @@ impl FakeSlack {
                     body["blocks"] = update["blocks"].clone();
                 }
                 ResponseTemplate::new(200).set_body_json(api_success("chat.update"))
+            })
+            .mount(&server)
+            .await;
+        // Slack's samples have no views.open response: its documented reply is the view opened.
+        Mock::given(method("POST"))
+            .and(path("/api/views.open"))
+            .respond_with(|request: &Request| {
+                let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+                let mut view = body["view"].clone();
+                view["id"] = json!("V0EDIT001");
+                ResponseTemplate::new(200).set_body_json(json!({ "ok": true, "view": view }))
             })
             .mount(&server)
             .await;
@@ -155,8 +176,8 @@ impl FakeSlack {
             })
             .mount(&server)
             .await;
-        let workspace = SharedWorkspace::default();
         mount_workspace(&server, &workspace).await;
+        mount_history(&server, &messages).await;
         Self {
             server,
             messages,
@@ -199,6 +220,29 @@ impl FakeSlack {
             .unwrap()
             .users
             .insert(user.to_string(), (team.to_string(), false));
+    }
+
+    /// Sets a user's time zone (`users.info`'s `tz`).
+    pub fn set_timezone(&self, user: &str, timezone: &str) {
+        self.workspace
+            .lock()
+            .unwrap()
+            .timezones
+            .insert(user.to_string(), timezone.to_string());
+    }
+
+    /// Makes `chat.postMessage` in `channel` fail with Slack's `code` (`channel_not_found`).
+    pub fn refuse_posts_in(&self, channel: &str, code: &str) {
+        self.workspace
+            .lock()
+            .unwrap()
+            .refusing
+            .insert(channel.to_string(), code.to_string());
+    }
+
+    /// Every message posted, with its ts, in order (as `chat.update` left it).
+    pub async fn all_messages(&self) -> Vec<(String, Value)> {
+        self.messages.lock().unwrap().clone()
     }
 
     /// Sets a user group's members (`usergroups.list`).
@@ -411,6 +455,9 @@ async fn mount_workspace(server: &MockServer, workspace: &SharedWorkspace) {
             reply["user"]["is_restricted"] = json!(guest);
             reply["user"]["is_ultra_restricted"] = json!(false);
             reply["user"]["is_stranger"] = json!(team != TEAM);
+            if let Some(timezone) = known.lock().unwrap().timezones.get(&user) {
+                reply["user"]["tz"] = json!(timezone);
+            }
             ResponseTemplate::new(200).set_body_json(reply)
         })
         .mount(server)
@@ -457,6 +504,45 @@ async fn mount_workspace(server: &MockServer, workspace: &SharedWorkspace) {
         })
         .mount(server)
         .await;
+}
+
+/// `conversations.history` and `conversations.replies` over the messages posted, newest first
+/// (as Slack orders history), with the metadata they were posted with when
+/// `include_all_metadata` is set.
+async fn mount_history(server: &MockServer, messages: &Posted) {
+    for method_name in ["conversations.history", "conversations.replies"] {
+        let posted = messages.clone();
+        Mock::given(method("GET"))
+            .and(path(format!("/api/{method_name}")))
+            .respond_with(move |request: &Request| {
+                let channel = query_param(request, "channel").unwrap_or_default();
+                let thread = query_param(request, "ts");
+                let with_metadata = query_param(request, "include_all_metadata").as_deref() == Some("true");
+                let found: Vec<Value> = posted
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .rev()
+                    .filter(|(ts, body)| {
+                        body["channel"] == channel.as_str()
+                            && match &thread {
+                                Some(thread) => ts == thread || body["thread_ts"] == thread.as_str(),
+                                None => body.get("thread_ts").is_none(),
+                            }
+                    })
+                    .map(|(ts, body)| {
+                        let mut message = json!({ "type": "message", "ts": ts, "text": body["text"], "user": BOT_USER });
+                        if with_metadata && body.get("metadata").is_some() {
+                            message["metadata"] = body["metadata"].clone();
+                        }
+                        message
+                    })
+                    .collect();
+                ResponseTemplate::new(200).set_body_json(json!({ "ok": true, "messages": found, "has_more": false }))
+            })
+            .mount(server)
+            .await;
+    }
 }
 
 /// A JSON string's text, any other value's JSON.

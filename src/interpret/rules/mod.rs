@@ -455,6 +455,45 @@ impl Interpreter for RulesInterpreter {
             .interpret_text(request.text, request.current, request.today))
     }
 
+    fn as_of(&self, query: &ProposedQuery, today: NaiveDate) -> ProposedQuery {
+        let Some(structured) = &query.structured else {
+            return query.clone();
+        };
+        let mut rebased = structured.clone();
+        rebased.time_range = structured.time_range.as_ref().map(|r| super::time::rebase_range(r, today));
+        rebased.compare_to = structured.compare_to.as_ref().map(|compared| {
+            let again = super::time::rebase_range(compared, today);
+            match (&structured.time_range, &rebased.time_range) {
+                // "the week before" does not read as a range of its own: it moves with the
+                // range it precedes.
+                (Some(before), Some(after)) if again == *compared && before != after => {
+                    let shift = after.start - before.start;
+                    crate::domain::TimeRange {
+                        start: compared.start + shift,
+                        end: compared.end + shift,
+                        label: compared.label.split(" (").next().unwrap_or_default().to_string(),
+                    }
+                }
+                _ => again,
+            }
+        });
+        if rebased == *structured {
+            return query.clone();
+        }
+        let knowledge = self.knowledge();
+        match query::compile(&rebased, &knowledge.model, knowledge.dialect) {
+            Ok(sql) => ProposedQuery {
+                sql,
+                summary: query::summarize(&rebased),
+                structured: Some(rebased),
+                ..query.clone()
+            },
+            // The model changed under the schedule: the query as it was made still runs (and
+            // fails clearly if it no longer can).
+            Err(_) => query.clone(),
+        }
+    }
+
     fn reload(&self, loaded: &LoadedModel) {
         let dialect = self.knowledge().dialect;
         let knowledge = Arc::new(Knowledge::new(loaded.model.clone(), loaded.values.clone(), dialect));

@@ -1,0 +1,399 @@
+//! Scheduled reports in SQLite (the embedded single-node store): claims run in `BEGIN
+//! IMMEDIATE` transactions, which SQLite serialises, and the unique (report, fire time) key
+//! refuses a second run of the same fire time. JSON is kept as text, times as RFC 3339 text.
+use anyhow::Context;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::schedules::{
+    encode_json, encode_report, plan_report, ExecutionEnd, ExecutionRecord, NewReport, ReportClaim, ReportListing,
+    ReportRow, ScheduleStore,
+};
+use super::sqlite::sqlite_timestamp;
+use super::{SqliteStore, StoreError};
+use crate::domain::{ErrorCode, ExecutionStatus, ReportState, Schedule, ScheduledReport};
+
+const REPORT_COLUMNS: &str = "r.id, r.team_id, r.channel_id, r.thread_ts, r.owner_id, r.question, r.query, r.cron, \
+     r.timezone, r.destination, r.options, r.alert, r.state, r.paused_reason, r.delivery_channel, \
+     r.delivery_thread_ts, r.last_result, r.next_fire_at";
+
+fn report_row(row: &SqliteRow) -> Result<ScheduledReport, StoreError> {
+    let read = || -> Result<ReportRow, sqlx::Error> {
+        Ok(ReportRow {
+            id: row.try_get("id")?,
+            team: row.try_get("team_id")?,
+            channel: row.try_get("channel_id")?,
+            thread_ts: row.try_get("thread_ts")?,
+            owner: row.try_get("owner_id")?,
+            question: row.try_get("question")?,
+            query: row.try_get("query")?,
+            cron: row.try_get("cron")?,
+            timezone: row.try_get("timezone")?,
+            destination: row.try_get("destination")?,
+            options: row.try_get("options")?,
+            alert: row.try_get("alert")?,
+            state: row.try_get("state")?,
+            paused_reason: row.try_get("paused_reason")?,
+            delivery_channel: row.try_get("delivery_channel")?,
+            delivery_thread_ts: row.try_get("delivery_thread_ts")?,
+            last_result: row.try_get("last_result")?,
+            next_fire_at: row.try_get("next_fire_at")?,
+        })
+    };
+    read().context("Failed to read a scheduled report")?.decode()
+}
+
+fn execution_row(row: &SqliteRow) -> Result<ExecutionRecord, StoreError> {
+    let status: String = row.try_get("status").context("Failed to read a report run")?;
+    let read = || -> Result<ExecutionRecord, sqlx::Error> {
+        Ok(ExecutionRecord {
+            id: row.try_get("id")?,
+            report_id: row.try_get("report_id")?,
+            fire_at: row.try_get("fire_at")?,
+            status: ExecutionStatus::parse(&status).unwrap_or(ExecutionStatus::Failed),
+            attempts: row.try_get::<i32, _>("attempts")?.max(0) as u32,
+            missed: row.try_get::<i32, _>("missed")?.max(0) as u32,
+            slack_channel: row.try_get("slack_channel")?,
+            slack_ts: row.try_get("slack_ts")?,
+            error_code: row.try_get("error_code")?,
+        })
+    };
+    Ok(read().context("Failed to read a report run")?)
+}
+
+impl SqliteStore {
+    async fn insert_run(
+        transaction: &mut Transaction<'_, Sqlite>,
+        report: &ScheduledReport,
+        fire_at: DateTime<Utc>,
+        missed: u32,
+        replica: &str,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<ReportClaim>, StoreError> {
+        let inserted = sqlx::query(
+            "INSERT INTO report_executions (report_id, fire_at, status, attempts, missed, claimed_by, lease_until) \
+             VALUES ($1, $2, 'running', 1, $3, $4, $5) ON CONFLICT (report_id, fire_at) DO NOTHING RETURNING id",
+        )
+        .bind(report.id)
+        .bind(sqlite_timestamp(fire_at))
+        .bind(missed as i32)
+        .bind(replica)
+        .bind(sqlite_timestamp(lease_until))
+        .fetch_optional(&mut **transaction)
+        .await
+        .context("Failed to claim a report run")?;
+        Ok(inserted.map(|row| ReportClaim {
+            execution_id: row.get("id"),
+            fire_at,
+            attempt: 1,
+            missed,
+            posted: None,
+            report: report.clone(),
+        }))
+    }
+}
+
+#[async_trait]
+impl ScheduleStore for SqliteStore {
+    async fn create_report(&self, new: &NewReport) -> Result<ScheduledReport, StoreError> {
+        let encoded = encode_report(new)?;
+        let row = sqlx::query(&format!(
+            "INSERT INTO scheduled_reports AS r (team_id, channel_id, thread_ts, owner_id, question, query, cron, \
+             timezone, destination, options, alert, next_fire_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING {REPORT_COLUMNS}"
+        ))
+        .bind(new.origin.team().as_str())
+        .bind(new.origin.channel().as_str())
+        .bind(new.origin.thread_ts().as_str())
+        .bind(new.owner.as_str())
+        .bind(&new.question)
+        .bind(encoded.query)
+        .bind(&new.schedule.cron)
+        .bind(new.schedule.timezone.name())
+        .bind(encoded.destination)
+        .bind(encoded.options)
+        .bind(encoded.alert)
+        .bind(sqlite_timestamp(new.next_fire_at))
+        .fetch_one(&self.pool)
+        .await
+        .context("Failed to store a scheduled report")?;
+        report_row(&row)
+    }
+
+    async fn report(&self, id: i64) -> Result<Option<ScheduledReport>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {REPORT_COLUMNS} FROM scheduled_reports r WHERE r.id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .context("Failed to read a scheduled report")?;
+        row.as_ref().map(report_row).transpose()
+    }
+
+    async fn reports(&self, team: Option<&str>, owner: Option<&str>) -> Result<Vec<ReportListing>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {REPORT_COLUMNS}, \
+                 (SELECT status FROM report_executions e WHERE e.report_id = r.id ORDER BY e.fire_at DESC LIMIT 1) \
+                     AS last_status, \
+                 (SELECT fire_at FROM report_executions e WHERE e.report_id = r.id ORDER BY e.fire_at DESC LIMIT 1) \
+                     AS last_fire_at \
+             FROM scheduled_reports r \
+             WHERE ($1 IS NULL OR r.team_id = $1) AND ($2 IS NULL OR r.owner_id = $2) ORDER BY r.id"
+        ))
+        .bind(team)
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await
+        .context("Failed to list scheduled reports")?;
+        rows.iter()
+            .map(|row| {
+                let status: Option<String> = row.try_get("last_status").context("Failed to read a report run")?;
+                Ok(ReportListing {
+                    report: report_row(row)?,
+                    last_status: status.as_deref().and_then(ExecutionStatus::parse),
+                    last_fire_at: row.try_get("last_fire_at").context("Failed to read a report run")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn update_report(
+        &self,
+        id: i64,
+        state: &ReportState,
+        schedule: &Schedule,
+        next_fire_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let reason = match state {
+            ReportState::Paused { reason } => reason.clone(),
+            ReportState::Active => None,
+        };
+        let updated = sqlx::query(
+            "UPDATE scheduled_reports SET state = $2, paused_reason = $3, cron = $4, timezone = $5, \
+             destination = $6, options = $7, next_fire_at = $8, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = $1",
+        )
+        .bind(id)
+        .bind(state.as_str())
+        .bind(reason)
+        .bind(&schedule.cron)
+        .bind(schedule.timezone.name())
+        .bind(encode_json(&schedule.destination)?)
+        .bind(encode_json(&schedule.options)?)
+        .bind(sqlite_timestamp(next_fire_at))
+        .execute(&self.pool)
+        .await
+        .context("Failed to update a scheduled report")?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    async fn delete_report(&self, id: i64) -> Result<bool, StoreError> {
+        let deleted = sqlx::query("DELETE FROM scheduled_reports WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .context("Failed to delete a scheduled report")?;
+        Ok(deleted.rows_affected() == 1)
+    }
+
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        replica: &str,
+        lease: chrono::Duration,
+        limit: usize,
+    ) -> Result<Vec<ReportClaim>, StoreError> {
+        let lease_until = now + lease;
+        let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await.context("Failed to start claiming report runs")?;
+        let due = sqlx::query(&format!(
+            "SELECT {REPORT_COLUMNS} FROM scheduled_reports r WHERE r.state = 'active' AND r.next_fire_at <= $1 \
+             ORDER BY r.next_fire_at LIMIT $2 "
+        ))
+        .bind(sqlite_timestamp(now))
+        .bind(limit as i64)
+        .fetch_all(&mut *transaction)
+        .await
+        .context("Failed to find due scheduled reports")?;
+        let mut claims = Vec::new();
+        for row in &due {
+            let report = report_row(row)?;
+            let (plan, next) = plan_report(&report, now);
+            for missed in &plan.missed {
+                sqlx::query(
+                    "INSERT INTO report_executions (report_id, fire_at, status, claimed_by, finished_at) \
+                     VALUES ($1, $2, 'missed', $3, $4) ON CONFLICT (report_id, fire_at) DO NOTHING",
+                )
+                .bind(report.id)
+                .bind(sqlite_timestamp(*missed))
+                .bind(replica)
+                .bind(sqlite_timestamp(now))
+                .execute(&mut *transaction)
+                .await
+                .context("Failed to record a missed report run")?;
+            }
+            for (fire_at, missed) in &plan.run {
+                if let Some(claim) =
+                    Self::insert_run(&mut transaction, &report, *fire_at, *missed, replica, lease_until).await?
+                {
+                    claims.push(claim);
+                }
+            }
+            sqlx::query("UPDATE scheduled_reports SET next_fire_at = $2, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = $1")
+                .bind(report.id)
+                .bind(sqlite_timestamp(next))
+                .execute(&mut *transaction)
+                .await
+                .context("Failed to move a scheduled report on")?;
+        }
+        // Tries due again, and runs whose replica stopped renewing its lease.
+        let again = sqlx::query(
+            "SELECT e.id, e.report_id, e.fire_at, e.attempts, e.missed, e.slack_channel, e.slack_ts \
+             FROM report_executions e JOIN scheduled_reports r ON r.id = e.report_id \
+             WHERE r.state = 'active' AND ((e.status = 'retrying' AND e.retry_at <= $1) \
+                OR (e.status = 'running' AND e.lease_until < $1)) \
+             ORDER BY e.fire_at LIMIT $2 ",
+        )
+        .bind(sqlite_timestamp(now))
+        .bind(limit as i64)
+        .fetch_all(&mut *transaction)
+        .await
+        .context("Failed to find report runs to try again")?;
+        for row in &again {
+            let execution_id: i64 = row.get("id");
+            let report_id: i64 = row.get("report_id");
+            let attempts: i32 = row.get("attempts");
+            sqlx::query(
+                "UPDATE report_executions SET status = 'running', attempts = attempts + 1, claimed_by = $2, \
+                 lease_until = $3, retry_at = NULL WHERE id = $1",
+            )
+            .bind(execution_id)
+            .bind(replica)
+            .bind(sqlite_timestamp(lease_until))
+            .execute(&mut *transaction)
+            .await
+            .context("Failed to claim a report run again")?;
+            let report = sqlx::query(&format!("SELECT {REPORT_COLUMNS} FROM scheduled_reports r WHERE r.id = $1"))
+                .bind(report_id)
+                .fetch_one(&mut *transaction)
+                .await
+                .context("Failed to read a scheduled report")?;
+            let channel: Option<String> = row.get("slack_channel");
+            let ts: Option<String> = row.get("slack_ts");
+            claims.push(ReportClaim {
+                execution_id,
+                fire_at: row.get("fire_at"),
+                attempt: attempts.max(0) as u32 + 1,
+                missed: row.get::<i32, _>("missed").max(0) as u32,
+                posted: channel.zip(ts),
+                report: report_row(&report)?,
+            });
+        }
+        transaction.commit().await.context("Failed to claim report runs")?;
+        Ok(claims)
+    }
+
+    async fn claim_now(
+        &self,
+        id: i64,
+        now: DateTime<Utc>,
+        replica: &str,
+        lease: chrono::Duration,
+    ) -> Result<Option<ReportClaim>, StoreError> {
+        let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await.context("Failed to start claiming a report run")?;
+        let row = sqlx::query(&format!("SELECT {REPORT_COLUMNS} FROM scheduled_reports r WHERE r.id = $1 "))
+            .bind(id)
+            .fetch_optional(&mut *transaction)
+            .await
+            .context("Failed to read a scheduled report")?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let report = report_row(&row)?;
+        let claim = Self::insert_run(&mut transaction, &report, now, 0, replica, now + lease).await?;
+        transaction.commit().await.context("Failed to claim a report run")?;
+        Ok(claim)
+    }
+
+    async fn record_posted(&self, execution_id: i64, channel: &str, ts: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE report_executions SET slack_channel = $2, slack_ts = $3 WHERE id = $1")
+            .bind(execution_id)
+            .bind(channel)
+            .bind(ts)
+            .execute(&self.pool)
+            .await
+            .context("Failed to record what a report run posted")?;
+        Ok(())
+    }
+
+    async fn finish_execution(&self, execution_id: i64, end: &ExecutionEnd) -> Result<(), StoreError> {
+        let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await.context("Failed to start finishing a report run")?;
+        let finished = end.status != ExecutionStatus::Retrying;
+        let report_id: Option<i64> = sqlx::query_scalar(
+            "UPDATE report_executions SET status = $2, error_code = $3, error = $4, retry_at = $5, \
+             finished_at = CASE WHEN $6 THEN strftime('%Y-%m-%dT%H:%M:%fZ', 'now') ELSE NULL END, lease_until = NULL WHERE id = $1 RETURNING report_id",
+        )
+        .bind(execution_id)
+        .bind(end.status.as_str())
+        .bind(end.error_code.map(ErrorCode::code))
+        .bind(&end.error)
+        .bind(end.retry_at.map(sqlite_timestamp))
+        .bind(finished)
+        .fetch_optional(&mut *transaction)
+        .await
+        .context("Failed to finish a report run")?;
+        if let Some(report_id) = report_id {
+            if let Some(result) = &end.last_result {
+                sqlx::query("UPDATE scheduled_reports SET last_result = $2, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = $1")
+                    .bind(report_id)
+                    .bind(encode_json(result)?)
+                    .execute(&mut *transaction)
+                    .await
+                    .context("Failed to keep a report's last result")?;
+            }
+            if let Some(alert) = &end.alert {
+                sqlx::query("UPDATE scheduled_reports SET alert = $2, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = $1")
+                    .bind(report_id)
+                    .bind(encode_json(alert)?)
+                    .execute(&mut *transaction)
+                    .await
+                    .context("Failed to keep an alert's state")?;
+            }
+            if let Some((channel, ts)) = &end.delivery_thread {
+                sqlx::query(
+                    "UPDATE scheduled_reports SET delivery_channel = $2, delivery_thread_ts = $3, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
+                     WHERE id = $1 AND delivery_thread_ts IS NULL",
+                )
+                .bind(report_id)
+                .bind(channel)
+                .bind(ts)
+                .execute(&mut *transaction)
+                .await
+                .context("Failed to keep a report's thread")?;
+            }
+            if let Some(reason) = &end.pause {
+                sqlx::query(
+                    "UPDATE scheduled_reports SET state = 'paused', paused_reason = $2, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = $1",
+                )
+                .bind(report_id)
+                .bind(reason)
+                .execute(&mut *transaction)
+                .await
+                .context("Failed to pause a scheduled report")?;
+            }
+        }
+        transaction.commit().await.context("Failed to finish a report run")?;
+        Ok(())
+    }
+
+    async fn executions(&self, report_id: i64) -> Result<Vec<ExecutionRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, report_id, fire_at, status, attempts, missed, slack_channel, slack_ts, error_code \
+             FROM report_executions WHERE report_id = $1 ORDER BY fire_at, id",
+        )
+        .bind(report_id)
+        .fetch_all(&self.pool)
+        .await
+        .context("Failed to read a report's runs")?;
+        rows.iter().map(execution_row).collect()
+    }
+}
