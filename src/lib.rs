@@ -22,6 +22,7 @@ pub mod outbound;
 pub mod render;
 pub mod roles_command;
 pub mod schedules;
+pub mod schedules_command;
 pub mod slack;
 pub mod sql;
 pub mod startup;

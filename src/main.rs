@@ -11,7 +11,7 @@ Configuration (environment, or a .env file):
   THREADQL_LISTEN                 HTTP listen address [127.0.0.1:3000]
   THREADQL_METRICS_LISTEN         separate listener for /metrics, e.g. 0.0.0.0:9100 [unset: on THREADQL_LISTEN]
   SLACK_SIGNING_SECRET            verifies inbound Slack requests (required by serve)
-  SLACK_BOT_TOKEN                 xoxb- token for the Web API (required by serve)
+  SLACK_BOT_TOKEN                 xoxb- token for the Web API (required by serve and schedules run)
   SLACK_APP_TOKEN                 xapp- token: serve over Socket Mode (no public URL needed)
   THREADQL_SOCKET_CONNECTIONS     Socket Mode connections kept open [2]
   SLACK_API_URL                   Web API base URL [https://slack.com/api/]
@@ -49,6 +49,7 @@ Configuration (environment, or a .env file):
   THREADQL_SHUTDOWN_GRACE         seconds a stop (SIGTERM, SIGINT) may take before the process exits anyway [20]
   THREADQL_MODEL_REFRESH_SECS     seconds between re-reads of the warehouse schema (new tables, columns, values) [3600]
   THREADQL_AUDIT_RETENTION_DAYS   days audit rows are kept (deleted hourly by serve); 0 keeps them forever [90]
+  THREADQL_SCHEDULE_POLL_SECS     seconds between serve's looks for due schedules; 0 runs none (see `schedules run`) [30]
   THREADQL_TIMEZONE               zone for \"last month\", \"yesterday\" [UTC]
   THREADQL_REACTIONS              eyes / check / warning reactions on questions [on]
   THREADQL_LOG_FORMAT             text or json [text]; RUST_LOG filters
@@ -108,9 +109,36 @@ enum Command {
         #[arg(long, value_name = "N", default_value_t = NonZeroUsize::new(DEFAULT_LIMIT).unwrap_or(NonZeroUsize::MIN))]
         limit: NonZeroUsize,
     },
+    /// The scheduled reports and alerts of DATABASE_URL (made in Slack threads with `every
+    /// monday at 9:00` or `alert me when …`): `list` them, or `run <id>` one now.
+    Schedules {
+        #[command(subcommand)]
+        action: SchedulesAction,
+    },
     /// GET /healthz on THREADQL_LISTEN and exit 0 when it answers 200 (the container's
     /// HEALTHCHECK: the runtime image has no curl).
     Healthcheck,
+}
+
+#[derive(Subcommand)]
+enum SchedulesAction {
+    /// Print every schedule and alert, of every team, oldest first: id, kind (schedule or
+    /// alert), state (active, or paused and why), owner, team/channel, cron and time zone, next
+    /// run (UTC), the last run's status, and what it delivers.
+    List {
+        /// One JSON object per line (JSON Lines): id, kind, state, paused_reason, owner, team,
+        /// channel, thread_ts, cron, timezone, destination, next_run_at, last_status,
+        /// last_run_at, question, summary, description.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one schedule now, outside its schedule, as `serve` runs it: its answer is posted in
+    /// Slack (SLACK_BOT_TOKEN, SLACK_API_URL) and the run recorded; prints how it ended, e.g.
+    /// `schedule 3: succeeded`. Exits 1 when the run failed, 2 when it could not run.
+    Run {
+        /// The schedule's number, as `list` and its echo in Slack show it.
+        id: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -149,7 +177,11 @@ async fn main() -> ExitCode {
         };
     }
     let default_filter = match cli.command {
-        Command::Demo | Command::Model { .. } | Command::Roles { .. } | Command::Audit { .. } => "warn",
+        Command::Demo
+        | Command::Model { .. }
+        | Command::Roles { .. }
+        | Command::Audit { .. }
+        | Command::Schedules { .. } => "warn",
         _ => "info",
     };
     let telemetry = threadql::telemetry::init(config.log_format, default_filter);
@@ -195,6 +227,12 @@ async fn run(command: Command, config: Config) -> ExitCode {
             )
             .await
         }
+        Command::Schedules {
+            action: SchedulesAction::List { json },
+        } => threadql::schedules_command::list(&config, json).await,
+        Command::Schedules {
+            action: SchedulesAction::Run { id },
+        } => return check_status(threadql::schedules_command::run(&config, id).await),
         // Answered above, before logging is set up: its output is the exit status.
         Command::Healthcheck => return ExitCode::SUCCESS,
         Command::Check => {
@@ -215,7 +253,8 @@ async fn run(command: Command, config: Config) -> ExitCode {
     }
 }
 
-/// The exit status of a check: 0 passed, 1 found problems (printed), 2 could not check.
+/// The exit status of a check (or of `schedules run`): 0 passed, 1 found problems (printed),
+/// 2 could not check.
 fn check_status(outcome: anyhow::Result<bool>) -> ExitCode {
     match outcome {
         Ok(true) => ExitCode::SUCCESS,

@@ -374,7 +374,7 @@ impl ReportRunner {
             }
         }
         ExecutionEnd {
-            delivery_thread: thread.is_none().then(|| (posted_channel, ts)),
+            delivery_thread: thread.is_none().then_some((posted_channel, ts)),
             ..ExecutionEnd::status(ExecutionStatus::Succeeded)
         }
     }

@@ -19,6 +19,11 @@ const REPORT_COLUMNS: &str = "r.id, r.team_id, r.channel_id, r.thread_ts, r.owne
      r.timezone, r.destination, r.options, r.alert, r.state, r.paused_reason, r.delivery_channel, \
      r.delivery_thread_ts, r.last_result, r.next_fire_at";
 
+/// SQLite's RETURNING names columns without their table.
+fn returned_columns() -> String {
+    REPORT_COLUMNS.replace("r.", "")
+}
+
 fn report_row(row: &SqliteRow) -> Result<ScheduledReport, StoreError> {
     let read = || -> Result<ReportRow, sqlx::Error> {
         Ok(ReportRow {
@@ -100,9 +105,10 @@ impl ScheduleStore for SqliteStore {
     async fn create_report(&self, new: &NewReport) -> Result<ScheduledReport, StoreError> {
         let encoded = encode_report(new)?;
         let row = sqlx::query(&format!(
-            "INSERT INTO scheduled_reports AS r (team_id, channel_id, thread_ts, owner_id, question, query, cron, \
+            "INSERT INTO scheduled_reports (team_id, channel_id, thread_ts, owner_id, question, query, cron, \
              timezone, destination, options, alert, next_fire_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING {REPORT_COLUMNS}"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING {}",
+            returned_columns()
         ))
         .bind(new.origin.team().as_str())
         .bind(new.origin.channel().as_str())
