@@ -867,6 +867,22 @@ mod tests {
     }
 
     #[test]
+    fn schedule_admins_and_polling_are_read_and_checked() {
+        let config = config_from(&[
+            (THREADQL_ADMINS, "U0ALICE01, W0BOB0001"),
+            (THREADQL_SCHEDULE_POLL_SECS, "0"),
+        ])
+        .unwrap();
+        assert_eq!(config.admins, ["U0ALICE01", "W0BOB0001"]);
+        assert_eq!(config.schedule_poll, None);
+        let default = config_from(&[]).unwrap();
+        assert!(default.admins.is_empty());
+        assert_eq!(default.schedule_poll, Some(Duration::from_secs(30)));
+        assert!(config_from(&[(THREADQL_ADMINS, "alice")]).is_err());
+        assert!(config_from(&[(THREADQL_SCHEDULE_POLL_SECS, "soon")]).is_err());
+    }
+
+    #[test]
     fn the_cost_guard_reads_sizes_and_row_counts() {
         let config = config_from(&[(THREADQL_CONFIRM_ABOVE, "10GB"), (THREADQL_REFUSE_ABOVE, "5M rows")]).unwrap();
         assert_eq!(config.confirm_above, Some(CostLimit::Bytes(10 * 1024 * 1024 * 1024)));

@@ -60,9 +60,13 @@ impl Replier for TerminalReplier {
             Reply::Confirm { text, version } => {
                 format!("{text}\nSay `run anyway` to run version {version} all the same, or narrow the question.")
             }
-            Reply::Schedule { text, report, active, .. } => {
+            Reply::Schedule {
+                text, report, active, ..
+            } => {
                 let toggle = if active { "pause" } else { "resume" };
-                format!("{text}\n(`{toggle} schedule {report}`, `edit schedule {report} …`, `delete schedule {report}`)")
+                format!(
+                    "{text}\n(`{toggle} schedule {report}`, `edit schedule {report} …`, `delete schedule {report}`)"
+                )
             }
             Reply::Error(error) => format!("{}\n(code: {})", error.text(), error.code),
             Reply::File {

@@ -50,6 +50,7 @@ Configuration (environment, or a .env file):
   THREADQL_MODEL_REFRESH_SECS     seconds between re-reads of the warehouse schema (new tables, columns, values) [3600]
   THREADQL_AUDIT_RETENTION_DAYS   days audit rows are kept (deleted hourly by serve); 0 keeps them forever [90]
   THREADQL_SCHEDULE_POLL_SECS     seconds between serve's looks for due schedules; 0 runs none (see `schedules run`) [30]
+  THREADQL_ADMINS                 Slack user ids who list and change everyone's schedules (U0123,U0456) [none]
   THREADQL_TIMEZONE               zone for \"last month\", \"yesterday\" [UTC]
   THREADQL_REACTIONS              eyes / check / warning reactions on questions [on]
   THREADQL_LOG_FORMAT             text or json [text]; RUST_LOG filters

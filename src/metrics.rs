@@ -68,7 +68,14 @@ pub const SLACK_METHODS: [&str; 18] = [
     "chat.delete",
 ];
 /// The `action` label of `threadql_schedules_changed_total`.
-pub const SCHEDULE_ACTIONS: [&str; 6] = ["created", "paused", "resumed", "edited", "deleted", "paused_by_threadql"];
+pub const SCHEDULE_ACTIONS: [&str; 6] = [
+    "created",
+    "paused",
+    "resumed",
+    "edited",
+    "deleted",
+    "paused_by_threadql",
+];
 /// The `outcome` label of `threadql_slack_api_calls_total`.
 pub const SLACK_OUTCOMES: [&str; 4] = ["ok", "refused", "rate_limited", "error"];
 /// The `outcome` label of `threadql_snapshot_writes_total`.

@@ -52,7 +52,12 @@ impl ScheduleCommand {
         if !matches!(words.next()?, "schedule" | "alert" | "report") {
             return None;
         }
-        let id: i64 = words.next()?.trim_start_matches('#').trim_end_matches(':').parse().ok()?;
+        let id: i64 = words
+            .next()?
+            .trim_start_matches('#')
+            .trim_end_matches(':')
+            .parse()
+            .ok()?;
         let rest: Vec<&str> = words.collect();
         match (verb, rest.is_empty()) {
             ("pause", true) => Some(Self::Pause(id)),
@@ -142,7 +147,10 @@ mod tests {
             ("Never mind.", Command::Cancel),
             ("only EMEA", Command::Ask("only EMEA".into())),
             ("every monday at 9", Command::Schedule("every monday at 9".into())),
-            ("alert me when refunds today > 50", Command::Schedule("alert me when refunds today > 50".into())),
+            (
+                "alert me when refunds today > 50",
+                Command::Schedule("alert me when refunds today > 50".into()),
+            ),
             ("weekly active users", Command::Ask("weekly active users".into())),
             ("Schedules", Command::Schedules(ScheduleCommand::List)),
             ("pause schedule 3", Command::Schedules(ScheduleCommand::Pause(3))),

@@ -25,8 +25,8 @@ pub use origin::Origin;
 pub use proposed_query::{LlmUsage, PendingClarification, ProposedQuery};
 pub use reply::{Answer, Reply, UserError};
 pub use report::{
-    first_number, plan_fire_times, AlertSpec, ExecutionStatus, FirePlan, ReportState, ResultDiff, ScheduledReport,
-    ValueChange, versus_day, MAX_NAMED_ROWS, MISSED_AFTER,
+    first_number, plan_fire_times, versus_day, AlertSpec, ExecutionStatus, FirePlan, ReportState, ResultDiff,
+    ScheduledReport, ValueChange, MAX_NAMED_ROWS, MISSED_AFTER,
 };
 pub use result::{infer_column_format, is_iso_date, Column, ColumnFormat, QueryResult, Value};
 pub use schedule::{

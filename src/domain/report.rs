@@ -79,7 +79,9 @@ pub enum ReportState {
     Active,
     /// Stopped by its owner, or by threadql with the reason (its channel is gone, its owner
     /// lost access).
-    Paused { reason: Option<String> },
+    Paused {
+        reason: Option<String>,
+    },
 }
 
 impl ReportState {
@@ -177,7 +179,9 @@ pub fn plan_fire_times(due: &[DateTime<Utc>], now: DateTime<Utc>, catch_up: Catc
 pub fn versus_day(versus: &str, today: chrono::NaiveDate) -> Option<chrono::NaiveDate> {
     use chrono::Months;
     let words = versus.trim().to_lowercase();
-    let words = words.trim_start_matches("the same time ").trim_start_matches("same time ");
+    let words = words
+        .trim_start_matches("the same time ")
+        .trim_start_matches("same time ");
     match words {
         "yesterday" | "the day before" | "a day ago" | "the previous day" => today.pred_opt(),
         "last week" | "the week before" | "a week ago" | "the previous week" => {
@@ -187,7 +191,9 @@ pub fn versus_day(versus: &str, today: chrono::NaiveDate) -> Option<chrono::Naiv
             today.checked_sub_months(Months::new(1))
         }
         "last quarter" | "the quarter before" | "the previous quarter" => today.checked_sub_months(Months::new(3)),
-        "last year" | "the year before" | "a year ago" | "the previous year" => today.checked_sub_months(Months::new(12)),
+        "last year" | "the year before" | "a year ago" | "the previous year" => {
+            today.checked_sub_months(Months::new(12))
+        }
         _ => None,
     }
 }
@@ -299,7 +305,12 @@ fn label_columns(result: &QueryResult) -> usize {
     result
         .columns
         .iter()
-        .position(|c| matches!(c.format, ColumnFormat::Integer | ColumnFormat::Money | ColumnFormat::Number))
+        .position(|c| {
+            matches!(
+                c.format,
+                ColumnFormat::Integer | ColumnFormat::Money | ColumnFormat::Number
+            )
+        })
         .unwrap_or(result.columns.len())
 }
 
@@ -411,7 +422,11 @@ mod tests {
         let day = |y, m, d| chrono::NaiveDate::from_ymd_opt(y, m, d);
         assert_eq!(versus_day("last week", today), day(2026, 3, 24));
         assert_eq!(versus_day("Yesterday", today), day(2026, 3, 30));
-        assert_eq!(versus_day("last month", today), day(2026, 2, 28), "clamped to the month's end");
+        assert_eq!(
+            versus_day("last month", today),
+            day(2026, 2, 28),
+            "clamped to the month's end"
+        );
         assert_eq!(versus_day("last year", today), day(2025, 3, 31));
         assert_eq!(versus_day("the previous run", today), None);
     }

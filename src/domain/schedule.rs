@@ -1865,7 +1865,11 @@ mod tests {
         ];
         for condition in conditions {
             let stored = serde_json::to_string(&condition).unwrap();
-            assert_eq!(serde_json::from_str::<Condition>(&stored).unwrap(), condition, "{stored}");
+            assert_eq!(
+                serde_json::from_str::<Condition>(&stored).unwrap(),
+                condition,
+                "{stored}"
+            );
         }
         let options = DeliveryOptions {
             attach: Some(Attachment::Chart),
@@ -1875,7 +1879,10 @@ mod tests {
         let stored = serde_json::to_value(&options).unwrap();
         assert_eq!(serde_json::from_value::<DeliveryOptions>(stored).unwrap(), options);
         let stored = serde_json::to_value(Destination::Channel("<#C1|sales>".into())).unwrap();
-        assert_eq!(stored, serde_json::json!({ "kind": "channel", "channel": "<#C1|sales>" }));
+        assert_eq!(
+            stored,
+            serde_json::json!({ "kind": "channel", "channel": "<#C1|sales>" })
+        );
     }
 
     #[test]

@@ -68,7 +68,12 @@ pub trait ReportPoster: Send + Sync {
     async fn update(&self, channel: &str, ts: &str, delivery: &Delivery) -> Result<(), PostError>;
     /// The ts of what run `execution_id` posted, found by its metadata, when an earlier try
     /// posted it but could not record it.
-    async fn find(&self, channel: &str, thread_ts: Option<&str>, execution_id: i64) -> Result<Option<String>, PostError>;
+    async fn find(
+        &self,
+        channel: &str,
+        thread_ts: Option<&str>,
+        execution_id: i64,
+    ) -> Result<Option<String>, PostError>;
     /// Uploads a file (`Reply::File`) into a thread.
     async fn attach(&self, channel: &str, thread_ts: &str, file: Reply) -> Result<(), PostError>;
     /// A plain message in a thread (a run's failure).
@@ -170,9 +175,17 @@ impl ReportRunner {
         if let Err(error) = store.finish_execution(claim.execution_id, &end).await {
             // Left `running`: its lease passes and another poll takes it over, updating what
             // this one posted.
-            tracing::error!(?error, execution = claim.execution_id, "Failed to record how a scheduled run ended");
+            tracing::error!(
+                ?error,
+                execution = claim.execution_id,
+                "Failed to record how a scheduled run ended"
+            );
         }
-        self.services.metrics.report_runs.with_label_values(&[status.as_str()]).inc();
+        self.services
+            .metrics
+            .report_runs
+            .with_label_values(&[status.as_str()])
+            .inc();
         if end.pause.is_some() {
             self.services
                 .metrics
@@ -231,7 +244,14 @@ impl ReportRunner {
         }
         let result = answer.result.clone();
         let mut end = self
-            .deliver(claim, report, heading, Some(answer), report.schedule.options.attach, now)
+            .deliver(
+                claim,
+                report,
+                heading,
+                Some(answer),
+                report.schedule.options.attach,
+                now,
+            )
             .await;
         if end.status == ExecutionStatus::Succeeded {
             end.last_result = Some(result);
@@ -344,10 +364,12 @@ impl ReportRunner {
         let earlier = match &claim.posted {
             Some((posted_channel, ts)) => Some((posted_channel.clone(), ts.clone())),
             // A try before this one may have posted without living to record it.
-            None if claim.attempt > 1 => match self.poster.find(&channel, thread.as_deref(), claim.execution_id).await {
-                Ok(found) => found.map(|ts| (channel.clone(), ts)),
-                Err(error) => return self.post_failed(claim, report, error, now).await,
-            },
+            None if claim.attempt > 1 => {
+                match self.poster.find(&channel, thread.as_deref(), claim.execution_id).await {
+                    Ok(found) => found.map(|ts| (channel.clone(), ts)),
+                    Err(error) => return self.post_failed(claim, report, error, now).await,
+                }
+            }
             None => None,
         };
         let (posted_channel, ts) = match earlier {
@@ -360,7 +382,11 @@ impl ReportRunner {
             None => match self.poster.post(&channel, thread.as_deref(), &delivery).await {
                 Ok(ts) => {
                     if let Err(error) = store.record_posted(claim.execution_id, &channel, &ts).await {
-                        tracing::warn!(?error, execution = claim.execution_id, "Failed to record a scheduled post");
+                        tracing::warn!(
+                            ?error,
+                            execution = claim.execution_id,
+                            "Failed to record a scheduled post"
+                        );
                     }
                     (channel.clone(), ts)
                 }
@@ -404,8 +430,8 @@ impl ReportRunner {
             Reply::Error(error) => error.text(),
             _ => failure.code.sentence().to_string(),
         };
-        let pause = (failure.code == ErrorCode::NotPermitted)
-            .then(|| "its owner may no longer read what it reads".to_string());
+        let pause =
+            (failure.code == ErrorCode::NotPermitted).then(|| "its owner may no longer read what it reads".to_string());
         let tries = if failure.retryable() {
             format!(" after {} tries", claim.attempt)
         } else {
@@ -415,7 +441,11 @@ impl ReportRunner {
             ":x: *{}* could not run{tries} (the run due {}): {sentence}{}",
             report.title(),
             local_time(claim.fire_at, report.schedule.timezone),
-            if pause.is_some() { "\nIt is paused until it is resumed." } else { "" }
+            if pause.is_some() {
+                "\nIt is paused until it is resumed."
+            } else {
+                ""
+            }
         );
         self.tell(report, &text, true).await;
         ExecutionEnd {
@@ -570,7 +600,11 @@ fn diff_text(diff: &ResultDiff) -> String {
     }
     let mut parts = Vec::new();
     let names = |labels: &[String]| {
-        let shown: Vec<&str> = labels.iter().take(crate::domain::MAX_NAMED_ROWS).map(String::as_str).collect();
+        let shown: Vec<&str> = labels
+            .iter()
+            .take(crate::domain::MAX_NAMED_ROWS)
+            .map(String::as_str)
+            .collect();
         let more = labels.len().saturating_sub(shown.len());
         let mut text = shown.join(", ");
         if more > 0 {
@@ -584,20 +618,32 @@ fn diff_text(diff: &ResultDiff) -> String {
     if !diff.removed.is_empty() {
         parts.push(format!("gone: {}", names(&diff.removed)));
     }
-    let format = diff.measure.as_ref().map_or(crate::domain::ColumnFormat::Number, |(_, f)| *f);
+    let format = diff
+        .measure
+        .as_ref()
+        .map_or(crate::domain::ColumnFormat::Number, |(_, f)| *f);
     let number = |v: f64| format_value(&crate::domain::Value::Float(v), format);
     for change in &diff.changes {
         let percent = if change.before != 0.0 {
-            format!(" ({:+.0}%)", (change.after - change.before) / change.before.abs() * 100.0)
+            format!(
+                " ({:+.0}%)",
+                (change.after - change.before) / change.before.abs() * 100.0
+            )
         } else {
             String::new()
         };
         let label = if change.label.is_empty() {
-            diff.measure.as_ref().map_or("value".to_string(), |(name, _)| name.clone())
+            diff.measure
+                .as_ref()
+                .map_or("value".to_string(), |(name, _)| name.clone())
         } else {
             change.label.clone()
         };
-        parts.push(format!("{label} {} → {}{percent}", number(change.before), number(change.after)));
+        parts.push(format!(
+            "{label} {} → {}{percent}",
+            number(change.before),
+            number(change.after)
+        ));
     }
     format!("\n*Since the last run:* {}.", parts.join("; "))
 }

@@ -266,7 +266,12 @@ impl SlackIngress {
 
     /// The Edit dialog was submitted: words that are not a schedule are sent back as the field's
     /// error (the dialog stays open); a schedule goes to the thread as "edit schedule N …".
-    async fn edit_submitted(&self, team: &str, user: &str, view: Option<&serde_json::Value>) -> Option<serde_json::Value> {
+    async fn edit_submitted(
+        &self,
+        team: &str,
+        user: &str,
+        view: Option<&serde_json::Value>,
+    ) -> Option<serde_json::Value> {
         let view = view?;
         if view["callback_id"] != "schedule_edit" {
             self.count("interactions", "ignored");

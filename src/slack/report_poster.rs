@@ -89,7 +89,12 @@ impl ReportPoster for SlackReportPoster {
             .map_err(post_error)
     }
 
-    async fn find(&self, channel: &str, thread_ts: Option<&str>, execution_id: i64) -> Result<Option<String>, PostError> {
+    async fn find(
+        &self,
+        channel: &str,
+        thread_ts: Option<&str>,
+        execution_id: i64,
+    ) -> Result<Option<String>, PostError> {
         let messages = self.api.recent_messages(channel, thread_ts).await.map_err(post_error)?;
         Ok(messages
             .iter()

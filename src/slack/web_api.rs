@@ -393,7 +393,10 @@ impl SlackWebApi {
     /// A user's time zone as Slack has it (`users.info`'s `tz`, e.g. `Europe/Berlin`).
     pub async fn user_timezone(&self, user: &str) -> Result<Option<String>, SlackApiError> {
         let info = self.get_json("users.info", &[("user", Some(user.to_string()))]).await?;
-        Ok(info["user"]["tz"].as_str().filter(|tz| !tz.is_empty()).map(str::to_string))
+        Ok(info["user"]["tz"]
+            .as_str()
+            .filter(|tz| !tz.is_empty())
+            .map(str::to_string))
     }
 
     /// Replaces the content of a message the bot posted.

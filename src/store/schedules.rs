@@ -165,7 +165,9 @@ pub(super) struct ReportRow {
 }
 
 fn damaged(id: i64, what: &str, error: impl std::fmt::Display) -> StoreError {
-    StoreError::Unexpected(anyhow::anyhow!("scheduled report {id} has an unreadable {what}: {error}"))
+    StoreError::Unexpected(anyhow::anyhow!(
+        "scheduled report {id} has an unreadable {what}: {error}"
+    ))
 }
 
 impl ReportRow {
@@ -228,7 +230,11 @@ pub(super) fn encode_report(new: &NewReport) -> Result<EncodedReport, StoreError
         query: encode(serde_json::to_value(&new.query))?,
         destination: encode(serde_json::to_value(&new.schedule.destination))?,
         options: encode(serde_json::to_value(&new.schedule.options))?,
-        alert: new.alert.as_ref().map(|a| encode(serde_json::to_value(a))).transpose()?,
+        alert: new
+            .alert
+            .as_ref()
+            .map(|a| encode(serde_json::to_value(a)))
+            .transpose()?,
     })
 }
 

@@ -129,11 +129,13 @@ impl ScheduleStore for SqliteStore {
     }
 
     async fn report(&self, id: i64) -> Result<Option<ScheduledReport>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {REPORT_COLUMNS} FROM scheduled_reports r WHERE r.id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .context("Failed to read a scheduled report")?;
+        let row = sqlx::query(&format!(
+            "SELECT {REPORT_COLUMNS} FROM scheduled_reports r WHERE r.id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .context("Failed to read a scheduled report")?;
         row.as_ref().map(report_row).transpose()
     }
 
@@ -210,7 +212,11 @@ impl ScheduleStore for SqliteStore {
         limit: usize,
     ) -> Result<Vec<ReportClaim>, StoreError> {
         let lease_until = now + lease;
-        let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await.context("Failed to start claiming report runs")?;
+        let mut transaction = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .context("Failed to start claiming report runs")?;
         let due = sqlx::query(&format!(
             "SELECT {REPORT_COLUMNS} FROM scheduled_reports r WHERE r.state = 'active' AND r.next_fire_at <= $1 \
              ORDER BY r.next_fire_at LIMIT $2 "
@@ -278,11 +284,13 @@ impl ScheduleStore for SqliteStore {
             .execute(&mut *transaction)
             .await
             .context("Failed to claim a report run again")?;
-            let report = sqlx::query(&format!("SELECT {REPORT_COLUMNS} FROM scheduled_reports r WHERE r.id = $1"))
-                .bind(report_id)
-                .fetch_one(&mut *transaction)
-                .await
-                .context("Failed to read a scheduled report")?;
+            let report = sqlx::query(&format!(
+                "SELECT {REPORT_COLUMNS} FROM scheduled_reports r WHERE r.id = $1"
+            ))
+            .bind(report_id)
+            .fetch_one(&mut *transaction)
+            .await
+            .context("Failed to read a scheduled report")?;
             let channel: Option<String> = row.get("slack_channel");
             let ts: Option<String> = row.get("slack_ts");
             claims.push(ReportClaim {
@@ -305,12 +313,18 @@ impl ScheduleStore for SqliteStore {
         replica: &str,
         lease: chrono::Duration,
     ) -> Result<Option<ReportClaim>, StoreError> {
-        let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await.context("Failed to start claiming a report run")?;
-        let row = sqlx::query(&format!("SELECT {REPORT_COLUMNS} FROM scheduled_reports r WHERE r.id = $1 "))
-            .bind(id)
-            .fetch_optional(&mut *transaction)
+        let mut transaction = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
             .await
-            .context("Failed to read a scheduled report")?;
+            .context("Failed to start claiming a report run")?;
+        let row = sqlx::query(&format!(
+            "SELECT {REPORT_COLUMNS} FROM scheduled_reports r WHERE r.id = $1 "
+        ))
+        .bind(id)
+        .fetch_optional(&mut *transaction)
+        .await
+        .context("Failed to read a scheduled report")?;
         let Some(row) = row else {
             return Ok(None);
         };
@@ -332,7 +346,11 @@ impl ScheduleStore for SqliteStore {
     }
 
     async fn finish_execution(&self, execution_id: i64, end: &ExecutionEnd) -> Result<(), StoreError> {
-        let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await.context("Failed to start finishing a report run")?;
+        let mut transaction = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .context("Failed to start finishing a report run")?;
         let finished = end.status != ExecutionStatus::Retrying;
         let report_id: Option<i64> = sqlx::query_scalar(
             "UPDATE report_executions SET status = $2, error_code = $3, error = $4, retry_at = $5, \

@@ -118,9 +118,18 @@ impl TurnContext {
                 return Handled::failed(ErrorCode::StateNotSaved);
             }
         };
-        self.audit(message, "schedule_created", None, format!("{}: {}", report.title(), report.describe()))
-            .await;
-        self.services.metrics.schedules_changed.with_label_values(&["created"]).inc();
+        self.audit(
+            message,
+            "schedule_created",
+            None,
+            format!("{}: {}", report.title(), report.describe()),
+        )
+        .await;
+        self.services
+            .metrics
+            .schedules_changed
+            .with_label_values(&["created"])
+            .inc();
         Handled::replied(echo(&report, "Scheduled", now))
     }
 
@@ -165,7 +174,11 @@ impl TurnContext {
                 return match store.delete_report(id).await {
                     Ok(true) => {
                         self.audit(message, "schedule_deleted", None, report.title()).await;
-                        self.services.metrics.schedules_changed.with_label_values(&["deleted"]).inc();
+                        self.services
+                            .metrics
+                            .schedules_changed
+                            .with_label_values(&["deleted"])
+                            .inc();
                         Handled::replied(Reply::Text(format!(
                             ":wastebasket: Deleted {}: {}.",
                             report.title().to_lowercase(),
@@ -192,8 +205,13 @@ impl TurnContext {
                 return Handled::failed(ErrorCode::StateNotSaved);
             }
         }
-        self.audit(message, &format!("schedule_{action}"), None, report.title()).await;
-        self.services.metrics.schedules_changed.with_label_values(&[action]).inc();
+        self.audit(message, &format!("schedule_{action}"), None, report.title())
+            .await;
+        self.services
+            .metrics
+            .schedules_changed
+            .with_label_values(&[action])
+            .inc();
         let changed = ScheduledReport {
             state,
             schedule,
@@ -228,7 +246,9 @@ impl TurnContext {
         for listing in &listings {
             let report = &listing.report;
             let state = match &report.state {
-                ReportState::Active => format!("next run {}", local_time(report.next_fire_at, report.schedule.timezone)),
+                ReportState::Active => {
+                    format!("next run {}", local_time(report.next_fire_at, report.schedule.timezone))
+                }
                 ReportState::Paused { reason: None } => "paused".to_string(),
                 ReportState::Paused { reason: Some(reason) } => format!("paused: {reason}"),
             };
@@ -247,7 +267,9 @@ impl TurnContext {
                 report.describe()
             ));
         }
-        lines.push("`pause schedule N`, `resume schedule N`, `edit schedule N <when>`, `delete schedule N`.".to_string());
+        lines.push(
+            "`pause schedule N`, `resume schedule N`, `edit schedule N <when>`, `delete schedule N`.".to_string(),
+        );
         Handled::replied(Reply::Text(lines.join("\n")))
     }
 

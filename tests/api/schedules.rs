@@ -8,8 +8,8 @@ use sqlx::{Connection, Executor, Row};
 
 use threadql::store::{PostgresStore, ScheduleStore};
 use threadql_testkit::{
-    app_mention, button_click, button_value, direct_channel, new_channel, new_ts, post_text, spawn_app,
-    spawn_app_with, thread_reply, TestApp, TestDatabase, TEAM,
+    app_mention, button_click, button_value, direct_channel, new_channel, new_ts, post_text, spawn_app, spawn_app_with,
+    thread_reply, TestApp, TestDatabase, TEAM,
 };
 
 const ALICE: &str = "U0ALICE01";
@@ -88,23 +88,35 @@ async fn a_schedule_is_echoed_with_its_cron_zone_and_next_runs_and_each_run_is_d
     assert!(text.contains("cron `0 9 * * 1`"), "{text}");
     assert!(text.contains("Europe/Berlin"), "the asker's Slack time zone: {text}");
     let fallback = echo["text"].as_str().unwrap();
-    assert!(fallback.contains("Next runs:") && fallback.matches("Mon ").count() == 3, "{fallback}");
+    assert!(
+        fallback.contains("Next runs:") && fallback.matches("Mon ").count() == 3,
+        "{fallback}"
+    );
     assert!(button_value(&echo, "schedule_edit").is_some() && button_value(&echo, "schedule_delete").is_some());
     let id = schedule_id(&echo);
     let fire = next_fire_at(&app, id).await;
     let local = fire.with_timezone(&chrono_tz::Europe::Berlin);
     assert_eq!(local.format("%a %H:%M").to_string(), "Mon 09:00", "{fire}");
 
-    assert!(run_due(&app, fire - Duration::minutes(1)).await.is_empty(), "not due yet");
+    assert!(
+        run_due(&app, fire - Duration::minutes(1)).await.is_empty(),
+        "not due yet"
+    );
     assert!(roots(&app, &channel).await.is_empty());
 
     assert_eq!(run_due(&app, fire + Duration::seconds(5)).await, [("succeeded", 1)]);
-    assert!(run_due(&app, fire + Duration::seconds(6)).await.is_empty(), "once per fire time");
+    assert!(
+        run_due(&app, fire + Duration::seconds(6)).await.is_empty(),
+        "once per fire time"
+    );
     let delivered = roots(&app, &channel).await;
     assert_eq!(delivered.len(), 1, "{delivered:#?}");
     let (thread_ts, first) = &delivered[0];
     let first = post_text(first);
-    assert!(first.contains(&format!("Schedule {id}")) && first.contains("EMEA"), "{first}");
+    assert!(
+        first.contains(&format!("Schedule {id}")) && first.contains("EMEA"),
+        "{first}"
+    );
 
     // A week later: in the schedule's own thread, with what changed (nothing: "last month" is
     // still the same month, the demo data does not move).
@@ -147,7 +159,10 @@ async fn a_run_posted_by_a_replica_that_died_before_recording_it_is_updated_not_
     // A replica claims the run, posts it (marked with the run's id, as the server marks it)
     // and dies before recording the post.
     let store = PostgresStore::connect(app.database.url()).await.unwrap();
-    let claims = store.claim_due(fire, "replica-that-dies", Duration::minutes(10), 10).await.unwrap();
+    let claims = store
+        .claim_due(fire, "replica-that-dies", Duration::minutes(10), 10)
+        .await
+        .unwrap();
     assert_eq!(claims.len(), 1);
     let run = claims[0].execution_id;
     let half_done = json!({
@@ -168,14 +183,20 @@ async fn a_run_posted_by_a_replica_that_died_before_recording_it_is_updated_not_
     let ts = posted["ts"].as_str().unwrap().to_string();
 
     // Its lease runs out; this server takes the run over.
-    assert!(run_due(&app, fire + Duration::minutes(1)).await.is_empty(), "the lease still holds");
+    assert!(
+        run_due(&app, fire + Duration::minutes(1)).await.is_empty(),
+        "the lease still holds"
+    );
     assert_eq!(run_due(&app, fire + Duration::minutes(11)).await, [("succeeded", 1)]);
 
     let delivered = roots(&app, &channel).await;
     assert_eq!(delivered.len(), 1, "updated, not posted again: {delivered:#?}");
     assert_eq!(delivered[0].0, ts);
     let text = post_text(&delivered[0].1);
-    assert!(text.contains(&format!("Schedule {id}")) && text.contains("EMEA"), "{text}");
+    assert!(
+        text.contains(&format!("Schedule {id}")) && text.contains("EMEA"),
+        "{text}"
+    );
     assert_eq!(app.slack.requests("/api/chat.update").await.len(), 1);
     assert_eq!(run_statuses(&app, id).await, ["succeeded"]);
 }
@@ -305,7 +326,10 @@ async fn each_run_after_the_first_says_what_changed_and_empty_or_unchanged_runs_
     // Unchanged the day after: skipped.
     run_due(&app, fire + Duration::days(2)).await;
 
-    assert_eq!(run_statuses(&app, id).await, ["succeeded", "succeeded", "skipped_unchanged"]);
+    assert_eq!(
+        run_statuses(&app, id).await,
+        ["succeeded", "succeeded", "skipped_unchanged"]
+    );
     let delivered = roots(&app, &channel).await;
     let thread = app.slack.posts_in_thread(&channel, &delivered[0].0).await;
     assert_eq!(thread.len(), 1, "{thread:#?}");
@@ -334,7 +358,10 @@ async fn an_alert_fires_once_stays_quiet_while_it_holds_and_says_back_to_normal_
     let (channel, root) = thread_with(&app, "refunded amount by region").await;
     let echo = say(&app, &channel, &root, "alert me when refunds > 2").await;
     let text = post_text(&echo);
-    assert!(text.contains("when refunds is above 2") && text.contains("every hour"), "{text}");
+    assert!(
+        text.contains("when refunds is above 2") && text.contains("every hour"),
+        "{text}"
+    );
     let id = schedule_id(&echo);
     let fire = next_fire_at(&app, id).await;
     let hour = |n: i64| fire + Duration::hours(n);
@@ -358,7 +385,10 @@ async fn an_alert_fires_once_stays_quiet_while_it_holds_and_says_back_to_normal_
     let thread = app.slack.posts_in_thread(&channel, &delivered[0].0).await;
     assert_eq!(thread.len(), 1);
     let normal = post_text(&thread[0]);
-    assert!(normal.contains("back to normal") && normal.contains("(now 1)"), "{normal}");
+    assert!(
+        normal.contains("back to normal") && normal.contains("(now 1)"),
+        "{normal}"
+    );
 }
 
 #[actix_rt::test]
@@ -372,7 +402,10 @@ async fn a_failing_run_is_tried_three_times_then_reported_in_its_thread_and_to_i
     connection.execute("DROP TABLE refunds").await.unwrap();
 
     assert_eq!(run_due(&app, fire).await, [("retrying", 1)]);
-    assert!(run_due(&app, fire + Duration::seconds(30)).await.is_empty(), "not before its backoff");
+    assert!(
+        run_due(&app, fire + Duration::seconds(30)).await.is_empty(),
+        "not before its backoff"
+    );
     assert_eq!(run_due(&app, fire + Duration::minutes(1)).await, [("retrying", 1)]);
     assert_eq!(run_due(&app, fire + Duration::minutes(6)).await, [("failed", 1)]);
 
@@ -398,20 +431,32 @@ async fn pause_resume_edit_and_delete_work_from_the_buttons_and_schedules_lists_
     let fire = next_fire_at(&app, id).await;
 
     let count = app.slack.posts_in_thread(&channel, &root).await.len();
-    app.click(&button_click(&channel, "schedule_pause", &button_value(&echo, "schedule_pause").unwrap()))
-        .await;
+    app.click(&button_click(
+        &channel,
+        "schedule_pause",
+        &button_value(&echo, "schedule_pause").unwrap(),
+    ))
+    .await;
     let paused = app.slack.wait_for_posts(&channel, &root, count + 1).await[count].clone();
     assert!(post_text(&paused).contains("Paused"), "{paused:#}");
     assert!(run_due(&app, fire).await.is_empty(), "a paused schedule does not run");
 
-    app.click(&button_click(&channel, "schedule_resume", &button_value(&paused, "schedule_resume").unwrap()))
-        .await;
+    app.click(&button_click(
+        &channel,
+        "schedule_resume",
+        &button_value(&paused, "schedule_resume").unwrap(),
+    ))
+    .await;
     let resumed = app.slack.wait_for_posts(&channel, &root, count + 2).await[count + 1].clone();
     assert!(post_text(&resumed).contains("Resumed"), "{resumed:#}");
 
     // Edit: the button opens a dialog with the schedule's words; a submission that is not a
     // schedule is refused in the dialog; a good one changes the schedule.
-    let mut click = button_click(&channel, "schedule_edit", &button_value(&resumed, "schedule_edit").unwrap());
+    let mut click = button_click(
+        &channel,
+        "schedule_edit",
+        &button_value(&resumed, "schedule_edit").unwrap(),
+    );
     click["trigger_id"] = json!("1337.42.abcdef");
     app.click(&click).await;
     app.wait_until_idle().await;
@@ -429,27 +474,42 @@ async fn pause_resume_edit_and_delete_work_from_the_buttons_and_schedules_lists_
         payload["user"]["id"] = json!(ALICE);
         payload["view"]["callback_id"] = json!("schedule_edit");
         payload["view"]["private_metadata"] = json!(metadata);
-        payload["view"]["state"]["values"] = json!({ "schedule": { "words": { "type": "plain_text_input", "value": words } } });
+        payload["view"]["state"]["values"] =
+            json!({ "schedule": { "words": { "type": "plain_text_input", "value": words } } });
         payload
     };
     let refused: Value = app.click(&submission("every blue moon")).await.json().await.unwrap();
     assert_eq!(refused["response_action"], "errors", "{refused:#}");
-    assert!(refused["errors"]["schedule"].as_str().unwrap().contains("every monday at 9:00"));
+    assert!(refused["errors"]["schedule"]
+        .as_str()
+        .unwrap()
+        .contains("every monday at 9:00"));
     let accepted = app.click(&submission("every friday at 17:00 Europe/Berlin")).await;
     assert_eq!(accepted.status(), 200);
     let changed = app.slack.wait_for_posts(&channel, &root, count + 3).await[count + 2].clone();
     let text = post_text(&changed);
-    assert!(text.contains("Changed") && text.contains("cron `0 17 * * 5`") && text.contains("Europe/Berlin"), "{text}");
+    assert!(
+        text.contains("Changed") && text.contains("cron `0 17 * * 5`") && text.contains("Europe/Berlin"),
+        "{text}"
+    );
 
     // "schedules", asked anywhere, lists the asker's.
     let (elsewhere, listing_root) = (new_channel(), new_ts());
-    app.post_event(&app_mention("EvList1", &elsewhere, &listing_root, "schedules")).await;
+    app.post_event(&app_mention("EvList1", &elsewhere, &listing_root, "schedules"))
+        .await;
     let listing = app.slack.wait_for_posts(&elsewhere, &listing_root, 1).await;
     let listed = post_text(&listing[0]);
-    assert!(listed.contains(&format!("Schedule {id}")) && listed.contains("0 17 * * 5"), "{listed}");
+    assert!(
+        listed.contains(&format!("Schedule {id}")) && listed.contains("0 17 * * 5"),
+        "{listed}"
+    );
 
-    app.click(&button_click(&channel, "schedule_delete", &button_value(&changed, "schedule_delete").unwrap()))
-        .await;
+    app.click(&button_click(
+        &channel,
+        "schedule_delete",
+        &button_value(&changed, "schedule_delete").unwrap(),
+    ))
+    .await;
     let deleted = app.slack.wait_for_posts(&channel, &root, count + 4).await[count + 3].clone();
     assert!(post_text(&deleted).contains("Deleted"), "{deleted:#}");
     let store = PostgresStore::connect(app.database.url()).await.unwrap();
@@ -463,7 +523,11 @@ async fn someone_else_cannot_change_a_schedule_and_a_channel_that_is_gone_pauses
     let echo = say(&app, &channel, &root, "every monday at 9 to <#C0GONE001|old-sales>").await;
     let id = schedule_id(&echo);
 
-    let mut click = button_click(&channel, "schedule_delete", &button_value(&echo, "schedule_delete").unwrap());
+    let mut click = button_click(
+        &channel,
+        "schedule_delete",
+        &button_value(&echo, "schedule_delete").unwrap(),
+    );
     click["user"]["id"] = json!("U0MALLORY");
     app.click(&click).await;
     let refused = app.slack.wait_for_posts(&channel, &root, 3).await[2].clone();

@@ -531,7 +531,8 @@ async fn mount_history(server: &MockServer, messages: &Posted) {
                             }
                     })
                     .map(|(ts, body)| {
-                        let mut message = json!({ "type": "message", "ts": ts, "text": body["text"], "user": BOT_USER });
+                        let mut message =
+                            json!({ "type": "message", "ts": ts, "text": body["text"], "user": BOT_USER });
                         if with_metadata && body.get("metadata").is_some() {
                             message["metadata"] = body["metadata"].clone();
                         }

@@ -460,7 +460,10 @@ impl Interpreter for RulesInterpreter {
             return query.clone();
         };
         let mut rebased = structured.clone();
-        rebased.time_range = structured.time_range.as_ref().map(|r| super::time::rebase_range(r, today));
+        rebased.time_range = structured
+            .time_range
+            .as_ref()
+            .map(|r| super::time::rebase_range(r, today));
         rebased.compare_to = structured.compare_to.as_ref().map(|compared| {
             let again = super::time::rebase_range(compared, today);
             match (&structured.time_range, &rebased.time_range) {
@@ -547,6 +550,41 @@ mod tests {
             access: Some(&policy),
         };
         interpreter().interpret(request).await.unwrap()
+    }
+
+    #[test]
+    fn a_scheduled_run_reads_relative_ranges_on_its_own_day_and_named_ones_as_they_were() {
+        let interpreter = interpreter();
+        let week_later = today() + chrono::Duration::days(7);
+        let last_week = query("revenue by region last week", None);
+        let rebased = interpreter.as_of(&last_week, week_later);
+        let range = |q: &ProposedQuery| structured(q).time_range.unwrap();
+        assert_eq!(
+            range(&rebased).start,
+            range(&last_week).start + chrono::Duration::days(7)
+        );
+        assert_ne!(rebased.sql, last_week.sql);
+        assert_eq!(
+            rebased.summary.contains("last week"),
+            last_week.summary.contains("last week")
+        );
+        // Compared with "the week before", which does not read as a range of its own: it moves
+        // with the range it precedes.
+        let mut compared = last_week.clone();
+        let mut with_before = structured(&last_week);
+        let before = super::super::time::previous_period(&range(&last_week), Some(crate::domain::Grain::Week)).unwrap();
+        assert!(before.label.starts_with("the week before"), "{}", before.label);
+        with_before.compare_to = Some(before.clone());
+        compared.structured = Some(with_before);
+        let moved = structured(&interpreter.as_of(&compared, week_later))
+            .compare_to
+            .unwrap();
+        assert_eq!(moved.start, before.start + chrono::Duration::days(7));
+        assert_eq!(moved.end, before.end + chrono::Duration::days(7));
+        let named = query("revenue by region in 2025", None);
+        assert_eq!(interpreter.as_of(&named, week_later), named);
+        let same_day = interpreter.as_of(&last_week, today());
+        assert_eq!(same_day, last_week);
     }
 
     #[tokio::test]
