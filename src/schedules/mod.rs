@@ -438,9 +438,10 @@ impl ReportRunner {
             String::new()
         };
         let text = format!(
-            ":x: *{}* could not run{tries} (the run due {}): {sentence}{}",
+            ":x: *{}* could not run{tries} (the run due {}): {sentence} (code `{}`){}",
             report.title(),
             local_time(claim.fire_at, report.schedule.timezone),
+            failure.code,
             if pause.is_some() {
                 "\nIt is paused until it is resumed."
             } else {

@@ -153,9 +153,17 @@ pub fn with_schedule_buttons(
     message
 }
 
+/// What the Edit dialog carries through Slack (`private_metadata`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EditMetadata {
+    pub channel: String,
+    pub thread_ts: String,
+    pub report: i64,
+}
+
 /// The Edit dialog of a schedule: its words in one field, to change and submit. The thread and
 /// the schedule's number travel in `private_metadata`.
-pub fn schedule_edit_view(metadata: &super::ingress::EditMetadata, phrase: &str) -> serde_json::Value {
+pub fn schedule_edit_view(metadata: &EditMetadata, phrase: &str) -> serde_json::Value {
     let report = metadata.report;
     json!({
         "type": "modal",

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tracing::Instrument;
 
-use super::blocks;
+use super::blocks::{self, EditMetadata};
 use super::events::{classify, Classified, Envelope, InboundMessage};
 use super::verify::SignatureVerifier;
 use super::web_api::SlackWebApi;
@@ -48,14 +48,6 @@ pub struct ButtonValue {
     /// A schedule's buttons: its words, where the Edit dialog starts.
     #[serde(default)]
     pub phrase: Option<String>,
-}
-
-/// What the Edit dialog carries through Slack (`private_metadata`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
-pub struct EditMetadata {
-    pub channel: String,
-    pub thread_ts: String,
-    pub report: i64,
 }
 
 /// What the Slack handlers share.

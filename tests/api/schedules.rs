@@ -548,3 +548,66 @@ async fn someone_else_cannot_change_a_schedule_and_a_channel_that_is_gone_pauses
     assert_eq!(direct[0]["channel"], direct_channel(ALICE).as_str());
     assert!(post_text(&direct[0]).contains("is paused"), "{:#}", direct[0]);
 }
+
+#[actix_rt::test]
+async fn a_schedule_with_csv_attaches_the_rows_to_each_run_in_its_thread() {
+    let app = spawn_app().await;
+    let (channel, root) = thread_with(&app, "orders by channel").await;
+    let id = schedule_id(&say(&app, &channel, &root, "every monday at 9 with csv").await);
+    let fire = next_fire_at(&app, id).await;
+
+    assert_eq!(run_due(&app, fire).await, [("succeeded", 1)]);
+
+    let delivered = roots(&app, &channel).await;
+    assert_eq!(delivered.len(), 1);
+    let completed = app.slack.completed_uploads().await;
+    assert_eq!(completed.len(), 1, "{completed:?}");
+    assert_eq!(completed[0]["channel_id"], channel);
+    assert_eq!(completed[0]["thread_ts"], delivered[0].0, "in the schedule's thread");
+    let csv = String::from_utf8(app.slack.uploads().await.pop().unwrap()).unwrap();
+    assert!(csv.starts_with("channel,") && csv.lines().count() > 2, "{csv}");
+}
+
+#[actix_rt::test]
+async fn a_schedule_whose_owner_may_no_longer_read_its_data_is_paused_and_its_owner_told() {
+    // Alice is the analysts' only member; everyone else reads nothing.
+    let folder = tempfile::tempdir().unwrap();
+    let model = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/interpret/demo_model.toml")).unwrap();
+    let path = folder.path().join("threadql.toml");
+    std::fs::write(
+        &path,
+        format!("{model}\n[[roles]]\nname = \"analysts\"\nmembers = [\"{ALICE}\"]\ntables = [\"*\"]\n\n[access]\ndefault_role = \"none\"\n"),
+    )
+    .unwrap();
+    let app = spawn_app_with(&[("THREADQL_CONFIG", path.display().to_string())]).await;
+    let (channel, root) = thread_with(&app, "revenue by region last month").await;
+    let echo = say(&app, &channel, &root, "every monday at 9").await;
+    let id = schedule_id(&echo);
+    // Ownership passes to someone in no role (Alice left the team; an admin reassigned it).
+    let mut connection = app.database.connect().await;
+    sqlx::query("UPDATE scheduled_reports SET owner_id = 'U0LEFT001' WHERE id = $1")
+        .bind(id)
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    let fire = next_fire_at(&app, id).await;
+
+    assert_eq!(
+        run_due(&app, fire).await,
+        [("failed", 1)],
+        "not tried again: it cannot succeed"
+    );
+
+    assert!(roots(&app, &channel).await.is_empty(), "no data posted");
+    let store = PostgresStore::connect(app.database.url()).await.unwrap();
+    let report = store.report(id).await.unwrap().unwrap();
+    assert!(
+        matches!(report.state, threadql::domain::ReportState::Paused { .. }),
+        "{:?}",
+        report.state
+    );
+    let told = app.slack.direct_messages("U0LEFT001").await;
+    assert_eq!(told.len(), 1, "{told:#?}");
+    let text = post_text(&told[0]);
+    assert!(text.contains("paused") && text.contains("not_permitted"), "{text}");
+}
