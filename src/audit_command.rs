@@ -212,8 +212,9 @@ fn or_dash(text: &str) -> String {
 }
 
 /// Details quote what users typed in Slack: control characters are escaped so a row stays on
-/// one line and cannot send escape sequences to the reader's terminal.
-fn printable(text: &str) -> Cow<'_, str> {
+/// one line and cannot send escape sequences to the reader's terminal (`threadql schedules`
+/// prints questions the same way).
+pub(crate) fn printable(text: &str) -> Cow<'_, str> {
     if !text.chars().any(char::is_control) {
         return Cow::Borrowed(text);
     }

@@ -47,7 +47,7 @@ pub const QUERY_OUTCOMES: [&str; 5] = ["ok", "error", "timeout", "cancelled", "u
 /// The `reason` label of `threadql_warehouse_cancellations_total`.
 pub const CANCEL_REASONS: [&str; 2] = ["user", "superseded"];
 /// Slack Web API methods threadql calls (the `method` label).
-pub const SLACK_METHODS: [&str; 18] = [
+pub const SLACK_METHODS: [&str; 17] = [
     "auth.test",
     "apps.connections.open",
     "chat.postMessage",
@@ -65,7 +65,6 @@ pub const SLACK_METHODS: [&str; 18] = [
     "conversations.history",
     "conversations.replies",
     "views.open",
-    "chat.delete",
 ];
 /// The `action` label of `threadql_schedules_changed_total`.
 pub const SCHEDULE_ACTIONS: [&str; 6] = [

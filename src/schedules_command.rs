@@ -2,7 +2,6 @@
 //! alerts of DATABASE_URL (every team's) as aligned text or JSON Lines, and one of them run now,
 //! outside its schedule, exactly as `serve` runs it (the same backends, permissions, Slack poster
 //! and run records).
-use std::borrow::Cow;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::{DateTime, SecondsFormat, Utc};
 
+use crate::audit_command::printable;
 use crate::config::{Config, SLACK_BOT_TOKEN};
 use crate::domain::{Destination, ExecutionStatus, ReportState, ScheduledReport};
 use crate::schedules::ReportRunner;
@@ -303,25 +303,6 @@ pub fn json_lines(listings: &[ReportListing]) -> anyhow::Result<String> {
         out.push('\n');
     }
     Ok(out)
-}
-
-/// Questions and reasons quote what users typed in Slack: control characters are escaped so a
-/// schedule stays on one line and cannot send escape sequences to the reader's terminal.
-fn printable(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
-        return Cow::Borrowed(text);
-    }
-    Cow::Owned(
-        text.chars()
-            .map(|c| {
-                if c.is_control() {
-                    c.escape_default().to_string()
-                } else {
-                    c.to_string()
-                }
-            })
-            .collect(),
-    )
 }
 
 #[cfg(test)]
