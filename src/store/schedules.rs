@@ -142,6 +142,75 @@ pub trait ScheduleStore: Send + Sync {
     async fn executions(&self, report_id: i64) -> Result<Vec<ExecutionRecord>, StoreError>;
 }
 
+/// The columns a report is read back from, by both stores (`r` is `scheduled_reports`).
+pub(super) const REPORT_COLUMNS: &str = "r.id, r.team_id, r.channel_id, r.thread_ts, r.owner_id, r.question, r.query, \
+     r.cron, r.timezone, r.destination, r.options, r.alert, r.state, r.paused_reason, r.delivery_channel, \
+     r.delivery_thread_ts, r.last_result, r.next_fire_at";
+
+/// A report from a row of either store (see [`REPORT_COLUMNS`]).
+pub(super) fn read_report<'r, R>(row: &'r R) -> Result<ScheduledReport, StoreError>
+where
+    R: sqlx::Row,
+    &'r str: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    serde_json::Value: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    DateTime<Utc>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let read = || -> Result<ReportRow, sqlx::Error> {
+        Ok(ReportRow {
+            id: row.try_get("id")?,
+            team: row.try_get("team_id")?,
+            channel: row.try_get("channel_id")?,
+            thread_ts: row.try_get("thread_ts")?,
+            owner: row.try_get("owner_id")?,
+            question: row.try_get("question")?,
+            query: row.try_get("query")?,
+            cron: row.try_get("cron")?,
+            timezone: row.try_get("timezone")?,
+            destination: row.try_get("destination")?,
+            options: row.try_get("options")?,
+            alert: row.try_get("alert")?,
+            state: row.try_get("state")?,
+            paused_reason: row.try_get("paused_reason")?,
+            delivery_channel: row.try_get("delivery_channel")?,
+            delivery_thread_ts: row.try_get("delivery_thread_ts")?,
+            last_result: row.try_get("last_result")?,
+            next_fire_at: row.try_get("next_fire_at")?,
+        })
+    };
+    read()
+        .map_err(|e| StoreError::Unexpected(anyhow::Error::new(e).context("Failed to read a scheduled report")))?
+        .decode()
+}
+
+/// A run from a `report_executions` row of either store.
+pub(super) fn read_execution<'r, R>(row: &'r R) -> Result<ExecutionRecord, StoreError>
+where
+    R: sqlx::Row,
+    &'r str: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i32: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    DateTime<Utc>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let read = || -> Result<ExecutionRecord, sqlx::Error> {
+        let status: String = row.try_get("status")?;
+        Ok(ExecutionRecord {
+            id: row.try_get("id")?,
+            report_id: row.try_get("report_id")?,
+            fire_at: row.try_get("fire_at")?,
+            status: ExecutionStatus::parse(&status).unwrap_or(ExecutionStatus::Failed),
+            attempts: row.try_get::<i32, _>("attempts")?.max(0) as u32,
+            missed: row.try_get::<i32, _>("missed")?.max(0) as u32,
+            slack_channel: row.try_get("slack_channel")?,
+            slack_ts: row.try_get("slack_ts")?,
+            error_code: row.try_get("error_code")?,
+        })
+    };
+    read().map_err(|e| StoreError::Unexpected(anyhow::Error::new(e).context("Failed to read a report run")))
+}
+
 /// A `scheduled_reports` row as read, before its JSON columns are decoded.
 pub(super) struct ReportRow {
     pub id: i64,

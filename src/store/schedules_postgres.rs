@@ -4,63 +4,14 @@
 use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::PgRow;
 use sqlx::{Postgres, Row, Transaction};
 
 use super::schedules::{
-    encode_json, encode_report, plan_report, ExecutionEnd, ExecutionRecord, NewReport, ReportClaim, ReportListing,
-    ReportRow, ScheduleStore,
+    encode_json, encode_report, plan_report, read_execution, read_report, ExecutionEnd, ExecutionRecord, NewReport,
+    ReportClaim, ReportListing, ScheduleStore, REPORT_COLUMNS,
 };
 use super::{PostgresStore, StoreError};
 use crate::domain::{ErrorCode, ExecutionStatus, ReportState, Schedule, ScheduledReport};
-
-const REPORT_COLUMNS: &str = "r.id, r.team_id, r.channel_id, r.thread_ts, r.owner_id, r.question, r.query, r.cron, \
-     r.timezone, r.destination, r.options, r.alert, r.state, r.paused_reason, r.delivery_channel, \
-     r.delivery_thread_ts, r.last_result, r.next_fire_at";
-
-fn report_row(row: &PgRow) -> Result<ScheduledReport, StoreError> {
-    let read = || -> Result<ReportRow, sqlx::Error> {
-        Ok(ReportRow {
-            id: row.try_get("id")?,
-            team: row.try_get("team_id")?,
-            channel: row.try_get("channel_id")?,
-            thread_ts: row.try_get("thread_ts")?,
-            owner: row.try_get("owner_id")?,
-            question: row.try_get("question")?,
-            query: row.try_get("query")?,
-            cron: row.try_get("cron")?,
-            timezone: row.try_get("timezone")?,
-            destination: row.try_get("destination")?,
-            options: row.try_get("options")?,
-            alert: row.try_get("alert")?,
-            state: row.try_get("state")?,
-            paused_reason: row.try_get("paused_reason")?,
-            delivery_channel: row.try_get("delivery_channel")?,
-            delivery_thread_ts: row.try_get("delivery_thread_ts")?,
-            last_result: row.try_get("last_result")?,
-            next_fire_at: row.try_get("next_fire_at")?,
-        })
-    };
-    read().context("Failed to read a scheduled report")?.decode()
-}
-
-fn execution_row(row: &PgRow) -> Result<ExecutionRecord, StoreError> {
-    let status: String = row.try_get("status").context("Failed to read a report run")?;
-    let read = || -> Result<ExecutionRecord, sqlx::Error> {
-        Ok(ExecutionRecord {
-            id: row.try_get("id")?,
-            report_id: row.try_get("report_id")?,
-            fire_at: row.try_get("fire_at")?,
-            status: ExecutionStatus::parse(&status).unwrap_or(ExecutionStatus::Failed),
-            attempts: row.try_get::<i32, _>("attempts")?.max(0) as u32,
-            missed: row.try_get::<i32, _>("missed")?.max(0) as u32,
-            slack_channel: row.try_get("slack_channel")?,
-            slack_ts: row.try_get("slack_ts")?,
-            error_code: row.try_get("error_code")?,
-        })
-    };
-    Ok(read().context("Failed to read a report run")?)
-}
 
 impl PostgresStore {
     async fn insert_run(
@@ -118,7 +69,7 @@ impl ScheduleStore for PostgresStore {
         .fetch_one(&self.pool)
         .await
         .context("Failed to store a scheduled report")?;
-        report_row(&row)
+        read_report(&row)
     }
 
     async fn report(&self, id: i64) -> Result<Option<ScheduledReport>, StoreError> {
@@ -129,7 +80,7 @@ impl ScheduleStore for PostgresStore {
         .fetch_optional(&self.pool)
         .await
         .context("Failed to read a scheduled report")?;
-        row.as_ref().map(report_row).transpose()
+        row.as_ref().map(read_report).transpose()
     }
 
     async fn reports(&self, team: Option<&str>, owner: Option<&str>) -> Result<Vec<ReportListing>, StoreError> {
@@ -149,7 +100,7 @@ impl ScheduleStore for PostgresStore {
             .map(|row| {
                 let status: Option<String> = row.try_get("last_status").context("Failed to read a report run")?;
                 Ok(ReportListing {
-                    report: report_row(row)?,
+                    report: read_report(row)?,
                     last_status: status.as_deref().and_then(ExecutionStatus::parse),
                     last_fire_at: row.try_get("last_fire_at").context("Failed to read a report run")?,
                 })
@@ -219,7 +170,7 @@ impl ScheduleStore for PostgresStore {
         .context("Failed to find due scheduled reports")?;
         let mut claims = Vec::new();
         for row in &due {
-            let report = report_row(row)?;
+            let report = read_report(row)?;
             let (plan, next) = plan_report(&report, now);
             for missed in &plan.missed {
                 sqlx::query(
@@ -290,7 +241,7 @@ impl ScheduleStore for PostgresStore {
                 attempt: attempts.max(0) as u32 + 1,
                 missed: row.get::<i32, _>("missed").max(0) as u32,
                 posted: channel.zip(ts),
-                report: report_row(&report)?,
+                report: read_report(&report)?,
             });
         }
         transaction.commit().await.context("Failed to claim report runs")?;
@@ -319,7 +270,7 @@ impl ScheduleStore for PostgresStore {
         let Some(row) = row else {
             return Ok(None);
         };
-        let report = report_row(&row)?;
+        let report = read_report(&row)?;
         let claim = Self::insert_run(&mut transaction, &report, now, 0, replica, now + lease).await?;
         transaction.commit().await.context("Failed to claim a report run")?;
         Ok(claim)
@@ -409,6 +360,6 @@ impl ScheduleStore for PostgresStore {
         .fetch_all(&self.pool)
         .await
         .context("Failed to read a report's runs")?;
-        rows.iter().map(execution_row).collect()
+        rows.iter().map(read_execution).collect()
     }
 }
