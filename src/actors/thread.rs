@@ -288,20 +288,21 @@ impl ThreadActor {
     }
 }
 
-impl Actor for ThreadActor {
-    type Context = Context<Self>;
+/// Tries of a snapshot load at activation before it is left to the next message's turn, and the
+/// wait before the first retry (doubled each time: about 6 s in all).
+const LOAD_TRIES: u32 = 6;
+const FIRST_LOAD_RETRY: Duration = Duration::from_millis(200);
 
-    fn started(&mut self, ctx: &mut Self::Context) {
-        self.start_idle_timer(ctx);
-        if !self.needs_reload {
-            self.activated();
-            return;
-        }
-        // Load the snapshot before any message is handled: `wait` holds the mailbox meanwhile.
+impl ThreadActor {
+    /// Loads the snapshot before any message is handled (`wait` holds the mailbox meanwhile).
+    /// A failed load is tried again shortly: a thread woken by a restart has no message of its
+    /// own to retry it, and its "I was restarted while…" notice would otherwise never come.
+    fn load_snapshot(&mut self, ctx: &mut Context<Self>, attempt: u32) {
         let store = self.services.store.clone();
         let key = self.key.clone();
-        ctx.wait(async move { store.load_snapshot(&key).await }.into_actor(self).map(
-            |loaded, actor, ctx| match loaded {
+        ctx
+            .wait(async move { store.load_snapshot(&key).await }.into_actor(self).map(
+            move |loaded, actor, ctx| match loaded {
                 Ok(snapshot) => {
                     if let Some(snapshot) = snapshot {
                         actor.state = snapshot.state;
@@ -313,11 +314,35 @@ impl Actor for ThreadActor {
                         actor.report_interrupted(ctx);
                     }
                 }
+                Err(error) if attempt + 1 < LOAD_TRIES => {
+                    let wait = FIRST_LOAD_RETRY * 2u32.pow(attempt);
+                    tracing::warn!(thread = %actor.key, ?error, ?wait, "Failed to load a thread snapshot; retrying");
+                    ctx.run_later(wait, move |actor, ctx| {
+                        // A message's turn that came meanwhile loads the snapshot itself.
+                        if actor.needs_reload && actor.running.is_none() {
+                            actor.load_snapshot(ctx, attempt + 1);
+                        }
+                    });
+                }
                 Err(error) => {
-                    tracing::error!(thread = %actor.key, ?error, "Failed to load a thread snapshot; will retry")
+                    // The next message's turn loads it again (`needs_reload`).
+                    tracing::error!(thread = %actor.key, ?error, "Failed to load a thread snapshot")
                 }
             },
         ));
+    }
+}
+
+impl Actor for ThreadActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.start_idle_timer(ctx);
+        if !self.needs_reload {
+            self.activated();
+            return;
+        }
+        self.load_snapshot(ctx, 0);
     }
 
     fn stopped(&mut self, ctx: &mut Self::Context) {
