@@ -59,6 +59,12 @@ pub trait ChannelDirectory: Send + Sync {
     /// Forgets what is known of `channel` (someone joined or left it).
     async fn forget(&self, _team: &str, _channel: &str) {}
 
+    /// Whether `user` has left the workspace (deactivated). Unknown counts as still there: a
+    /// schedule is not paused for an outage of Slack's directory.
+    async fn has_left(&self, _team: &str, _user: &str) -> bool {
+        false
+    }
+
     /// The user's own time zone (`Europe/Berlin`), where the workspace says: schedules made by
     /// them are read in it.
     async fn timezone(&self, _team: &str, _user: &str) -> Option<String> {

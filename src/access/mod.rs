@@ -90,6 +90,11 @@ impl AccessControl {
         }
     }
 
+    /// Whether the user has left the workspace (deactivated).
+    pub async fn has_left(&self, team: &str, user: &str) -> bool {
+        self.directory().has_left(team, user).await
+    }
+
     /// The user's own time zone, when the workspace says.
     pub async fn user_timezone(&self, team: &str, user: &str) -> Option<String> {
         self.directory().timezone(team, user).await

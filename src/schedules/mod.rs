@@ -205,6 +205,21 @@ impl ReportRunner {
     }
 
     async fn run_report(&self, claim: &ReportClaim, report: &ScheduledReport, now: DateTime<Utc>) -> ExecutionEnd {
+        let (team, owner) = (report.origin.team().as_str(), report.owner.as_str());
+        if self.services.access.has_left(team, owner).await {
+            let text = format!(
+                ":pause_button: *{}* is paused: the person who made it has left the workspace. \
+                 Someone who may read its data can make it again (`schedules` lists it for admins).",
+                report.title()
+            );
+            self.tell(report, &text, true).await;
+            return ExecutionEnd {
+                error_code: Some(ErrorCode::NotPermitted),
+                error: Some("owner deactivated".into()),
+                pause: Some("its owner has left the workspace".into()),
+                ..ExecutionEnd::status(ExecutionStatus::Failed)
+            };
+        }
         let today = claim.fire_at.with_timezone(&report.schedule.timezone).date_naive();
         let answer = match TurnContext::scheduled_run(self.services.clone(), report, today).await {
             Ok(answer) => answer,

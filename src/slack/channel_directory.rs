@@ -71,6 +71,16 @@ impl ChannelDirectory for SlackChannelDirectory {
         }
     }
 
+    async fn has_left(&self, _team: &str, user: &str) -> bool {
+        match self.api.user_deactivated(user).await {
+            Ok(left) => left,
+            Err(error) => {
+                tracing::warn!(%error, user, "Failed to read whether a user was deactivated");
+                false
+            }
+        }
+    }
+
     async fn timezone(&self, _team: &str, user: &str) -> Option<String> {
         match self.api.user_timezone(user).await {
             Ok(timezone) => timezone,

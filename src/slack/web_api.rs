@@ -390,6 +390,16 @@ impl SlackWebApi {
         Ok(())
     }
 
+    /// Whether `user` was deactivated (`users.info`'s `deleted`); a user Slack no longer knows
+    /// counts as gone.
+    pub async fn user_deactivated(&self, user: &str) -> Result<bool, SlackApiError> {
+        match self.get_json("users.info", &[("user", Some(user.to_string()))]).await {
+            Ok(info) => Ok(info["user"]["deleted"].as_bool().unwrap_or(false)),
+            Err(SlackApiError::Refused { code, .. }) if code == "user_not_found" => Ok(true),
+            Err(error) => Err(error),
+        }
+    }
+
     /// A user's time zone as Slack has it (`users.info`'s `tz`, e.g. `Europe/Berlin`).
     pub async fn user_timezone(&self, user: &str) -> Result<Option<String>, SlackApiError> {
         let info = self.get_json("users.info", &[("user", Some(user.to_string()))]).await?;

@@ -611,3 +611,25 @@ async fn a_schedule_whose_owner_may_no_longer_read_its_data_is_paused_and_its_ow
     let text = post_text(&told[0]);
     assert!(text.contains("paused") && text.contains("not_permitted"), "{text}");
 }
+
+#[actix_rt::test]
+async fn a_schedule_whose_owner_left_the_workspace_is_paused_and_its_thread_told() {
+    let app = spawn_app().await;
+    let (channel, root) = thread_with(&app, "orders by channel").await;
+    let id = schedule_id(&say(&app, &channel, &root, "every monday at 9").await);
+    let fire = next_fire_at(&app, id).await;
+    app.slack.deactivate(ALICE);
+
+    assert_eq!(run_due(&app, fire).await, [("failed", 1)]);
+
+    assert!(roots(&app, &channel).await.is_empty(), "nothing delivered");
+    let told = post_text(app.slack.posts_in_thread(&channel, &root).await.last().unwrap());
+    assert!(told.contains("has left the workspace"), "{told}");
+    let store = PostgresStore::connect(app.database.url()).await.unwrap();
+    let report = store.report(id).await.unwrap().unwrap();
+    assert!(
+        matches!(&report.state, threadql::domain::ReportState::Paused { reason: Some(reason) } if reason.contains("left")),
+        "{:?}",
+        report.state
+    );
+}

@@ -58,6 +58,8 @@ struct Workspace {
     groups: Vec<(String, Vec<String>)>,
     /// User id → time zone (`users.info`'s `tz`).
     timezones: HashMap<String, String>,
+    /// Users deactivated (`users.info`'s `deleted`).
+    deactivated: std::collections::HashSet<String>,
     /// Channel → the error `chat.postMessage` answers there (`channel_not_found`, `is_archived`).
     refusing: HashMap<String, String>,
 }
@@ -229,6 +231,11 @@ impl FakeSlack {
             .unwrap()
             .timezones
             .insert(user.to_string(), timezone.to_string());
+    }
+
+    /// Deactivates `user` (`users.info` says `deleted: true`).
+    pub fn deactivate(&self, user: &str) {
+        self.workspace.lock().unwrap().deactivated.insert(user.to_string());
     }
 
     /// Makes `chat.postMessage` in `channel` fail with Slack's `code` (`channel_not_found`).
@@ -455,6 +462,7 @@ async fn mount_workspace(server: &MockServer, workspace: &SharedWorkspace) {
             reply["user"]["is_restricted"] = json!(guest);
             reply["user"]["is_ultra_restricted"] = json!(false);
             reply["user"]["is_stranger"] = json!(team != TEAM);
+            reply["user"]["deleted"] = json!(known.lock().unwrap().deactivated.contains(&user));
             if let Some(timezone) = known.lock().unwrap().timezones.get(&user) {
                 reply["user"]["tz"] = json!(timezone);
             }
