@@ -54,48 +54,117 @@ pub struct SemanticModel {
     pub join_index: JoinIndex,
 }
 
-/// A cache of the joins by the table they start from. A question walks the joins from several
-/// tables; building this map on every walk was 40% of a question's time on a 500-table model
-/// (perf, `threadql-bench model`). The joins are public and edited in place while a model is
-/// built, so the index remembers which joins it was built from and is rebuilt when they differ.
+/// A cache of the model's lookups: the joins by the table they start from, and tables,
+/// metrics and dimensions by name. A question walks the joins from several tables and looks
+/// names up dozens of times; building the join map on every walk was 40% of a question's time
+/// on a 500-table model, and then checking that the cached map still matched (comparing every
+/// join's table) and the linear scans by name were a third (perf, `threadql-bench model`).
+///
+/// The model's lists are public and edited while a model is built (joins are pushed or the
+/// list replaced, never edited in place), so the index remembers the lists it was built from
+/// by address, length and end names, and is rebuilt when they differ. A name found through it
+/// is checked against the list, and a name not found is looked for in the list, so a stale
+/// index can cost time but never give a wrong answer.
 #[derive(Default)]
-pub struct JoinIndex(std::sync::Mutex<Option<std::sync::Arc<OutgoingJoins>>>);
+pub struct JoinIndex(std::sync::Mutex<Option<std::sync::Arc<ModelIndex>>>);
 
-struct OutgoingJoins {
-    /// Each join's starting table, in order: what the index was built from.
-    from: Vec<String>,
+struct ModelIndex {
+    built_from: [ListPrint; 4],
     /// Starting table → positions in the model's joins.
-    by_table: FxHashMap<String, Vec<usize>>,
+    joins_by_table: FxHashMap<String, Vec<usize>>,
+    tables: FxHashMap<String, usize>,
+    metrics: FxHashMap<String, usize>,
+    dimensions: FxHashMap<String, usize>,
+    /// Walks of the joins by starting table, made when first asked for.
+    walks: std::sync::Mutex<FxHashMap<String, std::sync::Arc<Walk>>>,
+}
+
+/// What identifies a list cheaply: where it is, how long, and its first and last names.
+#[derive(PartialEq)]
+struct ListPrint {
+    address: usize,
+    len: usize,
+    ends: Option<(String, String)>,
+}
+
+impl ListPrint {
+    fn of<T>(list: &[T], name: impl Fn(&T) -> &str) -> Self {
+        Self {
+            address: list.as_ptr() as usize,
+            len: list.len(),
+            ends: list.first().zip(list.last()).map(|(a, b)| (name(a).to_string(), name(b).to_string())),
+        }
+    }
+
+    fn matches<T>(&self, list: &[T], name: impl Fn(&T) -> &str) -> bool {
+        self.address == list.as_ptr() as usize
+            && self.len == list.len()
+            && match (&self.ends, list.first().zip(list.last())) {
+                (Some((first, last)), Some((a, b))) => first == name(a) && last == name(b),
+                (None, None) => true,
+                _ => false,
+            }
+    }
+}
+
+fn positions<T>(list: &[T], name: impl Fn(&T) -> &str) -> FxHashMap<String, usize> {
+    let mut positions = FxHashMap::default();
+    for (position, item) in list.iter().enumerate() {
+        // The first of two equal names wins, as a linear search would find it.
+        positions.entry(name(item).to_string()).or_insert(position);
+    }
+    positions
 }
 
 impl JoinIndex {
-    fn of(&self, joins: &[Join]) -> std::sync::Arc<OutgoingJoins> {
+    fn of(&self, model: &SemanticModel) -> std::sync::Arc<ModelIndex> {
         let mut cached = match self.0.lock() {
             Ok(cached) => cached,
             Err(poisoned) => poisoned.into_inner(),
         };
         let current = cached.as_ref().filter(|index| {
-            index.from.len() == joins.len()
-                && index
-                    .from
-                    .iter()
-                    .zip(joins)
-                    .all(|(from, join)| *from == join.from.table)
+            let [joins, tables, metrics, dimensions] = &index.built_from;
+            joins.matches(&model.joins, |j| &j.from.table)
+                && tables.matches(&model.tables, |t| &t.name)
+                && metrics.matches(&model.metrics, |m| &m.name)
+                && dimensions.matches(&model.dimensions, |d| &d.name)
         });
         if let Some(index) = current {
             return index.clone();
         }
-        let mut by_table: FxHashMap<String, Vec<usize>> = FxHashMap::default();
-        for (position, join) in joins.iter().enumerate() {
-            by_table.entry(join.from.table.clone()).or_default().push(position);
+        let mut joins_by_table: FxHashMap<String, Vec<usize>> = FxHashMap::default();
+        for (position, join) in model.joins.iter().enumerate() {
+            joins_by_table.entry(join.from.table.clone()).or_default().push(position);
         }
-        let index = std::sync::Arc::new(OutgoingJoins {
-            from: joins.iter().map(|join| join.from.table.clone()).collect(),
-            by_table,
+        let index = std::sync::Arc::new(ModelIndex {
+            built_from: [
+                ListPrint::of(&model.joins, |j| &j.from.table),
+                ListPrint::of(&model.tables, |t| &t.name),
+                ListPrint::of(&model.metrics, |m| &m.name),
+                ListPrint::of(&model.dimensions, |d| &d.name),
+            ],
+            joins_by_table,
+            tables: positions(&model.tables, |t| &t.name),
+            metrics: positions(&model.metrics, |m| &m.name),
+            dimensions: positions(&model.dimensions, |d| &d.name),
+            walks: std::sync::Mutex::default(),
         });
         *cached = Some(index.clone());
         index
     }
+}
+
+/// `list[position]` when it is named `name`, else the first item so named (a stale index).
+fn find_named<'m, T>(
+    list: &'m [T],
+    position: Option<usize>,
+    name: &str,
+    named: impl Fn(&T) -> &str,
+) -> Option<&'m T> {
+    position
+        .and_then(|at| list.get(at))
+        .filter(|item| named(item) == name)
+        .or_else(|| list.iter().find(|item| named(item) == name))
 }
 
 impl Clone for JoinIndex {
@@ -200,30 +269,52 @@ pub struct Join {
 
 /// The tables reachable from one table and how: the join that reaches each along the shortest
 /// path, and the tables reached by two paths of that length that the model cannot choose
-/// between (neither is made of declared joins only).
+/// between (neither is made of declared joins only). Walks are kept per starting table (see
+/// [`JoinIndex`]): planning one question walks from the same tables dozens of times.
 #[derive(Debug, Clone)]
 pub struct JoinTree<'m> {
+    walk: std::sync::Arc<Walk>,
+    joins: &'m [Join],
+}
+
+/// One walk of the joins, by position in the model's joins.
+#[derive(Debug, Default)]
+struct Walk {
     /// Breadth first from the table itself (`None`), so each join's left side comes earlier.
-    pub reached: Vec<(String, Option<&'m Join>)>,
+    reached: Vec<(String, Option<usize>)>,
+    /// Table → its place in `reached`.
+    places: FxHashMap<String, usize>,
     /// Tables with two or more equally short paths, with the joins that reach each of them.
-    pub ambiguous: Vec<(String, Vec<&'m Join>)>,
+    ambiguous: FxHashMap<String, Vec<usize>>,
 }
 
 impl<'m> JoinTree<'m> {
+    /// The tables reached, breadth first from the table itself (`None`), so each join's left
+    /// side comes earlier.
+    pub fn reached(&self) -> impl Iterator<Item = (&str, Option<&'m Join>)> + '_ {
+        let joins = self.joins;
+        self.walk
+            .reached
+            .iter()
+            .map(move |(name, join)| (name.as_str(), join.and_then(|at| joins.get(at))))
+    }
+
+    /// Whether `table` is reached (the starting table included).
+    pub fn reaches(&self, table: &str) -> bool {
+        self.walk.places.contains_key(table)
+    }
+
     /// The join reaching `table` on its shortest path (`None` for the root or an unreachable table).
     pub fn join_to(&self, table: &str) -> Option<&'m Join> {
-        self.reached
-            .iter()
-            .find(|(name, _)| name == table)
-            .and_then(|(_, join)| *join)
+        let place = *self.walk.places.get(table)?;
+        let at = self.walk.reached.get(place)?.1?;
+        self.joins.get(at)
     }
 
     /// The joins of equal length that reach `table`, when the model cannot choose between them.
-    pub fn alternatives(&self, table: &str) -> Option<&[&'m Join]> {
-        self.ambiguous
-            .iter()
-            .find(|(name, _)| name == table)
-            .map(|(_, joins)| joins.as_slice())
+    pub fn alternatives(&self, table: &str) -> Option<Vec<&'m Join>> {
+        let positions = self.walk.ambiguous.get(table)?;
+        Some(positions.iter().filter_map(|&at| self.joins.get(at)).collect())
     }
 }
 
@@ -364,15 +455,18 @@ impl SemanticModel {
     }
 
     pub fn table(&self, name: &str) -> Option<&Table> {
-        self.tables.iter().find(|table| table.name == name)
+        let at = self.join_index.of(self).tables.get(name).copied();
+        find_named(&self.tables, at, name, |t| &t.name)
     }
 
     pub fn metric(&self, name: &str) -> Option<&Metric> {
-        self.metrics.iter().find(|metric| metric.name == name)
+        let at = self.join_index.of(self).metrics.get(name).copied();
+        find_named(&self.metrics, at, name, |m| &m.name)
     }
 
     pub fn dimension(&self, name: &str) -> Option<&Dimension> {
-        self.dimensions.iter().find(|dimension| dimension.name == name)
+        let at = self.join_index.of(self).dimensions.get(name).copied();
+        find_named(&self.dimensions, at, name, |d| &d.name)
     }
 
     /// Checks every reference: tables, columns, joins, expressions, unique names. All problems
@@ -550,19 +644,47 @@ impl SemanticModel {
     /// with the join that reached each (breadth first, so paths are shortest). The table itself
     /// maps to `None`.
     pub fn join_tree(&self, table: &str) -> Vec<(String, Option<&Join>)> {
-        self.join_paths(table).reached
+        self.join_paths(table)
+            .reached()
+            .map(|(name, join)| (name.to_string(), join))
+            .collect()
     }
 
     /// [`Self::join_tree`] with the tables two equally short paths reach. Of two such paths,
     /// one made only of declared joins wins over one with a join guessed from names; otherwise
     /// the table is ambiguous (and so is every table reached through it).
     pub fn join_paths(&self, table: &str) -> JoinTree<'_> {
-        struct Reached<'m> {
+        let lookup = self.join_index.of(self);
+        let known = {
+            let walks = match lookup.walks.lock() {
+                Ok(walks) => walks,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            walks.get(table).cloned()
+        };
+        let walk = known.unwrap_or_else(|| {
+            let walk = std::sync::Arc::new(self.walk_joins(table, &lookup.joins_by_table));
+            let mut walks = match lookup.walks.lock() {
+                Ok(walks) => walks,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            walks.insert(table.to_string(), walk.clone());
+            walk
+        });
+        JoinTree {
+            walk,
+            joins: &self.joins,
+        }
+    }
+
+    /// Breadth first from `table` over the joins (`outgoing`: positions by starting table).
+    fn walk_joins(&self, table: &str, outgoing: &FxHashMap<String, Vec<usize>>) -> Walk {
+        struct Reached {
             table: String,
-            join: Option<&'m Join>,
+            join: Option<usize>,
             depth: usize,
             declared: bool,
-            rivals: Vec<&'m Join>,
+            rivals: Vec<usize>,
         }
         let mut found: Vec<Reached> = vec![Reached {
             table: table.to_string(),
@@ -571,41 +693,38 @@ impl SemanticModel {
             declared: true,
             rivals: Vec::new(),
         }];
-        // Joins by the table they start from (built once, see `JoinIndex`), and the reached
-        // tables by name: a walk costs the joins it follows, not every join per table reached.
-        let outgoing = self.join_index.of(&self.joins);
-        let mut positions: FxHashMap<&str, usize> = FxHashMap::default();
-        positions.insert(table, 0);
+        let mut places: FxHashMap<String, usize> = FxHashMap::default();
+        places.insert(table.to_string(), 0);
         let mut queue = VecDeque::from([0usize]);
         while let Some(index) = queue.pop_front() {
             let (current, depth, declared) = match found.get(index) {
                 Some(entry) => (entry.table.clone(), entry.depth, entry.declared),
                 None => continue,
             };
-            let starting = outgoing.by_table.get(current.as_str()).into_iter().flatten();
-            for join in starting.filter_map(|&position| self.joins.get(position)) {
+            for &position in outgoing.get(current.as_str()).into_iter().flatten() {
+                let Some(join) = self.joins.get(position) else { continue };
                 let path_declared = declared && !join.inferred;
-                let position = positions.get(join.to.table.as_str()).copied();
-                match position.and_then(|at| found.get_mut(at)) {
+                let place = places.get(join.to.table.as_str()).copied();
+                match place.and_then(|at| found.get_mut(at)) {
                     None => {
-                        positions.insert(join.to.table.as_str(), found.len());
+                        places.insert(join.to.table.clone(), found.len());
                         found.push(Reached {
                             table: join.to.table.clone(),
-                            join: Some(join),
+                            join: Some(position),
                             depth: depth + 1,
                             declared: path_declared,
                             rivals: Vec::new(),
                         });
                         queue.push_back(found.len() - 1);
                     }
-                    Some(entry) if entry.depth == depth + 1 && entry.join != Some(join) => {
+                    Some(entry) if entry.depth == depth + 1 && entry.join != Some(position) => {
                         if path_declared && !entry.declared {
                             // Not expanded yet (same depth, later in the queue): safe to swap.
-                            entry.join = Some(join);
+                            entry.join = Some(position);
                             entry.declared = true;
                             entry.rivals.clear();
                         } else if path_declared == entry.declared {
-                            entry.rivals.push(join);
+                            entry.rivals.push(position);
                         }
                     }
                     Some(_) => {}
@@ -616,13 +735,14 @@ impl SemanticModel {
             .iter()
             .filter(|entry| !entry.rivals.is_empty())
             .map(|entry| {
-                let mut joins: Vec<&Join> = entry.join.into_iter().collect();
+                let mut joins: Vec<usize> = entry.join.into_iter().collect();
                 joins.extend(entry.rivals.iter().copied());
                 (entry.table.clone(), joins)
             })
             .collect();
-        JoinTree {
+        Walk {
             reached: found.into_iter().map(|entry| (entry.table, entry.join)).collect(),
+            places,
             ambiguous,
         }
     }
@@ -1080,6 +1200,23 @@ mod tests {
         // And one removed is no longer followed.
         model.joins.pop();
         assert_eq!(reached(&model), ["app_metrics"]);
+    }
+
+    #[test]
+    fn lookups_by_name_follow_names_edited_in_place_after_the_index_was_built() {
+        let mut model = SemanticModel::demo().unwrap();
+        assert!(model.table("orders").is_some() && model.metric("revenue").is_some());
+        // Same list, same length, same ends: only the name in the middle changed.
+        let middle = model.tables.len() / 2;
+        let old = model.tables[middle].name.clone();
+        model.tables[middle].name = "renamed".into();
+        assert_eq!(model.table("renamed").map(|t| t.name.as_str()), Some("renamed"));
+        assert!(model.table(&old).is_none(), "{old} was renamed");
+        let metric = model.metrics.len() / 2;
+        let old = model.metrics[metric].name.clone();
+        model.metrics[metric].name = "renamed metric".into();
+        assert!(model.metric("renamed metric").is_some());
+        assert!(model.metric(&old).is_none());
     }
 
     #[test]

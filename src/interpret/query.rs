@@ -123,8 +123,8 @@ pub fn plan<'m>(query: &StructuredQuery, model: &'m SemanticModel) -> Result<Que
     let mut ambiguous = None;
     let mut which_date = None;
     for fact in &candidates {
-        let reachable = model.reachable_from(fact);
-        if let Some(dimension) = dimensions.iter().find(|d| !reachable.contains(&d.table)) {
+        let tree = model.join_paths(fact);
+        if let Some(dimension) = dimensions.iter().find(|d| !tree.reaches(&d.table)) {
             unreachable.get_or_insert((dimension.name.clone(), dimension.table.clone()));
             continue;
         }
@@ -154,7 +154,6 @@ pub fn plan<'m>(query: &StructuredQuery, model: &'m SemanticModel) -> Result<Que
         if let (true, Some(time)) = (needs_time, &time_column) {
             needed.push(time.table.clone());
         }
-        let tree = model.join_paths(fact);
         // Walk back from every needed table to the fact, then keep the tree's (breadth-first)
         // order so each join's left side is already in the FROM clause.
         let mut keep: Vec<String> = Vec::new();
@@ -179,10 +178,9 @@ pub fn plan<'m>(query: &StructuredQuery, model: &'m SemanticModel) -> Result<Que
             continue;
         }
         let joins = tree
-            .reached
-            .iter()
-            .filter(|(name, _)| keep.contains(name))
-            .filter_map(|(_, join)| *join)
+            .reached()
+            .filter(|(name, _)| keep.iter().any(|kept| kept == name))
+            .filter_map(|(_, join)| join)
             .collect();
         return Ok(QueryPlan {
             fact: fact.clone(),
@@ -221,7 +219,7 @@ fn chosen_time_column(query: &StructuredQuery, model: &SemanticModel, fact: &str
     let named = query.time_column.as_deref().and_then(|named| {
         let (table, column) = named.split_once('.')?;
         let known = model.table(table)?.date_columns().contains(&column);
-        (known && model.reachable_from(fact).contains(table)).then(|| ColumnRef {
+        (known && model.join_paths(fact).reaches(table)).then(|| ColumnRef {
             table: table.to_string(),
             column: column.to_string(),
         })

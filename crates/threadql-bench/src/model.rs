@@ -130,19 +130,23 @@ async fn measure(args: &ModelArgs, url: &str) -> anyhow::Result<()> {
         let first = interpreter.interpret_text(&question, None, today);
         let short = format!("{first:?}").chars().take(160).collect::<String>();
         let queried = matches!(first, Interpretation::Query(_));
+        let mut own: Vec<Duration> = (0..args.repeats.max(1))
+            .map(|_| {
+                let started = Instant::now();
+                let _ = interpreter.interpret_text(&question, None, today);
+                started.elapsed()
+            })
+            .collect();
+        own.sort();
         println!(
-            "  {question:?} -> {}",
-            if queried { "query".to_string() } else { short }
+            "  {question:?} -> {} (median {:.2} ms)",
+            if queried { "query".to_string() } else { short },
+            own[own.len() / 2].as_secs_f64() * 1000.0
         );
-        for _ in 0..args.repeats.max(1) {
-            let started = Instant::now();
-            let _ = interpreter.interpret_text(&question, None, today);
-            let elapsed = started.elapsed();
-            if queried {
-                answered.push(elapsed);
-            } else {
-                replied.push(elapsed);
-            }
+        if queried {
+            answered.extend(own);
+        } else {
+            replied.extend(own);
         }
     }
     for (what, mut timings) in [("answered", answered), ("not answered", replied)] {

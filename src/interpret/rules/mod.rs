@@ -9,6 +9,7 @@ use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use chrono::NaiveDate;
+use rustc_hash::FxHashMap;
 
 use super::derive::names::{plural, singular, split_identifier};
 use super::load::LoadedModel;
@@ -218,18 +219,22 @@ impl Knowledge {
             .dimensions
             .iter()
             .map(|d| (&d.name, &d.synonyms, "breakdown"));
+        let unknown: Vec<String> = unknown.iter().map(|u| u.to_lowercase()).collect();
+        // A model of 500 tables says "status" 500 times: each word's distance is taken once.
+        let mut distances: FxHashMap<&str, Option<usize>> = FxHashMap::default();
         // (distance, the word it is close to, what is suggested)
         let mut suggestions: Vec<(usize, &str, String)> = Vec::new();
         for (name, synonyms, kind) in metrics.chain(dimensions) {
-            let closest = std::iter::once(name)
-                .chain(synonyms)
-                .flat_map(|phrase| phrase.split_whitespace())
-                .flat_map(|word| {
-                    unknown
-                        .iter()
-                        .filter_map(move |u| closeness(&u.to_lowercase(), word).map(|distance| (distance, word)))
-                })
-                .min();
+            let mut closest: Option<(usize, &str)> = None;
+            for word in std::iter::once(name).chain(synonyms).flat_map(|phrase| phrase.split_whitespace()) {
+                let distance = *distances
+                    .entry(word)
+                    .or_insert_with(|| unknown.iter().filter_map(|u| closeness(u, word)).min());
+                if let Some(distance) = distance {
+                    let candidate = (distance, word);
+                    closest = Some(closest.map_or(candidate, |best| best.min(candidate)));
+                }
+            }
             if let Some((distance, word)) = closest {
                 let text = format!("{name} ({kind})");
                 if !suggestions.iter().any(|(_, _, s)| *s == text) {
