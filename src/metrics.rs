@@ -78,7 +78,7 @@ pub const SCHEDULE_ACTIONS: [&str; 6] = [
 /// The `outcome` label of `threadql_slack_api_calls_total`.
 pub const SLACK_OUTCOMES: [&str; 4] = ["ok", "refused", "rate_limited", "error"];
 /// The `outcome` label of `threadql_snapshot_writes_total`.
-pub const SNAPSHOT_OUTCOMES: [&str; 3] = ["saved", "stale", "failed"];
+pub const SNAPSHOT_OUTCOMES: [&str; 4] = ["saved", "stale", "fenced", "failed"];
 
 /// Something to bring up to date just before a scrape (sampled gauges).
 type Refresh = Box<dyn Fn() + Send + Sync>;

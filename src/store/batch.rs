@@ -47,6 +47,7 @@ fn observe_batch(metrics: &OnceLock<Metrics>, started: Instant, results: &[Resul
         let outcome = match result {
             Ok(_) => "saved",
             Err(StoreError::StaleSnapshot { .. }) => "stale",
+            Err(StoreError::Fenced { .. }) => "fenced",
             Err(StoreError::Unexpected(_)) => "failed",
         };
         metrics.snapshot_writes.with_label_values(&[outcome]).inc();
@@ -98,15 +99,20 @@ impl StateStore for SnapshotBatcher {
     }
 
     async fn save_snapshot(&self, thread: &ThreadKey, expected: i64, state: &ThreadState) -> Result<i64, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let write = SnapshotWrite {
+        self.save_write(SnapshotWrite {
             thread: thread.clone(),
             expected,
             state: state.clone(),
-        };
-        if self.writes.send((write, reply)).is_err() {
+            fence: None,
+        })
+        .await
+    }
+
+    async fn save_write(&self, write: SnapshotWrite) -> Result<i64, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        if let Err(mpsc::error::SendError((write, _))) = self.writes.send((write, reply)) {
             let started = Instant::now();
-            let result = self.inner.save_snapshot(thread, expected, state).await;
+            let result = self.inner.save_write(write).await;
             observe_batch(&self.metrics, started, std::slice::from_ref(&result));
             return result;
         }
@@ -172,5 +178,9 @@ impl StateStore for SnapshotBatcher {
 
     fn schedules(&self) -> Option<&dyn super::ScheduleStore> {
         self.inner.schedules()
+    }
+
+    fn ownership(&self) -> Option<&dyn super::ThreadOwnership> {
+        self.inner.ownership()
     }
 }

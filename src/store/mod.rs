@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use crate::domain::{ErrorCode, LlmUsage, QueryId, ThreadKey, ThreadState, UserId};
 
 mod batch;
+mod ownership;
 mod postgres;
 mod retention;
 mod schedules;
@@ -14,6 +15,7 @@ mod schedules_sqlite;
 mod sqlite;
 
 pub use batch::SnapshotBatcher;
+pub use ownership::{Claim, Fence, ThreadOwnership};
 pub use retention::{delete_expired_audit_rows, AuditRetention};
 pub use schedules::{
     next_fire_after, ExecutionEnd, ExecutionRecord, NewReport, ReportClaim, ReportListing, ScheduleStore,
@@ -35,6 +37,9 @@ pub struct SnapshotWrite {
     pub thread: ThreadKey,
     pub expected: i64,
     pub state: ThreadState,
+    /// Made by the thread's owner under this lease (several replicas): refused with
+    /// [`StoreError::Fenced`] unless the ownership row still names it.
+    pub fence: Option<Fence>,
 }
 
 /// One row of `query_history`.
@@ -118,6 +123,10 @@ pub enum StoreError {
     /// The snapshot changed since `expected` was read: another writer got there first.
     #[error("snapshot of {thread} changed since version {expected}")]
     StaleSnapshot { thread: String, expected: i64 },
+    /// The writer no longer owns the thread: another replica took it over (its lease had
+    /// passed) and answers from now on.
+    #[error("{thread} is owned by another replica now (this write was made under epoch {epoch})")]
+    Fenced { thread: String, epoch: i64 },
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -130,12 +139,23 @@ pub trait StateStore: Send + Sync {
     async fn save_snapshot(&self, thread: &ThreadKey, expected: i64, state: &ThreadState) -> Result<i64, StoreError>;
     /// Writes several snapshots, each with the same version check as [`Self::save_snapshot`];
     /// results in input order. Stores that can do it in one round trip override this.
+    /// Only stores that keep thread ownership ([`Self::ownership`]) accept fenced writes.
     async fn save_snapshots(&self, writes: &[SnapshotWrite]) -> Vec<Result<i64, StoreError>> {
         let mut results = Vec::with_capacity(writes.len());
         for write in writes {
-            results.push(self.save_snapshot(&write.thread, write.expected, &write.state).await);
+            results.push(match write.fence {
+                Some(_) => Err(fencing_unsupported()),
+                None => self.save_snapshot(&write.thread, write.expected, &write.state).await,
+            });
         }
         results
+    }
+    /// [`Self::save_snapshot`] under `write.fence` when it has one (see [`SnapshotWrite::fence`]).
+    async fn save_write(&self, write: SnapshotWrite) -> Result<i64, StoreError> {
+        self.save_snapshots(std::slice::from_ref(&write))
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Unexpected(anyhow::anyhow!("a snapshot write went unanswered"))))
     }
     /// Counts snapshot writes (`threadql_snapshot_*`) into `metrics` from now on. Only the
     /// batching layer every server store sits behind counts; a bare store ignores it.
@@ -168,6 +188,18 @@ pub trait StateStore: Send + Sync {
     fn schedules(&self) -> Option<&dyn ScheduleStore> {
         None
     }
+    /// Which replica owns each thread (`None`: this store keeps no ownership; one replica).
+    fn ownership(&self) -> Option<&dyn ThreadOwnership> {
+        None
+    }
+}
+
+/// A fenced write reached a store that keeps no ownership: a configuration error (several
+/// replicas need Postgres), never silently written unfenced.
+fn fencing_unsupported() -> StoreError {
+    StoreError::Unexpected(anyhow::anyhow!(
+        "this state store keeps no thread ownership; several replicas need a Postgres DATABASE_URL"
+    ))
 }
 
 /// Connects to `DATABASE_URL` (creating an embedded SQLite file when needed) and applies

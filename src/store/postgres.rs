@@ -41,6 +41,47 @@ impl PostgresStore {
             .await
             .context("Failed to apply Postgres migrations")
     }
+
+    /// The owner and epoch of each of `writes`' threads that has an ownership row.
+    async fn owners_of(
+        &self,
+        writes: &[&SnapshotWrite],
+    ) -> Result<std::collections::HashMap<(String, String, String), (String, i64)>, StoreError> {
+        if writes.is_empty() {
+            return Ok(std::collections::HashMap::new());
+        }
+        let threads: Vec<ThreadKey> = writes.iter().map(|write| write.thread.clone()).collect();
+        let (teams, channels, stamps) = super::ownership::key_columns(&threads);
+        let rows = sqlx::query(
+            "SELECT o.team_id, o.channel_id, o.thread_ts, o.owner, o.epoch FROM thread_owners o \
+             JOIN UNNEST($1::text[], $2::text[], $3::text[]) AS r(team_id, channel_id, thread_ts) \
+               ON o.team_id = r.team_id AND o.channel_id = r.channel_id AND o.thread_ts = r.thread_ts",
+        )
+        .bind(&teams)
+        .bind(&channels)
+        .bind(&stamps)
+        .fetch_all(&self.pool)
+        .await
+        .context("Failed to read thread owners")?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                (
+                    (row.get(0), row.get(1), row.get(2)),
+                    (row.get::<String, _>(3), row.get::<i64, _>(4)),
+                )
+            })
+            .collect())
+    }
+}
+
+/// A thread key as the three text columns rows come back with.
+fn key_of(thread: &ThreadKey) -> (String, String, String) {
+    (
+        thread.team().to_string(),
+        thread.channel().to_string(),
+        thread.thread_ts().to_string(),
+    )
 }
 
 #[async_trait]
@@ -106,12 +147,17 @@ impl StateStore for PostgresStore {
     async fn save_snapshots(&self, writes: &[SnapshotWrite]) -> Vec<Result<i64, StoreError>> {
         // One statement for the batch. Each row still moves on only from the version it was
         // read at: a new thread inserts version 1, a row whose version differs is left alone
-        // and reported stale.
+        // and reported stale. A fenced write goes through only while the thread's ownership
+        // row names its writer with its epoch; that row is locked (FOR SHARE) by the same
+        // statement, so a replica taking the thread over waits for the write, and reads the
+        // snapshot after it.
         let mut teams = Vec::with_capacity(writes.len());
         let mut channels = Vec::with_capacity(writes.len());
         let mut threads = Vec::with_capacity(writes.len());
         let mut expected = Vec::with_capacity(writes.len());
         let mut states = Vec::with_capacity(writes.len());
+        let mut owners: Vec<Option<String>> = Vec::with_capacity(writes.len());
+        let mut epochs: Vec<Option<i64>> = Vec::with_capacity(writes.len());
         for write in writes {
             match encode_state(&write.state) {
                 Ok(state) => states.push(state.to_string()),
@@ -126,12 +172,24 @@ impl StateStore for PostgresStore {
             channels.push(write.thread.channel().to_string());
             threads.push(write.thread.thread_ts().to_string());
             expected.push(write.expected);
+            owners.push(write.fence.as_ref().map(|fence| fence.owner.clone()));
+            epochs.push(write.fence.as_ref().map(|fence| fence.epoch));
         }
         let written = sqlx::query(
-            "INSERT INTO thread_snapshots AS s (team_id, channel_id, thread_ts, version, state) \
-             SELECT team_id, channel_id, thread_ts, expected + 1, state::jsonb \
-             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[]) \
-                  AS i(team_id, channel_id, thread_ts, expected, state) \
+            "WITH i AS ( \
+                SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], \
+                                     $7::bigint[]) AS i(team_id, channel_id, thread_ts, expected, state, owner, epoch) \
+             ), still_owned AS ( \
+                SELECT o.team_id, o.channel_id, o.thread_ts FROM thread_owners o \
+                JOIN i ON o.team_id = i.team_id AND o.channel_id = i.channel_id AND o.thread_ts = i.thread_ts \
+                WHERE o.owner = i.owner AND o.epoch = i.epoch \
+                FOR SHARE OF o \
+             ) \
+             INSERT INTO thread_snapshots AS s (team_id, channel_id, thread_ts, version, state) \
+             SELECT i.team_id, i.channel_id, i.thread_ts, i.expected + 1, i.state::jsonb FROM i \
+             WHERE i.owner IS NULL OR EXISTS ( \
+                SELECT 1 FROM still_owned f \
+                WHERE f.team_id = i.team_id AND f.channel_id = i.channel_id AND f.thread_ts = i.thread_ts) \
              ON CONFLICT (team_id, channel_id, thread_ts) DO UPDATE \
                 SET version = EXCLUDED.version, state = EXCLUDED.state, updated_at = now() \
                 WHERE s.version = EXCLUDED.version - 1 \
@@ -142,6 +200,8 @@ impl StateStore for PostgresStore {
         .bind(&threads)
         .bind(&expected)
         .bind(&states)
+        .bind(&owners)
+        .bind(&epochs)
         .fetch_all(&self.pool)
         .await;
         let rows = match written {
@@ -163,18 +223,37 @@ impl StateStore for PostgresStore {
             );
             versions.insert(key, row.get::<i64, _>(3));
         }
+        // A fenced write that was refused: stale, or no longer its writer's?
+        let refused_fenced: Vec<&SnapshotWrite> = writes
+            .iter()
+            .filter(|write| write.fence.is_some() && !versions.contains_key(&key_of(&write.thread)))
+            .collect();
+        let owners_now = match self.owners_of(&refused_fenced).await {
+            Ok(owners) => owners,
+            Err(error) => {
+                tracing::warn!(?error, "Failed to read who owns the threads whose fenced writes were refused");
+                std::collections::HashMap::new()
+            }
+        };
         writes
             .iter()
             .map(|write| {
-                let key = (
-                    write.thread.team().to_string(),
-                    write.thread.channel().to_string(),
-                    write.thread.thread_ts().to_string(),
-                );
-                versions.get(&key).copied().ok_or_else(|| StoreError::StaleSnapshot {
-                    thread: write.thread.to_string(),
-                    expected: write.expected,
-                })
+                let key = key_of(&write.thread);
+                if let Some(version) = versions.get(&key) {
+                    return Ok(*version);
+                }
+                match &write.fence {
+                    Some(fence) if owners_now.get(&key) != Some(&(fence.owner.clone(), fence.epoch)) => {
+                        Err(StoreError::Fenced {
+                            thread: write.thread.to_string(),
+                            epoch: fence.epoch,
+                        })
+                    }
+                    _ => Err(StoreError::StaleSnapshot {
+                        thread: write.thread.to_string(),
+                        expected: write.expected,
+                    }),
+                }
             })
             .collect()
     }
@@ -352,6 +431,10 @@ impl StateStore for PostgresStore {
     }
 
     fn schedules(&self) -> Option<&dyn super::ScheduleStore> {
+        Some(self)
+    }
+
+    fn ownership(&self) -> Option<&dyn super::ThreadOwnership> {
         Some(self)
     }
 

@@ -88,9 +88,11 @@ impl StateStore for SqliteStore {
             let mut transaction = self.pool.begin().await?;
             let mut results = Vec::with_capacity(writes.len());
             for write in writes {
-                let result = match encode_state(&write.state) {
-                    Ok(state) => write_snapshot(&mut transaction, &write.thread, write.expected, &state).await,
-                    Err(error) => Err(error),
+                let result = match (&write.fence, encode_state(&write.state)) {
+                    // One process owns every thread of an embedded store: nothing to fence with.
+                    (Some(_), _) => Err(super::fencing_unsupported()),
+                    (None, Ok(state)) => write_snapshot(&mut transaction, &write.thread, write.expected, &state).await,
+                    (None, Err(error)) => Err(error),
                 };
                 results.push(result);
             }

@@ -298,11 +298,13 @@ impl TurnContext {
             Ok(version) => version,
             Err(error) => {
                 let code = match error {
-                    StoreError::StaleSnapshot { .. } => ErrorCode::ThreadChangedElsewhere,
+                    StoreError::StaleSnapshot { .. } | StoreError::Fenced { .. } => ErrorCode::ThreadChangedElsewhere,
                     StoreError::Unexpected(_) => ErrorCode::StateNotSaved,
                 };
                 tracing::error!(thread = %self.key, ?error, intent, "Failed to persist a thread snapshot");
-                if !self.already_handled(&message, &error).await {
+                // A replica fenced out says nothing: the thread's new owner answers.
+                let fenced = matches!(error, StoreError::Fenced { .. });
+                if !fenced && !self.already_handled(&message, &error).await {
                     self.say(Reply::error(code)).await;
                 }
                 return TurnOutcome::reload(Ending::Failed(code));

@@ -597,11 +597,13 @@ async fn a_batched_snapshot_write_based_on_an_old_version_is_refused_and_the_res
                     thread: a.clone(),
                     expected: 1,
                     state: stale,
+                    fence: None,
                 },
                 SnapshotWrite {
                     thread: b.clone(),
                     expected: 0,
                     state: fresh.clone(),
+                    fence: None,
                 },
             ])
             .await;

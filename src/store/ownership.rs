@@ -1,0 +1,159 @@
+//! Which replica owns each thread's live actor (issue 13), kept in Postgres beside the
+//! snapshots so that ownership and the snapshot writes it fences are checked in one statement.
+//!
+//! A lease is claimed by compare-and-set and renewed in batches; `epoch` grows on every change
+//! of owner. Redis locks would not do: a replica paused past its lease (a long GC, SIGSTOP, a
+//! partition) could still write when it wakes, and only the storage refusing its write (a
+//! fencing token, as Temporal's shard range id) keeps the thread from two writers.
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use sqlx::Row;
+
+use super::{PostgresStore, StoreError};
+use crate::domain::ThreadKey;
+
+/// What a snapshot write was made under: the replica and the epoch of its lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub owner: String,
+    pub epoch: i64,
+}
+
+/// The outcome of claiming a thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This replica owns the thread under `epoch` until its lease passes.
+    Owned { epoch: i64 },
+    /// Another replica owns it and its lease holds: its events go to `url`.
+    OwnedBy { owner: String, url: String },
+}
+
+#[async_trait]
+pub trait ThreadOwnership: Send + Sync {
+    /// Claims `thread` for `owner` (reachable at `url`) for `lease`: taken when the thread has
+    /// no owner, its owner's lease has passed, or `owner` holds it already (renewed, same epoch).
+    async fn claim(&self, thread: &ThreadKey, owner: &str, url: &str, lease: Duration) -> Result<Claim, StoreError>;
+    /// Extends every lease `owner` holds by `lease` (one statement) and answers the threads it
+    /// still owns: a live actor whose thread is not among them has been taken over.
+    async fn renew(&self, owner: &str, lease: Duration) -> Result<Vec<ThreadKey>, StoreError>;
+    /// Gives up `owner`'s leases of `threads` (an actor passivated), or all of them (`None`: a
+    /// replica shutting down), so the next event's replica claims them at once. The rows stay,
+    /// expired, so a thread's epoch only ever grows.
+    async fn release(&self, owner: &str, threads: Option<&[ThreadKey]>) -> Result<u64, StoreError>;
+}
+
+/// Tries of a claim that found an owner which was gone by the time it was read.
+const CLAIM_TRIES: usize = 3;
+
+#[async_trait]
+impl ThreadOwnership for PostgresStore {
+    async fn claim(&self, thread: &ThreadKey, owner: &str, url: &str, lease: Duration) -> Result<Claim, StoreError> {
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        for _ in 0..CLAIM_TRIES {
+            let claimed: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO thread_owners AS o (team_id, channel_id, thread_ts, owner, owner_url, epoch, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, 1, now() + $6 * interval '1 millisecond') \
+                 ON CONFLICT (team_id, channel_id, thread_ts) DO UPDATE \
+                    SET owner = EXCLUDED.owner, owner_url = EXCLUDED.owner_url, expires_at = EXCLUDED.expires_at, \
+                        epoch = CASE WHEN o.owner = EXCLUDED.owner THEN o.epoch ELSE o.epoch + 1 END \
+                    WHERE o.owner = EXCLUDED.owner OR o.expires_at < now() \
+                 RETURNING epoch",
+            )
+            .bind(thread.team().as_str())
+            .bind(thread.channel().as_str())
+            .bind(thread.thread_ts().as_str())
+            .bind(owner)
+            .bind(url)
+            .bind(lease_ms)
+            .fetch_optional(&self.pool)
+            .await
+            .context("Failed to claim a thread")?;
+            if let Some(epoch) = claimed {
+                return Ok(Claim::Owned { epoch });
+            }
+            let holder = sqlx::query(
+                "SELECT owner, owner_url FROM thread_owners \
+                 WHERE team_id = $1 AND channel_id = $2 AND thread_ts = $3 AND expires_at >= now()",
+            )
+            .bind(thread.team().as_str())
+            .bind(thread.channel().as_str())
+            .bind(thread.thread_ts().as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .context("Failed to read a thread's owner")?;
+            if let Some(row) = holder {
+                return Ok(Claim::OwnedBy {
+                    owner: row.get(0),
+                    url: row.get(1),
+                });
+            }
+            // Released or expired between the two statements: claim again.
+        }
+        Err(StoreError::Unexpected(anyhow::anyhow!(
+            "the owner of {thread} kept changing while it was claimed"
+        )))
+    }
+
+    async fn renew(&self, owner: &str, lease: Duration) -> Result<Vec<ThreadKey>, StoreError> {
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        let rows = sqlx::query(
+            "UPDATE thread_owners SET expires_at = now() + $2 * interval '1 millisecond' \
+             WHERE owner = $1 AND expires_at >= now() RETURNING team_id, channel_id, thread_ts",
+        )
+        .bind(owner)
+        .bind(lease_ms)
+        .fetch_all(&self.pool)
+        .await
+        .context("Failed to renew thread leases")?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| ThreadKey::parse(row.get::<&str, _>(0), row.get::<&str, _>(1), row.get::<&str, _>(2)))
+            .collect())
+    }
+
+    async fn release(&self, owner: &str, threads: Option<&[ThreadKey]>) -> Result<u64, StoreError> {
+        let released = match threads {
+            None => sqlx::query(
+                "UPDATE thread_owners SET expires_at = now() - interval '1 millisecond' \
+                 WHERE owner = $1 AND expires_at >= now()",
+            )
+                .bind(owner)
+                .execute(&self.pool)
+                .await,
+            Some(threads) => {
+                let (teams, channels, stamps) = key_columns(threads);
+                sqlx::query(
+                    "UPDATE thread_owners o SET expires_at = now() - interval '1 millisecond' \
+                     FROM UNNEST($2::text[], $3::text[], $4::text[]) AS r(team_id, channel_id, thread_ts) \
+                     WHERE o.owner = $1 AND o.expires_at >= now() AND o.team_id = r.team_id \
+                       AND o.channel_id = r.channel_id AND o.thread_ts = r.thread_ts",
+                )
+                .bind(owner)
+                .bind(&teams)
+                .bind(&channels)
+                .bind(&stamps)
+                .execute(&self.pool)
+                .await
+            }
+        }
+        .context("Failed to release thread leases")?;
+        Ok(released.rows_affected())
+    }
+}
+
+/// The key columns of `threads`, for `UNNEST`.
+pub(super) fn key_columns(threads: &[ThreadKey]) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let mut columns = (
+        Vec::with_capacity(threads.len()),
+        Vec::with_capacity(threads.len()),
+        Vec::with_capacity(threads.len()),
+    );
+    for thread in threads {
+        columns.0.push(thread.team().to_string());
+        columns.1.push(thread.channel().to_string());
+        columns.2.push(thread.thread_ts().to_string());
+    }
+    columns
+}
