@@ -150,7 +150,7 @@ async fn leases_are_renewed_in_one_statement_and_released_for_the_next_replica()
     store.release(A, Some(std::slice::from_ref(&released))).await.unwrap();
     let mut renewed = store.renew(A, LEASE).await.unwrap();
     renewed.sort_by_key(ToString::to_string);
-    assert_eq!(renewed, [kept.clone()], "neither the thread taken over nor the one released");
+    assert_eq!(renewed, std::slice::from_ref(&kept), "neither the thread taken over nor the one released");
 
     // Released: the next replica claims it at once, under a new epoch.
     assert_eq!(store.claim(&released, B, B_URL, LEASE).await.unwrap(), Claim::Owned { epoch: 2 });
