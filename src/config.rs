@@ -49,6 +49,9 @@ pub const THREADQL_MODEL_REFRESH_SECS: &str = "THREADQL_MODEL_REFRESH_SECS";
 pub const THREADQL_AUDIT_RETENTION_DAYS: &str = "THREADQL_AUDIT_RETENTION_DAYS";
 pub const THREADQL_ADMINS: &str = "THREADQL_ADMINS";
 pub const THREADQL_SCHEDULE_POLL_SECS: &str = "THREADQL_SCHEDULE_POLL_SECS";
+pub const THREADQL_ADVERTISE_URL: &str = "THREADQL_ADVERTISE_URL";
+pub const THREADQL_CLUSTER_SECRET: &str = "THREADQL_CLUSTER_SECRET";
+pub const THREADQL_LEASE_SECS: &str = "THREADQL_LEASE_SECS";
 pub const SNOWFLAKE_USER: &str = "SNOWFLAKE_USER";
 pub const SNOWFLAKE_PRIVATE_KEY_PATH: &str = "SNOWFLAKE_PRIVATE_KEY_PATH";
 pub const SNOWFLAKE_PRIVATE_KEY: &str = "SNOWFLAKE_PRIVATE_KEY";
@@ -352,6 +355,15 @@ pub struct SlackConfig {
 }
 
 #[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// `THREADQL_ADVERTISE_URL`: the other replicas forward this one's threads' events here;
+    /// the server listens for them on its port.
+    pub advertise_url: Url,
+    pub secret: SecretString,
+    pub lease: Duration,
+}
+
+#[derive(Debug, Clone)]
 pub struct OpenAiConfig {
     pub api_key: SecretString,
     pub base_url: Url,
@@ -410,6 +422,9 @@ pub struct Config {
     /// How often due schedules are looked for; `None` (0) leaves it to `threadql schedules run`
     /// and to tests that drive the runner's clock.
     pub schedule_poll: Option<Duration>,
+    /// Several replicas: how this one is reached by the others, with what secret, and how long
+    /// its claim on a thread lasts without renewal. `None`: one replica owns every thread.
+    pub cluster: Option<ClusterConfig>,
     pub timezone: chrono_tz::Tz,
     /// `threadql.toml` (semantic model, glossary); `None` = the built-in demo model.
     pub model_path: Option<PathBuf>,
@@ -615,6 +630,7 @@ impl Config {
             },
             None => Some(Duration::from_secs(30)),
         };
+        let cluster = cluster_config(&get, secret(THREADQL_CLUSTER_SECRET), &database_url)?;
         let timezone = match get(THREADQL_TIMEZONE) {
             Some(zone) => zone.parse::<chrono_tz::Tz>().map_err(|_| {
                 ConfigError::new(
@@ -689,6 +705,7 @@ impl Config {
             audit_retention_days,
             admins,
             schedule_poll,
+            cluster,
             timezone,
             model_path,
             dbt_project,
@@ -790,6 +807,56 @@ fn parse_url_with_slash(value: &str, variable: &'static str) -> Result<Url, Conf
     Ok(url)
 }
 
+/// `THREADQL_ADVERTISE_URL` and what comes with it. Several replicas share their threads'
+/// ownership through Postgres, so an embedded SQLite state store is refused.
+fn cluster_config(
+    get: &impl Fn(&str) -> Option<String>,
+    secret: Option<SecretString>,
+    database_url: &str,
+) -> Result<Option<ClusterConfig>, ConfigError> {
+    let Some(advertise) = get(THREADQL_ADVERTISE_URL) else {
+        return Ok(None);
+    };
+    let advertise_url = Url::parse(&advertise)
+        .ok()
+        .filter(|url| matches!(url.scheme(), "http" | "https") && url.port_or_known_default().is_some())
+        .ok_or_else(|| {
+            ConfigError::new(
+                THREADQL_ADVERTISE_URL,
+                format!("{advertise:?} is not an http(s) URL (e.g. http://10.0.3.7:8081, the pod's address)"),
+            )
+        })?;
+    let secret = secret.ok_or_else(|| {
+        ConfigError::new(
+            THREADQL_CLUSTER_SECRET,
+            "is required with THREADQL_ADVERTISE_URL: replicas accept forwarded events only with it",
+        )
+    })?;
+    if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+        return Err(ConfigError::new(
+            DATABASE_URL,
+            "several replicas (THREADQL_ADVERTISE_URL) share their state through Postgres: set a postgres:// URL",
+        ));
+    }
+    let lease = match get(THREADQL_LEASE_SECS) {
+        Some(value) => match value.parse::<u64>() {
+            Ok(secs) if secs >= 3 => Duration::from_secs(secs),
+            _ => {
+                return Err(ConfigError::new(
+                    THREADQL_LEASE_SECS,
+                    format!("{value:?} is not a whole number of seconds of at least 3"),
+                ))
+            }
+        },
+        None => Duration::from_secs(10),
+    };
+    Ok(Some(ClusterConfig {
+        advertise_url,
+        secret,
+        lease,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -864,6 +931,29 @@ mod tests {
         assert_eq!(config.audit_retention_days, 90);
         assert_eq!(config.timezone, chrono_tz::UTC);
         assert!(config.openai.is_none());
+    }
+
+    #[test]
+    fn several_replicas_need_an_advertise_url_a_secret_and_postgres() {
+        let postgres = (DATABASE_URL, "postgres://postgres@127.0.0.1/test");
+        let advertise = (THREADQL_ADVERTISE_URL, "http://10.0.3.7:8081");
+        let secret = (THREADQL_CLUSTER_SECRET, "s3cret");
+        assert!(config_from(&[postgres]).unwrap().cluster.is_none(), "one replica by default");
+
+        let cluster = config_from(&[postgres, advertise, secret]).unwrap().cluster.unwrap();
+        assert_eq!(cluster.advertise_url.as_str(), "http://10.0.3.7:8081/");
+        assert_eq!(cluster.lease, Duration::from_secs(10));
+        let longer = config_from(&[postgres, advertise, secret, (THREADQL_LEASE_SECS, "30")]).unwrap();
+        assert_eq!(longer.cluster.unwrap().lease, Duration::from_secs(30));
+
+        let named = |pairs: &[(&str, &str)]| config_from(pairs).unwrap_err().variable;
+        assert_eq!(named(&[postgres, advertise]), THREADQL_CLUSTER_SECRET);
+        assert_eq!(named(&[advertise, secret]), DATABASE_URL, "an embedded SQLite is one replica's");
+        assert_eq!(named(&[postgres, (THREADQL_ADVERTISE_URL, "10.0.3.7"), secret]), THREADQL_ADVERTISE_URL);
+        assert_eq!(named(&[postgres, advertise, secret, (THREADQL_LEASE_SECS, "1")]), THREADQL_LEASE_SECS);
+        // The secret is never printed.
+        let config = config_from(&[postgres, advertise, secret]).unwrap();
+        assert!(!format!("{config:?}").contains("s3cret"));
     }
 
     #[test]

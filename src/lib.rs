@@ -8,6 +8,7 @@ pub mod activity;
 pub mod actors;
 pub mod audit_command;
 pub mod check;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod domain;

@@ -51,6 +51,10 @@ Configuration (environment, or a .env file):
   THREADQL_AUDIT_RETENTION_DAYS   days audit rows are kept (deleted hourly by serve); 0 keeps them forever [90]
   THREADQL_SCHEDULE_POLL_SECS     seconds between serve's looks for due schedules; 0 runs none (see `schedules run`) [30]
   THREADQL_ADMINS                 Slack user ids who list and change everyone's schedules (U0123,U0456) [none]
+  THREADQL_ADVERTISE_URL          several replicas: where the others reach this one (http://10.0.3.7:8081);
+                                  served on its port, internal only; needs Postgres [one replica]
+  THREADQL_CLUSTER_SECRET         shared secret of the replicas' internal endpoint [required with the above]
+  THREADQL_LEASE_SECS             how long a replica keeps a thread without renewing (renewed every third) [10]
   THREADQL_TIMEZONE               zone for \"last month\", \"yesterday\" [UTC]
   THREADQL_REACTIONS              eyes / check / warning reactions on questions [on]
   THREADQL_LOG_FORMAT             text or json [text]; RUST_LOG filters

@@ -12,6 +12,7 @@ use tracing_actix_web::TracingLogger;
 
 use crate::access::{AccessControl, NoGroups};
 use crate::activity::Activity;
+use crate::cluster::Cluster;
 use crate::actors::ThreadRegistry;
 use crate::config::{Config, WarehouseSource, SLACK_APP_TOKEN, SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET};
 use crate::http::Readiness;
@@ -56,6 +57,8 @@ pub struct Backends {
     pub redis: Option<RedisBackend>,
     /// Caps on queries running at once (per user, and for the warehouse).
     pub slots: QuerySlots,
+    /// This replica among several (`THREADQL_ADVERTISE_URL`); `None`: the only one.
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 impl Backends {
@@ -99,7 +102,17 @@ impl Backends {
             None => Arc::new(RulesInterpreter::new(loaded.model, loaded.values, warehouse.dialect())),
         };
         let slots = QuerySlots::new(config.max_queries_per_user, config.max_queries);
+        let cluster = match &config.cluster {
+            Some(cluster) => Some(Arc::new(Cluster::new(
+                replica_name(),
+                cluster.advertise_url.to_string(),
+                cluster.lease,
+                cluster.secret.clone(),
+            )?)),
+            None => None,
+        };
         Ok(Self {
+            cluster,
             store,
             warehouse,
             interpreter,
@@ -142,6 +155,7 @@ impl Backends {
             turn_permits: Arc::new(tokio::sync::Semaphore::new(MAX_TURNS_IN_FLIGHT)),
             access: self.access.clone(),
             admins: config.admins.clone(),
+            cluster: self.cluster.clone(),
         })
     }
 }
@@ -228,7 +242,9 @@ pub struct Application {
     port: u16,
     server: Server,
     /// `/metrics` on its own listener, when `THREADQL_METRICS_LISTEN` is set.
-    metrics_server: Option<MetricsServer>,
+    metrics_server: Option<SideServer>,
+    /// The internal endpoint other replicas forward events to (`THREADQL_ADVERTISE_URL`).
+    cluster_server: Option<SideServer>,
     registry: Arc<ThreadRegistry>,
     /// Socket Mode connections, when `SLACK_APP_TOKEN` is set.
     socket_mode: Option<SocketMode>,
@@ -466,13 +482,33 @@ impl Application {
         .context("Failed to start the HTTP server")?
         .run();
         let metrics_server = match config.metrics_listen {
-            Some(address) => Some(MetricsServer::start(address, metrics_alone)?),
+            Some(address) => Some(SideServer::start("THREADQL_METRICS_LISTEN", address, move |routes| {
+                routes.app_data(metrics_alone.clone());
+                crate::http::configure_metrics(routes);
+            })?),
             None => None,
+        };
+        // Other replicas forward this one's threads' events to the advertised port.
+        let cluster_server = match (&backends.cluster, &config.cluster) {
+            (Some(cluster), Some(settings)) => {
+                let port = settings.advertise_url.port_or_known_default().unwrap_or(80);
+                let endpoint = web::Data::new(crate::http::cluster::ClusterEndpoint {
+                    cluster: cluster.clone(),
+                    registry: registry.clone(),
+                });
+                let address = std::net::SocketAddr::new(config.listen.ip(), port);
+                Some(SideServer::start("the THREADQL_ADVERTISE_URL port", address, move |routes| {
+                    routes.app_data(endpoint.clone());
+                    crate::http::cluster::configure(routes);
+                })?)
+            }
+            _ => None,
         };
         Ok(Self {
             port,
             server,
             metrics_server,
+            cluster_server,
             registry,
             socket_mode,
             handle,
@@ -543,6 +579,7 @@ impl Application {
         let Self {
             server,
             metrics_server,
+            cluster_server,
             registry,
             socket_mode,
             handle,
@@ -576,7 +613,13 @@ impl Application {
                     socket_mode.shutdown().await;
                 }
             };
-            futures::join!(stop_http, stop_socket_mode).0
+            // Other replicas keep this one's messages (and claim its threads once released).
+            let stop_forwarded = async {
+                if let Some(cluster_server) = cluster_server {
+                    cluster_server.stop().await;
+                }
+            };
+            futures::join!(stop_http, stop_socket_mode, stop_forwarded).0
         };
         let (served, intake_stopped) = match tokio::time::timeout_at(deadline, intake).await {
             Ok(served) => (served, true),
@@ -585,6 +628,8 @@ impl Application {
         let drained = tokio::time::timeout_at(deadline, handle.wait_until_idle())
             .await
             .is_ok();
+        // The turns are over: the other replicas may take the threads now, not a lease later.
+        let _ = tokio::time::timeout_at(deadline, registry.release_leases()).await;
         // Scraped until the drain is over, so the last turns show in the metrics.
         if let Some(metrics_server) = metrics_server {
             let _ = tokio::time::timeout_at(deadline, metrics_server.stop()).await;
@@ -610,32 +655,32 @@ impl Application {
     }
 }
 
-/// `/metrics` alone on `THREADQL_METRICS_LISTEN`, so that it need not be public.
-struct MetricsServer {
+/// A listener of its own beside the main one: `/metrics` on `THREADQL_METRICS_LISTEN`, or the
+/// cluster's internal endpoint on the advertised port, so neither need be public.
+struct SideServer {
     port: u16,
     handle: actix_web::dev::ServerHandle,
     running: actix_rt::task::JoinHandle<std::io::Result<()>>,
 }
 
-impl MetricsServer {
-    fn start(address: std::net::SocketAddr, metrics: web::Data<Metrics>) -> anyhow::Result<Self> {
-        let listener =
-            TcpListener::bind(address).with_context(|| format!("Failed to bind THREADQL_METRICS_LISTEN {address}"))?;
+impl SideServer {
+    fn start(
+        what: &str,
+        address: std::net::SocketAddr,
+        configure: impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+    ) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(address).with_context(|| format!("Failed to bind {what} {address}"))?;
         let port = listener
             .local_addr()
-            .context("Failed to read the metrics listener's address")?
+            .with_context(|| format!("Failed to read the address of {what}"))?
             .port();
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(metrics.clone())
-                .configure(crate::http::configure_metrics)
-        })
-        .workers(1)
-        .disable_signals()
-        .shutdown_timeout(1)
-        .listen(listener)
-        .context("Failed to start the metrics server")?
-        .run();
+        let server = HttpServer::new(move || App::new().configure(configure.clone()))
+            .workers(1)
+            .disable_signals()
+            .shutdown_timeout(1)
+            .listen(listener)
+            .with_context(|| format!("Failed to start the server of {what}"))?
+            .run();
         let handle = server.handle();
         Ok(Self {
             port,

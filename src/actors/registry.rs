@@ -50,6 +50,9 @@ impl ThreadRegistry {
         let arbiters = owned.iter().map(Arbiter::handle).collect();
         let threads: Arc<ThreadMap> = Arc::new(DashMap::new());
         sample_mailboxes_on_scrape(&services, Arc::downgrade(&threads));
+        if services.cluster.is_some() {
+            actix::spawn(renew_leases(services.clone(), Arc::downgrade(&threads)));
+        }
         Arc::new(Self {
             threads,
             backlog: Arc::new(Backlog::new(services.metrics.backlog.clone(), activity)),
@@ -103,6 +106,23 @@ impl ThreadRegistry {
         self.threads.contains_key(thread)
     }
 
+    /// The threads with a live actor here.
+    pub fn live_keys(&self) -> Vec<ThreadKey> {
+        self.threads.iter().map(|entry| entry.key().clone()).collect()
+    }
+
+    /// Gives up every lease this replica holds (it is stopping, its turns are over), so the
+    /// other replicas take its threads at once instead of after `THREADQL_LEASE_SECS`.
+    pub async fn release_leases(&self) {
+        let (Some(cluster), Some(ownership)) = (&self.services.cluster, self.services.ownership_store()) else {
+            return;
+        };
+        match ownership.release(&cluster.me, None).await {
+            Ok(released) => tracing::info!(released, "Released this replica's thread leases"),
+            Err(error) => tracing::warn!(?error, "Failed to release thread leases; they pass on their own"),
+        }
+    }
+
     /// `new_thread`: the first message is the thread's root, so there is no snapshot to read.
     fn spawn(&self, thread: ThreadKey, new_thread: bool) -> LiveThread {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -122,6 +142,33 @@ impl ThreadRegistry {
         LiveThread {
             address,
             depth: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+}
+
+/// Renews every lease this replica holds, in one statement every third of the lease, and tells
+/// each live actor whose thread is no longer listed (its lease passed: the process was paused,
+/// or Postgres was out of reach) to claim it again. Ends with the registry.
+async fn renew_leases(services: Arc<ThreadServices>, threads: std::sync::Weak<ThreadMap>) {
+    let Some(cluster) = services.cluster.clone() else { return };
+    let mut every = tokio::time::interval(cluster.lease / 3);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let Some(threads) = threads.upgrade() else { return };
+        let Some(ownership) = services.ownership_store() else { return };
+        let renewed = match ownership.renew(&cluster.me, cluster.lease).await {
+            Ok(renewed) => renewed.into_iter().collect::<std::collections::HashSet<_>>(),
+            Err(error) => {
+                tracing::warn!(?error, "Failed to renew thread leases; trying again");
+                continue;
+            }
+        };
+        for entry in threads.iter() {
+            if !renewed.contains(entry.key()) {
+                // Actors that do not own their thread (forwarding, claiming) ignore it.
+                entry.value().address.do_send(super::thread::LeaseLost);
+            }
         }
     }
 }

@@ -11,7 +11,9 @@ use tracing::Instrument;
 
 use super::backlog::BacklogTicket;
 use super::ThreadMap;
+use crate::cluster::ForwardedMessage;
 use crate::domain::{Command, ErrorCode, MessageTs, Origin, Reply, ThreadKey, ThreadState, UserId};
+use crate::store::{Claim, Fence, SnapshotWrite};
 use crate::turn::{
     intent_of, CancelReason, CancelSignal, Ending, ThreadServices, TurnContext, TurnOutcome, TurnRequest,
 };
@@ -76,7 +78,56 @@ impl UserMessage {
         self.done = Some(done);
         self
     }
+
+    /// A message another replica forwarded to this one, the thread's owner.
+    pub fn forwarded(message: ForwardedMessage) -> (ThreadKey, Self) {
+        let mut user_message = Self::new(
+            &message.user,
+            &message.text,
+            &message.message_ts,
+            message.origin.into(),
+        );
+        user_message.version = message.version;
+        user_message.event_id = message.event_id;
+        (message.thread, user_message)
+    }
+
+    /// The message as it travels to the thread's owner.
+    fn to_wire(&self, thread: &ThreadKey) -> ForwardedMessage {
+        ForwardedMessage {
+            thread: thread.clone(),
+            user: self.user.to_string(),
+            text: self.text.clone(),
+            message_ts: self.message_ts.to_string(),
+            origin: self.origin.into(),
+            version: self.version,
+            event_id: self.event_id.clone(),
+        }
+    }
 }
+
+/// Whose the thread is, when several replicas share the threads (`THREADQL_ADVERTISE_URL`).
+#[derive(Debug, Clone, PartialEq)]
+enum Ownership {
+    /// The only replica: every thread is its own, no lease.
+    Alone,
+    /// The lease is being claimed (at start, or after it was lost); messages wait.
+    Claiming,
+    /// This replica holds the lease: turns run here, their writes fenced with it.
+    Owned(Fence),
+    /// Another replica holds it: messages go there, in order.
+    Forwarding { url: String },
+}
+
+/// Sent by the registry when a renewal no longer lists the thread as this replica's: its
+/// lease passed (the process was paused, or Postgres unreachable) and may have been taken.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct LeaseLost;
+
+/// Waits before claiming again after a failed claim or forward (the owner may be gone; its
+/// lease passes within `THREADQL_LEASE_SECS`).
+const RECLAIM_AFTER: Duration = Duration::from_millis(500);
 
 /// How often an actor checks whether it has been idle long enough to passivate.
 const IDLE_CHECK_EVERY: Duration = Duration::from_secs(5);
@@ -96,17 +147,23 @@ pub struct ThreadActor {
     last_activity: Instant,
     /// When the registry started this actor (for `threadql_thread_activation_seconds`).
     spawned: Instant,
+    ownership: Ownership,
+    /// A message is on its way to the owner (`Ownership::Forwarding`); the next waits for it.
+    forwarding: bool,
 }
 
 struct RunningTurn {
     signal: CancelSignal,
     /// Whether the turn runs a warehouse query (so `cancel` and newer questions stop it).
     runs_query: bool,
+    /// The message, to hand to the thread's new owner should this replica lose the thread.
+    message: ForwardedMessage,
 }
 
 impl ThreadActor {
     /// `new_thread`: the thread starts with the first message, so there is no snapshot to load.
     pub fn new(key: ThreadKey, services: Arc<ThreadServices>, threads: Weak<ThreadMap>, new_thread: bool) -> Self {
+        let shared = services.cluster.is_some();
         Self {
             key,
             services,
@@ -118,6 +175,12 @@ impl ThreadActor {
             running: None,
             last_activity: Instant::now(),
             spawned: Instant::now(),
+            ownership: if shared {
+                Ownership::Claiming
+            } else {
+                Ownership::Alone
+            },
+            forwarding: false,
         }
     }
 
@@ -140,6 +203,12 @@ impl ThreadActor {
         if self.running.is_some() {
             return;
         }
+        let fence = match &self.ownership {
+            Ownership::Alone => None,
+            Ownership::Owned(fence) => Some(fence.clone()),
+            Ownership::Forwarding { .. } => return self.forward_next(ctx),
+            Ownership::Claiming => return,
+        };
         let Some(mut message) = self.queue.pop_front() else {
             return;
         };
@@ -147,6 +216,7 @@ impl ThreadActor {
         self.running = Some(RunningTurn {
             signal: signal.clone(),
             runs_query: message.command.runs_query(),
+            message: message.to_wire(&self.key),
         });
         let turn = TurnContext::new(
             self.key.clone(),
@@ -155,7 +225,8 @@ impl ThreadActor {
             self.snapshot_version,
             self.needs_reload,
             signal,
-        );
+        )
+        .fenced(fence);
         let key = self.key.clone();
         let services = self.services.clone();
         // Every log line of the turn (interpreter, warehouse, Slack) carries the thread key; the
@@ -204,6 +275,7 @@ impl ThreadActor {
                         snapshot_version: None,
                         needs_reload: true,
                         ending,
+                        fenced: false,
                     }
                 }
             };
@@ -220,9 +292,120 @@ impl ThreadActor {
                 actor.snapshot_version = version;
             }
             actor.needs_reload = outcome.needs_reload;
-            actor.running = None;
+            let finished = actor.running.take();
             actor.last_activity = Instant::now();
+            if outcome.fenced {
+                // Another replica owns the thread now: this message is its to answer.
+                tracing::warn!(thread = %actor.key, "Lost the thread to another replica mid-turn; handing the message over");
+                if let Some(finished) = finished {
+                    actor.queue.push_front(UserMessage::forwarded(finished.message).1);
+                }
+                actor.lost_lease(ctx);
+                return;
+            }
+            if actor.ownership == Ownership::Claiming {
+                // The lease was lost while the turn ran (and its writes went through).
+                actor.claim(ctx);
+                return;
+            }
             actor.start_next(ctx);
+        }));
+    }
+
+    /// The lease may be another replica's now: forget the state read under it and claim again
+    /// (this replica keeps the thread if nobody took it; otherwise its messages go there).
+    fn lost_lease(&mut self, ctx: &mut Context<Self>) {
+        self.ownership = Ownership::Claiming;
+        self.needs_reload = true;
+        if self.running.is_none() {
+            self.claim(ctx);
+        }
+    }
+
+    /// Claims the thread's lease (holding the mailbox meanwhile), then runs or forwards what
+    /// is queued.
+    fn claim(&mut self, ctx: &mut Context<Self>) {
+        let Some(cluster) = self.services.cluster.clone() else {
+            self.ownership = Ownership::Alone;
+            return;
+        };
+        let (store, key) = (self.services.store.clone(), self.key.clone());
+        let claim = async move {
+            match store.ownership() {
+                Some(ownership) => ownership.claim(&key, &cluster.me, &cluster.url, cluster.lease).await,
+                None => Err(crate::store::StoreError::Unexpected(anyhow::anyhow!(
+                    "several replicas need a state store that keeps thread ownership (Postgres)"
+                ))),
+            }
+            .map(|claim| (claim, cluster.me.clone()))
+        };
+        ctx.wait(claim.into_actor(self).map(|claimed, actor, ctx| match claimed {
+            Ok((Claim::Owned { epoch }, me)) => {
+                // Someone else held it before: what this actor knows may be out of date.
+                if epoch > 1 {
+                    actor.needs_reload = true;
+                }
+                actor.ownership = Ownership::Owned(Fence { owner: me, epoch });
+                if actor.needs_reload {
+                    // Starts what is queued once the snapshot is read.
+                    actor.load_snapshot(ctx, 0);
+                } else {
+                    actor.activated();
+                    actor.start_next(ctx);
+                }
+            }
+            Ok((Claim::OwnedBy { url, .. }, _)) => {
+                actor.ownership = Ownership::Forwarding { url };
+                actor.forward_next(ctx);
+            }
+            Err(error) => {
+                tracing::warn!(thread = %actor.key, ?error, "Failed to claim a thread; trying again");
+                ctx.run_later(RECLAIM_AFTER, |actor, ctx| actor.claim(ctx));
+            }
+        }));
+    }
+
+    /// Sends the next queued message to the thread's owner; on failure claims again (the owner
+    /// may have died, and its lease passes) and keeps the message first in line.
+    fn forward_next(&mut self, ctx: &mut Context<Self>) {
+        let Ownership::Forwarding { url } = &self.ownership else {
+            return;
+        };
+        let Some(cluster) = self.services.cluster.clone() else {
+            return;
+        };
+        if self.forwarding {
+            return;
+        }
+        let Some(message) = self.queue.pop_front() else {
+            return;
+        };
+        self.forwarding = true;
+        let (url, wire) = (url.clone(), message.to_wire(&self.key));
+        let sent = async move { (cluster.forward(&url, &wire).await, message) };
+        ctx.spawn(sent.into_actor(self).map(|(sent, mut message), actor, ctx| {
+            actor.forwarding = false;
+            actor.last_activity = Instant::now();
+            match sent {
+                Ok(()) => {
+                    // Counted and answered over there now.
+                    if let Some(done) = message.done.take() {
+                        let _ = done.send(());
+                    }
+                    drop(message.ticket.take());
+                    actor.forward_next(ctx);
+                }
+                Err(error) => {
+                    tracing::warn!(thread = %actor.key, %error, "Failed to forward a message to the thread's owner; claiming again");
+                    actor.queue.push_front(message);
+                    actor.ownership = Ownership::Claiming;
+                    ctx.run_later(RECLAIM_AFTER, |actor, ctx| {
+                        if actor.ownership == Ownership::Claiming {
+                            actor.claim(ctx);
+                        }
+                    });
+                }
+            }
         }));
     }
 
@@ -238,8 +421,20 @@ impl ThreadActor {
             self.state.clone(),
             self.snapshot_version,
         );
+        let fence = match &self.ownership {
+            Ownership::Owned(fence) => Some(fence.clone()),
+            _ => None,
+        };
         let work = async move {
-            let saved = services.store.save_snapshot(&key, expected, &state).await;
+            let saved = services
+                .store
+                .save_write(SnapshotWrite {
+                    thread: key.clone(),
+                    expected,
+                    state,
+                    fence,
+                })
+                .await;
             let text = if in_flight.answered {
                 format!(
                     "I was restarted while posting my answer to “{}”; if it isn't above, please ask again.",
@@ -273,7 +468,23 @@ impl ThreadActor {
                 tracing::debug!(thread = %actor.key, "Passivating an idle thread");
                 actor.services.metrics.passivations.inc();
                 actor.deregister(ctx);
+                actor.release_lease();
                 ctx.stop();
+            }
+        });
+    }
+
+    /// Gives the lease up (passivated): the next event's replica claims the thread at once.
+    fn release_lease(&self) {
+        let (Ownership::Owned(fence), Some(_)) = (&self.ownership, self.services.ownership_store()) else {
+            return;
+        };
+        let (services, key, owner) = (self.services.clone(), self.key.clone(), fence.owner.clone());
+        actix::spawn(async move {
+            if let Some(ownership) = services.ownership_store() {
+                if let Err(error) = ownership.release(&owner, Some(std::slice::from_ref(&key))).await {
+                    tracing::warn!(thread = %key, ?error, "Failed to release a thread's lease; it passes on its own");
+                }
             }
         });
     }
@@ -313,6 +524,8 @@ impl ThreadActor {
                     if actor.state.in_flight.is_some() {
                         actor.report_interrupted(ctx);
                     }
+                    // Messages that came while the lease was claimed.
+                    actor.start_next(ctx);
                 }
                 Err(error) if attempt + 1 < LOAD_TRIES => {
                     let wait = FIRST_LOAD_RETRY * 2u32.pow(attempt);
@@ -326,7 +539,8 @@ impl ThreadActor {
                 }
                 Err(error) => {
                     // The next message's turn loads it again (`needs_reload`).
-                    tracing::error!(thread = %actor.key, ?error, "Failed to load a thread snapshot")
+                    tracing::error!(thread = %actor.key, ?error, "Failed to load a thread snapshot");
+                    actor.start_next(ctx);
                 }
             },
         ));
@@ -338,6 +552,9 @@ impl Actor for ThreadActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.start_idle_timer(ctx);
+        if self.ownership == Ownership::Claiming {
+            return self.claim(ctx);
+        }
         if !self.needs_reload {
             self.activated();
             return;
@@ -347,6 +564,17 @@ impl Actor for ThreadActor {
 
     fn stopped(&mut self, ctx: &mut Self::Context) {
         self.deregister(ctx);
+    }
+}
+
+impl Handler<LeaseLost> for ThreadActor {
+    type Result = ();
+
+    fn handle(&mut self, _: LeaseLost, ctx: &mut Self::Context) {
+        if matches!(self.ownership, Ownership::Owned(_)) {
+            tracing::warn!(thread = %self.key, "This replica's lease of the thread was not renewed; claiming it again");
+            self.lost_lease(ctx);
+        }
     }
 }
 

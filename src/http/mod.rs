@@ -1,6 +1,7 @@
 //! The HTTP surface beside Slack's endpoints: health, readiness and metrics.
 use actix_web::web;
 
+pub mod cluster;
 mod health;
 mod metrics;
 

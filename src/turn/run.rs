@@ -9,7 +9,7 @@ use super::cancel::CancelSignal;
 use super::progress::Progress;
 use super::services::ThreadServices;
 use crate::domain::{Command, ErrorCode, InFlight, MessageTs, Origin, Reply, ThreadKey, ThreadState, Turn, UserId};
-use crate::store::StoreError;
+use crate::store::{Fence, SnapshotWrite, StoreError};
 
 /// Slack's own limit on a message's text: anything longer is refused with a sentence.
 pub const MAX_QUESTION_CHARS: usize = 40_000;
@@ -62,6 +62,9 @@ pub struct TurnOutcome {
     pub snapshot_version: Option<i64>,
     pub needs_reload: bool,
     pub ending: Ending,
+    /// The thread's snapshot write was refused because another replica owns it now: the
+    /// actor hands the message over and stops (see [`crate::store::StoreError::Fenced`]).
+    pub fenced: bool,
 }
 
 impl TurnOutcome {
@@ -71,6 +74,7 @@ impl TurnOutcome {
             snapshot_version: None,
             needs_reload: false,
             ending,
+            fenced: false,
         }
     }
 
@@ -80,6 +84,15 @@ impl TurnOutcome {
             snapshot_version: None,
             needs_reload: true,
             ending,
+            fenced: false,
+        }
+    }
+
+    /// Another replica owns the thread now: nothing was said, the message goes to it.
+    fn fenced() -> Self {
+        Self {
+            fenced: true,
+            ..Self::reload(Ending::Failed(ErrorCode::ThreadChangedElsewhere))
         }
     }
 }
@@ -137,6 +150,9 @@ pub struct TurnContext {
     pub(super) signal: CancelSignal,
     /// What the turn's queries read, for the audience check before anything is posted.
     pub(super) disclosed: std::sync::Mutex<Option<crate::sql::Disclosure>>,
+    /// The lease this replica holds the thread under, when several replicas share threads:
+    /// every snapshot write carries it.
+    fence: Option<Fence>,
 }
 
 impl TurnContext {
@@ -158,7 +174,27 @@ impl TurnContext {
             needs_reload,
             signal,
             disclosed: std::sync::Mutex::default(),
+            fence: None,
         }
+    }
+
+    /// Writes made under `fence` (this replica's lease of the thread).
+    pub fn fenced(mut self, fence: Option<Fence>) -> Self {
+        self.fence = fence;
+        self
+    }
+
+    /// Saves the state as the version after `expected`, under the turn's fence.
+    async fn save_state(&self, expected: i64) -> Result<i64, StoreError> {
+        self.services
+            .store
+            .save_write(SnapshotWrite {
+                thread: self.key.clone(),
+                expected,
+                state: self.state.clone(),
+                fence: self.fence.clone(),
+            })
+            .await
     }
 
     pub async fn run(mut self, message: TurnRequest) -> TurnOutcome {
@@ -246,13 +282,9 @@ impl TurnContext {
                 question: message.text.clone(),
                 answered: false,
             });
-            match self
-                .services
-                .store
-                .save_snapshot(&self.key, self.snapshot_version, &self.state)
-                .await
-            {
+            match self.save_state(self.snapshot_version).await {
                 Ok(version) => self.snapshot_version = version,
+                Err(StoreError::Fenced { .. }) => return TurnOutcome::fenced(),
                 Err(error) => {
                     tracing::error!(thread = %self.key, ?error, "Failed to persist a thread snapshot");
                     if !self.already_handled(&message, &error).await {
@@ -289,22 +321,18 @@ impl TurnContext {
         if let Some(in_flight) = self.state.in_flight.as_mut() {
             in_flight.answered = true;
         }
-        let version = match self
-            .services
-            .store
-            .save_snapshot(&self.key, self.snapshot_version, &self.state)
-            .await
-        {
+        let version = match self.save_state(self.snapshot_version).await {
             Ok(version) => version,
+            // Posts no answer: the thread's new owner answers. (A "running…" notice a slow
+            // turn showed stays; the new owner's answer follows it.)
+            Err(StoreError::Fenced { .. }) => return TurnOutcome::fenced(),
             Err(error) => {
                 let code = match error {
                     StoreError::StaleSnapshot { .. } | StoreError::Fenced { .. } => ErrorCode::ThreadChangedElsewhere,
                     StoreError::Unexpected(_) => ErrorCode::StateNotSaved,
                 };
                 tracing::error!(thread = %self.key, ?error, intent, "Failed to persist a thread snapshot");
-                // A replica fenced out says nothing: the thread's new owner answers.
-                let fenced = matches!(error, StoreError::Fenced { .. });
-                if !fenced && !self.already_handled(&message, &error).await {
+                if !self.already_handled(&message, &error).await {
                     self.say(Reply::error(code)).await;
                 }
                 return TurnOutcome::reload(Ending::Failed(code));
@@ -341,6 +369,7 @@ impl TurnContext {
             snapshot_version: Some(version),
             needs_reload: false,
             ending,
+            fenced: false,
         }
     }
 
@@ -356,7 +385,7 @@ impl TurnContext {
     /// snapshot version (or `version` when the save failed: the restart notice it leaves behind
     /// is the lesser harm).
     async fn clear_in_flight(&self, version: i64) -> i64 {
-        match self.services.store.save_snapshot(&self.key, version, &self.state).await {
+        match self.save_state(version).await {
             Ok(version) => version,
             Err(error) => {
                 tracing::warn!(thread = %self.key, ?error, "Failed to clear a posted question's in-flight marker");

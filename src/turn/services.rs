@@ -79,9 +79,16 @@ pub struct ThreadServices {
     pub turn_permits: Arc<tokio::sync::Semaphore>,
     /// Slack user ids who see and change everyone's schedules (`THREADQL_ADMINS`).
     pub admins: Vec<String>,
+    /// This replica among several (`THREADQL_ADVERTISE_URL`); `None`: the only one.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl ThreadServices {
+    /// Where thread leases are kept, when several replicas share the threads.
+    pub fn ownership_store(&self) -> Option<&dyn crate::store::ThreadOwnership> {
+        self.cluster.as_ref().and(self.store.ownership())
+    }
+
     pub fn today(&self) -> chrono::NaiveDate {
         chrono::Utc::now().with_timezone(&self.timezone).date_naive()
     }

@@ -118,6 +118,7 @@ impl Harness {
         let replier = Arc::new(RecordingReplier::default());
         let interpreter = Arc::new(interpreter);
         let mut services = ThreadServices {
+            cluster: None,
             interpreter: interpreter.clone(),
             guard: SqlGuard::new(Dialect::Sqlite, Some(HashSet::from(["sales".to_string()]))),
             warehouse,

@@ -9,6 +9,7 @@ mod conversation;
 mod fake_openai;
 mod governance;
 mod monitoring;
+mod replicas;
 mod resilience;
 mod schedules;
 mod shutdown;

@@ -139,9 +139,9 @@ async fn two_replicas_racing_for_the_same_fire_time_deliver_it_once() {
     let id = schedule_id(&say(&app, &channel, &root, "daily at 7").await);
     let fire = next_fire_at(&app, id).await + Duration::seconds(1);
 
-    let (mine, theirs) = tokio::join!(app.handle().run_due_reports(fire), replica.run_due_reports(fire));
+    let (mine, theirs) = tokio::join!(app.handle().run_due_reports(fire), replica.handle.run_due_reports(fire));
     app.wait_until_idle().await;
-    replica.wait_until_idle().await;
+    replica.handle.wait_until_idle().await;
 
     let ran: usize = mine.unwrap().values().sum::<usize>() + theirs.unwrap().values().sum::<usize>();
     assert_eq!(ran, 1);

@@ -65,6 +65,21 @@ pub async fn start_server_with(slack: FakeSlack, database: TestDatabase, overrid
     }
 }
 
+/// A second server over a [`TestApp`]'s fake Slack and state store.
+pub struct Replica {
+    pub address: String,
+    pub handle: AppHandle,
+    client: reqwest::Client,
+}
+
+impl Replica {
+    /// Posts an Events API envelope, signed as Slack signs it, to this replica.
+    pub async fn post_event(&self, envelope: &Value) -> reqwest::Response {
+        let body = serde_json::to_vec(envelope).unwrap();
+        post_signed_to(&self.client, &self.address, "/slack/events", "application/json", body, &[]).await
+    }
+}
+
 impl Drop for TestApp {
     /// The test is over: stop its actix System, so the server's workers, the thread actors'
     /// arbiters and the connection pools they hold go away now rather than at process exit
@@ -82,12 +97,17 @@ impl Drop for TestApp {
 impl TestApp {
     /// Another server over this one's fake Slack and state store: a second replica. It runs
     /// until the test's actix System stops.
-    pub async fn start_replica(&self, overrides: &[(&str, String)]) -> AppHandle {
+    pub async fn start_replica(&self, overrides: &[(&str, String)]) -> Replica {
         let config = config_with(&self.slack.api_url(), self.database.url(), overrides);
         let application = Application::build(config).await.expect("the replica starts");
+        let address = format!("http://127.0.0.1:{}", application.port());
         let handle = application.handle();
         actix_rt::spawn(application.run_until_stopped());
-        handle
+        Replica {
+            address,
+            handle,
+            client: reqwest::Client::new(),
+        }
     }
 
     /// The step function for the server's background work: resolves once no dispatched

@@ -30,7 +30,7 @@ mod redis_prefix;
 mod redis_server;
 mod slack;
 
-pub use app::{spawn_app, spawn_app_with, start_server, start_server_with, TestApp};
+pub use app::{spawn_app, spawn_app_with, start_server, start_server_with, Replica, TestApp};
 pub use config::{
     config_with, demo_warehouse_path, scratch_dir, try_config_with, BOT_TOKEN, BOT_USER, SIGNING_SECRET, TEAM,
 };

@@ -1,0 +1,153 @@
+//! Several replicas over one Postgres (issue 13), in process: each thread's turns run on the
+//! one replica that holds its lease, events reaching another replica are forwarded to it over
+//! the internal endpoint (with the cluster secret), and a replica that lost a thread while it
+//! was paused writes and posts nothing for it: the message goes to the new owner.
+use sqlx::Row;
+
+use threadql_testkit::{
+    app_mention, free_port, new_channel, new_ts, post_text, spawn_app_with, thread_reply, Replica, TestApp,
+};
+
+const SECRET: &str = "cluster-secret-for-tests";
+
+/// The cluster settings of a replica advertised on `port`, with a lease long enough that no
+/// renewal happens during a test unless it asks for one.
+fn clustered(port: u16) -> Vec<(&'static str, String)> {
+    vec![
+        ("THREADQL_ADVERTISE_URL", format!("http://127.0.0.1:{port}")),
+        ("THREADQL_CLUSTER_SECRET", SECRET.to_string()),
+        ("THREADQL_LEASE_SECS", "60".to_string()),
+    ]
+}
+
+async fn two_replicas() -> (TestApp, u16, Replica, u16) {
+    let (first_port, second_port) = (free_port(), free_port());
+    let app = spawn_app_with(&clustered(first_port)).await;
+    let replica = app.start_replica(&clustered(second_port)).await;
+    (app, first_port, replica, second_port)
+}
+
+/// (owner URL, epoch) of the thread's lease.
+async fn lease(app: &TestApp, channel: &str, root: &str) -> (String, i64) {
+    let mut connection = app.database.connect().await;
+    let row = sqlx::query("SELECT owner_url, epoch FROM thread_owners WHERE channel_id = $1 AND thread_ts = $2")
+        .bind(channel)
+        .bind(root)
+        .fetch_one(&mut connection)
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+#[actix_rt::test]
+async fn a_threads_events_reaching_either_replica_are_answered_by_its_one_owner() {
+    let (app, first_port, replica, _) = two_replicas().await;
+    let (channel, root) = (new_channel(), new_ts());
+    app.post_event(&app_mention(&format!("Ev{root}"), &channel, &root, "orders by channel"))
+        .await;
+    app.slack.wait_for_posts(&channel, &root, 1).await;
+
+    // Six follow-ups at once, alternating between the replicas: two owners would interleave
+    // their turns and refuse each other's snapshot writes ("changed elsewhere").
+    for i in 0..6 {
+        let ts = new_ts();
+        let event = thread_reply(&format!("Ev{ts}"), &channel, &root, &ts, "show sql");
+        let response = if i % 2 == 0 {
+            replica.post_event(&event).await
+        } else {
+            app.post_event(&event).await
+        };
+        assert_eq!(response.status(), 200);
+    }
+    app.slack.wait_for_posts(&channel, &root, 7).await;
+    app.wait_until_idle().await;
+    replica.handle.wait_until_idle().await;
+
+    let posts = app.slack.posts_in_thread(&channel, &root).await;
+    assert_eq!(posts.len(), 7, "each message answered once: {posts:#?}");
+    for post in &posts[1..] {
+        let text = post_text(post);
+        assert!(text.contains("SELECT"), "an answer, not an error: {text}");
+    }
+    // The thread stayed with the replica that started it.
+    assert_eq!(lease(&app, &channel, &root).await, (format!("http://127.0.0.1:{first_port}/"), 1));
+}
+
+#[actix_rt::test]
+async fn a_forwarded_event_without_the_cluster_secret_is_refused_and_not_handled() {
+    let (app, _, _replica, second_port) = two_replicas().await;
+    let (channel, root) = (new_channel(), new_ts());
+    let forwarded = serde_json::json!({
+        "thread": {"team": threadql_testkit::TEAM, "channel": channel, "thread_ts": root},
+        "user": "U0ALICE01", "text": "orders by channel", "message_ts": root,
+        "origin": "mention", "version": null, "event_id": "Ev1",
+    });
+    let endpoint = format!("http://127.0.0.1:{second_port}/internal/forward");
+    for authorization in [None, Some("Bearer wrong"), Some(SECRET)] {
+        let mut request = app.client.post(&endpoint).json(&forwarded);
+        if let Some(value) = authorization {
+            request = request.header("Authorization", value);
+        }
+        assert_eq!(request.send().await.unwrap().status(), 401, "{authorization:?}");
+    }
+    app.wait_until_idle().await;
+    assert!(app.slack.posts_in_thread(&channel, &root).await.is_empty());
+
+    // With the secret, the replica takes it as its own.
+    let accepted = app
+        .client
+        .post(&endpoint)
+        .bearer_auth(SECRET)
+        .json(&forwarded)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 202);
+    app.slack.wait_for_posts(&channel, &root, 1).await;
+}
+
+#[actix_rt::test]
+async fn a_replica_that_lost_its_lease_while_paused_posts_nothing_and_hands_the_message_over() {
+    let (app, _, replica, second_port) = two_replicas().await;
+    let (channel, root) = (new_channel(), new_ts());
+    app.post_event(&app_mention(&format!("Ev{root}"), &channel, &root, "orders by channel"))
+        .await;
+    app.slack.wait_for_posts(&channel, &root, 1).await;
+    // Its turn is over (the answer's in-flight marker cleared), so nothing is in flight.
+    app.wait_until_idle().await;
+    assert_eq!(lease(&app, &channel, &root).await.1, 1);
+
+    // The first replica is paused past its lease (as with SIGSTOP): its lease passes, and the
+    // next event, at the other replica, moves the thread there.
+    let mut connection = app.database.connect().await;
+    sqlx::query("UPDATE thread_owners SET expires_at = now() - interval '1 second' WHERE thread_ts = $1")
+        .bind(&root)
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    let ts = new_ts();
+    replica
+        .post_event(&thread_reply(&format!("Ev{ts}"), &channel, &root, &ts, "only web"))
+        .await;
+    app.slack.wait_for_posts(&channel, &root, 2).await;
+    assert_eq!(
+        lease(&app, &channel, &root).await,
+        (format!("http://127.0.0.1:{second_port}/"), 2)
+    );
+
+    // The first replica wakes and is sent a message of the thread: its live actor still
+    // thinks the thread is its own. Its write is refused, it says nothing, and the new owner
+    // answers, from the state the new owner wrote ("only web" still applies).
+    let ts = new_ts();
+    app.post_event(&thread_reply(&format!("Ev{ts}"), &channel, &root, &ts, "by week instead"))
+        .await;
+    app.slack.wait_for_posts(&channel, &root, 3).await;
+    app.wait_until_idle().await;
+    replica.handle.wait_until_idle().await;
+    let posts = app.slack.posts_in_thread(&channel, &root).await;
+    assert_eq!(posts.len(), 3, "answered once: {posts:#?}");
+    let last = post_text(&posts[2]);
+    assert!(last.contains("web") && last.to_lowercase().contains("week"), "{last}");
+    assert!(app.metrics().await.contains(r#"threadql_snapshot_writes_total{outcome="fenced"} 1"#));
+    assert_eq!(lease(&app, &channel, &root).await.0, format!("http://127.0.0.1:{second_port}/"));
+}
