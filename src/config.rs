@@ -938,7 +938,10 @@ mod tests {
         let postgres = (DATABASE_URL, "postgres://postgres@127.0.0.1/test");
         let advertise = (THREADQL_ADVERTISE_URL, "http://10.0.3.7:8081");
         let secret = (THREADQL_CLUSTER_SECRET, "s3cret");
-        assert!(config_from(&[postgres]).unwrap().cluster.is_none(), "one replica by default");
+        assert!(
+            config_from(&[postgres]).unwrap().cluster.is_none(),
+            "one replica by default"
+        );
 
         let cluster = config_from(&[postgres, advertise, secret]).unwrap().cluster.unwrap();
         assert_eq!(cluster.advertise_url.as_str(), "http://10.0.3.7:8081/");
@@ -948,9 +951,19 @@ mod tests {
 
         let named = |pairs: &[(&str, &str)]| config_from(pairs).unwrap_err().variable;
         assert_eq!(named(&[postgres, advertise]), THREADQL_CLUSTER_SECRET);
-        assert_eq!(named(&[advertise, secret]), DATABASE_URL, "an embedded SQLite is one replica's");
-        assert_eq!(named(&[postgres, (THREADQL_ADVERTISE_URL, "10.0.3.7"), secret]), THREADQL_ADVERTISE_URL);
-        assert_eq!(named(&[postgres, advertise, secret, (THREADQL_LEASE_SECS, "1")]), THREADQL_LEASE_SECS);
+        assert_eq!(
+            named(&[advertise, secret]),
+            DATABASE_URL,
+            "an embedded SQLite is one replica's"
+        );
+        assert_eq!(
+            named(&[postgres, (THREADQL_ADVERTISE_URL, "10.0.3.7"), secret]),
+            THREADQL_ADVERTISE_URL
+        );
+        assert_eq!(
+            named(&[postgres, advertise, secret, (THREADQL_LEASE_SECS, "1")]),
+            THREADQL_LEASE_SECS
+        );
         // The secret is never printed.
         let config = config_from(&[postgres, advertise, secret]).unwrap();
         assert!(!format!("{config:?}").contains("s3cret"));

@@ -12,8 +12,8 @@ use tracing_actix_web::TracingLogger;
 
 use crate::access::{AccessControl, NoGroups};
 use crate::activity::Activity;
-use crate::cluster::Cluster;
 use crate::actors::ThreadRegistry;
+use crate::cluster::Cluster;
 use crate::config::{Config, WarehouseSource, SLACK_APP_TOKEN, SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET};
 use crate::http::Readiness;
 use crate::interpret::load::{load_model, ModelRefresh};
@@ -497,10 +497,14 @@ impl Application {
                     registry: registry.clone(),
                 });
                 let address = std::net::SocketAddr::new(config.listen.ip(), port);
-                Some(SideServer::start("the THREADQL_ADVERTISE_URL port", address, move |routes| {
-                    routes.app_data(endpoint.clone());
-                    crate::http::cluster::configure(routes);
-                })?)
+                Some(SideServer::start(
+                    "the THREADQL_ADVERTISE_URL port",
+                    address,
+                    move |routes| {
+                        routes.app_data(endpoint.clone());
+                        crate::http::cluster::configure(routes);
+                    },
+                )?)
             }
             _ => None,
         };

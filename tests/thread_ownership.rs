@@ -49,7 +49,10 @@ async fn a_claim_is_compare_and_set_and_the_epoch_grows_with_each_new_owner() {
     let (_database, store) = store().await;
     let thread = thread();
 
-    assert_eq!(store.claim(&thread, A, A_URL, LEASE).await.unwrap(), Claim::Owned { epoch: 1 });
+    assert_eq!(
+        store.claim(&thread, A, A_URL, LEASE).await.unwrap(),
+        Claim::Owned { epoch: 1 }
+    );
     // Held: the other replica is told where to forward.
     assert_eq!(
         store.claim(&thread, B, B_URL, LEASE).await.unwrap(),
@@ -59,9 +62,15 @@ async fn a_claim_is_compare_and_set_and_the_epoch_grows_with_each_new_owner() {
         }
     );
     // The owner claiming again renews, under the same epoch.
-    assert_eq!(store.claim(&thread, A, A_URL, LAPSED).await.unwrap(), Claim::Owned { epoch: 1 });
+    assert_eq!(
+        store.claim(&thread, A, A_URL, LAPSED).await.unwrap(),
+        Claim::Owned { epoch: 1 }
+    );
     // Its lease passed: the next replica takes the thread, under a new epoch.
-    assert_eq!(store.claim(&thread, B, B_URL, LEASE).await.unwrap(), Claim::Owned { epoch: 2 });
+    assert_eq!(
+        store.claim(&thread, B, B_URL, LEASE).await.unwrap(),
+        Claim::Owned { epoch: 2 }
+    );
     assert_eq!(
         store.claim(&thread, A, A_URL, LEASE).await.unwrap(),
         Claim::OwnedBy {
@@ -87,8 +96,15 @@ async fn a_replica_that_lost_a_thread_can_write_nothing_for_it_and_its_new_owner
     assert_eq!(second, first + 1);
     // A wakes with a write based on the right version: refused as fenced, not stale.
     let refused = store.save_write(write(&thread, 1, Some((A, first)))).await;
-    assert!(matches!(refused, Err(StoreError::Fenced { epoch, .. }) if epoch == first), "{refused:?}");
-    assert_eq!(store.load_snapshot(&thread).await.unwrap().unwrap().version, 1, "nothing written");
+    assert!(
+        matches!(refused, Err(StoreError::Fenced { epoch, .. }) if epoch == first),
+        "{refused:?}"
+    );
+    assert_eq!(
+        store.load_snapshot(&thread).await.unwrap().unwrap().version,
+        1,
+        "nothing written"
+    );
 
     // The new owner writes; its own write from an older version is stale, not fenced.
     assert_eq!(store.save_write(write(&thread, 1, Some((B, second)))).await.unwrap(), 2);
@@ -150,13 +166,23 @@ async fn leases_are_renewed_in_one_statement_and_released_for_the_next_replica()
     store.release(A, Some(std::slice::from_ref(&released))).await.unwrap();
     let mut renewed = store.renew(A, LEASE).await.unwrap();
     renewed.sort_by_key(ToString::to_string);
-    assert_eq!(renewed, std::slice::from_ref(&kept), "neither the thread taken over nor the one released");
+    assert_eq!(
+        renewed,
+        std::slice::from_ref(&kept),
+        "neither the thread taken over nor the one released"
+    );
 
     // Released: the next replica claims it at once, under a new epoch.
-    assert_eq!(store.claim(&released, B, B_URL, LEASE).await.unwrap(), Claim::Owned { epoch: 2 });
+    assert_eq!(
+        store.claim(&released, B, B_URL, LEASE).await.unwrap(),
+        Claim::Owned { epoch: 2 }
+    );
     // A replica shutting down releases everything it holds.
     assert_eq!(store.release(A, None).await.unwrap(), 1);
-    assert_eq!(store.claim(&kept, B, B_URL, LEASE).await.unwrap(), Claim::Owned { epoch: 2 });
+    assert_eq!(
+        store.claim(&kept, B, B_URL, LEASE).await.unwrap(),
+        Claim::Owned { epoch: 2 }
+    );
     assert!(store.renew(A, LEASE).await.unwrap().is_empty());
 }
 

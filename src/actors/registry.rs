@@ -150,13 +150,17 @@ impl ThreadRegistry {
 /// each live actor whose thread is no longer listed (its lease passed: the process was paused,
 /// or Postgres was out of reach) to claim it again. Ends with the registry.
 async fn renew_leases(services: Arc<ThreadServices>, threads: std::sync::Weak<ThreadMap>) {
-    let Some(cluster) = services.cluster.clone() else { return };
+    let Some(cluster) = services.cluster.clone() else {
+        return;
+    };
     let mut every = tokio::time::interval(cluster.lease / 3);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
         let Some(threads) = threads.upgrade() else { return };
-        let Some(ownership) = services.ownership_store() else { return };
+        let Some(ownership) = services.ownership_store() else {
+            return;
+        };
         let renewed = match ownership.renew(&cluster.me, cluster.lease).await {
             Ok(renewed) => renewed.into_iter().collect::<std::collections::HashSet<_>>(),
             Err(error) => {

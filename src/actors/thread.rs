@@ -81,12 +81,7 @@ impl UserMessage {
 
     /// A message another replica forwarded to this one, the thread's owner.
     pub fn forwarded(message: ForwardedMessage) -> (ThreadKey, Self) {
-        let mut user_message = Self::new(
-            &message.user,
-            &message.text,
-            &message.message_ts,
-            message.origin.into(),
-        );
+        let mut user_message = Self::new(&message.user, &message.text, &message.message_ts, message.origin.into());
         user_message.version = message.version;
         user_message.event_id = message.event_id;
         (message.thread, user_message)
@@ -175,11 +170,7 @@ impl ThreadActor {
             running: None,
             last_activity: Instant::now(),
             spawned: Instant::now(),
-            ownership: if shared {
-                Ownership::Claiming
-            } else {
-                Ownership::Alone
-            },
+            ownership: if shared { Ownership::Claiming } else { Ownership::Alone },
             forwarding: false,
         }
     }

@@ -16,11 +16,7 @@ pub struct ClusterEndpoint {
 
 /// `POST /internal/forward`: queues the message in its thread's actor (which claims the
 /// thread, or forwards it on if another replica took it meanwhile) and answers 202 at once.
-pub async fn forward(
-    request: HttpRequest,
-    endpoint: web::Data<ClusterEndpoint>,
-    body: web::Bytes,
-) -> HttpResponse {
+pub async fn forward(request: HttpRequest, endpoint: web::Data<ClusterEndpoint>, body: web::Bytes) -> HttpResponse {
     let authorization = request
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)

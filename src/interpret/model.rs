@@ -92,7 +92,10 @@ impl ListPrint {
         Self {
             address: list.as_ptr() as usize,
             len: list.len(),
-            ends: list.first().zip(list.last()).map(|(a, b)| (name(a).to_string(), name(b).to_string())),
+            ends: list
+                .first()
+                .zip(list.last())
+                .map(|(a, b)| (name(a).to_string(), name(b).to_string())),
         }
     }
 
@@ -134,7 +137,10 @@ impl JoinIndex {
         }
         let mut joins_by_table: FxHashMap<String, Vec<usize>> = FxHashMap::default();
         for (position, join) in model.joins.iter().enumerate() {
-            joins_by_table.entry(join.from.table.clone()).or_default().push(position);
+            joins_by_table
+                .entry(join.from.table.clone())
+                .or_default()
+                .push(position);
         }
         let index = std::sync::Arc::new(ModelIndex {
             built_from: [
@@ -155,12 +161,7 @@ impl JoinIndex {
 }
 
 /// `list[position]` when it is named `name`, else the first item so named (a stale index).
-fn find_named<'m, T>(
-    list: &'m [T],
-    position: Option<usize>,
-    name: &str,
-    named: impl Fn(&T) -> &str,
-) -> Option<&'m T> {
+fn find_named<'m, T>(list: &'m [T], position: Option<usize>, name: &str, named: impl Fn(&T) -> &str) -> Option<&'m T> {
     position
         .and_then(|at| list.get(at))
         .filter(|item| named(item) == name)

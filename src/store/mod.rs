@@ -155,7 +155,11 @@ pub trait StateStore: Send + Sync {
         self.save_snapshots(std::slice::from_ref(&write))
             .await
             .pop()
-            .unwrap_or_else(|| Err(StoreError::Unexpected(anyhow::anyhow!("a snapshot write went unanswered"))))
+            .unwrap_or_else(|| {
+                Err(StoreError::Unexpected(anyhow::anyhow!(
+                    "a snapshot write went unanswered"
+                )))
+            })
     }
     /// Counts snapshot writes (`threadql_snapshot_*`) into `metrics` from now on. Only the
     /// batching layer every server store sits behind counts; a bare store ignores it.

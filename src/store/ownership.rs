@@ -115,13 +115,15 @@ impl ThreadOwnership for PostgresStore {
 
     async fn release(&self, owner: &str, threads: Option<&[ThreadKey]>) -> Result<u64, StoreError> {
         let released = match threads {
-            None => sqlx::query(
-                "UPDATE thread_owners SET expires_at = now() - interval '1 millisecond' \
+            None => {
+                sqlx::query(
+                    "UPDATE thread_owners SET expires_at = now() - interval '1 millisecond' \
                  WHERE owner = $1 AND expires_at >= now()",
-            )
+                )
                 .bind(owner)
                 .execute(&self.pool)
-                .await,
+                .await
+            }
             Some(threads) => {
                 let (teams, channels, stamps) = key_columns(threads);
                 sqlx::query(

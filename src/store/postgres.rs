@@ -231,7 +231,10 @@ impl StateStore for PostgresStore {
         let owners_now = match self.owners_of(&refused_fenced).await {
             Ok(owners) => owners,
             Err(error) => {
-                tracing::warn!(?error, "Failed to read who owns the threads whose fenced writes were refused");
+                tracing::warn!(
+                    ?error,
+                    "Failed to read who owns the threads whose fenced writes were refused"
+                );
                 std::collections::HashMap::new()
             }
         };

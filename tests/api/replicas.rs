@@ -70,7 +70,10 @@ async fn a_threads_events_reaching_either_replica_are_answered_by_its_one_owner(
         assert!(text.contains("SELECT"), "an answer, not an error: {text}");
     }
     // The thread stayed with the replica that started it.
-    assert_eq!(lease(&app, &channel, &root).await, (format!("http://127.0.0.1:{first_port}/"), 1));
+    assert_eq!(
+        lease(&app, &channel, &root).await,
+        (format!("http://127.0.0.1:{first_port}/"), 1)
+    );
 }
 
 #[actix_rt::test]
@@ -139,8 +142,14 @@ async fn a_replica_that_lost_its_lease_while_paused_posts_nothing_and_hands_the_
     // thinks the thread is its own. Its write is refused, it says nothing, and the new owner
     // answers, from the state the new owner wrote ("only web" still applies).
     let ts = new_ts();
-    app.post_event(&thread_reply(&format!("Ev{ts}"), &channel, &root, &ts, "by week instead"))
-        .await;
+    app.post_event(&thread_reply(
+        &format!("Ev{ts}"),
+        &channel,
+        &root,
+        &ts,
+        "by week instead",
+    ))
+    .await;
     app.slack.wait_for_posts(&channel, &root, 3).await;
     app.wait_until_idle().await;
     replica.handle.wait_until_idle().await;
@@ -148,6 +157,12 @@ async fn a_replica_that_lost_its_lease_while_paused_posts_nothing_and_hands_the_
     assert_eq!(posts.len(), 3, "answered once: {posts:#?}");
     let last = post_text(&posts[2]);
     assert!(last.contains("web") && last.to_lowercase().contains("week"), "{last}");
-    assert!(app.metrics().await.contains(r#"threadql_snapshot_writes_total{outcome="fenced"} 1"#));
-    assert_eq!(lease(&app, &channel, &root).await.0, format!("http://127.0.0.1:{second_port}/"));
+    assert!(app
+        .metrics()
+        .await
+        .contains(r#"threadql_snapshot_writes_total{outcome="fenced"} 1"#));
+    assert_eq!(
+        lease(&app, &channel, &root).await.0,
+        format!("http://127.0.0.1:{second_port}/")
+    );
 }

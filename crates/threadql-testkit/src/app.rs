@@ -76,7 +76,15 @@ impl Replica {
     /// Posts an Events API envelope, signed as Slack signs it, to this replica.
     pub async fn post_event(&self, envelope: &Value) -> reqwest::Response {
         let body = serde_json::to_vec(envelope).unwrap();
-        post_signed_to(&self.client, &self.address, "/slack/events", "application/json", body, &[]).await
+        post_signed_to(
+            &self.client,
+            &self.address,
+            "/slack/events",
+            "application/json",
+            body,
+            &[],
+        )
+        .await
     }
 }
 

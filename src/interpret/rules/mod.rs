@@ -226,7 +226,10 @@ impl Knowledge {
         let mut suggestions: Vec<(usize, &str, String)> = Vec::new();
         for (name, synonyms, kind) in metrics.chain(dimensions) {
             let mut closest: Option<(usize, &str)> = None;
-            for word in std::iter::once(name).chain(synonyms).flat_map(|phrase| phrase.split_whitespace()) {
+            for word in std::iter::once(name)
+                .chain(synonyms)
+                .flat_map(|phrase| phrase.split_whitespace())
+            {
                 let distance = *distances
                     .entry(word)
                     .or_insert_with(|| unknown.iter().filter_map(|u| closeness(u, word)).min());
