@@ -50,16 +50,18 @@ impl ThreadRegistry {
         let arbiters = owned.iter().map(Arbiter::handle).collect();
         let threads: Arc<ThreadMap> = Arc::new(DashMap::new());
         sample_mailboxes_on_scrape(&services, Arc::downgrade(&threads));
-        if services.cluster.is_some() {
-            actix::spawn(renew_leases(services.clone(), Arc::downgrade(&threads)));
-        }
-        Arc::new(Self {
+        let shared = services.cluster.is_some();
+        let registry = Arc::new(Self {
             threads,
             backlog: Arc::new(Backlog::new(services.metrics.backlog.clone(), activity)),
             arbiters,
             services,
             _owned_arbiters: owned,
-        })
+        });
+        if shared {
+            actix::spawn(renew_leases(Arc::downgrade(&registry)));
+        }
+        registry
     }
 
     /// Delivers a message to its thread's actor, activating it if needed. Never waits.
@@ -148,31 +150,47 @@ impl ThreadRegistry {
 
 /// Renews every lease this replica holds, in one statement every third of the lease, and tells
 /// each live actor whose thread is no longer listed (its lease passed: the process was paused,
-/// or Postgres was out of reach) to claim it again. Ends with the registry.
-async fn renew_leases(services: Arc<ThreadServices>, threads: std::sync::Weak<ThreadMap>) {
-    let Some(cluster) = services.cluster.clone() else {
+/// or Postgres was out of reach) to claim it again. Then takes over the threads of replicas
+/// that died mid-question, so each is told. Ends with the registry.
+async fn renew_leases(registry: std::sync::Weak<ThreadRegistry>) {
+    let Some(lease) = registry
+        .upgrade()
+        .and_then(|r| r.services.cluster.as_ref().map(|c| c.lease))
+    else {
         return;
     };
-    let mut every = tokio::time::interval(cluster.lease / 3);
+    let mut every = tokio::time::interval(lease / 3);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
-        let Some(threads) = threads.upgrade() else { return };
-        let Some(ownership) = services.ownership_store() else {
+        let Some(registry) = registry.upgrade() else { return };
+        let (Some(cluster), Some(ownership)) = (&registry.services.cluster, registry.services.ownership_store()) else {
             return;
         };
-        let renewed = match ownership.renew(&cluster.me, cluster.lease).await {
-            Ok(renewed) => renewed.into_iter().collect::<std::collections::HashSet<_>>(),
-            Err(error) => {
-                tracing::warn!(?error, "Failed to renew thread leases; trying again");
-                continue;
+        match ownership.renew(&cluster.me, cluster.lease).await {
+            Ok(renewed) => {
+                let renewed: std::collections::HashSet<ThreadKey> = renewed.into_iter().collect();
+                for entry in registry.threads.iter() {
+                    if !renewed.contains(entry.key()) {
+                        // Actors that do not own their thread (forwarding, claiming) ignore it.
+                        entry.value().address.do_send(super::thread::CheckLease);
+                    }
+                }
             }
-        };
-        for entry in threads.iter() {
-            if !renewed.contains(entry.key()) {
-                // Actors that do not own their thread (forwarding, claiming) ignore it.
-                entry.value().address.do_send(super::thread::LeaseLost);
+            Err(error) => tracing::warn!(?error, "Failed to renew thread leases; trying again"),
+        }
+        match ownership.orphaned_in_flight(crate::store::ORPHANS_PER_SWEEP).await {
+            Ok(orphans) => {
+                for thread in orphans {
+                    tracing::info!(%thread, "Taking over a thread whose replica stopped mid-question");
+                    match registry.threads.get(&thread) {
+                        // A forwarder to the dead owner: claim now rather than at its next message.
+                        Some(live) => live.address.do_send(super::thread::CheckLease),
+                        None => registry.activate(thread),
+                    }
+                }
             }
+            Err(error) => tracing::warn!(?error, "Failed to look for threads whose replica died mid-question"),
         }
     }
 }

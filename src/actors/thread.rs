@@ -114,11 +114,12 @@ enum Ownership {
     Forwarding { url: String },
 }
 
-/// Sent by the registry when a renewal no longer lists the thread as this replica's: its
-/// lease passed (the process was paused, or Postgres unreachable) and may have been taken.
+/// Sent by the registry when a renewal no longer lists the thread as this replica's (its lease
+/// passed: the process was paused, or Postgres unreachable) or when the thread's owner looks
+/// dead: the actor claims the thread again, keeping it or learning its new owner.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct LeaseLost;
+pub struct CheckLease;
 
 /// Waits before claiming again after a failed claim or forward (the owner may be gone; its
 /// lease passes within `THREADQL_LEASE_SECS`).
@@ -558,13 +559,20 @@ impl Actor for ThreadActor {
     }
 }
 
-impl Handler<LeaseLost> for ThreadActor {
+impl Handler<CheckLease> for ThreadActor {
     type Result = ();
 
-    fn handle(&mut self, _: LeaseLost, ctx: &mut Self::Context) {
-        if matches!(self.ownership, Ownership::Owned(_)) {
-            tracing::warn!(thread = %self.key, "This replica's lease of the thread was not renewed; claiming it again");
-            self.lost_lease(ctx);
+    fn handle(&mut self, _: CheckLease, ctx: &mut Self::Context) {
+        match self.ownership {
+            Ownership::Owned(_) => {
+                tracing::warn!(thread = %self.key, "This replica's lease of the thread was not renewed; claiming it again");
+                self.lost_lease(ctx);
+            }
+            Ownership::Forwarding { .. } if !self.forwarding => {
+                self.ownership = Ownership::Claiming;
+                self.claim(ctx);
+            }
+            Ownership::Alone | Ownership::Claiming | Ownership::Forwarding { .. } => {}
         }
     }
 }

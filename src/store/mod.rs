@@ -15,7 +15,7 @@ mod schedules_sqlite;
 mod sqlite;
 
 pub use batch::SnapshotBatcher;
-pub use ownership::{Claim, Fence, ThreadOwnership};
+pub use ownership::{Claim, Fence, ThreadOwnership, ORPHANS_PER_SWEEP};
 pub use retention::{delete_expired_audit_rows, AuditRetention};
 pub use schedules::{
     next_fire_after, ExecutionEnd, ExecutionRecord, NewReport, ReportClaim, ReportListing, ScheduleStore,

@@ -42,6 +42,10 @@ pub trait ThreadOwnership: Send + Sync {
     /// replica shutting down), so the next event's replica claims them at once. The rows stay,
     /// expired, so a thread's epoch only ever grows.
     async fn release(&self, owner: &str, threads: Option<&[ThreadKey]>) -> Result<u64, StoreError>;
+    /// Threads whose snapshot says a question was in flight and whose owner's lease has
+    /// passed: their replica died (or stopped before the turn ended). Whoever claims one now
+    /// tells its thread the question was not answered. At most `limit`.
+    async fn orphaned_in_flight(&self, limit: i64) -> Result<Vec<ThreadKey>, StoreError>;
 }
 
 /// Tries of a claim that found an owner which was gone by the time it was read.
@@ -143,7 +147,27 @@ impl ThreadOwnership for PostgresStore {
         .context("Failed to release thread leases")?;
         Ok(released.rows_affected())
     }
+
+    async fn orphaned_in_flight(&self, limit: i64) -> Result<Vec<ThreadKey>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT s.team_id, s.channel_id, s.thread_ts FROM thread_snapshots s \
+             JOIN thread_owners o ON o.team_id = s.team_id AND o.channel_id = s.channel_id \
+               AND o.thread_ts = s.thread_ts \
+             WHERE o.expires_at < now() AND s.state ? 'in_flight' LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .context("Failed to look for threads whose replica died mid-question")?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| ThreadKey::parse(row.get::<&str, _>(0), row.get::<&str, _>(1), row.get::<&str, _>(2)))
+            .collect())
+    }
 }
+
+/// Runs of the orphan sweep find at most this many threads each (the next run finds the rest).
+pub const ORPHANS_PER_SWEEP: i64 = 500;
 
 /// The key columns of `threads`, for `UNNEST`.
 pub(super) fn key_columns(threads: &[ThreadKey]) -> (Vec<String>, Vec<String>, Vec<String>) {

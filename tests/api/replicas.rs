@@ -166,3 +166,105 @@ async fn a_replica_that_lost_its_lease_while_paused_posts_nothing_and_hands_the_
         format!("http://127.0.0.1:{second_port}/")
     );
 }
+
+#[actix_rt::test]
+async fn a_thread_whose_replica_died_mid_question_is_taken_over_and_its_question_reported() {
+    use threadql::domain::{InFlight, ThreadKey, ThreadState};
+    use threadql::store::{PostgresStore, StateStore};
+    let port = free_port();
+    let mut settings = clustered(port);
+    // Renewals and the sweep for dead replicas' threads every second.
+    settings.retain(|(name, _)| *name != "THREADQL_LEASE_SECS");
+    settings.push(("THREADQL_LEASE_SECS", "3".to_string()));
+    let app = spawn_app_with(&settings).await;
+
+    // A replica (since killed) was working on a question in a thread; its lease has passed.
+    let (channel, root) = (new_channel(), new_ts());
+    let thread = ThreadKey::parse(threadql_testkit::TEAM, &channel, &root).unwrap();
+    let store = PostgresStore::connect(app.database.url()).await.unwrap();
+    let mut state = ThreadState::default();
+    state.in_flight = Some(InFlight {
+        question: "refunds by region".into(),
+        answered: false,
+    });
+    store.save_snapshot(&thread, 0, &state).await.unwrap();
+    let mut connection = app.database.connect().await;
+    sqlx::query(
+        "INSERT INTO thread_owners (team_id, channel_id, thread_ts, owner, owner_url, epoch, expires_at) \
+         VALUES ($1, $2, $3, 'killed-replica', 'http://127.0.0.1:9', 1, now() - interval '1 second')",
+    )
+    .bind(threadql_testkit::TEAM)
+    .bind(&channel)
+    .bind(&root)
+    .execute(&mut connection)
+    .await
+    .unwrap();
+
+    // The live replica takes the thread over and tells it, once.
+    let told = app.slack.wait_for_posts(&channel, &root, 1).await;
+    let text = post_text(&told[0]);
+    assert!(
+        text.contains("was not answered") && text.contains("refunds by region"),
+        "{text}"
+    );
+    app.wait_until_idle().await;
+    assert_eq!(
+        lease(&app, &channel, &root).await,
+        (format!("http://127.0.0.1:{port}/"), 2)
+    );
+    let snapshot = store.load_snapshot(&thread).await.unwrap().unwrap();
+    assert_eq!(snapshot.state.in_flight, None, "reported once, then forgotten");
+    assert_eq!(app.slack.posts_in_thread(&channel, &root).await.len(), 1);
+}
+
+#[actix_rt::test]
+async fn when_the_owner_is_killed_with_sigkill_its_threads_go_on_at_another_replica_with_their_context() {
+    // Two `threadql serve` processes sharing one Postgres, with a short lease.
+    let slack = threadql_testkit::FakeSlack::start().await;
+    let database = threadql_testkit::TestDatabase::create().await;
+    let serve = |port: u16| {
+        let mut settings = clustered(port);
+        settings.retain(|(name, _)| *name != "THREADQL_LEASE_SECS");
+        settings.push(("THREADQL_LEASE_SECS", "3".to_string()));
+        let (api_url, database_url) = (slack.api_url(), database.url().to_string());
+        async move {
+            threadql_testkit::ServerProcess::start(env!("CARGO_BIN_EXE_threadql"), &api_url, &database_url, &settings)
+                .await
+        }
+    };
+    let mut owner = serve(free_port()).await;
+    let other = serve(free_port()).await;
+    let (channel, root) = (new_channel(), new_ts());
+    owner
+        .post_event(&app_mention(&format!("Ev{root}"), &channel, &root, "orders by channel"))
+        .await;
+    slack.wait_for_posts(&channel, &root, 1).await;
+    // Between turns: the ✅ comes after the turn's last snapshot write (killed before it, the
+    // answer would still be marked in flight, and the other replica would say so).
+    threadql_testkit::eventually("the turn is over", std::time::Duration::from_secs(15), || async {
+        slack.requests("/api/reactions.add").await.iter().any(|request| {
+            serde_json::from_slice::<serde_json::Value>(&request.body)
+                .is_ok_and(|body| body["name"] == "white_check_mark")
+        })
+    })
+    .await;
+
+    // The owner dies between turns without releasing anything; the next message reaches the
+    // other replica, which forwards to the dead owner, fails, and claims the thread once the
+    // lease passes.
+    owner.kill_9();
+    let ts = new_ts();
+    let response = other
+        .post_event(&thread_reply(&format!("Ev{ts}"), &channel, &root, &ts, "only web"))
+        .await;
+    assert_eq!(response.status(), 200);
+
+    let posts = slack.wait_for_posts(&channel, &root, 2).await;
+    let refined = post_text(&posts[1]);
+    assert!(refined.contains("version 2") && refined.contains("web"), "{refined}");
+    assert!(
+        !refined.contains("mobile"),
+        "the refinement applied to the thread's query: {refined}"
+    );
+    assert_eq!(slack.posts_in_thread(&channel, &root).await.len(), 2, "answered once");
+}
