@@ -240,6 +240,18 @@ impl TurnContext {
             // A reply in a thread the bot was never asked in: not for us.
             return TurnOutcome::unchanged(Ending::Ignored);
         }
+        // Delivered again (a retry that reached another replica while Redis was down, or the
+        // same message forwarded twice): it has its answer already.
+        let seen = !message.message_ts.is_empty()
+            && self
+                .state
+                .turns()
+                .iter()
+                .any(|turn| turn.message_ts == message.message_ts);
+        if seen {
+            tracing::info!(thread = %self.key, message_ts = %message.message_ts, "A message seen before; not answered again");
+            return TurnOutcome::unchanged(Ending::Ignored);
+        }
         let length = message.text.chars().count();
         if length > MAX_QUESTION_CHARS {
             // Refused before the interpreter or the snapshot sees it: nothing that long is a

@@ -268,3 +268,89 @@ async fn when_the_owner_is_killed_with_sigkill_its_threads_go_on_at_another_repl
     );
     assert_eq!(slack.posts_in_thread(&channel, &root).await.len(), 2, "answered once");
 }
+
+#[actix_rt::test]
+async fn a_message_delivered_to_two_replicas_without_a_shared_redis_is_answered_once() {
+    // No REDIS_URL: each replica remembers only the messages it took itself.
+    let (app, _, replica, _) = two_replicas().await;
+    let (channel, root) = (new_channel(), new_ts());
+    app.post_event(&app_mention(&format!("Ev{root}"), &channel, &root, "orders by channel"))
+        .await;
+    app.slack.wait_for_posts(&channel, &root, 1).await;
+
+    // Slack's retry of a reply reaches the other replica: both take it.
+    let ts = new_ts();
+    let event = thread_reply(&format!("Ev{ts}"), &channel, &root, &ts, "only web");
+    assert_eq!(app.post_event(&event).await.status(), 200);
+    assert_eq!(replica.post_event(&event).await.status(), 200);
+    app.slack.wait_for_posts(&channel, &root, 2).await;
+    app.wait_until_idle().await;
+    replica.handle.wait_until_idle().await;
+
+    let posts = app.slack.posts_in_thread(&channel, &root).await;
+    assert_eq!(posts.len(), 2, "answered once: {posts:#?}");
+}
+
+#[actix_rt::test]
+async fn events_for_two_hundred_threads_spread_over_three_processes_are_answered_in_order_once_each() {
+    const THREADS: usize = 200;
+    let slack = threadql_testkit::FakeSlack::start().await;
+    let database = threadql_testkit::TestDatabase::create().await;
+    let redis = threadql_testkit::RedisPrefix::new("replicas");
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        let mut settings = clustered(free_port());
+        settings.push(("REDIS_URL", "redis://127.0.0.1:6379/".to_string()));
+        settings.push(("THREADQL_REDIS_PREFIX", redis.as_str().to_string()));
+        // One user asks all 400 questions, many at once.
+        settings.push(("THREADQL_RATE_LIMIT_PER_MINUTE", "100000".to_string()));
+        settings.push(("THREADQL_MAX_QUERIES_PER_USER", "1000".to_string()));
+        settings.push(("THREADQL_MAX_QUERIES", "1000".to_string()));
+        let server = threadql_testkit::ServerProcess::start(
+            env!("CARGO_BIN_EXE_threadql"),
+            &slack.api_url(),
+            database.url(),
+            &settings,
+        )
+        .await;
+        replicas.push(server);
+    }
+    let threads: Vec<(String, String)> = (0..THREADS).map(|_| (new_channel(), new_ts())).collect();
+
+    // Each question to one replica, round robin, and Slack's retry of it to the next one.
+    for (i, (channel, root)) in threads.iter().enumerate() {
+        let event = app_mention(&format!("Ev{root}"), channel, root, "orders by channel");
+        replicas[i % 3].post_event(&event).await;
+        replicas[(i + 1) % 3].post_event(&event).await;
+    }
+    for (channel, root) in &threads {
+        slack.wait_for_posts(channel, root, 1).await;
+    }
+    // Then a refinement in each, to a third replica, retried to the first.
+    for (i, (channel, root)) in threads.iter().enumerate() {
+        let ts = new_ts();
+        let event = thread_reply(&format!("Ev{ts}"), channel, root, &ts, "only web");
+        replicas[(i + 2) % 3].post_event(&event).await;
+        replicas[i % 3].post_event(&event).await;
+    }
+    for (channel, root) in &threads {
+        slack.wait_for_posts(channel, root, 2).await;
+    }
+
+    let mut connection = database.connect().await;
+    for (channel, root) in &threads {
+        let posts = slack.posts_in_thread(channel, root).await;
+        assert_eq!(posts.len(), 2, "each message answered once in {channel}: {posts:#?}");
+        let (first, second) = (post_text(&posts[0]), post_text(&posts[1]));
+        assert!(first.contains("version 1") && first.contains("mobile"), "{first}");
+        assert!(second.contains("version 2") && !second.contains("mobile"), "{second}");
+        // One owner from start to end: the lease never changed hands.
+        let epoch: i64 = sqlx::query_scalar("SELECT epoch FROM thread_owners WHERE channel_id = $1 AND thread_ts = $2")
+            .bind(channel)
+            .bind(root)
+            .fetch_one(&mut connection)
+            .await
+            .unwrap();
+        assert_eq!(epoch, 1);
+    }
+}
