@@ -338,12 +338,12 @@ impl ThreadActor {
                     actor.needs_reload = true;
                 }
                 actor.ownership = Ownership::Owned(Fence { owner: me, epoch });
+                // Both start what is queued once done.
+                actor.take_kept(ctx);
                 if actor.needs_reload {
-                    // Starts what is queued once the snapshot is read.
                     actor.load_snapshot(ctx, 0);
                 } else {
                     actor.activated();
-                    actor.start_next(ctx);
                 }
             }
             Ok((Claim::OwnedBy { url, .. }, _)) => {
@@ -355,6 +355,84 @@ impl ThreadActor {
                 ctx.run_later(RECLAIM_AFTER, |actor, ctx| actor.claim(ctx));
             }
         }));
+    }
+
+    /// The owner cannot be reached: what is queued goes to the thread's inbox in Postgres, so
+    /// that whoever owns the thread next answers it even should this replica die meanwhile.
+    /// Kept in memory when Postgres cannot take it either.
+    fn keep_queue_for_owner(&mut self, ctx: &mut Context<Self>) {
+        if self.services.ownership_store().is_none() {
+            return;
+        }
+        let queued: Vec<UserMessage> = self.queue.drain(..).collect();
+        let kept: Vec<(String, serde_json::Value)> = queued
+            .iter()
+            .filter_map(|message| {
+                let wire = serde_json::to_value(message.to_wire(&self.key)).ok()?;
+                Some((message.message_ts.to_string(), wire))
+            })
+            .collect();
+        let (services, key) = (self.services.clone(), self.key.clone());
+        let keep = async move {
+            match services.ownership_store() {
+                Some(ownership) => ownership.keep_for_owner(&key, &kept).await,
+                None => Ok(()),
+            }
+        };
+        ctx.wait(keep.into_actor(self).map(move |kept, actor, _| match kept {
+            Ok(()) => {
+                for mut message in queued {
+                    // Answered by the thread's next owner now.
+                    if let Some(done) = message.done.take() {
+                        let _ = done.send(());
+                    }
+                    drop(message.ticket.take());
+                }
+            }
+            Err(error) => {
+                tracing::warn!(thread = %actor.key, ?error, "Failed to keep messages for the thread's next owner; holding them here");
+                for message in queued.into_iter().rev() {
+                    actor.queue.push_front(message);
+                }
+            }
+        }));
+    }
+
+    /// Messages kept for this thread while its owner could not be reached come first, before
+    /// anything queued here (holds the mailbox while they are read).
+    fn take_kept(&mut self, ctx: &mut Context<Self>) {
+        let (services, key) = (self.services.clone(), self.key.clone());
+        let take = async move {
+            match services.ownership_store() {
+                Some(ownership) => ownership.take_kept(&key).await,
+                None => Ok(Vec::new()),
+            }
+        };
+        ctx.wait(take.into_actor(self).map(|taken, actor, ctx| {
+            actor.queue_kept(taken);
+            actor.start_next(ctx);
+        }));
+    }
+
+    /// Puts the kept messages ahead of the queue, oldest first.
+    fn queue_kept(&mut self, taken: Result<Vec<serde_json::Value>, crate::store::StoreError>) {
+        let kept = match taken {
+            Ok(kept) => kept,
+            Err(error) => {
+                return tracing::warn!(thread = %self.key, ?error, "Failed to read the messages kept for this thread")
+            }
+        };
+        let messages: Vec<UserMessage> = kept
+            .into_iter()
+            .filter_map(|value| serde_json::from_value::<ForwardedMessage>(value).ok())
+            .map(|message| UserMessage::forwarded(message).1)
+            .collect();
+        if !messages.is_empty() {
+            tracing::info!(thread = %self.key, kept = messages.len(), "Answering messages kept while the thread's owner was out of reach");
+        }
+        for message in messages.into_iter().rev() {
+            self.queue.push_front(message);
+        }
     }
 
     /// Sends the next queued message to the thread's owner; on failure claims again (the owner
@@ -388,9 +466,10 @@ impl ThreadActor {
                     actor.forward_next(ctx);
                 }
                 Err(error) => {
-                    tracing::warn!(thread = %actor.key, %error, "Failed to forward a message to the thread's owner; claiming again");
+                    tracing::warn!(thread = %actor.key, %error, "Failed to forward a message to the thread's owner; keeping it for the next owner");
                     actor.queue.push_front(message);
                     actor.ownership = Ownership::Claiming;
+                    actor.keep_queue_for_owner(ctx);
                     ctx.run_later(RECLAIM_AFTER, |actor, ctx| {
                         if actor.ownership == Ownership::Claiming {
                             actor.claim(ctx);

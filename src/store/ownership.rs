@@ -42,10 +42,19 @@ pub trait ThreadOwnership: Send + Sync {
     /// replica shutting down), so the next event's replica claims them at once. The rows stay,
     /// expired, so a thread's epoch only ever grows.
     async fn release(&self, owner: &str, threads: Option<&[ThreadKey]>) -> Result<u64, StoreError>;
-    /// Threads whose snapshot says a question was in flight and whose owner's lease has
-    /// passed: their replica died (or stopped before the turn ended). Whoever claims one now
-    /// tells its thread the question was not answered. At most `limit`.
+    /// Threads whose owner's lease has passed with work left behind: a question in flight in
+    /// the snapshot (whoever claims the thread tells it the question was not answered), or
+    /// messages kept in the inbox (whoever claims it answers them). At most `limit`.
     async fn orphaned_in_flight(&self, limit: i64) -> Result<Vec<ThreadKey>, StoreError>;
+    /// Keeps messages for `thread` whose owner could not be reached (`(message ts, message)`,
+    /// oldest first), for its next owner. A message kept already is kept once.
+    async fn keep_for_owner(
+        &self,
+        thread: &ThreadKey,
+        messages: &[(String, serde_json::Value)],
+    ) -> Result<(), StoreError>;
+    /// Takes the messages kept for `thread`, oldest first (the new owner answers them).
+    async fn take_kept(&self, thread: &ThreadKey) -> Result<Vec<serde_json::Value>, StoreError>;
 }
 
 /// Tries of a claim that found an owner which was gone by the time it was read.
@@ -150,10 +159,16 @@ impl ThreadOwnership for PostgresStore {
 
     async fn orphaned_in_flight(&self, limit: i64) -> Result<Vec<ThreadKey>, StoreError> {
         let rows = sqlx::query(
-            "SELECT s.team_id, s.channel_id, s.thread_ts FROM thread_snapshots s \
-             JOIN thread_owners o ON o.team_id = s.team_id AND o.channel_id = s.channel_id \
-               AND o.thread_ts = s.thread_ts \
-             WHERE o.expires_at < now() AND s.state ? 'in_flight' LIMIT $1",
+            "(SELECT s.team_id, s.channel_id, s.thread_ts FROM thread_snapshots s \
+              JOIN thread_owners o ON o.team_id = s.team_id AND o.channel_id = s.channel_id \
+                AND o.thread_ts = s.thread_ts \
+              WHERE o.expires_at < now() AND s.state ? 'in_flight') \
+             UNION \
+             (SELECT i.team_id, i.channel_id, i.thread_ts FROM thread_inbox i \
+              LEFT JOIN thread_owners o ON o.team_id = i.team_id AND o.channel_id = i.channel_id \
+                AND o.thread_ts = i.thread_ts \
+              WHERE o.expires_at IS NULL OR o.expires_at < now()) \
+             LIMIT $1",
         )
         .bind(limit)
         .fetch_all(&self.pool)
@@ -163,6 +178,48 @@ impl ThreadOwnership for PostgresStore {
             .iter()
             .filter_map(|row| ThreadKey::parse(row.get::<&str, _>(0), row.get::<&str, _>(1), row.get::<&str, _>(2)))
             .collect())
+    }
+
+    async fn keep_for_owner(
+        &self,
+        thread: &ThreadKey,
+        messages: &[(String, serde_json::Value)],
+    ) -> Result<(), StoreError> {
+        let stamps: Vec<&str> = messages.iter().map(|(ts, _)| ts.as_str()).collect();
+        let bodies: Vec<String> = messages.iter().map(|(_, message)| message.to_string()).collect();
+        // Kept in order: the timestamps grow with the position in the list.
+        sqlx::query(
+            "INSERT INTO thread_inbox (team_id, channel_id, thread_ts, message_ts, message, kept_at) \
+             SELECT $1, $2, $3, m.message_ts, m.message::jsonb, clock_timestamp() + m.position * interval '1 microsecond' \
+             FROM UNNEST($4::text[], $5::text[]) WITH ORDINALITY AS m(message_ts, message, position) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(thread.team().as_str())
+        .bind(thread.channel().as_str())
+        .bind(thread.thread_ts().as_str())
+        .bind(&stamps)
+        .bind(&bodies)
+        .execute(&self.pool)
+        .await
+        .context("Failed to keep messages for a thread's next owner")?;
+        Ok(())
+    }
+
+    async fn take_kept(&self, thread: &ThreadKey) -> Result<Vec<serde_json::Value>, StoreError> {
+        let rows = sqlx::query(
+            "DELETE FROM thread_inbox WHERE team_id = $1 AND channel_id = $2 AND thread_ts = $3 \
+             RETURNING kept_at, message",
+        )
+        .bind(thread.team().as_str())
+        .bind(thread.channel().as_str())
+        .bind(thread.thread_ts().as_str())
+        .fetch_all(&self.pool)
+        .await
+        .context("Failed to take the messages kept for a thread")?;
+        let mut kept: Vec<(chrono::DateTime<chrono::Utc>, serde_json::Value)> =
+            rows.iter().map(|row| (row.get(0), row.get(1))).collect();
+        kept.sort_by_key(|(at, _)| *at);
+        Ok(kept.into_iter().map(|(_, message)| message).collect())
     }
 }
 

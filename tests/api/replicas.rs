@@ -354,3 +354,69 @@ async fn events_for_two_hundred_threads_spread_over_three_processes_are_answered
         assert_eq!(epoch, 1);
     }
 }
+
+#[actix_rt::test]
+async fn a_message_for_an_unreachable_owner_is_kept_in_postgres_and_answered_after_its_replica_dies() {
+    let port = free_port();
+    let mut settings = clustered(port);
+    settings.retain(|(name, _)| *name != "THREADQL_LEASE_SECS");
+    settings.push(("THREADQL_LEASE_SECS", "3".to_string()));
+    let app = spawn_app_with(&settings).await;
+    let mut other = {
+        let mut settings = clustered(free_port());
+        settings.retain(|(name, _)| *name != "THREADQL_LEASE_SECS");
+        settings.push(("THREADQL_LEASE_SECS", "3".to_string()));
+        threadql_testkit::ServerProcess::start(
+            env!("CARGO_BIN_EXE_threadql"),
+            &app.slack.api_url(),
+            app.database.url(),
+            &settings,
+        )
+        .await
+    };
+
+    // The thread belongs to a replica that stopped answering (its lease holds a few seconds).
+    let (channel, root) = (new_channel(), new_ts());
+    let mut connection = app.database.connect().await;
+    sqlx::query(
+        "INSERT INTO thread_owners (team_id, channel_id, thread_ts, owner, owner_url, epoch, expires_at) \
+         VALUES ($1, $2, $3, 'silent-replica', 'http://127.0.0.1:9', 1, now() + interval '6 seconds')",
+    )
+    .bind(threadql_testkit::TEAM)
+    .bind(&channel)
+    .bind(&root)
+    .execute(&mut connection)
+    .await
+    .unwrap();
+
+    // A question reaches the other process, which cannot forward it: it keeps it in Postgres,
+    // then dies before it could take the thread over.
+    other
+        .post_event(&app_mention(&format!("Ev{root}"), &channel, &root, "orders by channel"))
+        .await;
+    let kept = || async {
+        let mut connection = app.database.connect().await;
+        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM thread_inbox WHERE thread_ts = $1")
+            .bind(&root)
+            .fetch_one(&mut connection)
+            .await
+            .unwrap();
+        count
+    };
+    threadql_testkit::eventually("the question is kept", std::time::Duration::from_secs(15), || async {
+        kept().await == 1
+    })
+    .await;
+    other.kill_9();
+
+    // Once the silent replica's lease passes, the live one takes the thread and answers.
+    let posts = app.slack.wait_for_posts(&channel, &root, 1).await;
+    assert!(post_text(&posts[0]).contains("mobile"), "{}", post_text(&posts[0]));
+    app.wait_until_idle().await;
+    assert_eq!(kept().await, 0, "taken by the answer");
+    assert_eq!(app.slack.posts_in_thread(&channel, &root).await.len(), 1);
+    assert_eq!(
+        lease(&app, &channel, &root).await.0,
+        format!("http://127.0.0.1:{port}/")
+    );
+}
