@@ -363,8 +363,14 @@ impl Application {
             replica_name(),
         ));
 
-        // Questions a previous process was working on when it stopped get an answer now.
-        match backends.store.threads_with_query_in_flight().await {
+        // Questions a previous process was working on when it stopped get an answer now. With
+        // several replicas the lease sweep does it, for threads whose owner's lease has passed
+        // (not those a live replica is answering).
+        let in_flight = match backends.cluster {
+            Some(_) => Ok(Vec::new()),
+            None => backends.store.threads_with_query_in_flight().await,
+        };
+        match in_flight {
             Ok(threads) => {
                 for thread in threads {
                     registry.activate(thread);

@@ -517,13 +517,18 @@ impl ThreadActor {
                     in_flight.question
                 )
             };
-            if let Err(error) = services.replier.reply(&key, Reply::Text(text)).await {
-                tracing::error!(thread = %key, ?error, "Failed to report an interrupted question");
+            // Another replica took the thread meanwhile: it tells the thread.
+            let fenced = matches!(saved, Err(crate::store::StoreError::Fenced { .. }));
+            if !fenced {
+                if let Err(error) = services.replier.reply(&key, Reply::Text(text)).await {
+                    tracing::error!(thread = %key, ?error, "Failed to report an interrupted question");
+                }
             }
             saved
         };
-        ctx.wait(work.into_actor(self).map(|saved, actor, _| match saved {
+        ctx.wait(work.into_actor(self).map(|saved, actor, ctx| match saved {
             Ok(version) => actor.snapshot_version = version,
+            Err(crate::store::StoreError::Fenced { .. }) => actor.lost_lease(ctx),
             Err(error) => {
                 tracing::error!(thread = %actor.key, ?error, "Failed to clear an interrupted question");
                 actor.needs_reload = true;

@@ -42,8 +42,8 @@ pub trait ThreadOwnership: Send + Sync {
     /// replica shutting down), so the next event's replica claims them at once. The rows stay,
     /// expired, so a thread's epoch only ever grows.
     async fn release(&self, owner: &str, threads: Option<&[ThreadKey]>) -> Result<u64, StoreError>;
-    /// Threads whose owner's lease has passed with work left behind: a question in flight in
-    /// the snapshot (whoever claims the thread tells it the question was not answered), or
+    /// Threads whose owner's lease has passed (or that never had one: written by a single
+    /// replica before) with work left behind: a question in flight in the snapshot (whoever claims the thread tells it the question was not answered), or
     /// messages kept in the inbox (whoever claims it answers them). At most `limit`.
     async fn orphaned_in_flight(&self, limit: i64) -> Result<Vec<ThreadKey>, StoreError>;
     /// Keeps messages for `thread` whose owner could not be reached (`(message ts, message)`,
@@ -160,9 +160,9 @@ impl ThreadOwnership for PostgresStore {
     async fn orphaned_in_flight(&self, limit: i64) -> Result<Vec<ThreadKey>, StoreError> {
         let rows = sqlx::query(
             "(SELECT s.team_id, s.channel_id, s.thread_ts FROM thread_snapshots s \
-              JOIN thread_owners o ON o.team_id = s.team_id AND o.channel_id = s.channel_id \
+              LEFT JOIN thread_owners o ON o.team_id = s.team_id AND o.channel_id = s.channel_id \
                 AND o.thread_ts = s.thread_ts \
-              WHERE o.expires_at < now() AND s.state ? 'in_flight') \
+              WHERE s.state ? 'in_flight' AND (o.expires_at IS NULL OR o.expires_at < now())) \
              UNION \
              (SELECT i.team_id, i.channel_id, i.thread_ts FROM thread_inbox i \
               LEFT JOIN thread_owners o ON o.team_id = i.team_id AND o.channel_id = i.channel_id \

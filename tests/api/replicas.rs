@@ -187,7 +187,6 @@ async fn a_thread_whose_replica_died_mid_question_is_taken_over_and_its_question
         question: "refunds by region".into(),
         answered: false,
     });
-    store.save_snapshot(&thread, 0, &state).await.unwrap();
     let mut connection = app.database.connect().await;
     sqlx::query(
         "INSERT INTO thread_owners (team_id, channel_id, thread_ts, owner, owner_url, epoch, expires_at) \
@@ -199,6 +198,7 @@ async fn a_thread_whose_replica_died_mid_question_is_taken_over_and_its_question
     .execute(&mut connection)
     .await
     .unwrap();
+    store.save_snapshot(&thread, 0, &state).await.unwrap();
 
     // The live replica takes the thread over and tells it, once.
     let told = app.slack.wait_for_posts(&channel, &root, 1).await;

@@ -39,6 +39,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 mod model;
+mod replicas;
 
 use threadql::actors::{ThreadRegistry, UserMessage};
 use threadql::config::Config;
@@ -91,6 +92,9 @@ enum Scenario {
     /// A model derived from a generated 500-table schema (start and refresh) and questions
     /// interpreted over it (Postgres).
     Model(model::ModelArgs),
+    /// One replica vs three over one Postgres (questions spread round robin), and the
+    /// forwarding hop between replicas.
+    Replicas(replicas::ReplicasArgs),
     /// Every scenario with its defaults, each in its own process.
     All,
     /// One ingress variant in this process (started by `ingress`).
@@ -303,6 +307,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logs("model")?;
             model::run(args).await
         }
+        Scenario::Replicas(args) => {
+            init_logs("replicas")?;
+            replicas::run(args).await
+        }
         Scenario::All => all(),
         Scenario::FakeSlack => fake_slack_process(),
         Scenario::PerfSummary(args) => perf_summary(&args),
@@ -314,7 +322,7 @@ fn all() -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("Failed to find the bench executable")?;
     print_machine();
     let mut failed = Vec::new();
-    for scenario in ["ingress", "memory", "activation", "e2e", "model"] {
+    for scenario in ["ingress", "memory", "activation", "e2e", "model", "replicas"] {
         println!("\n## {scenario}\n");
         let status = std::process::Command::new(&exe)
             .arg(scenario)
