@@ -59,7 +59,7 @@ async fn variant(
     database_url: &str,
 ) -> anyhow::Result<()> {
     let mut addresses = Vec::new();
-    let mut handles = Vec::new();
+    let (mut handles, mut running) = (Vec::new(), Vec::new());
     for _ in 0..count {
         let mut extra = vec![("THREADQL_MAX_QUERIES", "1000".to_string())];
         if clustered {
@@ -70,7 +70,7 @@ async fn variant(
         let application = Application::build(config).await.context("Failed to start threadql")?;
         addresses.push(format!("127.0.0.1:{}", application.port()).parse::<SocketAddr>()?);
         handles.push(application.server_handle());
-        actix_rt::spawn(application.run_until_stopped());
+        running.push(actix_rt::spawn(application.run_until_stopped()));
     }
     let factory = Arc::new(EventFactory::new(E2E_QUESTION, u64::MAX)?);
     let counter = Arc::new(AtomicU64::new(0));
@@ -130,6 +130,11 @@ async fn variant(
     }
     for handle in handles {
         handle.stop(false).await;
+    }
+    // Each replica drains and releases its leases before the next variant (and before the
+    // runtime goes away under a Postgres call).
+    for stopped in running {
+        let _ = stopped.await;
     }
     Ok(())
 }
