@@ -13,10 +13,16 @@ const SECRET: &str = "cluster-secret-for-tests";
 /// The cluster settings of a replica advertised on `port`, with a lease long enough that no
 /// renewal happens during a test unless it asks for one.
 fn clustered(port: u16) -> Vec<(&'static str, String)> {
+    clustered_with_lease(port, 60)
+}
+
+/// The same with a lease of `secs` (renewals and the sweep for dead replicas' threads every
+/// third of it).
+fn clustered_with_lease(port: u16, secs: u64) -> Vec<(&'static str, String)> {
     vec![
         ("THREADQL_ADVERTISE_URL", format!("http://127.0.0.1:{port}")),
         ("THREADQL_CLUSTER_SECRET", SECRET.to_string()),
-        ("THREADQL_LEASE_SECS", "60".to_string()),
+        ("THREADQL_LEASE_SECS", secs.to_string()),
     ]
 }
 
@@ -172,10 +178,7 @@ async fn a_thread_whose_replica_died_mid_question_is_taken_over_and_its_question
     use threadql::domain::{InFlight, ThreadKey, ThreadState};
     use threadql::store::{PostgresStore, StateStore};
     let port = free_port();
-    let mut settings = clustered(port);
-    // Renewals and the sweep for dead replicas' threads every second.
-    settings.retain(|(name, _)| *name != "THREADQL_LEASE_SECS");
-    settings.push(("THREADQL_LEASE_SECS", "3".to_string()));
+    let settings = clustered_with_lease(port, 3);
     let app = spawn_app_with(&settings).await;
 
     // A replica (since killed) was working on a question in a thread; its lease has passed.
@@ -223,9 +226,7 @@ async fn when_the_owner_is_killed_with_sigkill_its_threads_go_on_at_another_repl
     let slack = threadql_testkit::FakeSlack::start().await;
     let database = threadql_testkit::TestDatabase::create().await;
     let serve = |port: u16| {
-        let mut settings = clustered(port);
-        settings.retain(|(name, _)| *name != "THREADQL_LEASE_SECS");
-        settings.push(("THREADQL_LEASE_SECS", "3".to_string()));
+        let settings = clustered_with_lease(port, 3);
         let (api_url, database_url) = (slack.api_url(), database.url().to_string());
         async move {
             threadql_testkit::ServerProcess::start(env!("CARGO_BIN_EXE_threadql"), &api_url, &database_url, &settings)
@@ -358,14 +359,10 @@ async fn events_for_two_hundred_threads_spread_over_three_processes_are_answered
 #[actix_rt::test]
 async fn a_message_for_an_unreachable_owner_is_kept_in_postgres_and_answered_after_its_replica_dies() {
     let port = free_port();
-    let mut settings = clustered(port);
-    settings.retain(|(name, _)| *name != "THREADQL_LEASE_SECS");
-    settings.push(("THREADQL_LEASE_SECS", "3".to_string()));
+    let settings = clustered_with_lease(port, 3);
     let app = spawn_app_with(&settings).await;
     let mut other = {
-        let mut settings = clustered(free_port());
-        settings.retain(|(name, _)| *name != "THREADQL_LEASE_SECS");
-        settings.push(("THREADQL_LEASE_SECS", "3".to_string()));
+        let settings = clustered_with_lease(free_port(), 3);
         threadql_testkit::ServerProcess::start(
             env!("CARGO_BIN_EXE_threadql"),
             &app.slack.api_url(),

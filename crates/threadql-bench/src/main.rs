@@ -2392,6 +2392,59 @@ async fn activation_with(args: &ActivationArgs, fake: &LoopbackSlack, database_u
 // Scenario 4: end to end
 // ---------------------------------------------------------------------------------------------
 
+/// Questions, each a new thread, from `concurrency` connections spread round robin over
+/// `addresses` for `duration`; each connection waits for its question's answer before the
+/// next. Returns the question → answer and ack latencies (µs) and the questions unanswered
+/// within 30 s.
+async fn closed_loop(
+    addresses: &[SocketAddr],
+    concurrency: usize,
+    duration: Duration,
+    fake: &Arc<LoopbackSlack>,
+    factory: &Arc<EventFactory>,
+    counter: &Arc<AtomicU64>,
+) -> anyhow::Result<(Vec<u32>, Vec<u32>, u64)> {
+    let deadline = Instant::now() + duration;
+    let tasks = FuturesUnordered::new();
+    for connection in 0..concurrency {
+        let address = addresses[connection % addresses.len()];
+        let (fake, factory, counter) = (fake.clone(), factory.clone(), counter.clone());
+        tasks.push(async move {
+            let secret = SecretString::from(SIGNING_SECRET);
+            let mut stream = TcpStream::connect(address).await?;
+            stream.set_nodelay(true)?;
+            let (mut buf, mut body, mut request) = (Vec::new(), String::new(), Vec::new());
+            let (mut e2e, mut acks, mut missing) = (Vec::new(), Vec::new(), 0u64);
+            while Instant::now() < deadline {
+                let seq = counter.fetch_add(1, Ordering::Relaxed);
+                factory.render(seq, &mut body);
+                build_request(&mut request, body.as_bytes(), &secret);
+                let answered = fake.wait_for_post(&factory.channel(seq));
+                let sent = Instant::now();
+                let status = exchange(&mut stream, &request, &mut buf).await?;
+                acks.push(micros(sent.elapsed()));
+                if status != 200 {
+                    bail!("the server answered HTTP {status}");
+                }
+                match tokio::time::timeout(Duration::from_secs(30), answered).await {
+                    Ok(Ok(at)) => e2e.push(micros(at.saturating_duration_since(sent))),
+                    _ => missing += 1,
+                }
+            }
+            anyhow::Ok((e2e, acks, missing))
+        });
+    }
+    let results: Vec<_> = tasks.collect().await;
+    let (mut e2e, mut acks, mut missing) = (Vec::new(), Vec::new(), 0);
+    for result in results {
+        let (e, a, m) = result?;
+        e2e.extend(e);
+        acks.extend(a);
+        missing += m;
+    }
+    Ok((e2e, acks, missing))
+}
+
 async fn e2e(args: E2eArgs) -> anyhow::Result<()> {
     let fake = Arc::new(LoopbackSlack::start()?);
     println!(
@@ -2431,45 +2484,10 @@ async fn e2e_with(args: &E2eArgs, fake: Arc<LoopbackSlack>, kind: StoreKind, dat
     let factory = Arc::new(EventFactory::new(E2E_QUESTION, u64::MAX)?);
     let counter = Arc::new(AtomicU64::new(0));
     for &concurrency in &args.concurrency {
-        let deadline = Instant::now() + Duration::from_secs(args.duration);
         let started = Instant::now();
-        let tasks = FuturesUnordered::new();
-        for _ in 0..concurrency {
-            let (fake, factory, counter) = (fake.clone(), factory.clone(), counter.clone());
-            tasks.push(async move {
-                let secret = SecretString::from(SIGNING_SECRET);
-                let mut stream = TcpStream::connect(addr).await?;
-                stream.set_nodelay(true)?;
-                let (mut buf, mut body, mut request) = (Vec::new(), String::new(), Vec::new());
-                let (mut e2e, mut acks, mut missing) = (Vec::new(), Vec::new(), 0u64);
-                while Instant::now() < deadline {
-                    let seq = counter.fetch_add(1, Ordering::Relaxed);
-                    factory.render(seq, &mut body);
-                    build_request(&mut request, body.as_bytes(), &secret);
-                    let answered = fake.wait_for_post(&factory.channel(seq));
-                    let sent = Instant::now();
-                    let status = exchange(&mut stream, &request, &mut buf).await?;
-                    acks.push(micros(sent.elapsed()));
-                    if status != 200 {
-                        bail!("the server answered HTTP {status}");
-                    }
-                    match tokio::time::timeout(Duration::from_secs(30), answered).await {
-                        Ok(Ok(at)) => e2e.push(micros(at.saturating_duration_since(sent))),
-                        _ => missing += 1,
-                    }
-                }
-                anyhow::Ok((e2e, acks, missing))
-            });
-        }
-        let results: Vec<_> = tasks.collect().await;
+        let duration = Duration::from_secs(args.duration);
+        let (e2e, acks, missing) = closed_loop(&[addr], concurrency, duration, &fake, &factory, &counter).await?;
         let elapsed = started.elapsed().as_secs_f64();
-        let (mut e2e, mut acks, mut missing) = (Vec::new(), Vec::new(), 0);
-        for result in results {
-            let (e, a, m) = result?;
-            e2e.extend(e);
-            acks.extend(a);
-            missing += m;
-        }
         let answered = e2e.len();
         let (e2e, acks) = (Percentiles::of(e2e), Percentiles::of(acks));
         println!(
