@@ -417,3 +417,93 @@ async fn a_message_for_an_unreachable_owner_is_kept_in_postgres_and_answered_aft
         format!("http://127.0.0.1:{port}/")
     );
 }
+
+#[actix_rt::test]
+async fn an_owner_paused_past_its_lease_with_sigstop_writes_and_posts_nothing_for_its_threads_when_resumed() {
+    let slack = threadql_testkit::FakeSlack::start().await;
+    let database = threadql_testkit::TestDatabase::create().await;
+    let serve = |port: u16| {
+        let settings = clustered_with_lease(port, 3);
+        let (api_url, database_url) = (slack.api_url(), database.url().to_string());
+        async move {
+            threadql_testkit::ServerProcess::start(env!("CARGO_BIN_EXE_threadql"), &api_url, &database_url, &settings)
+                .await
+        }
+    };
+    let (owner_port, other_port) = (free_port(), free_port());
+    let owner = serve(owner_port).await;
+    let other = serve(other_port).await;
+    let (channel, root) = (new_channel(), new_ts());
+    owner
+        .post_event(&app_mention(&format!("Ev{root}"), &channel, &root, "orders by channel"))
+        .await;
+    slack.wait_for_posts(&channel, &root, 1).await;
+    threadql_testkit::eventually("the turn is over", std::time::Duration::from_secs(15), || async {
+        slack.requests("/api/reactions.add").await.iter().any(|request| {
+            serde_json::from_slice::<serde_json::Value>(&request.body)
+                .is_ok_and(|body| body["name"] == "white_check_mark")
+        })
+    })
+    .await;
+
+    // Frozen past its lease; the thread's next message, at the other process, moves it there.
+    owner.pause();
+    let lapsed = || async {
+        let mut connection = database.connect().await;
+        sqlx::query_scalar::<_, bool>("SELECT expires_at < now() FROM thread_owners WHERE thread_ts = $1")
+            .bind(&root)
+            .fetch_one(&mut connection)
+            .await
+            .unwrap()
+    };
+    threadql_testkit::eventually(
+        "the frozen owner's lease passes",
+        std::time::Duration::from_secs(15),
+        lapsed,
+    )
+    .await;
+    let ts = new_ts();
+    other
+        .post_event(&thread_reply(&format!("Ev{ts}"), &channel, &root, &ts, "only web"))
+        .await;
+    slack.wait_for_posts(&channel, &root, 2).await;
+
+    // Thawed: it keeps its live actor for the thread, but learns at its next renewal or write
+    // that the thread moved; a message that reaches it goes to the new owner.
+    owner.resume();
+    let ts = new_ts();
+    owner
+        .post_event(&thread_reply(
+            &format!("Ev{ts}"),
+            &channel,
+            &root,
+            &ts,
+            "by week instead",
+        ))
+        .await;
+    let posts = slack.wait_for_posts(&channel, &root, 3).await;
+    let last = post_text(&posts[2]);
+    assert!(last.contains("version 3") && last.contains("web"), "{last}");
+    let mut connection = database.connect().await;
+    let (url, epoch): (String, i64) = sqlx::query_as("SELECT owner_url, epoch FROM thread_owners WHERE thread_ts = $1")
+        .bind(&root)
+        .fetch_one(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!((url, epoch), (format!("http://127.0.0.1:{other_port}/"), 2));
+    // Nothing more comes from the thawed process: three messages, three answers.
+    threadql_testkit::eventually("every turn is over", std::time::Duration::from_secs(15), || async {
+        let done = slack
+            .requests("/api/reactions.add")
+            .await
+            .iter()
+            .filter(|request| {
+                serde_json::from_slice::<serde_json::Value>(&request.body)
+                    .is_ok_and(|body| body["name"] == "white_check_mark")
+            })
+            .count();
+        done >= 3
+    })
+    .await;
+    assert_eq!(slack.posts_in_thread(&channel, &root).await.len(), 3);
+}

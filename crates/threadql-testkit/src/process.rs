@@ -120,11 +120,25 @@ impl ServerProcess {
 
     /// Sends SIGTERM, as a deploy or `docker stop` does.
     pub fn terminate(&self) {
+        self.signal(libc::SIGTERM, "SIGTERM");
+    }
+
+    /// SIGSTOP: the process stops where it is (a long GC pause, a frozen VM) until [`Self::resume`].
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP, "SIGSTOP");
+    }
+
+    /// SIGCONT after [`Self::pause`].
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT, "SIGCONT");
+    }
+
+    fn signal(&self, signal: libc::c_int, name: &str) {
         let pid = libc::pid_t::try_from(self.child.id()).expect("a pid fits in pid_t");
         // SAFETY: kill takes plain integers and touches no memory of ours; the pid is our child's,
         // which cannot be reused before we wait for it.
-        let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
-        assert_eq!(sent, 0, "kill(SIGTERM): {}", std::io::Error::last_os_error());
+        let sent = unsafe { libc::kill(pid, signal) };
+        assert_eq!(sent, 0, "kill({name}): {}", std::io::Error::last_os_error());
     }
 
     /// The exit status once the process has exited, or `None` if it is still running after
