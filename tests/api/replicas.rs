@@ -33,6 +33,39 @@ async fn two_replicas() -> (TestApp, u16, Replica, u16) {
     (app, first_port, replica, second_port)
 }
 
+/// `threadql serve` advertised on `port` with a 3 s lease, over the test's fake Slack and Postgres.
+async fn serve(
+    slack: &threadql_testkit::FakeSlack,
+    database: &threadql_testkit::TestDatabase,
+    port: u16,
+) -> threadql_testkit::ServerProcess {
+    let settings = clustered_with_lease(port, 3);
+    threadql_testkit::ServerProcess::start(
+        env!("CARGO_BIN_EXE_threadql"),
+        &slack.api_url(),
+        database.url(),
+        &settings,
+    )
+    .await
+}
+
+/// Waits until `count` turns are over: each one's ✅ comes after its last snapshot write.
+async fn turns_over(slack: &threadql_testkit::FakeSlack, count: usize) {
+    threadql_testkit::eventually("the turns are over", std::time::Duration::from_secs(15), || async {
+        let done = slack
+            .requests("/api/reactions.add")
+            .await
+            .iter()
+            .filter(|request| {
+                serde_json::from_slice::<serde_json::Value>(&request.body)
+                    .is_ok_and(|body| body["name"] == "white_check_mark")
+            })
+            .count();
+        done >= count
+    })
+    .await;
+}
+
 /// (owner URL, epoch) of the thread's lease.
 async fn lease(app: &TestApp, channel: &str, root: &str) -> (String, i64) {
     let mut connection = app.database.connect().await;
@@ -225,16 +258,8 @@ async fn when_the_owner_is_killed_with_sigkill_its_threads_go_on_at_another_repl
     // Two `threadql serve` processes sharing one Postgres, with a short lease.
     let slack = threadql_testkit::FakeSlack::start().await;
     let database = threadql_testkit::TestDatabase::create().await;
-    let serve = |port: u16| {
-        let settings = clustered_with_lease(port, 3);
-        let (api_url, database_url) = (slack.api_url(), database.url().to_string());
-        async move {
-            threadql_testkit::ServerProcess::start(env!("CARGO_BIN_EXE_threadql"), &api_url, &database_url, &settings)
-                .await
-        }
-    };
-    let mut owner = serve(free_port()).await;
-    let other = serve(free_port()).await;
+    let mut owner = serve(&slack, &database, free_port()).await;
+    let other = serve(&slack, &database, free_port()).await;
     let (channel, root) = (new_channel(), new_ts());
     owner
         .post_event(&app_mention(&format!("Ev{root}"), &channel, &root, "orders by channel"))
@@ -242,13 +267,7 @@ async fn when_the_owner_is_killed_with_sigkill_its_threads_go_on_at_another_repl
     slack.wait_for_posts(&channel, &root, 1).await;
     // Between turns: the ✅ comes after the turn's last snapshot write (killed before it, the
     // answer would still be marked in flight, and the other replica would say so).
-    threadql_testkit::eventually("the turn is over", std::time::Duration::from_secs(15), || async {
-        slack.requests("/api/reactions.add").await.iter().any(|request| {
-            serde_json::from_slice::<serde_json::Value>(&request.body)
-                .is_ok_and(|body| body["name"] == "white_check_mark")
-        })
-    })
-    .await;
+    turns_over(&slack, 1).await;
 
     // The owner dies between turns without releasing anything; the next message reaches the
     // other replica, which forwards to the dead owner, fails, and claims the thread once the
@@ -422,29 +441,15 @@ async fn a_message_for_an_unreachable_owner_is_kept_in_postgres_and_answered_aft
 async fn an_owner_paused_past_its_lease_with_sigstop_writes_and_posts_nothing_for_its_threads_when_resumed() {
     let slack = threadql_testkit::FakeSlack::start().await;
     let database = threadql_testkit::TestDatabase::create().await;
-    let serve = |port: u16| {
-        let settings = clustered_with_lease(port, 3);
-        let (api_url, database_url) = (slack.api_url(), database.url().to_string());
-        async move {
-            threadql_testkit::ServerProcess::start(env!("CARGO_BIN_EXE_threadql"), &api_url, &database_url, &settings)
-                .await
-        }
-    };
     let (owner_port, other_port) = (free_port(), free_port());
-    let owner = serve(owner_port).await;
-    let other = serve(other_port).await;
+    let owner = serve(&slack, &database, owner_port).await;
+    let other = serve(&slack, &database, other_port).await;
     let (channel, root) = (new_channel(), new_ts());
     owner
         .post_event(&app_mention(&format!("Ev{root}"), &channel, &root, "orders by channel"))
         .await;
     slack.wait_for_posts(&channel, &root, 1).await;
-    threadql_testkit::eventually("the turn is over", std::time::Duration::from_secs(15), || async {
-        slack.requests("/api/reactions.add").await.iter().any(|request| {
-            serde_json::from_slice::<serde_json::Value>(&request.body)
-                .is_ok_and(|body| body["name"] == "white_check_mark")
-        })
-    })
-    .await;
+    turns_over(&slack, 1).await;
 
     // Frozen past its lease; the thread's next message, at the other process, moves it there.
     owner.pause();
@@ -492,18 +497,6 @@ async fn an_owner_paused_past_its_lease_with_sigstop_writes_and_posts_nothing_fo
         .unwrap();
     assert_eq!((url, epoch), (format!("http://127.0.0.1:{other_port}/"), 2));
     // Nothing more comes from the thawed process: three messages, three answers.
-    threadql_testkit::eventually("every turn is over", std::time::Duration::from_secs(15), || async {
-        let done = slack
-            .requests("/api/reactions.add")
-            .await
-            .iter()
-            .filter(|request| {
-                serde_json::from_slice::<serde_json::Value>(&request.body)
-                    .is_ok_and(|body| body["name"] == "white_check_mark")
-            })
-            .count();
-        done >= 3
-    })
-    .await;
+    turns_over(&slack, 3).await;
     assert_eq!(slack.posts_in_thread(&channel, &root).await.len(), 3);
 }
