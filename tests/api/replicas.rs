@@ -49,6 +49,20 @@ async fn serve(
     .await
 }
 
+/// A thread started at `server` whose first turn is over (answered, its snapshot written).
+async fn thread_answered_at(
+    server: &threadql_testkit::ServerProcess,
+    slack: &threadql_testkit::FakeSlack,
+) -> (String, String) {
+    let (channel, root) = (new_channel(), new_ts());
+    server
+        .post_event(&app_mention(&format!("Ev{root}"), &channel, &root, "orders by channel"))
+        .await;
+    slack.wait_for_posts(&channel, &root, 1).await;
+    turns_over(slack, 1).await;
+    (channel, root)
+}
+
 /// Waits until `count` turns are over: each one's ✅ comes after its last snapshot write.
 async fn turns_over(slack: &threadql_testkit::FakeSlack, count: usize) {
     threadql_testkit::eventually("the turns are over", std::time::Duration::from_secs(15), || async {
@@ -260,14 +274,9 @@ async fn when_the_owner_is_killed_with_sigkill_its_threads_go_on_at_another_repl
     let database = threadql_testkit::TestDatabase::create().await;
     let mut owner = serve(&slack, &database, free_port()).await;
     let other = serve(&slack, &database, free_port()).await;
-    let (channel, root) = (new_channel(), new_ts());
-    owner
-        .post_event(&app_mention(&format!("Ev{root}"), &channel, &root, "orders by channel"))
-        .await;
-    slack.wait_for_posts(&channel, &root, 1).await;
     // Between turns: the ✅ comes after the turn's last snapshot write (killed before it, the
     // answer would still be marked in flight, and the other replica would say so).
-    turns_over(&slack, 1).await;
+    let (channel, root) = thread_answered_at(&owner, &slack).await;
 
     // The owner dies between turns without releasing anything; the next message reaches the
     // other replica, which forwards to the dead owner, fails, and claims the thread once the
@@ -444,12 +453,7 @@ async fn an_owner_paused_past_its_lease_with_sigstop_writes_and_posts_nothing_fo
     let (owner_port, other_port) = (free_port(), free_port());
     let owner = serve(&slack, &database, owner_port).await;
     let other = serve(&slack, &database, other_port).await;
-    let (channel, root) = (new_channel(), new_ts());
-    owner
-        .post_event(&app_mention(&format!("Ev{root}"), &channel, &root, "orders by channel"))
-        .await;
-    slack.wait_for_posts(&channel, &root, 1).await;
-    turns_over(&slack, 1).await;
+    let (channel, root) = thread_answered_at(&owner, &slack).await;
 
     // Frozen past its lease; the thread's next message, at the other process, moves it there.
     owner.pause();
