@@ -201,3 +201,55 @@ async fn an_embedded_store_refuses_a_fenced_write_rather_than_write_it_unfenced(
     assert!(store.load_snapshot(&thread).await.unwrap().is_none());
     assert!(store.ownership().is_none());
 }
+
+#[tokio::test]
+async fn the_inbox_keeps_a_message_once_until_its_turn_settles_it() {
+    let (database, store) = store().await;
+    let (busy, other) = (thread(), thread());
+    let message = |ts: &str| (ts.to_string(), serde_json::json!({ "message_ts": ts }));
+
+    assert_eq!(store.keep(&busy, &[message("1.1")]).await.unwrap(), 1);
+    assert_eq!(store.keep(&busy, &[message("1.2")]).await.unwrap(), 1);
+    assert_eq!(
+        store.keep(&other, &[message("1.1")]).await.unwrap(),
+        1,
+        "keyed by thread and message"
+    );
+    // Slack's retry of a message taken at another replica while Redis was down.
+    assert_eq!(store.keep(&busy, &[message("1.1")]).await.unwrap(), 0, "kept once");
+    let pending: Vec<String> = store
+        .pending(&busy)
+        .await
+        .unwrap()
+        .iter()
+        .map(|message| message["message_ts"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        pending,
+        ["1.1", "1.2"],
+        "oldest first, and still there after being read"
+    );
+
+    store.settle(&busy, "1.1").await.unwrap();
+    assert_eq!(store.pending(&busy).await.unwrap().len(), 1);
+    assert_eq!(
+        store.pending(&other).await.unwrap().len(),
+        1,
+        "another thread's message stays"
+    );
+
+    // Not answered and nobody holds the thread: the sweep finds it once the message has waited
+    // a moment (a message just taken is its replica's to claim).
+    assert!(!store.orphaned_in_flight(100).await.unwrap().contains(&busy));
+    let mut connection = database.connect().await;
+    sqlx::query("UPDATE thread_inbox SET kept_at = kept_at - interval '1 minute'")
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    assert!(store.orphaned_in_flight(100).await.unwrap().contains(&busy));
+    store.claim(&busy, A, A_URL, LEASE).await.unwrap();
+    assert!(
+        !store.orphaned_in_flight(100).await.unwrap().contains(&busy),
+        "held by a live replica"
+    );
+}

@@ -1,5 +1,5 @@
 //! Actors: one [`ThreadActor`] per Slack thread, found through the [`ThreadRegistry`].
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 
 use actix::Addr;
@@ -11,13 +11,13 @@ mod backlog;
 pub mod registry;
 pub mod thread;
 
-pub use registry::ThreadRegistry;
+pub use registry::{Dispatched, ThreadRegistry};
 pub use thread::{ThreadActor, UserMessage};
 
 /// Live thread actors by thread: the registry adds them, each removes itself when it stops.
 pub type ThreadMap = DashMap<ThreadKey, LiveThread>;
 
-/// A live thread actor and its mailbox depth.
+/// A live thread actor, its mailbox depth and whether it owns the thread.
 #[derive(Clone)]
 pub struct LiveThread {
     pub address: Addr<ThreadActor>,
@@ -25,4 +25,7 @@ pub struct LiveThread {
     /// up on dispatch and down when the message's backlog ticket drops. The registry samples it
     /// for `threadql_mailbox_messages{,_max}`.
     pub depth: Arc<AtomicUsize>,
+    /// Whether the actor answers the thread's messages here (it holds the lease, or there is
+    /// one replica), rather than claiming it or forwarding to the replica that holds it.
+    pub owns: Arc<AtomicBool>,
 }

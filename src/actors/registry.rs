@@ -1,7 +1,7 @@
 //! Finds the live actor of a thread, starting it (from its snapshot) on a miss. Live actors are
 //! looked up in a `DashMap`, so routing never queues behind another thread's work.
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -85,6 +85,46 @@ impl ThreadRegistry {
         tracing::error!(%thread, "Failed to deliver a message: the thread actor stopped twice in a row");
     }
 
+    /// [`ThreadRegistry::dispatch`] for a message Slack is about to be told was received. With
+    /// several replicas the message is first kept in the thread's inbox in Postgres, so that it
+    /// is answered even should this replica, or the owner it is forwarded to, die before its
+    /// turn; a message kept already (Slack's retry that reached another replica while Redis was
+    /// down) is not dispatched again. Single replica, or Postgres out of reach: dispatched from
+    /// memory, as always.
+    pub async fn dispatch_kept(&self, thread: ThreadKey, message: UserMessage) -> Dispatched {
+        let keep = self.services.cluster.is_some() && !message.message_ts.is_empty();
+        if keep && self.services.ownership_store().is_some() {
+            let (wire, ts) = (message.to_wire(&thread), message.message_ts.to_string());
+            let (services, key) = (self.services.clone(), thread.clone());
+            let (sent, kept) = tokio::sync::oneshot::channel();
+            // On the thread's arbiter, not the caller's HTTP worker: a Postgres connection
+            // belongs to the runtime that opened it, and the workers stop before the drain's
+            // turns (which share the pool) are over.
+            self.arbiter_of(&thread).spawn(async move {
+                let kept = match (services.ownership_store(), serde_json::to_value(&wire)) {
+                    (Some(ownership), Ok(wire)) => ownership.keep(&key, &[(ts, wire)]).await,
+                    (_, Err(error)) => Err(crate::store::StoreError::Unexpected(error.into())),
+                    (None, _) => Ok(1),
+                };
+                let _ = sent.send(kept);
+            });
+            let kept = kept.await.unwrap_or_else(|_| {
+                Err(crate::store::StoreError::Unexpected(anyhow::anyhow!(
+                    "the thread arbiter stopped"
+                )))
+            });
+            match kept {
+                Ok(0) => return Dispatched::Duplicate,
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(%thread, ?error, "Failed to keep a message in the thread's inbox; it waits in memory")
+                }
+            }
+        }
+        self.dispatch(thread, message);
+        Dispatched::Queued
+    }
+
     /// Starts a thread's actor (from its snapshot) without a message, e.g. to report a
     /// question a restart interrupted.
     pub fn activate(&self, thread: ThreadKey) {
@@ -108,9 +148,14 @@ impl ThreadRegistry {
         self.threads.contains_key(thread)
     }
 
-    /// The threads with a live actor here.
-    pub fn live_keys(&self) -> Vec<ThreadKey> {
-        self.threads.iter().map(|entry| entry.key().clone()).collect()
+    /// The threads whose live actor here owns them (answers their messages): across replicas,
+    /// a thread is in at most one replica's list. Actors that forward to the owner are not.
+    pub fn owned_keys(&self) -> Vec<ThreadKey> {
+        self.threads
+            .iter()
+            .filter(|entry| entry.value().owns.load(Ordering::Relaxed))
+            .map(|entry| entry.key().clone())
+            .collect()
     }
 
     /// Gives up every lease this replica holds (it is stopping, its turns are over), so the
@@ -125,12 +170,17 @@ impl ThreadRegistry {
         }
     }
 
-    /// `new_thread`: the first message is the thread's root, so there is no snapshot to read.
-    fn spawn(&self, thread: ThreadKey, new_thread: bool) -> LiveThread {
+    /// The arbiter a thread's actor runs on (always the same one for a thread).
+    fn arbiter_of(&self, thread: &ThreadKey) -> &ArbiterHandle {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         thread.hash(&mut hasher);
         let index = (hasher.finish() % self.arbiters.len() as u64) as usize;
-        let arbiter = &self.arbiters[index];
+        &self.arbiters[index]
+    }
+
+    /// `new_thread`: the first message is the thread's root, so there is no snapshot to read.
+    fn spawn(&self, thread: ThreadKey, new_thread: bool) -> LiveThread {
+        let arbiter = self.arbiter_of(&thread);
         let services = self.services.clone();
         let threads = Arc::downgrade(&self.threads);
         let metrics = &self.services.metrics;
@@ -138,14 +188,24 @@ impl ThreadRegistry {
         let source = if new_thread { "new" } else { "snapshot" };
         metrics.activations.with_label_values(&[source]).inc();
         let spawned = std::time::Instant::now();
+        let (owns, depth) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+        let registered = (owns.clone(), self.backlog.clone(), depth.clone());
         let address = ThreadActor::start_in_arbiter(arbiter, move |_| {
-            ThreadActor::new(thread, services, threads, new_thread).spawned_at(spawned)
+            let (owns, backlog, depth) = registered;
+            ThreadActor::new(thread, services, threads, new_thread)
+                .spawned_at(spawned)
+                .registered(owns, backlog, depth)
         });
-        LiveThread {
-            address,
-            depth: Arc::new(AtomicUsize::new(0)),
-        }
+        LiveThread { address, depth, owns }
     }
+}
+
+/// What became of a message handed to [`ThreadRegistry::dispatch_kept`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dispatched {
+    Queued,
+    /// Another replica took it already and it is not answered yet.
+    Duplicate,
 }
 
 /// Renews every lease this replica holds, in one statement every third of the lease, and tells

@@ -2,6 +2,7 @@
 //! in arrival order, persists a snapshot after every turn and only then posts the answer.
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -9,7 +10,7 @@ use actix::prelude::*;
 use futures::FutureExt;
 use tracing::Instrument;
 
-use super::backlog::BacklogTicket;
+use super::backlog::{Backlog, BacklogTicket};
 use super::ThreadMap;
 use crate::cluster::ForwardedMessage;
 use crate::domain::{Command, ErrorCode, MessageTs, Origin, Reply, ThreadKey, ThreadState, UserId};
@@ -88,7 +89,7 @@ impl UserMessage {
     }
 
     /// The message as it travels to the thread's owner.
-    fn to_wire(&self, thread: &ThreadKey) -> ForwardedMessage {
+    pub(crate) fn to_wire(&self, thread: &ThreadKey) -> ForwardedMessage {
         ForwardedMessage {
             thread: thread.clone(),
             user: self.user.to_string(),
@@ -125,6 +126,9 @@ pub struct CheckLease;
 /// lease passes within `THREADQL_LEASE_SECS`).
 const RECLAIM_AFTER: Duration = Duration::from_millis(500);
 
+/// How long a retired actor stays to forward what was already on its way to it.
+const RETIRE_GRACE: Duration = Duration::from_secs(1);
+
 /// How often an actor checks whether it has been idle long enough to passivate.
 const IDLE_CHECK_EVERY: Duration = Duration::from_secs(5);
 
@@ -146,6 +150,13 @@ pub struct ThreadActor {
     ownership: Ownership,
     /// A message is on its way to the owner (`Ownership::Forwarding`); the next waits for it.
     forwarding: bool,
+    /// The lease was this replica's and is being claimed again: should another replica hold
+    /// it now, this actor stops rather than stay as a second live actor of the thread.
+    lost: bool,
+    /// Mirrors whether `ownership` lets this actor answer (read by the registry's `owned_keys`).
+    owns: Arc<AtomicBool>,
+    /// The registry's backlog and this actor's mailbox depth (see [`ThreadActor::registered`]).
+    counted: Option<(Arc<Backlog>, Arc<AtomicUsize>)>,
 }
 
 struct RunningTurn {
@@ -173,7 +184,33 @@ impl ThreadActor {
             spawned: Instant::now(),
             ownership: if shared { Ownership::Claiming } else { Ownership::Alone },
             forwarding: false,
+            lost: false,
+            owns: Arc::new(AtomicBool::new(!shared)),
+            counted: None,
         }
+    }
+
+    /// Keeps the registry's entry up to date: `owns`, whether this actor answers the thread's
+    /// messages; and counts the messages it queues itself (read from the inbox, or handed back
+    /// by a fenced turn) in `backlog` and `depth`, as dispatched ones are, so a stopping
+    /// replica waits for their turns too.
+    pub(crate) fn registered(mut self, owns: Arc<AtomicBool>, backlog: Arc<Backlog>, depth: Arc<AtomicUsize>) -> Self {
+        owns.store(self.owns.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.owns = owns;
+        self.counted = Some((backlog, depth));
+        self
+    }
+
+    /// A backlog ticket for a message this actor queues itself.
+    fn ticket(&self) -> Option<BacklogTicket> {
+        let (backlog, depth) = self.counted.as_ref()?;
+        Some(BacklogTicket::new(backlog.clone()).in_mailbox(depth.clone()))
+    }
+
+    fn set_ownership(&mut self, ownership: Ownership) {
+        let owns = matches!(ownership, Ownership::Alone | Ownership::Owned(_));
+        self.owns.store(owns, Ordering::Relaxed);
+        self.ownership = ownership;
     }
 
     /// When the registry decided to start this actor (its activation is timed from then).
@@ -239,11 +276,16 @@ impl ThreadActor {
         // Counted in the backlog until the turn is over, not only until it starts.
         let ticket = message.ticket.take();
         let request = message.into_request();
+        let message_ts = request.message_ts.to_string();
         let permits = self.services.turn_permits.clone();
+        let (inbox_services, inbox_key) = (services.clone(), key.clone());
         let turn = async move {
             // Never closed, so the permit always comes; held until the turn is over.
             let _permit = permits.acquire_owned().await.ok();
             let outcome = turn.run(request).instrument(span).await;
+            if !outcome.fenced {
+                settle(&inbox_services, &inbox_key, &message_ts).await;
+            }
             drop(ticket);
             outcome
         };
@@ -290,7 +332,9 @@ impl ThreadActor {
                 // Another replica owns the thread now: this message is its to answer.
                 tracing::warn!(thread = %actor.key, "Lost the thread to another replica mid-turn; handing the message over");
                 if let Some(finished) = finished {
-                    actor.queue.push_front(UserMessage::forwarded(finished.message).1);
+                    let mut message = UserMessage::forwarded(finished.message).1;
+                    message.ticket = actor.ticket();
+                    actor.queue.push_front(message);
                 }
                 actor.lost_lease(ctx);
                 return;
@@ -307,7 +351,8 @@ impl ThreadActor {
     /// The lease may be another replica's now: forget the state read under it and claim again
     /// (this replica keeps the thread if nobody took it; otherwise its messages go there).
     fn lost_lease(&mut self, ctx: &mut Context<Self>) {
-        self.ownership = Ownership::Claiming;
+        self.set_ownership(Ownership::Claiming);
+        self.lost = true;
         self.needs_reload = true;
         if self.running.is_none() {
             self.claim(ctx);
@@ -318,7 +363,7 @@ impl ThreadActor {
     /// is queued.
     fn claim(&mut self, ctx: &mut Context<Self>) {
         let Some(cluster) = self.services.cluster.clone() else {
-            self.ownership = Ownership::Alone;
+            self.set_ownership(Ownership::Alone);
             return;
         };
         let (store, key) = (self.services.store.clone(), self.key.clone());
@@ -337,17 +382,17 @@ impl ThreadActor {
                 if epoch > 1 {
                     actor.needs_reload = true;
                 }
-                actor.ownership = Ownership::Owned(Fence { owner: me, epoch });
-                // Both start what is queued once done.
-                actor.take_kept(ctx);
-                if actor.needs_reload {
-                    actor.load_snapshot(ctx, 0);
-                } else {
-                    actor.activated();
-                }
+                actor.set_ownership(Ownership::Owned(Fence { owner: me, epoch }));
+                actor.lost = false;
+                actor.read_inbox(ctx);
             }
             Ok((Claim::OwnedBy { url, .. }, _)) => {
-                actor.ownership = Ownership::Forwarding { url };
+                actor.set_ownership(Ownership::Forwarding { url });
+                if std::mem::take(&mut actor.lost) {
+                    // Taken over while this replica was away: the thread lives there now.
+                    tracing::info!(thread = %actor.key, "The thread moved to another replica; retiring its actor here");
+                    actor.retire(ctx);
+                }
                 actor.forward_next(ctx);
             }
             Err(error) => {
@@ -357,7 +402,8 @@ impl ThreadActor {
         }));
     }
 
-    /// The owner cannot be reached: what is queued goes to the thread's inbox in Postgres, so
+    /// The owner cannot be reached: what is queued goes to the thread's inbox in Postgres (where
+    /// messages are kept from their ack already, unless Postgres could not take them then), so
     /// that whoever owns the thread next answers it even should this replica die meanwhile.
     /// Kept in memory when Postgres cannot take it either.
     fn keep_queue_for_owner(&mut self, ctx: &mut Context<Self>) {
@@ -375,7 +421,7 @@ impl ThreadActor {
         let (services, key) = (self.services.clone(), self.key.clone());
         let keep = async move {
             match services.ownership_store() {
-                Some(ownership) => ownership.keep_for_owner(&key, &kept).await,
+                Some(ownership) => ownership.keep(&key, &kept).await.map(|_| ()),
                 None => Ok(()),
             }
         };
@@ -398,20 +444,40 @@ impl ThreadActor {
         }));
     }
 
-    /// Messages kept for this thread while its owner could not be reached come first, before
-    /// anything queued here (holds the mailbox while they are read).
-    fn take_kept(&mut self, ctx: &mut Context<Self>) {
+    /// Messages kept for this thread and not answered yet (taken by a replica that died, or
+    /// whose owner could not be reached) come first, before anything queued here that is not
+    /// among them (holds the mailbox while they are read). Then the thread is ready: its
+    /// snapshot is read if needed, and what is queued starts.
+    fn read_inbox(&mut self, ctx: &mut Context<Self>) {
         let (services, key) = (self.services.clone(), self.key.clone());
         let take = async move {
             match services.ownership_store() {
-                Some(ownership) => ownership.take_kept(&key).await,
+                Some(ownership) => ownership.pending(&key).await,
                 None => Ok(Vec::new()),
             }
         };
         ctx.wait(take.into_actor(self).map(|taken, actor, ctx| {
             actor.queue_kept(taken);
-            actor.start_next(ctx);
+            // The snapshot is read before any of them runs: a question the last owner left in
+            // flight is reported first.
+            if actor.needs_reload {
+                actor.load_snapshot(ctx, 0);
+            } else {
+                actor.activated();
+                actor.start_next(ctx);
+            }
         }));
+    }
+
+    /// Whether the message with this ts is queued or being answered here already (the inbox and
+    /// a forward can both bring it).
+    fn holds(&self, message_ts: &MessageTs) -> bool {
+        !message_ts.is_empty()
+            && (self.queue.iter().any(|queued| queued.message_ts == *message_ts)
+                || self
+                    .running
+                    .as_ref()
+                    .is_some_and(|running| running.message.message_ts == message_ts.as_str()))
     }
 
     /// Puts the kept messages ahead of the queue, oldest first.
@@ -426,11 +492,13 @@ impl ThreadActor {
             .into_iter()
             .filter_map(|value| serde_json::from_value::<ForwardedMessage>(value).ok())
             .map(|message| UserMessage::forwarded(message).1)
+            .filter(|message| !self.holds(&message.message_ts))
             .collect();
         if !messages.is_empty() {
-            tracing::info!(thread = %self.key, kept = messages.len(), "Answering messages kept while the thread's owner was out of reach");
+            tracing::info!(thread = %self.key, kept = messages.len(), "Answering messages taken for this thread elsewhere and not answered yet");
         }
-        for message in messages.into_iter().rev() {
+        for mut message in messages.into_iter().rev() {
+            message.ticket = self.ticket();
             self.queue.push_front(message);
         }
     }
@@ -468,7 +536,7 @@ impl ThreadActor {
                 Err(error) => {
                     tracing::warn!(thread = %actor.key, %error, "Failed to forward a message to the thread's owner; keeping it for the next owner");
                     actor.queue.push_front(message);
-                    actor.ownership = Ownership::Claiming;
+                    actor.set_ownership(Ownership::Claiming);
                     actor.keep_queue_for_owner(ctx);
                     ctx.run_later(RECLAIM_AFTER, |actor, ctx| {
                         if actor.ownership == Ownership::Claiming {
@@ -565,6 +633,19 @@ impl ThreadActor {
         });
     }
 
+    /// Leaves the registry (the thread's next message starts a new actor), then stops once
+    /// what reached this one meanwhile (a dispatch that found it just before) is forwarded.
+    fn retire(&mut self, ctx: &mut Context<Self>) {
+        self.deregister(ctx);
+        ctx.run_later(RETIRE_GRACE, |actor, ctx| {
+            if actor.queue.is_empty() && actor.running.is_none() && !actor.forwarding {
+                ctx.stop();
+            } else {
+                actor.retire(ctx);
+            }
+        });
+    }
+
     fn deregister(&self, ctx: &Context<Self>) {
         if let Some(threads) = self.threads.upgrade() {
             let me = ctx.address();
@@ -653,7 +734,7 @@ impl Handler<CheckLease> for ThreadActor {
                 self.lost_lease(ctx);
             }
             Ownership::Forwarding { .. } if !self.forwarding => {
-                self.ownership = Ownership::Claiming;
+                self.set_ownership(Ownership::Claiming);
                 self.claim(ctx);
             }
             Ownership::Alone | Ownership::Claiming | Ownership::Forwarding { .. } => {}
@@ -664,8 +745,16 @@ impl Handler<CheckLease> for ThreadActor {
 impl Handler<UserMessage> for ThreadActor {
     type Result = ();
 
-    fn handle(&mut self, message: UserMessage, ctx: &mut Self::Context) {
+    fn handle(&mut self, mut message: UserMessage, ctx: &mut Self::Context) {
         self.last_activity = Instant::now();
+        if self.holds(&message.message_ts) {
+            // Forwarded while this replica read it from the inbox (or forwarded twice): the
+            // copy held here is answered; this one is done.
+            if let Some(done) = message.done.take() {
+                let _ = done.send(());
+            }
+            return;
+        }
         // Decided on arrival, not when the message's turn comes: the running turn's query is
         // what `cancel` and a newer question are about.
         if let Some(running) = self.running.as_ref().filter(|r| r.runs_query) {
@@ -673,6 +762,9 @@ impl Handler<UserMessage> for ThreadActor {
                 Command::Cancel => {
                     running.signal.cancel(CancelReason::ByUser);
                     // The cancelled turn says so; this message needs no turn of its own.
+                    let (services, key, message_ts) =
+                        (self.services.clone(), self.key.clone(), message.message_ts.to_string());
+                    ctx.spawn(async move { settle(&services, &key, &message_ts).await }.into_actor(self));
                     return;
                 }
                 Command::Ask(_) => running.signal.cancel(CancelReason::Superseded),
@@ -681,5 +773,19 @@ impl Handler<UserMessage> for ThreadActor {
         }
         self.queue.push_back(message);
         self.start_next(ctx);
+    }
+}
+
+/// Forgets a message kept in the thread's inbox (several replicas): its turn is over. A failure
+/// costs only a second look: whoever reads the inbox again finds the message answered already.
+async fn settle(services: &ThreadServices, key: &ThreadKey, message_ts: &str) {
+    let Some(ownership) = services.ownership_store() else {
+        return;
+    };
+    if message_ts.is_empty() {
+        return;
+    }
+    if let Err(error) = ownership.settle(key, message_ts).await {
+        tracing::warn!(thread = %key, ?error, "Failed to forget an answered message; it is found answered later");
     }
 }

@@ -13,6 +13,9 @@ use crate::domain::{Origin, ThreadKey};
 
 /// The path of the internal endpoint, served only on the advertised port.
 pub const FORWARD_PATH: &str = "/internal/forward";
+/// The internal endpoint that lists the threads this replica owns (operators, and the tests
+/// that check a thread is live at one replica only).
+pub const OWNED_THREADS_PATH: &str = "/internal/threads";
 /// How long a forwarded message may take to be accepted (the owner only queues it).
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(2);
 

@@ -11,7 +11,7 @@ use super::blocks::{self, EditMetadata};
 use super::events::{classify, Classified, Envelope, InboundMessage};
 use super::verify::SignatureVerifier;
 use super::web_api::SlackWebApi;
-use crate::actors::{ThreadRegistry, UserMessage};
+use crate::actors::{Dispatched, ThreadRegistry, UserMessage};
 use crate::domain::ThreadKey;
 use crate::domain::{ErrorCode, MessageTs, Origin, UserId};
 use crate::interpret::Interpreter;
@@ -357,10 +357,8 @@ impl SlackIngress {
             let Some(thread) = ThreadKey::parse(&command.team_id, &command.channel_id, &root_ts) else {
                 return;
             };
-            registry.dispatch(
-                thread,
-                UserMessage::new(&command.user_id, &question, &root_ts, Origin::Mention),
-            );
+            let message = UserMessage::new(&command.user_id, &question, &root_ts, Origin::Mention);
+            registry.dispatch_kept(thread, message).await;
         });
         serde_json::json!({})
     }
@@ -410,8 +408,6 @@ impl SlackIngress {
                 return self.notify_rate_limited(&message, retry_after);
             }
         }
-        span.record("outcome", "accepted");
-        self.count(endpoint, "accepted");
         let InboundMessage {
             thread,
             user,
@@ -424,7 +420,12 @@ impl SlackIngress {
         user_message.version = version;
         user_message.event_id = event_id;
         user_message.span = span.clone();
-        self.registry.dispatch(thread, user_message);
+        let outcome = match self.registry.dispatch_kept(thread, user_message).await {
+            Dispatched::Queued => "accepted",
+            Dispatched::Duplicate => "duplicate",
+        };
+        span.record("outcome", outcome);
+        self.count(endpoint, outcome);
     }
 
     /// Whether a message for `thread` should wait for Slack's redelivery: it would start a

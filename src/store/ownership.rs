@@ -43,18 +43,20 @@ pub trait ThreadOwnership: Send + Sync {
     /// expired, so a thread's epoch only ever grows.
     async fn release(&self, owner: &str, threads: Option<&[ThreadKey]>) -> Result<u64, StoreError>;
     /// Threads whose owner's lease has passed (or that never had one: written by a single
-    /// replica before) with work left behind: a question in flight in the snapshot (whoever claims the thread tells it the question was not answered), or
-    /// messages kept in the inbox (whoever claims it answers them). At most `limit`.
+    /// replica before) with work left behind: a question in flight in the snapshot (whoever
+    /// claims the thread tells it the question was not answered), or messages kept in the inbox
+    /// for more than a moment (whoever claims it answers them). At most `limit`.
     async fn orphaned_in_flight(&self, limit: i64) -> Result<Vec<ThreadKey>, StoreError>;
-    /// Keeps messages for `thread` whose owner could not be reached (`(message ts, message)`,
-    /// oldest first), for its next owner. A message kept already is kept once.
-    async fn keep_for_owner(
-        &self,
-        thread: &ThreadKey,
-        messages: &[(String, serde_json::Value)],
-    ) -> Result<(), StoreError>;
-    /// Takes the messages kept for `thread`, oldest first (the new owner answers them).
-    async fn take_kept(&self, thread: &ThreadKey) -> Result<Vec<serde_json::Value>, StoreError>;
+    /// Keeps messages for `thread` until they are answered (`(message ts, message)`, oldest
+    /// first): written before Slack's ack, so a message survives the replica that took it and
+    /// the one it was forwarded to. Answers how many were new: a message kept already (Slack's
+    /// retry reaching another replica while Redis was down) is kept once.
+    async fn keep(&self, thread: &ThreadKey, messages: &[(String, serde_json::Value)]) -> Result<u64, StoreError>;
+    /// The messages kept for `thread` and not answered yet, oldest first (whoever claims the
+    /// thread answers those it does not hold already).
+    async fn pending(&self, thread: &ThreadKey) -> Result<Vec<serde_json::Value>, StoreError>;
+    /// Forgets a kept message: its turn is over (answered, or found answered before).
+    async fn settle(&self, thread: &ThreadKey, message_ts: &str) -> Result<(), StoreError>;
 }
 
 /// Tries of a claim that found an owner which was gone by the time it was read.
@@ -167,7 +169,8 @@ impl ThreadOwnership for PostgresStore {
              (SELECT i.team_id, i.channel_id, i.thread_ts FROM thread_inbox i \
               LEFT JOIN thread_owners o ON o.team_id = i.team_id AND o.channel_id = i.channel_id \
                 AND o.thread_ts = i.thread_ts \
-              WHERE o.expires_at IS NULL OR o.expires_at < now()) \
+              WHERE (o.expires_at IS NULL OR o.expires_at < now()) \
+                AND i.kept_at < now() - interval '2 seconds') \
              LIMIT $1",
         )
         .bind(limit)
@@ -180,15 +183,11 @@ impl ThreadOwnership for PostgresStore {
             .collect())
     }
 
-    async fn keep_for_owner(
-        &self,
-        thread: &ThreadKey,
-        messages: &[(String, serde_json::Value)],
-    ) -> Result<(), StoreError> {
+    async fn keep(&self, thread: &ThreadKey, messages: &[(String, serde_json::Value)]) -> Result<u64, StoreError> {
         let stamps: Vec<&str> = messages.iter().map(|(ts, _)| ts.as_str()).collect();
         let bodies: Vec<String> = messages.iter().map(|(_, message)| message.to_string()).collect();
         // Kept in order: the timestamps grow with the position in the list.
-        sqlx::query(
+        let kept = sqlx::query(
             "INSERT INTO thread_inbox (team_id, channel_id, thread_ts, message_ts, message, kept_at) \
              SELECT $1, $2, $3, m.message_ts, m.message::jsonb, clock_timestamp() + m.position * interval '1 microsecond' \
              FROM UNNEST($4::text[], $5::text[]) WITH ORDINALITY AS m(message_ts, message, position) \
@@ -201,25 +200,36 @@ impl ThreadOwnership for PostgresStore {
         .bind(&bodies)
         .execute(&self.pool)
         .await
-        .context("Failed to keep messages for a thread's next owner")?;
-        Ok(())
+        .context("Failed to keep messages for a thread")?;
+        Ok(kept.rows_affected())
     }
 
-    async fn take_kept(&self, thread: &ThreadKey) -> Result<Vec<serde_json::Value>, StoreError> {
+    async fn pending(&self, thread: &ThreadKey) -> Result<Vec<serde_json::Value>, StoreError> {
         let rows = sqlx::query(
-            "DELETE FROM thread_inbox WHERE team_id = $1 AND channel_id = $2 AND thread_ts = $3 \
-             RETURNING kept_at, message",
+            "SELECT message FROM thread_inbox WHERE team_id = $1 AND channel_id = $2 AND thread_ts = $3 \
+             ORDER BY kept_at",
         )
         .bind(thread.team().as_str())
         .bind(thread.channel().as_str())
         .bind(thread.thread_ts().as_str())
         .fetch_all(&self.pool)
         .await
-        .context("Failed to take the messages kept for a thread")?;
-        let mut kept: Vec<(chrono::DateTime<chrono::Utc>, serde_json::Value)> =
-            rows.iter().map(|row| (row.get(0), row.get(1))).collect();
-        kept.sort_by_key(|(at, _)| *at);
-        Ok(kept.into_iter().map(|(_, message)| message).collect())
+        .context("Failed to read the messages kept for a thread")?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
+    async fn settle(&self, thread: &ThreadKey, message_ts: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "DELETE FROM thread_inbox WHERE team_id = $1 AND channel_id = $2 AND thread_ts = $3 AND message_ts = $4",
+        )
+        .bind(thread.team().as_str())
+        .bind(thread.channel().as_str())
+        .bind(thread.thread_ts().as_str())
+        .bind(message_ts)
+        .execute(&self.pool)
+        .await
+        .context("Failed to forget an answered message")?;
+        Ok(())
     }
 }
 

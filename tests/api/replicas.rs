@@ -63,6 +63,57 @@ async fn thread_answered_at(
     (channel, root)
 }
 
+/// The threads a replica's internal endpoint lists as owned there (live and answering).
+async fn owned_at(port: u16) -> Vec<String> {
+    let response = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/internal/threads"))
+        .bearer_auth(SECRET)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    body["owned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|key| key.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// `threadql serve` advertised on `port` with a 3 s lease, sharing `redis` (under the test's
+/// prefix), with limits high enough for one user to ask hundreds of questions at once.
+async fn serve_busy(
+    slack: &threadql_testkit::FakeSlack,
+    database: &threadql_testkit::TestDatabase,
+    port: u16,
+    redis: (&str, &str),
+) -> threadql_testkit::ServerProcess {
+    let mut settings = clustered_with_lease(port, 3);
+    settings.push(("REDIS_URL", redis.0.to_string()));
+    settings.push(("THREADQL_REDIS_PREFIX", redis.1.to_string()));
+    settings.push(("THREADQL_RATE_LIMIT_PER_MINUTE", "100000".to_string()));
+    settings.push(("THREADQL_MAX_QUERIES_PER_USER", "1000".to_string()));
+    settings.push(("THREADQL_MAX_QUERIES", "1000".to_string()));
+    threadql_testkit::ServerProcess::start(
+        env!("CARGO_BIN_EXE_threadql"),
+        &slack.api_url(),
+        database.url(),
+        &settings,
+    )
+    .await
+}
+
+/// Messages kept in the inbox (taken, not answered yet) for the thread rooted at `root`.
+async fn kept(database: &threadql_testkit::TestDatabase, root: &str) -> i64 {
+    let mut connection = database.connect().await;
+    sqlx::query_scalar("SELECT count(*) FROM thread_inbox WHERE thread_ts = $1")
+        .bind(root)
+        .fetch_one(&mut connection)
+        .await
+        .unwrap()
+}
+
 /// Waits until `count` turns are over: each one's ✅ comes after its last snapshot write.
 async fn turns_over(slack: &threadql_testkit::FakeSlack, count: usize) {
     threadql_testkit::eventually("the turns are over", std::time::Duration::from_secs(15), || async {
@@ -326,9 +377,11 @@ async fn events_for_two_hundred_threads_spread_over_three_processes_are_answered
     let slack = threadql_testkit::FakeSlack::start().await;
     let database = threadql_testkit::TestDatabase::create().await;
     let redis = threadql_testkit::RedisPrefix::new("replicas");
-    let mut replicas = Vec::new();
+    let (mut replicas, mut ports) = (Vec::new(), Vec::new());
     for _ in 0..3 {
-        let mut settings = clustered(free_port());
+        let port = free_port();
+        ports.push(port);
+        let mut settings = clustered(port);
         settings.push(("REDIS_URL", "redis://127.0.0.1:6379/".to_string()));
         settings.push(("THREADQL_REDIS_PREFIX", redis.as_str().to_string()));
         // One user asks all 400 questions, many at once.
@@ -381,6 +434,17 @@ async fn events_for_two_hundred_threads_spread_over_three_processes_are_answered
             .await
             .unwrap();
         assert_eq!(epoch, 1);
+    }
+    // One live actor answers each thread, at one replica (the others forward to it).
+    let mut owned = Vec::new();
+    for port in &ports {
+        owned.extend(owned_at(*port).await);
+    }
+    let distinct: std::collections::HashSet<&String> = owned.iter().collect();
+    assert_eq!(distinct.len(), owned.len(), "a thread owned at two replicas");
+    for (channel, root) in &threads {
+        let key = format!("{}/{channel}/{root}", threadql_testkit::TEAM);
+        assert!(distinct.contains(&key), "{key} is owned somewhere");
     }
 }
 
@@ -500,7 +564,270 @@ async fn an_owner_paused_past_its_lease_with_sigstop_writes_and_posts_nothing_fo
         .await
         .unwrap();
     assert_eq!((url, epoch), (format!("http://127.0.0.1:{other_port}/"), 2));
-    // Nothing more comes from the thawed process: three messages, three answers.
+    // Nothing more comes from the thawed process: three messages, three answers; and its actor
+    // for the thread no longer answers there.
     turns_over(&slack, 3).await;
     assert_eq!(slack.posts_in_thread(&channel, &root).await.len(), 3);
+    let key = format!("{}/{channel}/{root}", threadql_testkit::TEAM);
+    assert!(!owned_at(owner_port).await.contains(&key));
+    assert_eq!(owned_at(other_port).await, [key]);
+}
+
+#[actix_rt::test]
+async fn an_owner_killed_mid_turn_has_its_question_reported_and_the_message_queued_behind_it_answered_elsewhere() {
+    let slack = threadql_testkit::FakeSlack::start().await;
+    let database = threadql_testkit::TestDatabase::create().await;
+    let other_port = free_port();
+    let mut owner = serve(&slack, &database, free_port()).await;
+    let _other = serve(&slack, &database, other_port).await;
+    let (channel, root) = thread_answered_at(&owner, &slack).await;
+
+    // A refinement whose answer is on its way to Slack when the owner dies, and a message
+    // queued behind it at the owner.
+    slack.stall_next_post_in(&channel);
+    let asked = new_ts();
+    owner
+        .post_event(&thread_reply(
+            &format!("Ev{asked}"),
+            &channel,
+            &root,
+            &asked,
+            "only web",
+        ))
+        .await;
+    slack.wait_for_posts(&channel, &root, 2).await;
+    let queued = new_ts();
+    let response = owner
+        .post_event(&thread_reply(
+            &format!("Ev{queued}"),
+            &channel,
+            &root,
+            &queued,
+            "show sql",
+        ))
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        kept(&database, &root).await,
+        2,
+        "both taken messages are kept until answered"
+    );
+    owner.kill_9();
+
+    // The other replica takes the thread once the lease passes: it reports the interrupted
+    // question and answers the one queued behind it, each once.
+    let posts = slack.wait_for_posts(&channel, &root, 4).await;
+    let report = post_text(&posts[2]);
+    assert!(
+        report.contains("I was restarted while") && report.contains("only web"),
+        "{report}"
+    );
+    let sql = post_text(&posts[3]);
+    assert!(sql.contains("SELECT") && sql.contains("web"), "{sql}");
+    // Each message leaves the inbox once its turn is over.
+    threadql_testkit::eventually("the inbox is emptied", std::time::Duration::from_secs(10), || async {
+        kept(&database, &root).await == 0
+    })
+    .await;
+    assert_eq!(
+        slack.posts_in_thread(&channel, &root).await.len(),
+        4,
+        "nothing answered twice"
+    );
+    assert_eq!(
+        owned_at(other_port).await,
+        [format!("{}/{channel}/{root}", threadql_testkit::TEAM)]
+    );
+}
+
+#[actix_rt::test]
+async fn with_redis_stopped_retries_at_other_replicas_are_answered_once_and_redis_is_used_again_when_back() {
+    let slack = threadql_testkit::FakeSlack::start().await;
+    let database = threadql_testkit::TestDatabase::create().await;
+    let mut redis = threadql_testkit::RedisServer::start().await;
+    let prefix = threadql_testkit::RedisPrefix::new("replicas-redis-down");
+    let url = redis.url();
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(serve_busy(&slack, &database, free_port(), (&url, prefix.as_str())).await);
+    }
+    // Each round: questions in new threads, each delivered to one replica and retried at the
+    // next, then a refinement in each, delivered and retried likewise.
+    async fn round(replicas: &[threadql_testkit::ServerProcess], slack: &threadql_testkit::FakeSlack) {
+        let threads: Vec<(String, String)> = (0..12).map(|_| (new_channel(), new_ts())).collect();
+        for (i, (channel, root)) in threads.iter().enumerate() {
+            let event = app_mention(&format!("Ev{root}"), channel, root, "orders by channel");
+            assert_eq!(replicas[i % 3].post_event(&event).await.status(), 200);
+            assert_eq!(replicas[(i + 1) % 3].post_event(&event).await.status(), 200);
+        }
+        for (channel, root) in &threads {
+            slack.wait_for_posts(channel, root, 1).await;
+        }
+        for (i, (channel, root)) in threads.iter().enumerate() {
+            let ts = new_ts();
+            let event = thread_reply(&format!("Ev{ts}"), channel, root, &ts, "only web");
+            assert_eq!(replicas[(i + 2) % 3].post_event(&event).await.status(), 200);
+            assert_eq!(replicas[i % 3].post_event(&event).await.status(), 200);
+        }
+        for (channel, root) in &threads {
+            let posts = slack.wait_for_posts(channel, root, 2).await;
+            assert!(post_text(&posts[1]).contains("version 2"), "{}", post_text(&posts[1]));
+        }
+        turns_over_in(slack, &threads).await;
+        for (channel, root) in &threads {
+            let posts = slack.posts_in_thread(channel, root).await;
+            assert_eq!(posts.len(), 2, "each message answered once in {channel}: {posts:#?}");
+        }
+    }
+
+    round(&replicas, &slack).await;
+    let claims = redis.keys(&format!("{}dd:*", prefix.as_str())).await.unwrap();
+    assert!(!claims.is_empty(), "the replicas dedupe through Redis while it runs");
+
+    redis.kill();
+    round(&replicas, &slack).await;
+
+    // Back (empty): the replicas use it again.
+    redis.restart().await;
+    threadql_testkit::eventually(
+        "the replicas claim messages in Redis again",
+        std::time::Duration::from_secs(30),
+        || async {
+            round(&replicas, &slack).await;
+            redis
+                .keys(&format!("{}dd:*", prefix.as_str()))
+                .await
+                .is_some_and(|claims| !claims.is_empty())
+        },
+    )
+    .await;
+}
+
+/// Waits until every turn in `threads` is over (a ✅ on each of their messages).
+async fn turns_over_in(slack: &threadql_testkit::FakeSlack, threads: &[(String, String)]) {
+    let channels: std::collections::HashSet<&str> = threads.iter().map(|(channel, _)| channel.as_str()).collect();
+    threadql_testkit::eventually("the turns are over", std::time::Duration::from_secs(30), || async {
+        let done = slack
+            .requests("/api/reactions.add")
+            .await
+            .iter()
+            .filter_map(|request| serde_json::from_slice::<serde_json::Value>(&request.body).ok())
+            .filter(|body| {
+                body["name"] == "white_check_mark" && channels.contains(body["channel"].as_str().unwrap_or_default())
+            })
+            .count();
+        done >= threads.len() * 2
+    })
+    .await;
+}
+
+/// Steady traffic over threads that live through a test: each step sends the next thread's
+/// next message (its question, then refinements that each make a new version) to the next
+/// replica in the rotation.
+struct Traffic {
+    threads: Vec<(String, String)>,
+    /// Messages sent to each thread so far.
+    sent: Vec<usize>,
+    steps: usize,
+}
+
+impl Traffic {
+    const REFINEMENTS: [&'static str; 4] = ["only web", "by week instead", "only mobile", "by month instead"];
+
+    fn new(threads: usize) -> Self {
+        Self {
+            threads: (0..threads).map(|_| (new_channel(), new_ts())).collect(),
+            sent: vec![0; threads],
+            steps: 0,
+        }
+    }
+
+    /// As a person would: a thread's next message comes once its last one is answered (a newer
+    /// question while a query runs would replace it).
+    async fn step(
+        &mut self,
+        rotation: &[Option<threadql_testkit::ServerProcess>],
+        slack: &threadql_testkit::FakeSlack,
+    ) {
+        let index = self.steps % self.threads.len();
+        let (channel, root) = &self.threads[index];
+        if self.sent[index] > 0 {
+            slack.wait_for_posts(channel, root, self.sent[index]).await;
+        }
+        let event = match self.sent[index] {
+            0 => app_mention(&format!("Ev{root}"), channel, root, "orders by channel"),
+            count => {
+                let ts = new_ts();
+                let text = Self::REFINEMENTS[(count - 1) % Self::REFINEMENTS.len()];
+                thread_reply(&format!("Ev{ts}"), channel, root, &ts, text)
+            }
+        };
+        let live: Vec<&threadql_testkit::ServerProcess> = rotation.iter().flatten().collect();
+        let response = live[self.steps % live.len()].post_event(&event).await;
+        assert_eq!(response.status(), 200, "acked by a replica in the rotation");
+        self.sent[index] += 1;
+        self.steps += 1;
+    }
+}
+
+#[actix_rt::test]
+async fn a_rolling_restart_of_three_replicas_under_steady_traffic_loses_and_doubles_nothing() {
+    let slack = threadql_testkit::FakeSlack::start().await;
+    let database = threadql_testkit::TestDatabase::create().await;
+    let prefix = threadql_testkit::RedisPrefix::new("replicas-rolling");
+    let redis = ("redis://127.0.0.1:6379/", prefix.as_str());
+    let mut rotation = Vec::new();
+    for _ in 0..3 {
+        rotation.push(Some(serve_busy(&slack, &database, free_port(), redis).await));
+    }
+    let mut traffic = Traffic::new(30);
+    let mut stopped = Vec::new();
+    for _ in 0..30 {
+        traffic.step(&rotation, &slack).await;
+    }
+    for restarting in 0..3 {
+        // Out of the rotation (as a terminating pod leaves its Service's endpoints), then
+        // SIGTERM: it finishes its turns and releases its leases while traffic goes on.
+        let leaving = rotation[restarting].take().unwrap();
+        leaving.terminate();
+        for _ in 0..15 {
+            traffic.step(&rotation, &slack).await;
+        }
+        let mut leaving = leaving;
+        let status = leaving.wait_for_exit(std::time::Duration::from_secs(30)).await;
+        assert!(status.is_some_and(|status| status.success()), "{}", leaving.log_tail());
+        // Kept (exited) so that its log stays should the test fail.
+        stopped.push(leaving);
+        rotation[restarting] = Some(serve_busy(&slack, &database, free_port(), redis).await);
+        for _ in 0..15 {
+            traffic.step(&rotation, &slack).await;
+        }
+    }
+
+    // Every message answered, once, in each thread's order.
+    for ((channel, root), &sent) in traffic.threads.iter().zip(&traffic.sent) {
+        slack.wait_for_posts(channel, root, sent).await;
+    }
+    // Each message leaves the inbox once its turn is over.
+    threadql_testkit::eventually("every turn is over", std::time::Duration::from_secs(30), || async {
+        let mut connection = database.connect().await;
+        let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM thread_inbox")
+            .fetch_one(&mut connection)
+            .await
+            .unwrap();
+        kept == 0
+    })
+    .await;
+    for ((channel, root), &sent) in traffic.threads.iter().zip(&traffic.sent) {
+        let posts = slack.posts_in_thread(channel, root).await;
+        assert_eq!(posts.len(), sent, "{channel}: {posts:#?}");
+        for (index, post) in posts.iter().enumerate() {
+            let text = post_text(post);
+            assert!(
+                text.contains(&format!("version {}", index + 1)),
+                "answer {} in {channel}: {text}",
+                index + 1
+            );
+        }
+    }
 }

@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::Args;
 use secrecy::SecretString;
 use threadql::startup::Application;
-use threadql_testkit::{free_port, thread_reply, SIGNING_SECRET};
+use threadql_testkit::{free_port, thread_reply, ServerProcess, SIGNING_SECRET};
 use tokio::net::TcpStream;
 
 use crate::{
@@ -30,6 +30,13 @@ pub struct ReplicasArgs {
     /// Follow-ups timed for the forwarding hop (half to the owner, half forwarded).
     #[arg(long, default_value_t = 200)]
     follow_ups: usize,
+    /// Failovers timed: two `threadql serve` processes (the release binary beside this one),
+    /// the owner of a thread killed with SIGKILL, its next message sent to the other.
+    #[arg(long, default_value_t = 5)]
+    failovers: usize,
+    /// `THREADQL_LEASE_SECS` of the failover processes.
+    #[arg(long, default_value_t = 10)]
+    lease_secs: u64,
 }
 
 pub async fn run(args: ReplicasArgs) -> anyhow::Result<()> {
@@ -46,6 +53,66 @@ pub async fn run(args: ReplicasArgs) -> anyhow::Result<()> {
         store.remove();
         outcome?;
     }
+    if args.failovers > 0 {
+        let store = BenchStore::create(StoreKind::Postgres).await?;
+        let outcome = failover(&args, &fake, store.url()).await;
+        store.remove();
+        outcome?;
+    }
+    Ok(())
+}
+
+/// From SIGKILL of a thread's owner to the answer of the thread's next message, sent to the
+/// other replica as soon as the owner is dead: the lease's remainder, the other replica's next
+/// claim (every 0.5 s while the owner is out of reach) and one turn.
+async fn failover(args: &ReplicasArgs, fake: &Arc<LoopbackSlack>, database_url: &str) -> anyhow::Result<()> {
+    let binary = std::env::current_exe()?.with_file_name("threadql");
+    if !binary.exists() {
+        println!(
+            "failover: skipped, no threadql binary at {} (cargo build --release)",
+            binary.display()
+        );
+        return Ok(());
+    }
+    let binary = binary.to_string_lossy().to_string();
+    let settings = |port: u16| {
+        vec![
+            ("THREADQL_ADVERTISE_URL", format!("http://127.0.0.1:{port}")),
+            ("THREADQL_CLUSTER_SECRET", "bench-cluster-secret".to_string()),
+            ("THREADQL_LEASE_SECS", args.lease_secs.to_string()),
+        ]
+    };
+    let factory = EventFactory::new(E2E_QUESTION, u64::MAX)?;
+    let mut body = String::new();
+    let mut failovers = Vec::new();
+    for seq in 0..args.failovers as u64 {
+        let mut owner = ServerProcess::start(&binary, &fake.api_url(), database_url, &settings(free_port())).await;
+        let other = ServerProcess::start(&binary, &fake.api_url(), database_url, &settings(free_port())).await;
+        factory.render(seq, &mut body);
+        let question: serde_json::Value = serde_json::from_str(&body)?;
+        let channel = factory.channel(seq);
+        let root = question["event"]["ts"].as_str().unwrap_or_default().to_string();
+        let answered = fake.wait_for_post(&channel);
+        owner.post_event(&question).await;
+        tokio::time::timeout(Duration::from_secs(30), answered).await??;
+        // The turn's last snapshot write follows its answer closely.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+
+        owner.kill_9();
+        let killed = Instant::now();
+        let event = thread_reply(&format!("EvK{seq}"), &channel, &root, &format!("{root}1"), "show sql");
+        let answered = fake.wait_for_post(&channel);
+        other.post_event(&event).await;
+        let patience = Duration::from_secs(args.lease_secs + 30);
+        let at = tokio::time::timeout(patience, answered).await??;
+        failovers.push(micros(at.saturating_duration_since(killed)));
+    }
+    let fastest = f64::from(failovers.iter().copied().min().unwrap_or_default()) / 1000.0;
+    let failovers = Percentiles::of(failovers);
+    println!(
+        "failover after SIGKILL (lease {} s, {} runs): the next message answered after min {fastest:.0} / p50 {:.0} / max {:.0} ms",
+        args.lease_secs, failovers.count, failovers.p50, failovers.max
+    );
     Ok(())
 }
 

@@ -62,6 +62,9 @@ struct Workspace {
     deactivated: std::collections::HashSet<String>,
     /// Channel → the error `chat.postMessage` answers there (`channel_not_found`, `is_archived`).
     refusing: HashMap<String, String>,
+    /// Channels whose next `chat.postMessage` is answered only after a long wait (the post is
+    /// recorded at once): a turn caught mid-post, for tests that kill its server then.
+    stalling: std::collections::HashSet<String>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -110,15 +113,23 @@ impl FakeSlack {
             .respond_with(move |request: &Request| {
                 let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
                 let channel = body["channel"].as_str().unwrap_or_default().to_string();
-                if let Some(code) = refusing.lock().unwrap().refusing.get(&channel) {
-                    return ResponseTemplate::new(200).set_body_json(json!({ "ok": false, "error": code }));
-                }
+                let stalled = {
+                    let mut workspace = refusing.lock().unwrap();
+                    if let Some(code) = workspace.refusing.get(&channel) {
+                        return ResponseTemplate::new(200).set_body_json(json!({ "ok": false, "error": code }));
+                    }
+                    workspace.stalling.remove(&channel)
+                };
                 let mut reply = api_success("chat.postMessage");
                 let ts = new_ts();
                 reply["channel"] = body["channel"].clone();
                 reply["ts"] = json!(ts);
                 posted.lock().unwrap().push((ts, body));
-                ResponseTemplate::new(200).set_body_json(reply)
+                let response = ResponseTemplate::new(200).set_body_json(reply);
+                if stalled {
+                    return response.set_delay(std::time::Duration::from_secs(60));
+                }
+                response
             })
             .mount(&server)
             .await;
@@ -245,6 +256,12 @@ impl FakeSlack {
             .unwrap()
             .refusing
             .insert(channel.to_string(), code.to_string());
+    }
+
+    /// Answers the next `chat.postMessage` in `channel` only after a minute (recorded at once,
+    /// like a post whose reply the poster never saw).
+    pub fn stall_next_post_in(&self, channel: &str) {
+        self.workspace.lock().unwrap().stalling.insert(channel.to_string());
     }
 
     /// Every message posted, with its ts, in order (as `chat.update` left it).
