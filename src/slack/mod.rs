@@ -3,6 +3,7 @@ pub mod blocks;
 pub mod channel_directory;
 pub mod events;
 pub mod ingress;
+pub mod install;
 pub mod replier;
 pub mod report_poster;
 pub mod routes;
