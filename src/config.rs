@@ -17,6 +17,9 @@ pub const SLACK_SIGNING_SECRET: &str = "SLACK_SIGNING_SECRET";
 pub const SLACK_BOT_TOKEN: &str = "SLACK_BOT_TOKEN";
 pub const SLACK_APP_TOKEN: &str = "SLACK_APP_TOKEN";
 pub const SLACK_API_URL: &str = "SLACK_API_URL";
+pub const SLACK_CLIENT_ID: &str = "SLACK_CLIENT_ID";
+pub const SLACK_CLIENT_SECRET: &str = "SLACK_CLIENT_SECRET";
+pub const SLACK_REDIRECT_URI: &str = "SLACK_REDIRECT_URI";
 pub const DATABASE_URL: &str = "DATABASE_URL";
 pub const REDIS_URL: &str = "REDIS_URL";
 pub const WAREHOUSE_URL: &str = "WAREHOUSE_URL";
@@ -425,6 +428,9 @@ pub struct Config {
     /// Several replicas: how this one is reached by the others, with what secret, and how long
     /// its claim on a thread lasts without renewal. `None`: one replica owns every thread.
     pub cluster: Option<ClusterConfig>,
+    /// Installed into workspaces through Slack's OAuth flow (`SLACK_CLIENT_ID`, …) rather than
+    /// with one `SLACK_BOT_TOKEN`.
+    pub installs: Option<InstallsConfig>,
     pub timezone: chrono_tz::Tz,
     /// `threadql.toml` (semantic model, glossary); `None` = the built-in demo model.
     pub model_path: Option<PathBuf>,
@@ -631,6 +637,7 @@ impl Config {
             None => Some(Duration::from_secs(30)),
         };
         let cluster = cluster_config(&get, secret(THREADQL_CLUSTER_SECRET), &database_url)?;
+        let installs = installs_config(&get, slack.bot_token.is_some(), &database_url)?;
         let timezone = match get(THREADQL_TIMEZONE) {
             Some(zone) => zone.parse::<chrono_tz::Tz>().map_err(|_| {
                 ConfigError::new(
@@ -706,6 +713,7 @@ impl Config {
             admins,
             schedule_poll,
             cluster,
+            installs,
             timezone,
             model_path,
             dbt_project,
@@ -805,6 +813,73 @@ fn parse_url_with_slash(value: &str, variable: &'static str) -> Result<Url, Conf
         return Err(ConfigError::new(variable, "must be an http:// or https:// URL"));
     }
     Ok(url)
+}
+
+/// Installs through OAuth: the app's credentials, where Slack sends the browser back, and the
+/// keys that seal the tokens at rest.
+#[derive(Debug, Clone)]
+pub struct InstallsConfig {
+    pub client_id: String,
+    pub client_secret: SecretString,
+    /// `SLACK_REDIRECT_URI`: must be one of the app's redirect URLs; `None` lets Slack use the
+    /// app's only one.
+    pub redirect_uri: Option<Url>,
+    pub keys: crate::slack::install::SealingKeys,
+}
+
+/// `SLACK_CLIENT_ID`, `SLACK_CLIENT_SECRET` and `THREADQL_ENCRYPTION_KEY`, all or none; never
+/// with `SLACK_BOT_TOKEN` (one workspace, one token), and only over Postgres (the installations
+/// are shared by the replicas).
+fn installs_config(
+    get: &impl Fn(&str) -> Option<String>,
+    bot_token: bool,
+    database_url: &str,
+) -> Result<Option<InstallsConfig>, ConfigError> {
+    let (client_id, client_secret) = (get(SLACK_CLIENT_ID), get(SLACK_CLIENT_SECRET));
+    if client_id.is_none() && client_secret.is_none() {
+        return Ok(None);
+    }
+    let (Some(client_id), Some(client_secret)) = (client_id, client_secret) else {
+        return Err(ConfigError::new(
+            SLACK_CLIENT_SECRET,
+            "SLACK_CLIENT_ID and SLACK_CLIENT_SECRET come together (the app's Basic Information page)",
+        ));
+    };
+    if bot_token {
+        return Err(ConfigError::new(
+            SLACK_BOT_TOKEN,
+            "set either SLACK_BOT_TOKEN (one workspace) or SLACK_CLIENT_ID and SLACK_CLIENT_SECRET (installs through OAuth), not both",
+        ));
+    }
+    let keys = crate::slack::install::SealingKeys::from_lookup(get)?.ok_or_else(|| {
+        ConfigError::new(
+            crate::slack::install::THREADQL_ENCRYPTION_KEY,
+            "is required with SLACK_CLIENT_ID: installed workspaces' tokens are sealed with it (32 random bytes, in hex or base64)",
+        )
+    })?;
+    if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+        return Err(ConfigError::new(
+            DATABASE_URL,
+            "installs through OAuth are kept in Postgres: set a postgres:// URL",
+        ));
+    }
+    let redirect_uri = match get(SLACK_REDIRECT_URI) {
+        Some(value) => Some(
+            Url::parse(&value)
+                .ok()
+                .filter(|url| matches!(url.scheme(), "http" | "https"))
+                .ok_or_else(|| {
+                    ConfigError::new(SLACK_REDIRECT_URI, "must be the https:// URL of /slack/oauth_redirect")
+                })?,
+        ),
+        None => None,
+    };
+    Ok(Some(InstallsConfig {
+        client_id,
+        client_secret: SecretString::from(client_secret),
+        redirect_uri,
+        keys,
+    }))
 }
 
 /// `THREADQL_ADVERTISE_URL` and what comes with it. Several replicas share their threads'
@@ -931,6 +1006,37 @@ mod tests {
         assert_eq!(config.audit_retention_days, 90);
         assert_eq!(config.timezone, chrono_tz::UTC);
         assert!(config.openai.is_none());
+    }
+
+    #[test]
+    fn installs_through_oauth_need_both_credentials_a_sealing_key_postgres_and_no_bot_token() {
+        let postgres = (DATABASE_URL, "postgres://postgres@127.0.0.1/test");
+        let id = (SLACK_CLIENT_ID, "1234.5678");
+        let secret = (SLACK_CLIENT_SECRET, "client-hunter2");
+        let key = (
+            "THREADQL_ENCRYPTION_KEY",
+            "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        );
+        assert!(
+            config_from(&[postgres]).unwrap().installs.is_none(),
+            "one workspace by default"
+        );
+        let installs = config_from(&[postgres, id, secret, key]).unwrap().installs.unwrap();
+        assert_eq!(installs.client_id, "1234.5678");
+        assert!(!format!("{installs:?}").contains("hunter2"), "{installs:?}");
+
+        let refused = |pairs: &[(&str, &str)]| config_from(pairs).unwrap_err();
+        assert_eq!(refused(&[postgres, id, key]).variable, SLACK_CLIENT_SECRET);
+        assert_eq!(refused(&[postgres, id, secret]).variable, "THREADQL_ENCRYPTION_KEY");
+        assert_eq!(
+            refused(&[postgres, id, secret, key, (SLACK_BOT_TOKEN, "xoxb-1")]).variable,
+            SLACK_BOT_TOKEN
+        );
+        assert_eq!(refused(&[id, secret, key]).variable, DATABASE_URL, "not over SQLite");
+        assert_eq!(
+            refused(&[postgres, id, secret, key, (SLACK_REDIRECT_URI, "not a url")]).variable,
+            SLACK_REDIRECT_URI
+        );
     }
 
     #[test]

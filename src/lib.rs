@@ -14,6 +14,7 @@ pub mod demo;
 pub mod domain;
 pub mod healthcheck;
 pub mod http;
+pub mod installations_command;
 pub mod interpret;
 pub mod limits;
 pub mod metrics;

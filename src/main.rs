@@ -12,6 +12,11 @@ Configuration (environment, or a .env file):
   THREADQL_METRICS_LISTEN         separate listener for /metrics, e.g. 0.0.0.0:9100 [unset: on THREADQL_LISTEN]
   SLACK_SIGNING_SECRET            verifies inbound Slack requests (required by serve)
   SLACK_BOT_TOKEN                 xoxb- token for the Web API (required by serve and schedules run)
+  SLACK_CLIENT_ID, SLACK_CLIENT_SECRET  instead of SLACK_BOT_TOKEN: install into workspaces through OAuth
+                                  (/slack/install); needs Postgres [one workspace]
+  THREADQL_ENCRYPTION_KEY         32 bytes (hex or base64) sealing installed workspaces' tokens [required with the above]
+  THREADQL_ENCRYPTION_KEY_PREVIOUS  the key before a rotation, still opening (see `installations rekey`) [none]
+  SLACK_REDIRECT_URI              the app's OAuth redirect URL (https://…/slack/oauth_redirect) [the app's only one]
   SLACK_APP_TOKEN                 xapp- token: serve over Socket Mode (no public URL needed)
   THREADQL_SOCKET_CONNECTIONS     Socket Mode connections kept open [2]
   SLACK_API_URL                   Web API base URL [https://slack.com/api/]
@@ -120,6 +125,12 @@ enum Command {
         #[command(subcommand)]
         action: SchedulesAction,
     },
+    /// The workspaces threadql was installed into through Slack's OAuth flow (SLACK_CLIENT_ID,
+    /// SLACK_CLIENT_SECRET, THREADQL_ENCRYPTION_KEY): `list` them, or `rekey` their tokens.
+    Installations {
+        #[command(subcommand)]
+        action: InstallationsAction,
+    },
     /// GET /healthz on THREADQL_LISTEN and exit 0 when it answers 200 (the container's
     /// HEALTHCHECK: the runtime image has no curl).
     Healthcheck,
@@ -144,6 +155,16 @@ enum SchedulesAction {
         /// The schedule's number, as `list` and its echo in Slack show it.
         id: i64,
     },
+}
+
+#[derive(Subcommand)]
+enum InstallationsAction {
+    /// Print every installation: team or org id, name, workspace or org-wide, state (active, or
+    /// inactive and why), bot user, token expiry, install date, scopes. Never a token.
+    List,
+    /// Seal every token again with THREADQL_ENCRYPTION_KEY, after a rotation (the old key set as
+    /// THREADQL_ENCRYPTION_KEY_PREVIOUS meanwhile); then the previous key can go.
+    Rekey,
 }
 
 #[derive(Subcommand)]
@@ -186,7 +207,8 @@ async fn main() -> ExitCode {
         | Command::Model { .. }
         | Command::Roles { .. }
         | Command::Audit { .. }
-        | Command::Schedules { .. } => "warn",
+        | Command::Schedules { .. }
+        | Command::Installations { .. } => "warn",
         _ => "info",
     };
     let telemetry = threadql::telemetry::init(config.log_format, default_filter);
@@ -235,6 +257,12 @@ async fn run(command: Command, config: Config) -> ExitCode {
         Command::Schedules {
             action: SchedulesAction::List { json },
         } => threadql::schedules_command::list(&config, json).await,
+        Command::Installations {
+            action: InstallationsAction::List,
+        } => threadql::installations_command::list(&config).await,
+        Command::Installations {
+            action: InstallationsAction::Rekey,
+        } => threadql::installations_command::rekey(&config).await,
         Command::Schedules {
             action: SchedulesAction::Run { id },
         } => return check_status(threadql::schedules_command::run(&config, id).await),

@@ -15,6 +15,7 @@ use crate::activity::Activity;
 use crate::actors::ThreadRegistry;
 use crate::cluster::Cluster;
 use crate::config::{Config, WarehouseSource, SLACK_APP_TOKEN, SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET};
+use crate::http::install::InstallEndpoint;
 use crate::http::Readiness;
 use crate::interpret::load::{load_model, ModelRefresh};
 use crate::interpret::rules::RulesInterpreter;
@@ -24,6 +25,8 @@ use crate::metrics::Metrics;
 use crate::schedules::{ReportRunner, RunSummary};
 use crate::slack::channel_directory::SlackChannelDirectory;
 use crate::slack::ingress::SlackIngress;
+use crate::slack::install::oauth::InstallSettings;
+use crate::slack::install::InstallationStore;
 use crate::slack::replier::SlackReplier;
 use crate::slack::report_poster::SlackReportPoster;
 use crate::slack::routes;
@@ -31,6 +34,7 @@ use crate::slack::socket_mode::{SocketMode, SocketModeSettings};
 use crate::slack::user_groups::SlackUserGroups;
 use crate::slack::verify::SignatureVerifier;
 use crate::slack::web_api::{Outbox, SlackWebApi};
+use crate::slack::workspaces::InstalledWorkspaces;
 use crate::sql::SqlGuard;
 use crate::store::{AuditRetention, StateStore};
 use crate::telemetry::RequestSpan;
@@ -331,21 +335,52 @@ impl Application {
                 "{SLACK_SIGNING_SECRET} is required to serve Slack over HTTP (or set {SLACK_APP_TOKEN} for Socket Mode)"
             ),
         };
-        let bot_token = config
-            .slack
-            .bot_token
-            .clone()
-            .with_context(|| format!("{SLACK_BOT_TOKEN} is required to post answers"))?;
+        // Installed through OAuth, each workspace's token comes from its installation instead.
+        let bot_token = match (&config.slack.bot_token, &config.installs) {
+            (Some(token), _) => token.clone(),
+            (None, Some(_)) => SecretString::from(String::new()),
+            (None, None) => anyhow::bail!(
+                "{SLACK_BOT_TOKEN} is required to post answers (or SLACK_CLIENT_ID and SLACK_CLIENT_SECRET to install into workspaces through OAuth)"
+            ),
+        };
         let backends = Backends::build(&config).await?;
         backends.store.instrument(&backends.metrics);
         // Turns and the replies they queue count as one: see `Activity`.
         let activity = Activity::new();
-        let api = SlackWebApi::new(&config.slack.api_url, &bot_token, backends.metrics.clone())?
+        let mut api = SlackWebApi::new(&config.slack.api_url, &bot_token, backends.metrics.clone())?
             .with_activity(activity.clone());
+        // Two pools of the same store: a Postgres connection belongs to the runtime that opened
+        // it, and the HTTP workers (install pages, uninstall events) stop before a draining
+        // server's turns (which read their workspace's token) are over.
+        let (installs, install_pages) = match &config.installs {
+            Some(settings) => (
+                Some(Arc::new(installation_store(&config, settings)?)),
+                Some(Arc::new(installation_store(&config, settings)?)),
+            ),
+            None => (None, None),
+        };
+        if let Some(installs) = &installs {
+            api = api.with_workspaces(Arc::new(InstalledWorkspaces::new(installs.clone())));
+        }
+        let install_endpoint = match (&config.installs, &install_pages) {
+            (Some(settings), Some(store)) => {
+                let pages = InstallSettings::with_manifest_scopes(
+                    settings.client_id.clone(),
+                    settings.client_secret.clone(),
+                    settings.redirect_uri.clone(),
+                    config.slack.api_url.clone(),
+                )
+                .context("Failed to build Slack's authorize URL")?;
+                Some(web::Data::new(InstallEndpoint::new(pages, store.clone())?))
+            }
+            _ => None,
+        };
         backends.access.set_groups(Arc::new(SlackUserGroups::new(api.clone())));
-        let bot_user = match api.bot_user_id().await {
-            Ok(user) => Some(user),
-            Err(error) => {
+        let bot_user = match (&installs, api.bot_user_id().await) {
+            // One bot per workspace: each event's authorizations name it.
+            (Some(_), _) => None,
+            (None, Ok(user)) => Some(user),
+            (None, Err(error)) => {
                 tracing::warn!(%error, "auth.test failed; the bot's user id will come from each event's authorizations");
                 None
             }
@@ -417,6 +452,7 @@ impl Application {
             .with_metrics(backends.metrics.clone()),
             rate_limit_per_minute: config.rate_limit_per_minute.get(),
             slack: api.clone(),
+            installs: install_pages.clone(),
             bot_user,
             interpreter: backends.interpreter.clone(),
             metrics: backends.metrics.clone(),
@@ -473,6 +509,10 @@ impl Application {
                 .configure(|routes| {
                     if !metrics_apart {
                         crate::http::configure_metrics(routes);
+                    }
+                    if let Some(endpoint) = &install_endpoint {
+                        routes.app_data(endpoint.clone());
+                        crate::http::install::configure(routes);
                     }
                 })
         })
@@ -663,6 +703,19 @@ impl Application {
         }
         served.map(|()| Stopped { abandoned, took })
     }
+}
+
+/// The installations of an OAuth app, in the state store's Postgres (its migrations made the
+/// table). A pool of its own, opened lazily: installs and token reads are rare.
+pub fn installation_store(
+    config: &Config,
+    installs: &crate::config::InstallsConfig,
+) -> anyhow::Result<InstallationStore> {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect_lazy(config.database_url.expose())
+        .context("DATABASE_URL is not a Postgres URL the installation store can use")?;
+    Ok(InstallationStore::new(pool, installs.keys.clone()))
 }
 
 /// A listener of its own beside the main one: `/metrics` on `THREADQL_METRICS_LISTEN`, or the

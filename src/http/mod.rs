@@ -3,6 +3,7 @@ use actix_web::web;
 
 pub mod cluster;
 mod health;
+pub mod install;
 mod metrics;
 
 pub use health::Readiness;

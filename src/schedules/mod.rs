@@ -57,27 +57,35 @@ pub enum PostError {
     Failed(String),
 }
 
-/// Where scheduled runs are posted: Slack's Web API in the server.
+/// Where scheduled runs are posted: Slack's Web API in the server. Each call names the
+/// report's workspace (`team`): installed into several, each posts as its own bot.
 #[async_trait]
 pub trait ReportPoster: Send + Sync {
     /// The direct-message channel with `user`.
-    async fn direct_channel(&self, user: &str) -> Result<String, PostError>;
+    async fn direct_channel(&self, team: &str, user: &str) -> Result<String, PostError>;
     /// Posts a delivery (in `thread_ts`'s thread, else as a new message) and returns its ts.
-    async fn post(&self, channel: &str, thread_ts: Option<&str>, delivery: &Delivery) -> Result<String, PostError>;
+    async fn post(
+        &self,
+        team: &str,
+        channel: &str,
+        thread_ts: Option<&str>,
+        delivery: &Delivery,
+    ) -> Result<String, PostError>;
     /// Replaces what an earlier try of the same run posted.
-    async fn update(&self, channel: &str, ts: &str, delivery: &Delivery) -> Result<(), PostError>;
+    async fn update(&self, team: &str, channel: &str, ts: &str, delivery: &Delivery) -> Result<(), PostError>;
     /// The ts of what run `execution_id` posted, found by its metadata, when an earlier try
     /// posted it but could not record it.
     async fn find(
         &self,
+        team: &str,
         channel: &str,
         thread_ts: Option<&str>,
         execution_id: i64,
     ) -> Result<Option<String>, PostError>;
     /// Uploads a file (`Reply::File`) into a thread.
-    async fn attach(&self, channel: &str, thread_ts: &str, file: Reply) -> Result<(), PostError>;
+    async fn attach(&self, team: &str, channel: &str, thread_ts: &str, file: Reply) -> Result<(), PostError>;
     /// A plain message in a thread (a run's failure).
-    async fn say(&self, channel: &str, thread_ts: Option<&str>, text: &str) -> Result<(), PostError>;
+    async fn say(&self, team: &str, channel: &str, thread_ts: Option<&str>, text: &str) -> Result<(), PostError>;
 }
 
 /// What one poll did, by status (for `threadql schedules run` and tests).
@@ -380,7 +388,16 @@ impl ReportRunner {
             Some((posted_channel, ts)) => Some((posted_channel.clone(), ts.clone())),
             // A try before this one may have posted without living to record it.
             None if claim.attempt > 1 => {
-                match self.poster.find(&channel, thread.as_deref(), claim.execution_id).await {
+                match self
+                    .poster
+                    .find(
+                        report.origin.team().as_str(),
+                        &channel,
+                        thread.as_deref(),
+                        claim.execution_id,
+                    )
+                    .await
+                {
                     Ok(found) => found.map(|ts| (channel.clone(), ts)),
                     Err(error) => return self.post_failed(claim, report, error, now).await,
                 }
@@ -389,12 +406,20 @@ impl ReportRunner {
         };
         let (posted_channel, ts) = match earlier {
             Some((posted_channel, ts)) => {
-                if let Err(error) = self.poster.update(&posted_channel, &ts, &delivery).await {
+                if let Err(error) = self
+                    .poster
+                    .update(report.origin.team().as_str(), &posted_channel, &ts, &delivery)
+                    .await
+                {
                     return self.post_failed(claim, report, error, now).await;
                 }
                 (posted_channel, ts)
             }
-            None => match self.poster.post(&channel, thread.as_deref(), &delivery).await {
+            None => match self
+                .poster
+                .post(report.origin.team().as_str(), &channel, thread.as_deref(), &delivery)
+                .await
+            {
                 Ok(ts) => {
                     if let Err(error) = store.record_posted(claim.execution_id, &channel, &ts).await {
                         tracing::warn!(
@@ -410,7 +435,11 @@ impl ReportRunner {
         };
         let thread_ts = thread.clone().unwrap_or_else(|| ts.clone());
         if let Some(file) = files {
-            if let Err(error) = self.poster.attach(&posted_channel, &thread_ts, file).await {
+            if let Err(error) = self
+                .poster
+                .attach(report.origin.team().as_str(), &posted_channel, &thread_ts, file)
+                .await
+            {
                 tracing::warn!(%error, report = report.id, "Failed to attach a scheduled run's file");
             }
         }
@@ -424,7 +453,11 @@ impl ReportRunner {
     async fn destination(&self, report: &ScheduledReport) -> Result<String, PostError> {
         match &report.schedule.destination {
             Destination::Thread => Ok(report.origin.channel().as_str().to_string()),
-            Destination::Me => self.poster.direct_channel(report.owner.as_str()).await,
+            Destination::Me => {
+                self.poster
+                    .direct_channel(report.origin.team().as_str(), report.owner.as_str())
+                    .await
+            }
             Destination::Channel(written) => Ok(channel_id(written)),
         }
     }
@@ -529,17 +562,29 @@ impl ReportRunner {
                     report.origin.thread_ts().as_str().to_string(),
                 ),
             };
-            if let Err(error) = self.poster.say(&channel, Some(&thread), text).await {
+            if let Err(error) = self
+                .poster
+                .say(report.origin.team().as_str(), &channel, Some(&thread), text)
+                .await
+            {
                 tracing::warn!(%error, report = report.id, "Failed to post a scheduled run's failure");
             }
         }
-        let direct = match self.poster.direct_channel(report.owner.as_str()).await {
+        let direct = match self
+            .poster
+            .direct_channel(report.origin.team().as_str(), report.owner.as_str())
+            .await
+        {
             Ok(direct) => direct,
             Err(error) => {
                 return tracing::warn!(%error, report = report.id, "Failed to open a DM with a schedule's owner")
             }
         };
-        if let Err(error) = self.poster.say(&direct, None, text).await {
+        if let Err(error) = self
+            .poster
+            .say(report.origin.team().as_str(), &direct, None, text)
+            .await
+        {
             tracing::warn!(%error, report = report.id, "Failed to tell a schedule's owner");
         }
     }

@@ -46,7 +46,8 @@ impl ChannelDirectory for SlackChannelDirectory {
                 return Ok(entry.1.as_ref().clone());
             }
         }
-        let found = self.api.channel(channel).await.map_err(|error| error.to_string())?;
+        let api = self.api.for_team(team).await.map_err(|error| error.to_string())?;
+        let found = api.channel(channel).await.map_err(|error| error.to_string())?;
         self.channels.insert(key, (Instant::now(), Arc::new(found.clone())));
         Ok(found)
     }
@@ -58,7 +59,11 @@ impl ChannelDirectory for SlackChannelDirectory {
                 return entry.1;
             }
         }
-        match self.api.is_external_user(team, user).await {
+        let answer = match self.api.for_team(team).await {
+            Ok(api) => api.is_external_user(team, user).await,
+            Err(error) => Err(error),
+        };
+        match answer {
             Ok(external) => {
                 self.users.insert(key, (Instant::now(), external));
                 external
@@ -71,8 +76,12 @@ impl ChannelDirectory for SlackChannelDirectory {
         }
     }
 
-    async fn has_left(&self, _team: &str, user: &str) -> bool {
-        match self.api.user_deactivated(user).await {
+    async fn has_left(&self, team: &str, user: &str) -> bool {
+        let answer = match self.api.for_team(team).await {
+            Ok(api) => api.user_deactivated(user).await,
+            Err(error) => Err(error),
+        };
+        match answer {
             Ok(left) => left,
             Err(error) => {
                 tracing::warn!(%error, user, "Failed to read whether a user was deactivated");
@@ -81,8 +90,12 @@ impl ChannelDirectory for SlackChannelDirectory {
         }
     }
 
-    async fn timezone(&self, _team: &str, user: &str) -> Option<String> {
-        match self.api.user_timezone(user).await {
+    async fn timezone(&self, team: &str, user: &str) -> Option<String> {
+        let answer = match self.api.for_team(team).await {
+            Ok(api) => api.user_timezone(user).await,
+            Err(error) => Err(error),
+        };
+        match answer {
             Ok(timezone) => timezone,
             Err(error) => {
                 tracing::warn!(%error, user, "Failed to read a user's time zone");

@@ -13,6 +13,12 @@ pub struct Envelope {
     pub challenge: Option<String>,
     #[serde(default)]
     pub team_id: Option<String>,
+    /// The Enterprise Grid org of the team, if any (installs through OAuth look an org-wide
+    /// install up by it).
+    #[serde(default)]
+    pub enterprise_id: Option<String>,
+    #[serde(default)]
+    pub api_app_id: Option<String>,
     /// Slack's id of this delivery's event (traces and logs carry it; dedupe does not use it).
     #[serde(default)]
     pub event_id: Option<String>,
@@ -46,6 +52,15 @@ struct MessageEvent {
     channel: Option<String>,
     channel_type: Option<String>,
     team: Option<String>,
+    /// `tokens_revoked`: the tokens Slack revoked, by kind.
+    #[serde(default)]
+    tokens: RevokedTokens,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RevokedTokens {
+    #[serde(default)]
+    bot: Vec<String>,
 }
 
 /// A user message threadql should handle.
@@ -61,6 +76,14 @@ pub struct InboundMessage {
     /// Slack's event id (empty for button clicks and slash commands): an attribute of the
     /// message's trace, not a dedupe key.
     pub event_id: String,
+}
+
+/// The workspace (or org) and app an event is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workspace {
+    pub enterprise: Option<String>,
+    pub team: Option<String>,
+    pub app: String,
 }
 
 /// What to do with an envelope.
@@ -80,6 +103,11 @@ pub enum Classified {
     /// A user group was created, renamed or changed members (`subteam_*`): roles naming groups
     /// may now grant other people.
     UserGroupsChanged,
+    /// The app was uninstalled from a workspace (`app_uninstalled`): its installation goes.
+    Uninstalled(Workspace),
+    /// A workspace's bot token was revoked (`tokens_revoked` listing bot tokens): it is
+    /// deleted and the installation marked inactive.
+    TokensRevoked(Workspace),
     /// Valid, but nothing for threadql (other event types, bot messages, edits, chatter).
     Ignored(&'static str),
 }
@@ -109,7 +137,17 @@ pub fn classify(envelope: Envelope, fallback_bot_user: Option<&str>) -> Classifi
             let Ok(event) = serde_json::from_str::<MessageEvent>(event.get()) else {
                 return Classified::Ignored("inner event of another shape");
             };
+            let workspace = || Workspace {
+                enterprise: non_empty(envelope.enterprise_id.clone()),
+                team: non_empty(envelope.team_id.clone()),
+                app: envelope.api_app_id.clone().unwrap_or_default(),
+            };
             match event.kind.as_str() {
+                "app_uninstalled" => return Classified::Uninstalled(workspace()),
+                "tokens_revoked" if event.tokens.bot.is_empty() => {
+                    return Classified::Ignored("tokens_revoked for user tokens only")
+                }
+                "tokens_revoked" => return Classified::TokensRevoked(workspace()),
                 "member_joined_channel" | "member_left_channel" | "channel_shared" | "channel_unshared" => {
                     let team = non_empty(event.team).or(non_empty(envelope.team_id));
                     return match (team, non_empty(event.channel)) {

@@ -62,6 +62,8 @@ pub struct SlackIngress {
     pub rate_limit_per_minute: u32,
     /// For notices and slash-command thread roots, sent after the ack.
     pub slack: SlackWebApi,
+    /// Installed through OAuth: the installations `app_uninstalled` and `tokens_revoked` end.
+    pub installs: Option<Arc<super::install::InstallationStore>>,
     /// The bot's user id from `auth.test`, when known.
     pub bot_user: Option<String>,
     /// Whose help `/threadql help` shows: the metrics and dimensions the interpreter knows now
@@ -143,6 +145,11 @@ impl SlackIngress {
     pub async fn event(&self, body: &[u8]) -> Result<EventAck, String> {
         let envelope: Envelope =
             serde_json::from_slice(body).map_err(|e| format!("the body is not an Events API envelope: {e}"))?;
+        if let (Some(workspaces), Some(team), Some(enterprise)) =
+            (self.slack.workspaces(), &envelope.team_id, &envelope.enterprise_id)
+        {
+            workspaces.remember_enterprise(team, enterprise);
+        }
         match classify(envelope, self.bot_user.as_deref()) {
             Classified::UrlVerification(challenge) => Ok(EventAck::Challenge(challenge)),
             Classified::Message(message) => {
@@ -163,11 +170,48 @@ impl SlackIngress {
                 self.access.groups_changed().await;
                 Ok(EventAck::Ok)
             }
+            Classified::Uninstalled(workspace) => {
+                self.count("events", "installation");
+                self.installation_ended(&workspace, true).await;
+                Ok(EventAck::Ok)
+            }
+            Classified::TokensRevoked(workspace) => {
+                self.count("events", "installation");
+                self.installation_ended(&workspace, false).await;
+                Ok(EventAck::Ok)
+            }
             Classified::Ignored(reason) => {
                 tracing::debug!(reason, "Ignored a Slack event");
                 self.count("events", "ignored");
                 Ok(EventAck::Ok)
             }
+        }
+    }
+
+    /// `app_uninstalled` (`uninstalled`: the installation goes) or `tokens_revoked` (its tokens
+    /// go, the row stays inactive with its audit trail). Nothing to do with one
+    /// `SLACK_BOT_TOKEN`: Slack's own revocation is what stops that token.
+    async fn installation_ended(&self, workspace: &super::events::Workspace, uninstalled: bool) {
+        let Some(installs) = &self.installs else {
+            return;
+        };
+        let Some(identity) = super::install::InstallationIdentity::new(
+            workspace.enterprise.as_deref(),
+            workspace.team.as_deref(),
+            &workspace.app,
+        ) else {
+            return tracing::warn!("An installation event named no team or enterprise; ignored");
+        };
+        let ended = match uninstalled {
+            true => installs.delete(&identity).await,
+            false => installs.delete_tokens(&identity).await,
+        };
+        match ended {
+            Ok(found) => tracing::info!(%identity, uninstalled, found, "An installation's tokens were removed"),
+            Err(error) => tracing::error!(%identity, ?error, "Failed to remove an installation's tokens"),
+        }
+        if let (Some(workspaces), Some(team)) = (self.slack.workspaces(), workspace.team.as_deref()) {
+            workspaces.forget(team);
         }
     }
 

@@ -11,3 +11,4 @@ pub mod socket_mode;
 pub mod user_groups;
 pub mod verify;
 pub mod web_api;
+pub mod workspaces;

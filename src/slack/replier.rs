@@ -72,7 +72,7 @@ fn private_kit(reply: &Reply, max_rows: usize) -> SlackMessage {
 impl SlackReplier {
     /// Uploads `reply` when it is a file, else posts `message` (in a thread when `thread_ts`).
     async fn post_or_upload(
-        &self,
+        api: &SlackWebApi,
         channel: &str,
         thread_ts: Option<&str>,
         reply: Reply,
@@ -88,12 +88,11 @@ impl SlackReplier {
                 },
                 _,
             ) => {
-                self.api
-                    .upload_file(channel, thread_ts, &filename, &content_type, bytes, &title)
+                api.upload_file(channel, thread_ts, &filename, &content_type, bytes, &title)
                     .await?
             }
             (_, Some(message)) => {
-                self.api.post_message(channel, thread_ts, &message).await?;
+                api.post_message(channel, thread_ts, &message).await?;
             }
             (_, None) => {}
         }
@@ -103,25 +102,25 @@ impl SlackReplier {
     /// Sends `reply` to `user` alone: by direct message (`conversations.open`), or ephemerally in
     /// the thread when asked to or when a direct message cannot be opened (no `im:write`).
     async fn privately(&self, thread: &ThreadKey, user: &str, reply: Reply, ephemeral: bool) -> anyhow::Result<()> {
+        let api = self.api.for_team(thread.team()).await?;
         if !ephemeral {
-            match self.api.open_direct_message(user).await {
+            match api.open_direct_message(user).await {
                 Ok(direct) => {
                     let message = private_kit(&reply, self.max_rows);
-                    return self.post_or_upload(&direct, None, reply, Some(message)).await;
+                    return Self::post_or_upload(&api, &direct, None, reply, Some(message)).await;
                 }
                 Err(error) => {
                     tracing::warn!(%error, "Failed to open a direct message; answering ephemerally in the thread");
                 }
             }
         }
-        self.api
-            .post_ephemeral(
-                thread.channel(),
-                user,
-                Some(thread.thread_ts()),
-                &private_kit(&reply, self.max_rows),
-            )
-            .await?;
+        api.post_ephemeral(
+            thread.channel(),
+            user,
+            Some(thread.thread_ts()),
+            &private_kit(&reply, self.max_rows),
+        )
+        .await?;
         Ok(())
     }
 }
@@ -134,25 +133,28 @@ impl Replier for SlackReplier {
             return self.privately(thread, user.as_str(), *reply, ephemeral).await;
         }
         let message = block_kit(thread, &reply, self.max_rows);
-        self.post_or_upload(channel, Some(thread_ts), reply, message).await
+        let api = self.api.for_team(thread.team()).await?;
+        Self::post_or_upload(&api, channel, Some(thread_ts), reply, message).await
     }
 
     async fn progress(&self, thread: &ThreadKey, text: &str) -> anyhow::Result<Option<String>> {
         let message = blocks::progress(text, thread.thread_ts());
         let ts = self
             .api
+            .for_team(thread.team())
+            .await?
             .post_message(thread.channel(), Some(thread.thread_ts()), &message)
             .await?;
         Ok(Some(ts).filter(|ts| !ts.is_empty()))
     }
 
     async fn replace(&self, thread: &ThreadKey, progress: &str, reply: Reply) -> anyhow::Result<()> {
+        let api = self.api.for_team(thread.team()).await?;
         match block_kit(thread, &reply, self.max_rows) {
-            Some(message) => self.api.update_message(thread.channel(), progress, &message).await?,
+            Some(message) => api.update_message(thread.channel(), progress, &message).await?,
             None => {
                 // A file cannot replace a message: close the progress message, then upload.
-                self.api
-                    .update_message(thread.channel(), progress, &blocks::text("Done: the file is below."))
+                api.update_message(thread.channel(), progress, &blocks::text("Done: the file is below."))
                     .await?;
                 self.reply(thread, reply).await?;
             }
@@ -161,7 +163,11 @@ impl Replier for SlackReplier {
     }
 
     async fn react(&self, thread: &ThreadKey, message_ts: &str, emoji: &str) -> anyhow::Result<()> {
-        self.api.add_reaction(thread.channel(), message_ts, emoji).await?;
+        self.api
+            .for_team(thread.team())
+            .await?
+            .add_reaction(thread.channel(), message_ts, emoji)
+            .await?;
         Ok(())
     }
 }

@@ -67,23 +67,41 @@ fn post_error(error: SlackApiError) -> PostError {
 
 #[async_trait]
 impl ReportPoster for SlackReportPoster {
-    async fn direct_channel(&self, user: &str) -> Result<String, PostError> {
-        self.api.open_direct_message(user).await.map_err(post_error)
+    async fn direct_channel(&self, team: &str, user: &str) -> Result<String, PostError> {
+        self.api
+            .for_team(team)
+            .await
+            .map_err(post_error)?
+            .open_direct_message(user)
+            .await
+            .map_err(post_error)
     }
 
-    async fn post(&self, channel: &str, thread_ts: Option<&str>, delivery: &Delivery) -> Result<String, PostError> {
+    async fn post(
+        &self,
+        team: &str,
+        channel: &str,
+        thread_ts: Option<&str>,
+        delivery: &Delivery,
+    ) -> Result<String, PostError> {
         let metadata = json!({
             "event_type": RUN_EVENT_TYPE,
             "event_payload": { "report": delivery.report_id, "run": delivery.execution_id },
         });
         self.api
+            .for_team(team)
+            .await
+            .map_err(post_error)?
             .post_message_with(channel, thread_ts, &self.message(delivery), Some(&metadata))
             .await
             .map_err(post_error)
     }
 
-    async fn update(&self, channel: &str, ts: &str, delivery: &Delivery) -> Result<(), PostError> {
+    async fn update(&self, team: &str, channel: &str, ts: &str, delivery: &Delivery) -> Result<(), PostError> {
         self.api
+            .for_team(team)
+            .await
+            .map_err(post_error)?
             .update_message(channel, ts, &self.message(delivery))
             .await
             .map_err(post_error)
@@ -91,11 +109,13 @@ impl ReportPoster for SlackReportPoster {
 
     async fn find(
         &self,
+        team: &str,
         channel: &str,
         thread_ts: Option<&str>,
         execution_id: i64,
     ) -> Result<Option<String>, PostError> {
-        let messages = self.api.recent_messages(channel, thread_ts).await.map_err(post_error)?;
+        let api = self.api.for_team(team).await.map_err(post_error)?;
+        let messages = api.recent_messages(channel, thread_ts).await.map_err(post_error)?;
         Ok(messages
             .iter()
             .find(|message| {
@@ -106,7 +126,7 @@ impl ReportPoster for SlackReportPoster {
             .map(str::to_string))
     }
 
-    async fn attach(&self, channel: &str, thread_ts: &str, file: Reply) -> Result<(), PostError> {
+    async fn attach(&self, team: &str, channel: &str, thread_ts: &str, file: Reply) -> Result<(), PostError> {
         let Reply::File {
             filename,
             content_type,
@@ -117,13 +137,19 @@ impl ReportPoster for SlackReportPoster {
             return Ok(());
         };
         self.api
+            .for_team(team)
+            .await
+            .map_err(post_error)?
             .upload_file(channel, Some(thread_ts), &filename, &content_type, bytes, &title)
             .await
             .map_err(post_error)
     }
 
-    async fn say(&self, channel: &str, thread_ts: Option<&str>, text: &str) -> Result<(), PostError> {
+    async fn say(&self, team: &str, channel: &str, thread_ts: Option<&str>, text: &str) -> Result<(), PostError> {
         self.api
+            .for_team(team)
+            .await
+            .map_err(post_error)?
             .post_message(channel, thread_ts, &blocks::text(text))
             .await
             .map(|_| ())

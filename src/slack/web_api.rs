@@ -50,6 +50,9 @@ pub enum SlackApiError {
         attempts: u32,
         cause: String,
     },
+    /// Installed through OAuth: the workspace has no token to call with.
+    #[error(transparent)]
+    NoToken(#[from] super::workspaces::NoToken),
 }
 
 /// How long the outbox waits between attempts of a call Slack did not take (a 429's
@@ -124,6 +127,9 @@ pub struct SlackWebApi {
     retry: RetryPolicy,
     outbox: Arc<Outbox>,
     activity: Arc<Activity>,
+    /// Installed into several workspaces: where each one's token comes from (`None`: the one
+    /// `SLACK_BOT_TOKEN`).
+    workspaces: Option<Arc<dyn super::workspaces::WorkspaceTokens>>,
 }
 
 impl SlackWebApi {
@@ -147,7 +153,32 @@ impl SlackWebApi {
             retry: RetryPolicy::default(),
             outbox: Arc::default(),
             activity: Activity::new(),
+            workspaces: None,
         })
+    }
+
+    /// The same client for many workspaces: [`SlackWebApi::for_team`] calls with each one's
+    /// token. Set before the client is cloned.
+    pub fn with_workspaces(mut self, workspaces: Arc<dyn super::workspaces::WorkspaceTokens>) -> Self {
+        self.workspaces = Some(workspaces);
+        self
+    }
+
+    /// The client that calls Slack as the bot of workspace `team` (sharing this one's pacing,
+    /// outbox and retries). With one `SLACK_BOT_TOKEN`, this same client.
+    pub async fn for_team(&self, team: &str) -> Result<Self, SlackApiError> {
+        let Some(workspaces) = &self.workspaces else {
+            return Ok(self.clone());
+        };
+        let token = workspaces.bot_token(team).await?;
+        let mut client = self.clone();
+        client.token = SlackApiToken::new(SlackApiTokenValue::new(token.expose_secret().to_string()));
+        Ok(client)
+    }
+
+    /// Where workspaces' tokens come from, when installed into several.
+    pub fn workspaces(&self) -> Option<&Arc<dyn super::workspaces::WorkspaceTokens>> {
+        self.workspaces.as_ref()
     }
 
     /// The same client counting its outbox in `activity` too (the server shares it with the

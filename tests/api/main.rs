@@ -8,6 +8,7 @@ mod conversation;
 #[path = "../fake_openai/mod.rs"]
 mod fake_openai;
 mod governance;
+mod installs;
 mod monitoring;
 mod replicas;
 mod resilience;

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::{json, Value};
 use threadql::slack::verify::sign;
-use wiremock::matchers::{method, path, path_regex};
-use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+use wiremock::matchers::{basic_auth, method, path, path_regex};
+use wiremock::{Match, Mock, MockServer, Request, ResponseTemplate};
 
-use crate::config::{BOT_USER, SIGNING_SECRET, TEAM};
+use crate::config::{BOT_TOKEN, BOT_USER, SIGNING_SECRET, TEAM};
 
 /// How long [`FakeSlack::wait_for_posts`] waits for the server.
 const POST_PATIENCE: Duration = Duration::from_secs(60);
@@ -65,6 +65,20 @@ struct Workspace {
     /// Channels whose next `chat.postMessage` is answered only after a long wait (the post is
     /// recorded at once): a turn caught mid-post, for tests that kill its server then.
     stalling: std::collections::HashSet<String>,
+    /// The app `oauth.v2.access` installs, once [`FakeSlack::serve_oauth`] mounted it.
+    oauth: Option<FakeOAuthApp>,
+}
+
+/// The OAuth side of the fake: the app's credentials, the codes it issued and not exchanged yet,
+/// and whether token rotation is on.
+#[derive(Debug, Default)]
+struct FakeOAuthApp {
+    client_id: String,
+    client_secret: String,
+    codes: std::collections::HashSet<String>,
+    token_rotation: bool,
+    /// Refresh grants answered so far (each bot token they hand out is new).
+    refreshes: u32,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -93,6 +107,10 @@ pub fn is_progress(post: &Value) -> bool {
 }
 
 impl FakeSlack {
+    /// The refresh token `oauth.v2.access` hands out with token rotation on, and accepts in a
+    /// refresh grant (see [`Self::serve_oauth`]).
+    pub const REFRESH_TOKEN: &'static str = "xoxe-1-fake-refresh-token";
+
     pub async fn start() -> Self {
         // Not from wiremock's pool: a pooled server is handed to the next test while an earlier
         // test's server may still be posting to it.
@@ -262,6 +280,111 @@ impl FakeSlack {
     /// like a post whose reply the poster never saw).
     pub fn stall_next_post_in(&self, channel: &str) {
         self.workspace.lock().unwrap().stalling.insert(channel.to_string());
+    }
+
+    /// Answers `oauth.v2.access` as Slack does for the app `client_id`/`client_secret` (HTTP
+    /// Basic, or both in the form): a code from [`Self::issue_oauth_code`], once, exchanges for
+    /// Slack's sample answer filled in with [`TEAM`] ("Test Workspace"), [`BOT_USER`],
+    /// [`BOT_TOKEN`], app `A0THREADQL` and installer `U0ALICE01`, and with token rotation on
+    /// ([`Self::turn_on_token_rotation`]) [`Self::REFRESH_TOKEN`] and a 12-hour expiry;
+    /// `grant_type=refresh_token` with that refresh token answers a new bot token. Anything
+    /// else gets Slack's codes: `invalid_client_id` (credentials), `invalid_code`,
+    /// `invalid_refresh_token`. Mount it once per fake.
+    pub async fn serve_oauth(&self, client_id: &str, client_secret: &str) {
+        self.workspace.lock().unwrap().oauth = Some(FakeOAuthApp {
+            client_id: client_id.to_string(),
+            client_secret: client_secret.to_string(),
+            ..FakeOAuthApp::default()
+        });
+        let known = self.workspace.clone();
+        Mock::given(method("POST"))
+            .and(path("/api/oauth.v2.access"))
+            .respond_with(move |request: &Request| {
+                let refused =
+                    |code: &str| ResponseTemplate::new(200).set_body_json(json!({ "ok": false, "error": code }));
+                let form: HashMap<String, String> = serde_urlencoded::from_bytes(&request.body).unwrap_or_default();
+                let mut workspace = known.lock().unwrap();
+                let Some(app) = workspace.oauth.as_mut() else {
+                    return refused("invalid_client_id");
+                };
+                let in_form = |name: &str, expected: &str| form.get(name).map(String::as_str) == Some(expected);
+                let authenticated = basic_auth(&app.client_id, &app.client_secret).matches(request)
+                    || (in_form("client_id", &app.client_id) && in_form("client_secret", &app.client_secret));
+                if !authenticated {
+                    return refused("invalid_client_id");
+                }
+                if in_form("grant_type", "refresh_token") {
+                    if !(app.token_rotation && in_form("refresh_token", Self::REFRESH_TOKEN)) {
+                        return refused("invalid_refresh_token");
+                    }
+                    app.refreshes += 1;
+                    return ResponseTemplate::new(200).set_body_json(json!({
+                        "ok": true,
+                        "app_id": "A0THREADQL",
+                        "token_type": "bot",
+                        "access_token": format!("{BOT_TOKEN}-refreshed-{}", app.refreshes),
+                        "refresh_token": Self::REFRESH_TOKEN,
+                        "expires_in": 43200,
+                        "scope": "app_mentions:read,chat:write",
+                        "bot_user_id": BOT_USER,
+                        "team": { "id": TEAM, "name": "Test Workspace" },
+                        "enterprise": null,
+                        "is_enterprise_install": false,
+                    }));
+                }
+                let code = form.get("code").cloned().unwrap_or_default();
+                if !app.codes.remove(&code) {
+                    return refused("invalid_code");
+                }
+                let mut answer = api_success("oauth.v2.access");
+                answer["app_id"] = json!("A0THREADQL");
+                answer["token_type"] = json!("bot");
+                answer["access_token"] = json!(BOT_TOKEN);
+                answer["scope"] = json!("app_mentions:read,chat:write");
+                answer["bot_user_id"] = json!(BOT_USER);
+                answer["team"] = json!({ "id": TEAM, "name": "Test Workspace" });
+                answer["enterprise"] = json!(null);
+                answer["is_enterprise_install"] = json!(false);
+                answer["authed_user"] = json!({ "id": "U0ALICE01" });
+                answer.as_object_mut().unwrap().remove("incoming_webhook");
+                if app.token_rotation {
+                    answer["refresh_token"] = json!(Self::REFRESH_TOKEN);
+                    answer["expires_in"] = json!(43200);
+                } else {
+                    let answer = answer.as_object_mut().unwrap();
+                    answer.remove("refresh_token");
+                    answer.remove("expires_in");
+                }
+                ResponseTemplate::new(200).set_body_json(answer)
+            })
+            .mount(&self.server)
+            .await;
+    }
+
+    /// A code Slack's authorize page would put in its redirect, good for one exchange.
+    pub fn issue_oauth_code(&self) -> String {
+        let code = format!("{}.{}", TEAM, uuid::Uuid::new_v4().simple());
+        let mut workspace = self.workspace.lock().unwrap();
+        let app = workspace.oauth.as_mut().expect("serve_oauth before issuing codes");
+        app.codes.insert(code.clone());
+        code
+    }
+
+    /// Installs from now on come with a refresh token and an expiry (the app's "token rotation").
+    pub fn turn_on_token_rotation(&self) {
+        let mut workspace = self.workspace.lock().unwrap();
+        let app = workspace.oauth.as_mut().expect("serve_oauth before token rotation");
+        app.token_rotation = true;
+    }
+
+    /// The form of each `oauth.v2.access` call, in order (credentials sent with HTTP Basic are
+    /// in the `authorization` header, not here).
+    pub async fn oauth_calls(&self) -> Vec<HashMap<String, String>> {
+        self.requests("/api/oauth.v2.access")
+            .await
+            .into_iter()
+            .map(|request| serde_urlencoded::from_bytes(&request.body).unwrap_or_default())
+            .collect()
     }
 
     /// Every message posted, with its ts, in order (as `chat.update` left it).

@@ -8,6 +8,7 @@
 //!   of installs in progress, and the lock that keeps replicas from refreshing a token twice.
 //!
 //! With `SLACK_BOT_TOKEN` set instead, none of this is used: one workspace, one token.
+pub mod oauth;
 pub mod seal;
 pub mod store;
 

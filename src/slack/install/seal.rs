@@ -208,6 +208,7 @@ impl fmt::Debug for Sealed {
 }
 
 /// One key, ready to seal and open, known by its id.
+#[derive(Clone)]
 struct SealingKey {
     id: String,
     cipher: Aes256Gcm,
@@ -249,6 +250,7 @@ fn decode_key(text: &str) -> Option<Zeroizing<Vec<u8>>> {
 
 /// The current key, which seals, and the previous one, which only opens: what
 /// `THREADQL_ENCRYPTION_KEY` and `THREADQL_ENCRYPTION_KEY_PREVIOUS` hold.
+#[derive(Clone)]
 pub struct SealingKeys {
     current: SealingKey,
     previous: Option<SealingKey>,
