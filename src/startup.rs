@@ -359,19 +359,17 @@ impl Application {
             ),
             None => (None, None),
         };
-        if let Some(installs) = &installs {
-            api = api.with_workspaces(Arc::new(InstalledWorkspaces::new(installs.clone())));
-        }
-        let install_endpoint = match (&config.installs, &install_pages) {
-            (Some(settings), Some(store)) => {
-                let pages = InstallSettings::with_manifest_scopes(
+        let install_endpoint = match (&config.installs, &installs, &install_pages) {
+            (Some(settings), Some(installs), Some(pages_store)) => {
+                let app = InstallSettings::with_manifest_scopes(
                     settings.client_id.clone(),
                     settings.client_secret.clone(),
                     settings.redirect_uri.clone(),
                     config.slack.api_url.clone(),
                 )
                 .context("Failed to build Slack's authorize URL")?;
-                Some(web::Data::new(InstallEndpoint::new(pages, store.clone())?))
+                api = api.with_workspaces(Arc::new(InstalledWorkspaces::new(installs.clone(), app.clone())?));
+                Some(web::Data::new(InstallEndpoint::new(app, pages_store.clone())?))
             }
             _ => None,
         };

@@ -23,6 +23,10 @@ pub struct ThreadRegistry {
     services: Arc<ThreadServices>,
     /// Keeps the arbiters' threads alive as long as the registry.
     _owned_arbiters: Vec<Arbiter>,
+    /// Several replicas: where messages are kept in the inbox before their ack. An arbiter of
+    /// its own at normal priority: the actors' arbiters yield to the acks (`nice`), and an ack
+    /// must not wait behind turns for its one Postgres write.
+    inbox: Option<Arbiter>,
 }
 
 impl ThreadRegistry {
@@ -57,6 +61,7 @@ impl ThreadRegistry {
             arbiters,
             services,
             _owned_arbiters: owned,
+            inbox: shared.then(Arbiter::new),
         });
         if shared {
             actix::spawn(renew_leases(Arc::downgrade(&registry)));
@@ -97,10 +102,14 @@ impl ThreadRegistry {
             let (wire, ts) = (message.to_wire(&thread), message.message_ts.to_string());
             let (services, key) = (self.services.clone(), thread.clone());
             let (sent, kept) = tokio::sync::oneshot::channel();
-            // On the thread's arbiter, not the caller's HTTP worker: a Postgres connection
-            // belongs to the runtime that opened it, and the workers stop before the drain's
-            // turns (which share the pool) are over.
-            self.arbiter_of(&thread).spawn(async move {
+            // On an arbiter of the registry's, not the caller's HTTP worker: a Postgres
+            // connection belongs to the runtime that opened it, and the workers stop before the
+            // drain's turns (which share the pool) are over.
+            let arbiter = self
+                .inbox
+                .as_ref()
+                .map_or_else(|| self.arbiter_of(&thread).clone(), Arbiter::handle);
+            arbiter.spawn(async move {
                 let kept = match (services.ownership_store(), serde_json::to_value(&wire)) {
                     (Some(ownership), Ok(wire)) => ownership.keep(&key, &[(ts, wire)]).await,
                     (_, Err(error)) => Err(crate::store::StoreError::Unexpected(error.into())),
@@ -308,7 +317,7 @@ impl Drop for ThreadRegistry {
     /// Arbiters run until stopped; without this their threads (and every actor, pool and
     /// connection those hold) would outlive the server that owned them.
     fn drop(&mut self) {
-        for arbiter in &self._owned_arbiters {
+        for arbiter in self._owned_arbiters.iter().chain(&self.inbox) {
             arbiter.stop();
         }
     }

@@ -153,6 +153,10 @@ pub struct ThreadActor {
     /// The lease was this replica's and is being claimed again: should another replica hold
     /// it now, this actor stops rather than stay as a second live actor of the thread.
     lost: bool,
+    /// The owner could not be reached: until then (its lease and a second) the actor claims
+    /// again every [`RECLAIM_AFTER`], so the thread moves here as soon as the lease passes,
+    /// rather than at the next sweep for orphans.
+    reclaim_until: Option<Instant>,
     /// Mirrors whether `ownership` lets this actor answer (read by the registry's `owned_keys`).
     owns: Arc<AtomicBool>,
     /// The registry's backlog and this actor's mailbox depth (see [`ThreadActor::registered`]).
@@ -185,6 +189,7 @@ impl ThreadActor {
             ownership: if shared { Ownership::Claiming } else { Ownership::Alone },
             forwarding: false,
             lost: false,
+            reclaim_until: None,
             owns: Arc::new(AtomicBool::new(!shared)),
             counted: None,
         }
@@ -384,6 +389,7 @@ impl ThreadActor {
                 }
                 actor.set_ownership(Ownership::Owned(Fence { owner: me, epoch }));
                 actor.lost = false;
+                actor.reclaim_until = None;
                 actor.read_inbox(ctx);
             }
             Ok((Claim::OwnedBy { url, .. }, _)) => {
@@ -392,6 +398,20 @@ impl ThreadActor {
                     // Taken over while this replica was away: the thread lives there now.
                     tracing::info!(thread = %actor.key, "The thread moved to another replica; retiring its actor here");
                     actor.retire(ctx);
+                }
+                match actor.reclaim_until {
+                    // The owner was out of reach and its lease holds yet: claim again shortly
+                    // (what it was sent waits in the inbox for whoever takes the thread).
+                    Some(until) if Instant::now() < until && actor.queue.is_empty() => {
+                        ctx.run_later(RECLAIM_AFTER, |actor, ctx| {
+                            if matches!(actor.ownership, Ownership::Forwarding { .. }) && !actor.forwarding {
+                                actor.set_ownership(Ownership::Claiming);
+                                actor.claim(ctx);
+                            }
+                        });
+                    }
+                    Some(_) => actor.reclaim_until = None,
+                    None => {}
                 }
                 actor.forward_next(ctx);
             }
@@ -526,6 +546,7 @@ impl ThreadActor {
             actor.last_activity = Instant::now();
             match sent {
                 Ok(()) => {
+                    actor.reclaim_until = None;
                     // Counted and answered over there now.
                     if let Some(done) = message.done.take() {
                         let _ = done.send(());
@@ -537,6 +558,10 @@ impl ThreadActor {
                     tracing::warn!(thread = %actor.key, %error, "Failed to forward a message to the thread's owner; keeping it for the next owner");
                     actor.queue.push_front(message);
                     actor.set_ownership(Ownership::Claiming);
+                    if actor.reclaim_until.is_none() {
+                        let lease = actor.services.cluster.as_ref().map_or(Duration::ZERO, |c| c.lease);
+                        actor.reclaim_until = Some(Instant::now() + lease + Duration::from_secs(1));
+                    }
                     actor.keep_queue_for_owner(ctx);
                     ctx.run_later(RECLAIM_AFTER, |actor, ctx| {
                         if actor.ownership == Ownership::Claiming {

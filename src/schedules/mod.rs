@@ -53,6 +53,10 @@ pub enum PostError {
     /// The channel is gone, archived, or the bot is not in it: Slack's code.
     #[error("the channel cannot be posted in ({0})")]
     ChannelGone(String),
+    /// Installed through OAuth: the workspace's installation is gone or inactive (uninstalled,
+    /// tokens revoked, a token Slack would not renew).
+    #[error("the workspace's installation is inactive ({0})")]
+    WorkspaceGone(String),
     #[error("{0}")]
     Failed(String),
 }
@@ -506,7 +510,8 @@ impl ReportRunner {
     }
 
     /// Slack would not take a run's post: a channel that is gone pauses the schedule (and its
-    /// owner is told by DM); anything else is tried again.
+    /// owner is told by DM), and so does a workspace whose installation ended; anything else is
+    /// tried again.
     async fn post_failed(
         &self,
         claim: &ReportClaim,
@@ -531,6 +536,13 @@ impl ReportRunner {
                     ..ExecutionEnd::status(ExecutionStatus::Failed)
                 }
             }
+            // Nobody can be told in Slack without a token: the pause shows in `schedules list`.
+            PostError::WorkspaceGone(reason) => ExecutionEnd {
+                error_code: Some(ErrorCode::SlackRefused),
+                error: Some(reason.clone()),
+                pause: Some(format!("its workspace's installation is inactive ({reason})")),
+                ..ExecutionEnd::status(ExecutionStatus::Failed)
+            },
             PostError::Failed(cause) => {
                 if claim.attempt < MAX_TRIES {
                     return retry_or_fail(claim, ErrorCode::SlackRefused, cause, now);

@@ -61,6 +61,9 @@ impl SlackReportPoster {
 fn post_error(error: SlackApiError) -> PostError {
     match error {
         SlackApiError::Refused { code, .. } if GONE.contains(&code.as_str()) => PostError::ChannelGone(code),
+        SlackApiError::NoToken(
+            no_token @ (super::workspaces::NoToken::NotInstalled { .. } | super::workspaces::NoToken::Inactive { .. }),
+        ) => PostError::WorkspaceGone(no_token.to_string()),
         other => PostError::Failed(other.to_string()),
     }
 }

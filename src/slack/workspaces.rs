@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use dashmap::DashMap;
 use secrecy::SecretString;
 
-use super::install::InstallationStore;
+use super::install::oauth::{self, InstallSettings, OAuthError};
+use super::install::{Installation, InstallationStore};
 
 /// Why a workspace has no token to answer with.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -39,20 +40,87 @@ pub trait WorkspaceTokens: Send + Sync {
 /// costs one read a minute.
 const CACHED_FOR: Duration = Duration::from_secs(60);
 
-/// [`WorkspaceTokens`] over the Postgres installation store, cached per team.
+/// With token rotation on, a bot token is renewed this long before it expires (Slack's last 12
+/// hours), so no call goes out with a token about to lapse.
+const REFRESH_BEFORE: chrono::TimeDelta = chrono::TimeDelta::minutes(30);
+
+/// Slack's codes for a refresh token that will never work again: the installation is inactive
+/// until someone installs the app again.
+const DEAD_GRANT: &[&str] = &[
+    "invalid_grant",
+    "invalid_refresh_token",
+    "token_revoked",
+    "token_expired",
+];
+
+/// [`WorkspaceTokens`] over the Postgres installation store, cached per team; rotating tokens
+/// are renewed with the app's credentials.
 pub struct InstalledWorkspaces {
     store: Arc<InstallationStore>,
+    app: Arc<InstallSettings>,
+    http: reqwest_openai::Client,
     tokens: DashMap<String, (Instant, Result<SecretString, NoToken>)>,
     enterprises: DashMap<String, String>,
 }
 
 impl InstalledWorkspaces {
-    pub fn new(store: Arc<InstallationStore>) -> Self {
-        Self {
+    pub fn new(store: Arc<InstallationStore>, app: InstallSettings) -> anyhow::Result<Self> {
+        Ok(Self {
             store,
+            app: Arc::new(app),
+            http: oauth::http_client()?,
             tokens: DashMap::new(),
             enterprises: DashMap::new(),
-        }
+        })
+    }
+
+    /// Renews an installation's rotating token, once across replicas: under the store's
+    /// refresh lock the installation is read again, and a token another replica renewed
+    /// meanwhile is used as it is. A refresh Slack refuses for good makes it inactive.
+    async fn renew(&self, installation: Installation) -> Result<SecretString, NoToken> {
+        let team = installation.identity.team_id().unwrap_or_default().to_string();
+        let identity = installation.identity.clone();
+        let renewed = self
+            .store
+            .with_refresh_lock(&identity, |current| async {
+                let Some(current) = current else {
+                    return Ok(Err(NoToken::NotInstalled { team: team.clone() }));
+                };
+                if let (Some(token), false) = (&current.bot_token, needs_refresh(&current)) {
+                    // Renewed by another replica while this one waited for the lock.
+                    return Ok(Ok(token.clone()));
+                }
+                let Some(refresh_token) = &current.bot_refresh_token else {
+                    return Ok(Err(NoToken::Inactive {
+                        team: team.clone(),
+                        reason: "its token expires and there is no refresh token".into(),
+                    }));
+                };
+                match oauth::refresh(&self.http, &self.app, refresh_token).await {
+                    Ok(tokens) => {
+                        self.store
+                            .rotate_tokens(&identity, &tokens.bot_token, &tokens.refresh_token, tokens.expires_at)
+                            .await?;
+                        tracing::info!(%identity, "Renewed a workspace's rotating bot token");
+                        Ok(Ok(tokens.bot_token))
+                    }
+                    Err(OAuthError::Refused { code }) if DEAD_GRANT.contains(&code.as_str()) => {
+                        let reason = format!("Slack refused to renew its token ({code}); install the app again");
+                        self.store.deactivate(&identity, &reason).await?;
+                        tracing::warn!(%identity, code, "A workspace's token can no longer be renewed; its installation is inactive");
+                        Ok(Err(NoToken::Inactive { team: team.clone(), reason }))
+                    }
+                    Err(error) => {
+                        tracing::warn!(%identity, %error, "Failed to renew a workspace's token; trying again at its next call");
+                        Ok(Err(NoToken::Unavailable { team: team.clone() }))
+                    }
+                }
+            })
+            .await;
+        renewed.unwrap_or_else(|error: crate::store::StoreError| {
+            tracing::warn!(?error, "Failed to renew a workspace's token");
+            Err(NoToken::Unavailable { team: team.clone() })
+        })
     }
 
     async fn read(&self, team: &str) -> Result<SecretString, NoToken> {
@@ -66,8 +134,9 @@ impl InstalledWorkspaces {
                 return Err(NoToken::Unavailable { team: team.to_string() });
             }
         };
-        match (installation.active, installation.bot_token) {
-            (true, Some(token)) => Ok(token),
+        match (installation.active, &installation.bot_token) {
+            (true, Some(_)) if needs_refresh(&installation) => self.renew(installation).await,
+            (true, Some(token)) => Ok(token.clone()),
             (_, _) => Err(NoToken::Inactive {
                 team: team.to_string(),
                 reason: installation
@@ -76,6 +145,13 @@ impl InstalledWorkspaces {
             }),
         }
     }
+}
+
+/// Whether an installation's token expires within [`REFRESH_BEFORE`] (never, without rotation).
+fn needs_refresh(installation: &Installation) -> bool {
+    installation
+        .bot_token_expires_at
+        .is_some_and(|expires| expires - chrono::Utc::now() < REFRESH_BEFORE)
 }
 
 #[async_trait]

@@ -209,3 +209,82 @@ async fn a_workspace_installed_through_the_servers_pages_is_answered_with_the_to
     assert_eq!(listed.len(), 1);
     assert!(listed[0].active && listed[0].has_bot_token);
 }
+
+/// The app's settings as the server builds them, over the test's fake Slack.
+fn app_settings(app: &TestApp) -> threadql::slack::install::oauth::InstallSettings {
+    threadql::slack::install::oauth::InstallSettings::with_manifest_scopes(
+        "1234.5678".to_string(),
+        SecretString::from("client-secret-for-tests"),
+        None,
+        url::Url::parse(&format!("{}/api/", app.slack.server.uri())).unwrap(),
+    )
+    .unwrap()
+}
+
+/// An installation whose rotating token expires in five minutes.
+fn expiring(refresh_token: &str) -> Installation {
+    Installation {
+        bot_refresh_token: Some(SecretString::from(refresh_token)),
+        bot_token_expires_at: Some(chrono::Utc::now() + chrono::TimeDelta::minutes(5)),
+        ..installation(threadql_testkit::TEAM, "xoxe.xoxb-about-to-expire")
+    }
+}
+
+#[actix_rt::test]
+async fn a_token_about_to_expire_is_renewed_once_when_two_replicas_need_it_at_the_same_time() {
+    use secrecy::ExposeSecret;
+    use threadql::slack::workspaces::{InstalledWorkspaces, WorkspaceTokens};
+    let app = oauth_app().await;
+    app.slack.serve_oauth("1234.5678", "client-secret-for-tests").await;
+    app.slack.turn_on_token_rotation();
+    let store = std::sync::Arc::new(installations(&app).await);
+    store
+        .save(&expiring(threadql_testkit::FakeSlack::REFRESH_TOKEN))
+        .await
+        .unwrap();
+    // Two replicas, each with its own cache and pool.
+    let first = InstalledWorkspaces::new(store.clone(), app_settings(&app)).unwrap();
+    let second = InstalledWorkspaces::new(std::sync::Arc::new(installations(&app).await), app_settings(&app)).unwrap();
+
+    let (a, b) = tokio::join!(
+        first.bot_token(threadql_testkit::TEAM),
+        second.bot_token(threadql_testkit::TEAM)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.expose_secret(), b.expose_secret(), "both use the one renewed token");
+    assert_ne!(a.expose_secret(), "xoxe.xoxb-about-to-expire");
+    let refreshes = app.slack.oauth_calls().await;
+    assert_eq!(refreshes.len(), 1, "one refresh for both: {refreshes:?}");
+    assert_eq!(refreshes[0]["grant_type"], "refresh_token");
+    let renewed = store
+        .find(None, Some(threadql_testkit::TEAM), false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(renewed.bot_token_expires_at.unwrap() > chrono::Utc::now() + chrono::TimeDelta::hours(1));
+}
+
+#[actix_rt::test]
+async fn a_token_slack_will_not_renew_makes_the_installation_inactive_with_its_reason() {
+    use threadql::slack::workspaces::{InstalledWorkspaces, NoToken, WorkspaceTokens};
+    let app = oauth_app().await;
+    app.slack.serve_oauth("1234.5678", "client-secret-for-tests").await;
+    app.slack.turn_on_token_rotation();
+    let store = std::sync::Arc::new(installations(&app).await);
+    store.save(&expiring("xoxe-1-revoked-refresh-token")).await.unwrap();
+    let workspaces = InstalledWorkspaces::new(store.clone(), app_settings(&app)).unwrap();
+
+    let refused = workspaces.bot_token(threadql_testkit::TEAM).await.unwrap_err();
+    assert!(matches!(refused, NoToken::Inactive { .. }), "{refused:?}");
+    let listed = store.list().await.unwrap();
+    assert!(!listed[0].active, "{:?}", listed[0]);
+    assert!(
+        listed[0]
+            .inactive_reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("install the app again"),
+        "{:?}",
+        listed[0]
+    );
+}
