@@ -184,6 +184,31 @@ async fn rows_before_a_cutoff_are_deleted_and_counted(store: Store) {
 }
 
 #[tokio::test]
+async fn the_postgres_audit_clean_up_runs_at_one_replica_at_a_time() {
+    // Arrange: another replica's pass holds the clean-up's lock.
+    let store = Store::postgres().await;
+    arrange_rows_of_two_users(&store).await;
+    let Store::Postgres(database, _) = &store else {
+        unreachable!()
+    };
+    let mut other_replica = database.connect().await;
+    sqlx::query("BEGIN").execute(&mut other_replica).await.unwrap();
+    let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, 1)")
+        .bind(threadql::store::AUDIT_RETENTION_LOCK_CLASS)
+        .fetch_one(&mut other_replica)
+        .await
+        .unwrap();
+    assert!(held);
+
+    // Act and assert: this pass leaves the rows to it, and deletes them once it is over.
+    let cutoff = Utc::now() - Duration::days(1);
+    assert_eq!(store.store().delete_audit_before(cutoff).await.unwrap(), 0);
+    assert_eq!(store.actions_since(long_ago()).await.len(), 4);
+    sqlx::query("COMMIT").execute(&mut other_replica).await.unwrap();
+    assert_eq!(store.store().delete_audit_before(cutoff).await.unwrap(), 1);
+}
+
+#[tokio::test]
 async fn postgres_deletes_audit_rows_before_a_cutoff_and_counts_them() {
     rows_before_a_cutoff_are_deleted_and_counted(Store::postgres().await).await;
 }

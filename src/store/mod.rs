@@ -21,7 +21,7 @@ pub use schedules::{
     next_fire_after, ExecutionEnd, ExecutionRecord, NewReport, ReportClaim, ReportListing, ScheduleStore,
 };
 
-pub use postgres::PostgresStore;
+pub use postgres::{PostgresStore, AUDIT_RETENTION_LOCK_CLASS};
 pub use sqlite::SqliteStore;
 
 /// A thread's persisted state with the version it was written as.

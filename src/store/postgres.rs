@@ -365,11 +365,23 @@ impl StateStore for PostgresStore {
     }
 
     async fn delete_audit_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        // One replica at a time: the others' passes find the lock taken and delete nothing,
+        // rather than queue on the same rows' locks.
+        let mut transaction = self.pool.begin().await.context("Failed to delete old audit rows")?;
+        let claimed: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, 1)")
+            .bind(AUDIT_RETENTION_LOCK_CLASS)
+            .fetch_one(&mut *transaction)
+            .await
+            .context("Failed to claim the deletion of old audit rows")?;
+        if !claimed {
+            return Ok(0);
+        }
         let deleted = sqlx::query("DELETE FROM audit_logs WHERE created_at < $1")
             .bind(cutoff)
-            .execute(&self.pool)
+            .execute(&mut *transaction)
             .await
             .context("Failed to delete old audit rows")?;
+        transaction.commit().await.context("Failed to delete old audit rows")?;
         Ok(deleted.rows_affected())
     }
 
@@ -449,3 +461,7 @@ impl StateStore for PostgresStore {
         Ok(())
     }
 }
+
+/// The advisory lock class (`pg_try_advisory_xact_lock(class, 1)`) of the audit clean-up, claimed
+/// by one replica per pass.
+pub const AUDIT_RETENTION_LOCK_CLASS: i32 = 0x4155_4454;
