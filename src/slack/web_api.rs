@@ -130,6 +130,9 @@ pub struct SlackWebApi {
     /// Installed into several workspaces: where each one's token comes from (`None`: the one
     /// `SLACK_BOT_TOKEN`).
     workspaces: Option<Arc<dyn super::workspaces::WorkspaceTokens>>,
+    /// The workspace this client calls as (set by [`SlackWebApi::for_team`]; empty with one
+    /// `SLACK_BOT_TOKEN`): part of each channel's pacing key.
+    team: Arc<str>,
 }
 
 impl SlackWebApi {
@@ -154,6 +157,7 @@ impl SlackWebApi {
             outbox: Arc::default(),
             activity: Activity::new(),
             workspaces: None,
+            team: Arc::from(""),
         })
     }
 
@@ -173,6 +177,7 @@ impl SlackWebApi {
         let token = workspaces.bot_token(team).await?;
         let mut client = self.clone();
         client.token = SlackApiToken::new(SlackApiTokenValue::new(token.expose_secret().to_string()));
+        client.team = Arc::from(team);
         Ok(client)
     }
 
@@ -576,9 +581,11 @@ impl SlackWebApi {
     /// Waits for `channel`'s turn: a burst of [`CHANNEL_BURST`] messages, then one per second.
     /// Waiting callers queue in order (the mutex is fair), so a thread's replies keep theirs.
     async fn pace(&self, channel: &str) {
+        // Per workspace and channel: installed into several, two workspaces' channels never
+        // share a bucket, whatever their ids.
         let bucket = self
             .channels
-            .entry(channel.to_string())
+            .entry(format!("{}/{channel}", self.team))
             .or_insert_with(|| {
                 Arc::new(tokio::sync::Mutex::new(ChannelPace {
                     tokens: CHANNEL_BURST,
