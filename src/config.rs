@@ -20,6 +20,10 @@ pub const SLACK_API_URL: &str = "SLACK_API_URL";
 pub const SLACK_CLIENT_ID: &str = "SLACK_CLIENT_ID";
 pub const SLACK_CLIENT_SECRET: &str = "SLACK_CLIENT_SECRET";
 pub const SLACK_REDIRECT_URI: &str = "SLACK_REDIRECT_URI";
+/// Seals installed workspaces' tokens at rest (`src/slack/install/seal.rs` reads its forms).
+pub const THREADQL_ENCRYPTION_KEY: &str = "THREADQL_ENCRYPTION_KEY";
+/// The key before a rotation: still opens what it sealed, never seals.
+pub const THREADQL_ENCRYPTION_KEY_PREVIOUS: &str = "THREADQL_ENCRYPTION_KEY_PREVIOUS";
 pub const DATABASE_URL: &str = "DATABASE_URL";
 pub const REDIS_URL: &str = "REDIS_URL";
 pub const WAREHOUSE_URL: &str = "WAREHOUSE_URL";
@@ -824,7 +828,10 @@ pub struct InstallsConfig {
     /// `SLACK_REDIRECT_URI`: must be one of the app's redirect URLs; `None` lets Slack use the
     /// app's only one.
     pub redirect_uri: Option<Url>,
-    pub keys: crate::slack::install::SealingKeys,
+    /// `THREADQL_ENCRYPTION_KEY` and `THREADQL_ENCRYPTION_KEY_PREVIOUS`, as given: the
+    /// installation store reads their forms (`SealingKeys`), and refuses one it cannot read.
+    pub encryption_key: SecretString,
+    pub previous_key: Option<SecretString>,
 }
 
 /// `SLACK_CLIENT_ID`, `SLACK_CLIENT_SECRET` and `THREADQL_ENCRYPTION_KEY`, all or none; never
@@ -851,12 +858,13 @@ fn installs_config(
             "set either SLACK_BOT_TOKEN (one workspace) or SLACK_CLIENT_ID and SLACK_CLIENT_SECRET (installs through OAuth), not both",
         ));
     }
-    let keys = crate::slack::install::SealingKeys::from_lookup(get)?.ok_or_else(|| {
+    let encryption_key = get(THREADQL_ENCRYPTION_KEY).map(SecretString::from).ok_or_else(|| {
         ConfigError::new(
-            crate::slack::install::THREADQL_ENCRYPTION_KEY,
+            THREADQL_ENCRYPTION_KEY,
             "is required with SLACK_CLIENT_ID: installed workspaces' tokens are sealed with it (32 random bytes, in hex or base64)",
         )
     })?;
+    let previous_key = get(THREADQL_ENCRYPTION_KEY_PREVIOUS).map(SecretString::from);
     if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
         return Err(ConfigError::new(
             DATABASE_URL,
@@ -878,7 +886,8 @@ fn installs_config(
         client_id,
         client_secret: SecretString::from(client_secret),
         redirect_uri,
-        keys,
+        encryption_key,
+        previous_key,
     }))
 }
 

@@ -713,7 +713,9 @@ pub fn installation_store(
         .max_connections(4)
         .connect_lazy(config.database_url.expose())
         .context("DATABASE_URL is not a Postgres URL the installation store can use")?;
-    Ok(InstallationStore::new(pool, installs.keys.clone()))
+    let keys = crate::slack::install::SealingKeys::new(&installs.encryption_key, installs.previous_key.as_ref())
+        .map_err(|error| anyhow::anyhow!("configuration error: {error}"))?;
+    Ok(InstallationStore::new(pool, keys))
 }
 
 /// A listener of its own beside the main one: `/metrics` on `THREADQL_METRICS_LISTEN`, or the

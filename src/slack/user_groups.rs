@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use dashmap::DashMap;
 
 use super::web_api::SlackWebApi;
 use crate::access::UserGroups;
@@ -19,26 +20,35 @@ struct Membership {
     groups_of: HashMap<String, Vec<String>>,
 }
 
+/// A workspace's last read of its groups. One read at a time: concurrent askers wait for it
+/// instead of each calling Slack.
+type WorkspaceGroups = Arc<tokio::sync::Mutex<Option<Arc<Membership>>>>;
+
 pub struct SlackUserGroups {
     api: SlackWebApi,
-    /// One read at a time: concurrent askers wait for it instead of each calling Slack.
-    cache: tokio::sync::Mutex<Option<Arc<Membership>>>,
+    /// By workspace: installed into several, each has its own groups (read with its own token).
+    cache: DashMap<String, WorkspaceGroups>,
 }
 
 impl SlackUserGroups {
     pub fn new(api: SlackWebApi) -> Self {
         Self {
             api,
-            cache: tokio::sync::Mutex::new(None),
+            cache: DashMap::new(),
         }
     }
 
-    async fn membership(&self) -> Option<Arc<Membership>> {
-        let mut cache = self.cache.lock().await;
+    async fn membership(&self, team: &str) -> Option<Arc<Membership>> {
+        let workspace = self.cache.entry(team.to_string()).or_default().clone();
+        let mut cache = workspace.lock().await;
         if let Some(membership) = cache.as_ref().filter(|m| m.read_at.elapsed() < GROUPS_TTL) {
             return Some(membership.clone());
         }
-        match self.api.user_groups().await {
+        let read = match self.api.for_team(team).await {
+            Ok(api) => api.user_groups().await,
+            Err(error) => Err(error),
+        };
+        match read {
             Ok(groups) => {
                 let mut groups_of: HashMap<String, Vec<String>> = HashMap::new();
                 for (handle, members) in groups {
@@ -64,14 +74,14 @@ impl SlackUserGroups {
 
 #[async_trait]
 impl UserGroups for SlackUserGroups {
-    async fn groups_of(&self, _team: &str, user: &str) -> Vec<String> {
-        self.membership()
+    async fn groups_of(&self, team: &str, user: &str) -> Vec<String> {
+        self.membership(team)
             .await
             .and_then(|membership| membership.groups_of.get(user).cloned())
             .unwrap_or_default()
     }
 
     async fn forget(&self) {
-        *self.cache.lock().await = None;
+        self.cache.clear();
     }
 }

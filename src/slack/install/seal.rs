@@ -30,11 +30,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 use crate::config::ConfigError;
-
-/// The key that seals every new value (see the module documentation for its format).
-pub const THREADQL_ENCRYPTION_KEY: &str = "THREADQL_ENCRYPTION_KEY";
-/// The key `THREADQL_ENCRYPTION_KEY` replaced: it still opens, it never seals.
-pub const THREADQL_ENCRYPTION_KEY_PREVIOUS: &str = "THREADQL_ENCRYPTION_KEY_PREVIOUS";
+pub use crate::config::{THREADQL_ENCRYPTION_KEY, THREADQL_ENCRYPTION_KEY_PREVIOUS};
 
 /// The first field of every sealed value: a later format gets a new version, and values of this
 /// one keep opening.
