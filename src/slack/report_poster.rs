@@ -61,9 +61,11 @@ impl SlackReportPoster {
 fn post_error(error: SlackApiError) -> PostError {
     match error {
         SlackApiError::Refused { code, .. } if GONE.contains(&code.as_str()) => PostError::ChannelGone(code),
-        SlackApiError::NoToken(
-            no_token @ (super::workspaces::NoToken::NotInstalled { .. } | super::workspaces::NoToken::Inactive { .. }),
-        ) => PostError::WorkspaceGone(no_token.to_string()),
+        // An installation that is there but inactive pauses; one not found is tried again (an
+        // org-wide install is found once an event has named the team's enterprise).
+        SlackApiError::NoToken(no_token @ super::workspaces::NoToken::Inactive { .. }) => {
+            PostError::WorkspaceGone(no_token.to_string())
+        }
         other => PostError::Failed(other.to_string()),
     }
 }

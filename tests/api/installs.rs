@@ -288,3 +288,66 @@ async fn a_token_slack_will_not_renew_makes_the_installation_inactive_with_its_r
         listed[0]
     );
 }
+
+#[actix_rt::test]
+async fn a_schedule_of_a_workspace_whose_tokens_were_revoked_pauses_at_its_next_run() {
+    let app = oauth_app().await;
+    installations(&app)
+        .await
+        .save(&installation(threadql_testkit::TEAM, "xoxb-first-workspace"))
+        .await
+        .unwrap();
+    let (channel, root) = (new_channel(), new_ts());
+    app.post_event(&mention_in(threadql_testkit::TEAM, &channel, &root))
+        .await;
+    app.slack.wait_for_posts(&channel, &root, 1).await;
+    let ts = new_ts();
+    app.post_event(&threadql_testkit::thread_reply(
+        &format!("Ev{ts}"),
+        &channel,
+        &root,
+        &ts,
+        "every monday at 9:00",
+    ))
+    .await;
+    let echo = app.slack.wait_for_posts(&channel, &root, 2).await[1].clone();
+    let id = threadql_testkit::button_value(&echo, "schedule_pause").expect("a schedule's echo")["report"]
+        .as_i64()
+        .unwrap();
+
+    // Slack revokes the workspace's tokens; the schedule's next run cannot be posted.
+    let revoked = json!({
+        "type": "event_callback",
+        "team_id": threadql_testkit::TEAM,
+        "api_app_id": APP,
+        "event_id": format!("Ev{}", new_ts()),
+        "event": { "type": "tokens_revoked", "tokens": { "bot": ["U0BOT"] } },
+    });
+    assert_eq!(app.post_event(&revoked).await.status(), 200);
+    let mut connection = app.database.connect().await;
+    let fire: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT next_fire_at FROM scheduled_reports WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut connection)
+            .await
+            .unwrap();
+    app.handle()
+        .run_due_reports(fire + chrono::TimeDelta::seconds(5))
+        .await
+        .unwrap();
+    app.wait_until_idle().await;
+
+    let (state, reason): (String, Option<String>) =
+        sqlx::query_as("SELECT state, paused_reason FROM scheduled_reports WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut connection)
+            .await
+            .unwrap();
+    assert_eq!(state, "paused");
+    assert!(reason.unwrap_or_default().contains("installation is inactive"));
+    assert_eq!(
+        app.slack.posts_in_thread(&channel, &root).await.len(),
+        2,
+        "nothing posted without a token"
+    );
+}
