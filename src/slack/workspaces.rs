@@ -123,8 +123,29 @@ impl InstalledWorkspaces {
         })
     }
 
+    /// The enterprise of `team`: as its events said (then kept in the store for the next
+    /// process), or as the store remembers from an earlier one.
+    async fn enterprise_of(&self, team: &str) -> Option<String> {
+        let known = self.enterprises.get(team).map(|entry| entry.value().clone());
+        let stored = match &known {
+            Some(enterprise) => self.store.remember_enterprise(team, enterprise).await.map(|()| None),
+            None => self.store.enterprise_of(team).await,
+        };
+        match stored {
+            Ok(Some(enterprise)) => {
+                self.enterprises.insert(team.to_string(), enterprise.clone());
+                Some(enterprise)
+            }
+            Ok(None) => known,
+            Err(error) => {
+                tracing::warn!(team, ?error, "Failed to read or keep a workspace's enterprise");
+                known
+            }
+        }
+    }
+
     async fn read(&self, team: &str) -> Result<SecretString, NoToken> {
-        let enterprise = self.enterprises.get(team).map(|entry| entry.value().clone());
+        let enterprise = self.enterprise_of(team).await;
         let found = self.store.find(enterprise.as_deref(), Some(team), false).await;
         let installation = match found {
             Ok(Some(installation)) => installation,

@@ -351,3 +351,32 @@ async fn a_schedule_of_a_workspace_whose_tokens_were_revoked_pauses_at_its_next_
         "nothing posted without a token"
     );
 }
+
+#[actix_rt::test]
+async fn an_org_wide_install_answers_a_workspace_of_its_org_and_is_found_for_it_after_a_restart() {
+    use secrecy::ExposeSecret;
+    use threadql::slack::workspaces::{InstalledWorkspaces, WorkspaceTokens};
+    let app = oauth_app().await;
+    let store = installations(&app).await;
+    store
+        .save(&Installation {
+            identity: InstallationIdentity::new(Some("E0GRIDORG"), None, APP).unwrap(),
+            is_enterprise_install: true,
+            ..installation(threadql_testkit::TEAM, "xoxb-whole-org")
+        })
+        .await
+        .unwrap();
+
+    // An event from a workspace of the org names its enterprise.
+    let (channel, root) = (new_channel(), new_ts());
+    let mut event = mention_in(threadql_testkit::TEAM, &channel, &root);
+    event["enterprise_id"] = json!("E0GRIDORG");
+    app.post_event(&event).await;
+    app.slack.wait_for_posts(&channel, &root, 1).await;
+    assert_eq!(tokens_posting_in(&app, &channel).await, ["Bearer xoxb-whole-org"]);
+
+    // A process started later, before any event (a scheduled run), finds it too.
+    let later = InstalledWorkspaces::new(std::sync::Arc::new(installations(&app).await), app_settings(&app)).unwrap();
+    let token = later.bot_token(threadql_testkit::TEAM).await.unwrap();
+    assert_eq!(token.expose_secret(), "xoxb-whole-org");
+}

@@ -383,6 +383,32 @@ impl InstallationStore {
         Ok(resealed)
     }
 
+    /// Remembers that workspace `team` is in Enterprise Grid org `enterprise` (an event said
+    /// so): its org-wide install answers for it, after a restart too.
+    pub async fn remember_enterprise(&self, team: &str, enterprise: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO slack_enterprise_teams (team_id, enterprise_id) VALUES ($1, $2) \
+             ON CONFLICT (team_id) DO UPDATE SET enterprise_id = EXCLUDED.enterprise_id, seen_at = now() \
+             WHERE slack_enterprise_teams.enterprise_id <> EXCLUDED.enterprise_id",
+        )
+        .bind(team)
+        .bind(enterprise)
+        .execute(&self.pool)
+        .await
+        .context("Failed to remember a workspace's enterprise")?;
+        Ok(())
+    }
+
+    /// The Enterprise Grid org workspace `team` was last seen in, if any.
+    pub async fn enterprise_of(&self, team: &str) -> Result<Option<String>, StoreError> {
+        let enterprise = sqlx::query_scalar("SELECT enterprise_id FROM slack_enterprise_teams WHERE team_id = $1")
+            .bind(team)
+            .fetch_optional(&self.pool)
+            .await
+            .context("Failed to read a workspace's enterprise")?;
+        Ok(enterprise)
+    }
+
     /// Records `state`, a random value the install page put in its link to Slack, for
     /// [`Self::consume_state`] to accept once.
     pub async fn create_state(&self, state: &str) -> Result<(), StoreError> {
