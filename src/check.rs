@@ -58,7 +58,23 @@ pub async fn run(config: &Config) -> bool {
             .await;
             report(SLACK_API_URL, outcome);
         }
-        None => println!("skip  {SLACK_API_URL:<16} SLACK_BOT_TOKEN is not set"),
+        None => match &config.installs {
+            // Installed through OAuth: the installations open with the configured key.
+            Some(installs) => {
+                let outcome = within(async {
+                    let store = crate::startup::installation_store(config, installs).map_err(|e| format!("{e:#}"))?;
+                    let listed = store.list().await.map_err(|e| e.to_string())?;
+                    let active = listed.iter().filter(|installation| installation.active).count();
+                    Ok(format!(
+                        "installed through OAuth: {} installation(s), {active} active",
+                        listed.len()
+                    ))
+                })
+                .await;
+                report("SLACK_CLIENT_ID", outcome);
+            }
+            None => println!("skip  {SLACK_API_URL:<16} SLACK_BOT_TOKEN is not set"),
+        },
     }
 
     match &config.redis_url {

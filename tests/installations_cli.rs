@@ -1,5 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-//! `threadql installations list` and `threadql installations rekey` as an operator runs them:
+//! `threadql installations list`, `threadql installations rekey` and `threadql check` as an
+//! operator runs them:
 //! the real binary over a Postgres state store holding installations sealed with a key that is
 //! then rotated.
 use std::process::{Command, Output};
@@ -12,13 +13,12 @@ use threadql_testkit::TestDatabase;
 const OLD_KEY: &str = "0000000000000000000000000000000000000000000000000000000000000001";
 const NEW_KEY: &str = "0000000000000000000000000000000000000000000000000000000000000002";
 
-/// `threadql installations <args>` over `database_url` with the app's credentials and `keys`
+/// `threadql <args>` over `database_url` with the app's credentials and `keys`
 /// (current, previous), from a directory without a .env and nothing from the environment.
 async fn installations(database_url: &str, args: &[&str], keys: (&str, Option<&str>)) -> Output {
     let workdir = tempfile::tempdir().unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_threadql"));
     command
-        .arg("installations")
         .args(args)
         .current_dir(workdir.path())
         .env_clear()
@@ -26,7 +26,8 @@ async fn installations(database_url: &str, args: &[&str], keys: (&str, Option<&s
         .env("DATABASE_URL", database_url)
         .env("SLACK_CLIENT_ID", "1234.5678")
         .env("SLACK_CLIENT_SECRET", "client-secret-for-tests")
-        .env("THREADQL_ENCRYPTION_KEY", keys.0);
+        .env("THREADQL_ENCRYPTION_KEY", keys.0)
+        .env("THREADQL_DEMO_WAREHOUSE", threadql_testkit::demo_warehouse_path());
     if let Some(previous) = keys.1 {
         command.env("THREADQL_ENCRYPTION_KEY_PREVIOUS", previous);
     }
@@ -85,7 +86,7 @@ async fn list_shows_each_installation_and_its_state_and_rekey_reseals_with_the_n
         .await
         .unwrap();
 
-    let listed = stdout_of(&installations(database.url(), &["list"], (OLD_KEY, None)).await);
+    let listed = stdout_of(&installations(database.url(), &["installations", "list"], (OLD_KEY, None)).await);
     let lines: Vec<&str> = listed.lines().collect();
     assert_eq!(lines.len(), 2, "{listed}");
     assert!(
@@ -98,9 +99,15 @@ async fn list_shows_each_installation_and_its_state_and_rekey_reseals_with_the_n
     );
     assert!(lines[0].contains("scopes chat:write,commands"), "{listed}");
     assert!(!listed.contains("xoxb-"), "never a token: {listed}");
+    let checked = stdout_of(&installations(database.url(), &["check"], (OLD_KEY, None)).await);
+    assert!(
+        checked.contains("installed through OAuth: 2 installation(s), 1 active"),
+        "{checked}"
+    );
 
     // The key rotates: the old one stays as the previous key until rekey re-seals everything.
-    let rekeyed = stdout_of(&installations(database.url(), &["rekey"], (NEW_KEY, Some(OLD_KEY))).await);
+    let rekeyed =
+        stdout_of(&installations(database.url(), &["installations", "rekey"], (NEW_KEY, Some(OLD_KEY))).await);
     assert!(rekeyed.contains("Re-sealed 2 token(s)"), "{rekeyed}");
     let new_only = store(&pool, NEW_KEY);
     let acme = new_only.find(None, Some("T0ACME001"), false).await.unwrap().unwrap();
