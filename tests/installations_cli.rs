@@ -1,8 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! `threadql installations list`, `threadql installations rekey` and `threadql check` as an
-//! operator runs them:
-//! the real binary over a Postgres state store holding installations sealed with a key that is
-//! then rotated.
+//! operator runs them: the real binary over a Postgres state store holding installations sealed
+//! with a key that is then rotated.
 use std::process::{Command, Output};
 
 use secrecy::{ExposeSecret, SecretString};
