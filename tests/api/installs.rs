@@ -44,6 +44,26 @@ fn installation(team: &str, token: &str) -> Installation {
     }
 }
 
+/// The test app's installation store with `workspaces` (team, bot token) installed.
+async fn installed(app: &TestApp, workspaces: &[(&str, &str)]) -> InstallationStore {
+    let store = installations(app).await;
+    for (team, token) in workspaces {
+        store.save(&installation(team, token)).await.unwrap();
+    }
+    store
+}
+
+/// An event about the installation in `team` (`tokens_revoked`, `app_uninstalled`).
+fn installation_event(team: &str, event: serde_json::Value) -> serde_json::Value {
+    json!({
+        "type": "event_callback",
+        "team_id": team,
+        "api_app_id": APP,
+        "event_id": format!("Ev{}", new_ts()),
+        "event": event,
+    })
+}
+
 /// A mention in `team`, as Slack sends it to an app installed there.
 fn mention_in(team: &str, channel: &str, ts: &str) -> serde_json::Value {
     let mut event = app_mention(&format!("Ev{ts}"), channel, ts, "orders by channel");
@@ -69,15 +89,14 @@ async fn tokens_posting_in(app: &TestApp, channel: &str) -> Vec<String> {
 #[actix_rt::test]
 async fn each_workspace_is_answered_with_its_own_bot_token() {
     let app = oauth_app().await;
-    let store = installations(&app).await;
-    store
-        .save(&installation(threadql_testkit::TEAM, "xoxb-first-workspace"))
-        .await
-        .unwrap();
-    store
-        .save(&installation(OTHER_TEAM, "xoxb-other-workspace"))
-        .await
-        .unwrap();
+    installed(
+        &app,
+        &[
+            (threadql_testkit::TEAM, "xoxb-first-workspace"),
+            (OTHER_TEAM, "xoxb-other-workspace"),
+        ],
+    )
+    .await;
 
     let (first, other) = (new_channel(), new_channel());
     let (first_root, other_root) = (new_ts(), new_ts());
@@ -96,11 +115,7 @@ async fn each_workspace_is_answered_with_its_own_bot_token() {
 #[actix_rt::test]
 async fn a_workspace_without_an_installation_gets_no_answer_and_others_go_on() {
     let app = oauth_app().await;
-    let store = installations(&app).await;
-    store
-        .save(&installation(threadql_testkit::TEAM, "xoxb-first-workspace"))
-        .await
-        .unwrap();
+    installed(&app, &[(threadql_testkit::TEAM, "xoxb-first-workspace")]).await;
 
     let (stranger, channel) = (new_channel(), new_channel());
     let (stranger_root, root) = (new_ts(), new_ts());
@@ -121,31 +136,21 @@ async fn a_workspace_without_an_installation_gets_no_answer_and_others_go_on() {
 #[actix_rt::test]
 async fn revoked_tokens_and_an_uninstall_end_the_installation() {
     let app = oauth_app().await;
-    let store = installations(&app).await;
-    store
-        .save(&installation(threadql_testkit::TEAM, "xoxb-first-workspace"))
-        .await
-        .unwrap();
-    store
-        .save(&installation(OTHER_TEAM, "xoxb-other-workspace"))
-        .await
-        .unwrap();
-    let envelope = |team: &str, event: serde_json::Value| {
-        json!({
-            "type": "event_callback",
-            "team_id": team,
-            "api_app_id": APP,
-            "event_id": format!("Ev{}", new_ts()),
-            "event": event,
-        })
-    };
+    let store = installed(
+        &app,
+        &[
+            (threadql_testkit::TEAM, "xoxb-first-workspace"),
+            (OTHER_TEAM, "xoxb-other-workspace"),
+        ],
+    )
+    .await;
 
-    let revoked = envelope(
+    let revoked = installation_event(
         threadql_testkit::TEAM,
         json!({ "type": "tokens_revoked", "tokens": { "bot": ["U0BOT"] } }),
     );
     assert_eq!(app.post_event(&revoked).await.status(), 200);
-    let uninstalled = envelope(OTHER_TEAM, json!({ "type": "app_uninstalled" }));
+    let uninstalled = installation_event(OTHER_TEAM, json!({ "type": "app_uninstalled" }));
     assert_eq!(app.post_event(&uninstalled).await.status(), 200);
 
     let listed = store.list().await.unwrap();
@@ -292,11 +297,7 @@ async fn a_token_slack_will_not_renew_makes_the_installation_inactive_with_its_r
 #[actix_rt::test]
 async fn a_schedule_of_a_workspace_whose_tokens_were_revoked_pauses_at_its_next_run() {
     let app = oauth_app().await;
-    installations(&app)
-        .await
-        .save(&installation(threadql_testkit::TEAM, "xoxb-first-workspace"))
-        .await
-        .unwrap();
+    installed(&app, &[(threadql_testkit::TEAM, "xoxb-first-workspace")]).await;
     let (channel, root) = (new_channel(), new_ts());
     app.post_event(&mention_in(threadql_testkit::TEAM, &channel, &root))
         .await;
@@ -316,13 +317,10 @@ async fn a_schedule_of_a_workspace_whose_tokens_were_revoked_pauses_at_its_next_
         .unwrap();
 
     // Slack revokes the workspace's tokens; the schedule's next run cannot be posted.
-    let revoked = json!({
-        "type": "event_callback",
-        "team_id": threadql_testkit::TEAM,
-        "api_app_id": APP,
-        "event_id": format!("Ev{}", new_ts()),
-        "event": { "type": "tokens_revoked", "tokens": { "bot": ["U0BOT"] } },
-    });
+    let revoked = installation_event(
+        threadql_testkit::TEAM,
+        json!({ "type": "tokens_revoked", "tokens": { "bot": ["U0BOT"] } }),
+    );
     assert_eq!(app.post_event(&revoked).await.status(), 200);
     let mut connection = app.database.connect().await;
     let fire: chrono::DateTime<chrono::Utc> =

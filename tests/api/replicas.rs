@@ -39,7 +39,15 @@ async fn serve(
     database: &threadql_testkit::TestDatabase,
     port: u16,
 ) -> threadql_testkit::ServerProcess {
-    let settings = clustered_with_lease(port, 3);
+    serve_with(slack, database, clustered_with_lease(port, 3)).await
+}
+
+/// `threadql serve` with `settings`, over the test's fake Slack and Postgres.
+async fn serve_with(
+    slack: &threadql_testkit::FakeSlack,
+    database: &threadql_testkit::TestDatabase,
+    settings: Vec<(&'static str, String)>,
+) -> threadql_testkit::ServerProcess {
     threadql_testkit::ServerProcess::start(
         env!("CARGO_BIN_EXE_threadql"),
         &slack.api_url(),
@@ -95,13 +103,7 @@ async fn serve_busy(
     settings.push(("THREADQL_RATE_LIMIT_PER_MINUTE", "100000".to_string()));
     settings.push(("THREADQL_MAX_QUERIES_PER_USER", "1000".to_string()));
     settings.push(("THREADQL_MAX_QUERIES", "1000".to_string()));
-    threadql_testkit::ServerProcess::start(
-        env!("CARGO_BIN_EXE_threadql"),
-        &slack.api_url(),
-        database.url(),
-        &settings,
-    )
-    .await
+    serve_with(slack, database, settings).await
 }
 
 /// Messages kept in the inbox (taken, not answered yet) for the thread rooted at `root`.
@@ -388,13 +390,7 @@ async fn events_for_two_hundred_threads_spread_over_three_processes_are_answered
         settings.push(("THREADQL_RATE_LIMIT_PER_MINUTE", "100000".to_string()));
         settings.push(("THREADQL_MAX_QUERIES_PER_USER", "1000".to_string()));
         settings.push(("THREADQL_MAX_QUERIES", "1000".to_string()));
-        let server = threadql_testkit::ServerProcess::start(
-            env!("CARGO_BIN_EXE_threadql"),
-            &slack.api_url(),
-            database.url(),
-            &settings,
-        )
-        .await;
+        let server = serve_with(&slack, &database, settings).await;
         replicas.push(server);
     }
     let threads: Vec<(String, String)> = (0..THREADS).map(|_| (new_channel(), new_ts())).collect();
@@ -455,13 +451,7 @@ async fn a_message_for_an_unreachable_owner_is_kept_in_postgres_and_answered_aft
     let app = spawn_app_with(&settings).await;
     let mut other = {
         let settings = clustered_with_lease(free_port(), 3);
-        threadql_testkit::ServerProcess::start(
-            env!("CARGO_BIN_EXE_threadql"),
-            &app.slack.api_url(),
-            app.database.url(),
-            &settings,
-        )
-        .await
+        serve_with(&app.slack, &app.database, settings).await
     };
 
     // The thread belongs to a replica that stopped answering (its lease holds a few seconds).
