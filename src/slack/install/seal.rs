@@ -204,7 +204,6 @@ impl fmt::Debug for Sealed {
 }
 
 /// One key, ready to seal and open, known by its id.
-#[derive(Clone)]
 struct SealingKey {
     id: String,
     cipher: Aes256Gcm,
@@ -246,7 +245,6 @@ fn decode_key(text: &str) -> Option<Zeroizing<Vec<u8>>> {
 
 /// The current key, which seals, and the previous one, which only opens: what
 /// `THREADQL_ENCRYPTION_KEY` and `THREADQL_ENCRYPTION_KEY_PREVIOUS` hold.
-#[derive(Clone)]
 pub struct SealingKeys {
     current: SealingKey,
     previous: Option<SealingKey>,
@@ -299,11 +297,6 @@ impl SealingKeys {
             }),
             (Some(current), previous) => Self::new(&current, previous.as_ref()).map(Some),
         }
-    }
-
-    /// [`Self::from_lookup`] on the process environment.
-    pub fn from_env() -> Result<Option<Self>, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
     }
 
     /// The id of the key that seals.
