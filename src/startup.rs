@@ -156,7 +156,7 @@ impl Backends {
             },
             timezone: config.timezone,
             reactions: config.reactions,
-            turn_permits: Arc::new(tokio::sync::Semaphore::new(MAX_TURNS_IN_FLIGHT)),
+            turn_permits: crate::turn::TurnQueue::new(MAX_TURNS_IN_FLIGHT),
             access: self.access.clone(),
             admins: config.admins.clone(),
             cluster: self.cluster.clone(),
@@ -172,7 +172,10 @@ const WATCHDOG_SLACK: std::time::Duration = std::time::Duration::from_secs(1);
 /// warehouse's query cap, so cheap turns (help, show sql, undo) are not stuck behind queries.
 const MAX_TURNS_IN_FLIGHT: usize = 1024;
 /// Scheduling priority of the thread-actor arbiters (see `ThreadRegistry::start`): acks first.
-const ACTOR_NICE: i32 = 10;
+/// Since new threads wait in the registry's waiting room rather than as actors, what the arbiters
+/// get under a burst goes to answers: at nice 19, 2,573 answers/s during a closed-loop burst with
+/// acks at 0.58x the bare handler; at nice 10, 2,308/s with acks at 0.45x (BENCHMARKS.md).
+const ACTOR_NICE: i32 = 19;
 /// HTTP workers per core (actix's default is one). An ack waits on Redis and a worker is one
 /// thread, so with one per core the cores sat idle while acks waited; two per core measured
 /// 46,500 -> 60,200 acks/s in process and 15,700 -> 22,000 with Redis (BENCHMARKS.md).
@@ -294,6 +297,11 @@ impl AppHandle {
     /// Slack calls queued or in flight.
     pub fn outbox(&self) -> usize {
         self.outbox.pending()
+    }
+
+    /// Live thread actors (0 once every idle one has passivated).
+    pub fn live_threads(&self) -> usize {
+        self.registry.upgrade().map_or(0, |registry| registry.live_threads())
     }
 
     /// Starts the bounded stop of [`Application::run_until_stopped`] (as SIGTERM does).

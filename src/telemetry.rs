@@ -190,6 +190,33 @@ where
     }
 }
 
+/// Where a message's work continues its trace: the OpenTelemetry context of the span the message
+/// was taken in (nothing when traces are off). A queued message carries this rather than the span
+/// itself, which would stay open, with its formatted fields, until the turn ends: under a burst
+/// that was two open spans per waiting message (BENCHMARKS.md, heap profile).
+#[derive(Debug, Clone, Default)]
+pub struct TraceParent(Option<opentelemetry::trace::SpanContext>);
+
+impl TraceParent {
+    /// The context of `span`, if traces are exported.
+    pub fn of(span: &tracing::Span) -> Self {
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        if span.is_disabled() {
+            return Self(None);
+        }
+        let context = span.context().span().span_context().clone();
+        Self(context.is_valid().then_some(context))
+    }
+
+    /// Makes `span` (just created) a child of this context: one trace from ingress to answer.
+    pub fn adopt(&self, span: &tracing::Span) {
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        if let Some(parent) = &self.0 {
+            let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(parent.clone()));
+        }
+    }
+}
+
 /// The span each HTTP request runs in: method, path, request id and status. tracing-actix-web's
 /// default records a dozen OpenTelemetry fields per request, each formatted into the span by the
 /// fmt layer; on the ack path that cost a tenth of the HTTP workers' time (BENCHMARKS.md), for

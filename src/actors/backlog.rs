@@ -8,6 +8,11 @@ use prometheus::IntGauge;
 
 use crate::activity::{Activity, ActivityGuard};
 
+/// The mailbox depth of an actor that has stopped taking messages: it stops only when its depth
+/// is 0, and turns it into this in the same step, so a message counted in before is one it still
+/// handles and a message that finds this goes to a new actor (see `ThreadActor::stopping`).
+pub const CLOSED: usize = usize::MAX;
+
 /// Messages dispatched whose turn is not over (queued, waiting for a turn permit or running).
 #[derive(Debug)]
 pub struct Backlog {
@@ -56,10 +61,26 @@ impl BacklogTicket {
         }
     }
 
-    /// Counts the message in its actor's mailbox depth too, until the ticket drops.
-    pub fn in_mailbox(mut self, depth: Arc<AtomicUsize>) -> Self {
-        depth.fetch_add(1, Ordering::Relaxed);
+    /// Counts the message in its actor's mailbox depth too, until the ticket drops; gives the
+    /// ticket back when the actor has closed its mailbox (it is stopping: see [`CLOSED`]).
+    pub fn in_mailbox(mut self, depth: Arc<AtomicUsize>) -> Result<Self, Self> {
+        let entered = depth
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n != CLOSED).then_some(n + 1))
+            .is_ok();
+        if !entered {
+            return Err(self);
+        }
         self.depth = Some(depth);
+        Ok(self)
+    }
+}
+
+impl BacklogTicket {
+    /// No longer counted in an actor's mailbox (it was not sent there after all).
+    pub fn out_of_mailbox(mut self) -> Self {
+        if let Some(depth) = self.depth.take() {
+            depth.fetch_sub(1, Ordering::AcqRel);
+        }
         self
     }
 }
@@ -69,7 +90,7 @@ impl Drop for BacklogTicket {
         self.backlog.count.fetch_sub(1, Ordering::Relaxed);
         self.backlog.gauge.dec();
         if let Some(depth) = &self.depth {
-            depth.fetch_sub(1, Ordering::Relaxed);
+            depth.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }

@@ -1,8 +1,9 @@
 //! Finds the live actor of a thread, starting it (from its snapshot) on a miss. Live actors are
 //! looked up in a `DashMap`, so routing never queues behind another thread's work.
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
 use actix::prelude::*;
 use dashmap::DashMap;
@@ -12,7 +13,7 @@ use super::thread::{ThreadActor, UserMessage};
 use super::{LiveThread, ThreadMap};
 use crate::activity::Activity;
 use crate::domain::{Origin, ThreadKey};
-use crate::turn::ThreadServices;
+use crate::turn::{ThreadServices, TurnPermit};
 
 /// Routes messages to thread actors, which run on a pool of arbiters (one per core).
 pub struct ThreadRegistry {
@@ -23,6 +24,11 @@ pub struct ThreadRegistry {
     services: Arc<ThreadServices>,
     /// Keeps the arbiters' threads alive as long as the registry.
     _owned_arbiters: Vec<Arbiter>,
+    /// Messages of threads with no live actor, waiting for a turn permit (see
+    /// [`ThreadRegistry::dispatch`]); the thread's place in line is in the [`crate::turn::TurnQueue`].
+    waiting_room: Mutex<HashMap<ThreadKey, Vec<UserMessage>>>,
+    /// This registry, for the admissions the [`crate::turn::TurnQueue`] calls back.
+    me: Weak<ThreadRegistry>,
     /// Several replicas: where messages are kept in the inbox before their ack. An arbiter of
     /// its own at normal priority: the actors' arbiters yield to the acks (`nice`), and an ack
     /// must not wait behind turns for its one Postgres write.
@@ -55,12 +61,14 @@ impl ThreadRegistry {
         let threads: Arc<ThreadMap> = Arc::new(DashMap::new());
         sample_mailboxes_on_scrape(&services, Arc::downgrade(&threads));
         let shared = services.cluster.is_some();
-        let registry = Arc::new(Self {
+        let registry = Arc::new_cyclic(|me| Self {
             threads,
             backlog: Arc::new(Backlog::new(services.metrics.backlog.clone(), activity)),
             arbiters,
             services,
             _owned_arbiters: owned,
+            waiting_room: Mutex::default(),
+            me: me.clone(),
             inbox: shared.then(Arbiter::new),
         });
         if shared {
@@ -70,24 +78,127 @@ impl ThreadRegistry {
     }
 
     /// Delivers a message to its thread's actor, activating it if needed. Never waits.
+    ///
+    /// A thread with no live actor starts one only when a turn permit is free (see
+    /// [`crate::turn::TurnQueue`]); until then its messages wait in the registry's waiting room, in line with
+    /// every other turn. A burst of new threads thus costs a queued message each, not an actor
+    /// and a turn's future each, and the turns running are those that came first.
     pub fn dispatch(&self, thread: ThreadKey, mut message: UserMessage) {
-        let mut ticket = Some(BacklogTicket::new(self.backlog.clone()));
-        // Two tries: an actor found stopped (passivated between lookup and send) is replaced once.
+        message.ticket = Some(BacklogTicket::new(self.backlog.clone()));
+        // Two tries: an actor found stopping (passivated between lookup and send) is replaced once.
         for _ in 0..2 {
-            let live = self
-                .threads
-                .entry(thread.clone())
-                .or_insert_with(|| self.spawn(thread.clone(), is_thread_root(&thread, &message)))
-                .clone();
-            if live.address.connected() {
-                message.ticket = ticket.take().map(|ticket| ticket.in_mailbox(live.depth.clone()));
-                live.address.do_send(message);
-                return;
+            match self.route(&thread, message) {
+                Ok(()) => return,
+                Err(returned) => message = returned,
             }
-            self.threads
-                .remove_if(&thread, |_, entry| entry.address == live.address);
         }
         tracing::error!(%thread, "Failed to deliver a message: the thread actor stopped twice in a row");
+    }
+
+    /// Sends to the live actor, or queues in the waiting room, or starts the actor with a permit
+    /// free now ([`crate::turn::TurnQueue`]). Gives the message back when the actor it found was stopping.
+    // The message comes back only to be routed again, once: no copy worth boxing it for.
+    #[allow(clippy::result_large_err)]
+    fn route(&self, thread: &ThreadKey, message: UserMessage) -> Result<(), UserMessage> {
+        if let Some(live) = self.live(thread) {
+            return self.deliver(thread, &live, message);
+        }
+        let mut room = self.room();
+        if let Some(waiting) = room.get_mut(thread) {
+            waiting.push(message);
+            return Ok(());
+        }
+        // Admitted (moved from the room to a live actor) since the first look.
+        if let Some(live) = self.live(thread) {
+            drop(room);
+            return self.deliver(thread, &live, message);
+        }
+        let me = self.me.clone();
+        let key = thread.clone();
+        let admit = move |permit| match me.upgrade() {
+            Some(registry) => registry.admit(key, permit),
+            None => Some(permit),
+        };
+        match self.services.turn_permits.take_or_queue(admit) {
+            Some(permit) => {
+                let mut message = message;
+                message.permit = Some(permit);
+                self.start_with(thread, vec![message]);
+            }
+            None => {
+                room.insert(thread.clone(), vec![message]);
+            }
+        }
+        Ok(())
+    }
+
+    /// A thread's turn has come in the [`crate::turn::TurnQueue`]: starts its actor with the messages that
+    /// waited for it, the first holding the permit. Gives the permit back when nothing waits
+    /// (never expected: a waiting thread leaves the room only here).
+    fn admit(&self, thread: ThreadKey, permit: TurnPermit) -> Option<TurnPermit> {
+        let mut room = self.room();
+        let Some(mut messages) = room.remove(&thread) else {
+            return Some(permit);
+        };
+        if let Some(first) = messages.first_mut() {
+            first.permit = Some(permit);
+        }
+        // Under the room's lock: a message that comes meanwhile waits for these to be sent, so
+        // it cannot overtake them.
+        self.start_with(&thread, messages);
+        None
+    }
+
+    /// Starts `thread`'s actor, hands it `messages` in order, then makes it findable. Called
+    /// with the room locked, so nothing reaches the new actor before these.
+    fn start_with(&self, thread: &ThreadKey, messages: Vec<UserMessage>) {
+        let new_thread = messages.first().is_some_and(|first| is_thread_root(thread, first));
+        let live = self.spawn(thread.clone(), new_thread);
+        for message in messages {
+            if let Err(message) = self.deliver(thread, &live, message) {
+                // A new actor's mailbox is open: not expected, but never silently lost.
+                tracing::error!(%thread, message_ts = %message.message_ts, "Failed to hand a waiting message to its new thread actor");
+            }
+        }
+        self.threads.insert(thread.clone(), live);
+    }
+
+    fn live(&self, thread: &ThreadKey) -> Option<LiveThread> {
+        self.threads.get(thread).map(|entry| entry.value().clone())
+    }
+
+    /// Counts `message` in `live`'s mailbox and sends it. A stopping actor (its mailbox closed)
+    /// leaves the registry and the message comes back, for a new actor.
+    #[allow(clippy::result_large_err)]
+    fn deliver(&self, thread: &ThreadKey, live: &LiveThread, mut message: UserMessage) -> Result<(), UserMessage> {
+        let entered = match message
+            .ticket
+            .take()
+            .map(|ticket| ticket.in_mailbox(live.depth.clone()))
+        {
+            Some(Ok(ticket)) => {
+                message.ticket = Some(ticket);
+                true
+            }
+            Some(Err(ticket)) => {
+                message.ticket = Some(ticket);
+                false
+            }
+            None => true,
+        };
+        if entered && live.address.connected() {
+            live.address.do_send(message);
+            return Ok(());
+        }
+        message.ticket = message.ticket.map(BacklogTicket::out_of_mailbox);
+        self.threads.remove_if(thread, |_, entry| entry.address == live.address);
+        Err(message)
+    }
+
+    fn room(&self) -> std::sync::MutexGuard<'_, HashMap<ThreadKey, Vec<UserMessage>>> {
+        self.waiting_room
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// [`ThreadRegistry::dispatch`] for a message Slack is about to be told was received. With
@@ -135,11 +246,16 @@ impl ThreadRegistry {
     }
 
     /// Starts a thread's actor (from its snapshot) without a message, e.g. to report a
-    /// question a restart interrupted.
+    /// question a restart interrupted. A thread waiting in the room starts with its messages.
     pub fn activate(&self, thread: ThreadKey) {
+        let room = self.room();
+        if room.contains_key(&thread) {
+            return;
+        }
         self.threads
             .entry(thread.clone())
             .or_insert_with(|| self.spawn(thread, false));
+        drop(room);
     }
 
     /// Messages dispatched whose turn is not over yet (queued, waiting for a turn permit or running).
@@ -152,9 +268,14 @@ impl ThreadRegistry {
         self.threads.len()
     }
 
-    /// Whether a thread has a live actor.
+    /// Whether a thread has a live actor or messages waiting for one.
     pub fn is_live(&self, thread: &ThreadKey) -> bool {
-        self.threads.contains_key(thread)
+        self.threads.contains_key(thread) || self.room().contains_key(thread)
+    }
+
+    /// Threads whose messages wait for a turn permit before their actor starts.
+    pub fn waiting_threads(&self) -> usize {
+        self.room().len()
     }
 
     /// The threads whose live actor here owns them (answers their messages): across replicas,
@@ -276,6 +397,9 @@ fn sample_mailboxes_on_scrape(services: &ThreadServices, threads: std::sync::Wea
         let (mut total, mut deepest) = (0usize, 0usize);
         for entry in threads.iter() {
             let depth = entry.value().depth.load(Ordering::Relaxed);
+            if depth == super::backlog::CLOSED {
+                continue;
+            }
             total += depth;
             deepest = deepest.max(depth);
         }

@@ -10,13 +10,14 @@ use actix::prelude::*;
 use futures::FutureExt;
 use tracing::Instrument;
 
-use super::backlog::{Backlog, BacklogTicket};
+use super::backlog::{Backlog, BacklogTicket, CLOSED};
 use super::ThreadMap;
 use crate::cluster::ForwardedMessage;
 use crate::domain::{Command, ErrorCode, MessageTs, Origin, Reply, ThreadKey, ThreadState, UserId};
 use crate::store::{Claim, Fence, SnapshotWrite};
+use crate::telemetry::TraceParent;
 use crate::turn::{
-    intent_of, CancelReason, CancelSignal, Ending, ThreadServices, TurnContext, TurnOutcome, TurnRequest,
+    intent_of, CancelReason, CancelSignal, Ending, ThreadServices, TurnContext, TurnOutcome, TurnPermit, TurnRequest,
 };
 
 /// A user's message in this thread.
@@ -39,10 +40,13 @@ pub struct UserMessage {
     pub(crate) ticket: Option<BacklogTicket>,
     /// Slack's event id, when the message came as an event (trace attribute).
     pub event_id: String,
-    /// The ingress span the message was taken in: the turn's span is its child, so one trace
-    /// runs from ingress to the posted answer across the actor hop. `Span::none()` starts a
-    /// trace of its own.
-    pub span: tracing::Span,
+    /// The trace of the ingress span the message was taken in: the turn's span is its child, so
+    /// one trace runs from ingress to the posted answer across the actor hop. The default starts
+    /// a trace of its own.
+    pub trace: TraceParent,
+    /// The turn's permit, when the message waited for it before its thread's actor was started
+    /// (see [`super::ThreadRegistry`]); other messages take theirs when their turn comes.
+    pub(crate) permit: Option<TurnPermit>,
 }
 
 impl UserMessage {
@@ -70,7 +74,8 @@ impl UserMessage {
             version: None,
             ticket: None,
             event_id: String::new(),
-            span: tracing::Span::none(),
+            trace: TraceParent::default(),
+            permit: None,
         }
     }
 
@@ -128,6 +133,12 @@ const RECLAIM_AFTER: Duration = Duration::from_millis(500);
 
 /// How long a retired actor stays to forward what was already on its way to it.
 const RETIRE_GRACE: Duration = Duration::from_secs(1);
+
+/// Live thread actors beyond which one passivates as soon as its turn is over and nothing is
+/// queued for it. An idle actor holds its thread's state (a few KB); after a burst of new threads
+/// they would otherwise all stay until `THREADQL_IDLE_SECS` (BENCHMARKS.md, memory). Reactivating
+/// one costs a snapshot read (about a millisecond).
+pub const LIVE_THREADS_SOFT_CAP: usize = 10_000;
 
 /// How often an actor checks whether it has been idle long enough to passivate.
 const IDLE_CHECK_EVERY: Duration = Duration::from_secs(5);
@@ -209,7 +220,12 @@ impl ThreadActor {
     /// A backlog ticket for a message this actor queues itself.
     fn ticket(&self) -> Option<BacklogTicket> {
         let (backlog, depth) = self.counted.as_ref()?;
-        Some(BacklogTicket::new(backlog.clone()).in_mailbox(depth.clone()))
+        // Its own mailbox is open while it runs.
+        Some(
+            BacklogTicket::new(backlog.clone())
+                .in_mailbox(depth.clone())
+                .unwrap_or_else(|ticket| ticket),
+        )
     }
 
     fn set_ownership(&mut self, ownership: Ownership) {
@@ -266,27 +282,29 @@ impl ThreadActor {
         // Every log line of the turn (interpreter, warehouse, Slack) carries the thread key; the
         // span continues the ingress span's trace (the actor hop loses the implicit context).
         let intent = intent_of(&message.command);
-        let parent = std::mem::replace(&mut message.span, tracing::Span::none());
         let span = tracing::info_span!(
-            parent: &parent,
+            parent: None,
             "turn",
             thread_key = %key,
             event_id = %message.event_id,
             user = %message.user,
             intent,
         );
-        drop(parent);
+        message.trace.adopt(&span);
         // Fired after everything the turn says, the apology for a panic included.
         let done = message.done.take();
         // Counted in the backlog until the turn is over, not only until it starts.
         let ticket = message.ticket.take();
+        let (permits, permit) = (self.services.turn_permits.clone(), message.permit.take());
         let request = message.into_request();
         let message_ts = request.message_ts.to_string();
-        let permits = self.services.turn_permits.clone();
         let (inbox_services, inbox_key) = (services.clone(), key.clone());
         let turn = async move {
-            // Never closed, so the permit always comes; held until the turn is over.
-            let _permit = permits.acquire_owned().await.ok();
+            // Held until the turn is over.
+            let _permit = match permit {
+                Some(permit) => permit,
+                None => permits.take().await,
+            };
             let outcome = turn.run(request).instrument(span).await;
             if !outcome.fenced {
                 settle(&inbox_services, &inbox_key, &message_ts).await;
@@ -348,6 +366,10 @@ impl ThreadActor {
                 // The lease was lost while the turn ran (and its writes went through).
                 actor.claim(ctx);
                 return;
+            }
+            if actor.queue.is_empty() && actor.crowded() {
+                // Its state is saved: the thread's next message reads it back in a millisecond.
+                return actor.passivate(ctx);
             }
             actor.start_next(ctx);
         }));
@@ -634,13 +656,34 @@ impl ThreadActor {
         let idle_after = self.services.limits.idle_after;
         ctx.run_interval(IDLE_CHECK_EVERY.min(idle_after), move |actor, ctx| {
             if actor.running.is_none() && actor.queue.is_empty() && actor.last_activity.elapsed() >= idle_after {
-                tracing::debug!(thread = %actor.key, "Passivating an idle thread");
-                actor.services.metrics.passivations.inc();
-                actor.deregister(ctx);
-                actor.release_lease();
-                ctx.stop();
+                actor.passivate(ctx);
             }
         });
+    }
+
+    /// Stops this idle actor: its state is in the snapshot, and the thread's next message
+    /// starts a new one from it. Not while a message is on its way in.
+    fn passivate(&mut self, ctx: &mut Context<Self>) {
+        if self
+            .counted
+            .as_ref()
+            .is_some_and(|(_, depth)| depth.load(Ordering::Acquire) > 0)
+        {
+            return;
+        }
+        tracing::debug!(thread = %self.key, "Passivating an idle thread");
+        self.services.metrics.passivations.inc();
+        self.deregister(ctx);
+        self.release_lease();
+        ctx.stop();
+    }
+
+    /// More actors are live than [`LIVE_THREADS_SOFT_CAP`]: an actor whose turn is over and
+    /// who has nothing queued stops at once rather than after `THREADQL_IDLE_SECS`.
+    fn crowded(&self) -> bool {
+        self.threads
+            .upgrade()
+            .is_some_and(|threads| threads.len() > LIVE_THREADS_SOFT_CAP)
     }
 
     /// Gives the lease up (passivated): the next event's replica claims the thread at once.
@@ -742,6 +785,22 @@ impl Actor for ThreadActor {
             return;
         }
         self.load_snapshot(ctx, 0);
+    }
+
+    /// Stops only with no message counted in its mailbox, closing it in the same step: a
+    /// message dispatched to it meanwhile (found in the registry just before it left) is
+    /// handled first, and one that finds it closed goes to a new actor.
+    fn stopping(&mut self, _: &mut Self::Context) -> Running {
+        match &self.counted {
+            Some((_, depth))
+                if depth
+                    .compare_exchange(0, CLOSED, Ordering::AcqRel, Ordering::Acquire)
+                    .is_err() =>
+            {
+                Running::Continue
+            }
+            _ => Running::Stop,
+        }
     }
 
     fn stopped(&mut self, ctx: &mut Self::Context) {

@@ -463,7 +463,7 @@ impl SlackIngress {
         let mut user_message = UserMessage::new(&user, &text, &message_ts, origin);
         user_message.version = version;
         user_message.event_id = event_id;
-        user_message.span = span.clone();
+        user_message.trace = crate::telemetry::TraceParent::of(span);
         let outcome = match self.registry.dispatch_kept(thread, user_message).await {
             Dispatched::Queued => "accepted",
             Dispatched::Duplicate => "duplicate",

@@ -8,7 +8,7 @@
 //! a 4xx) ends it. Lookups (`auth.test`, `apps.connections.open`) and reactions, whose callers
 //! can do without, give up after a few attempts instead.
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,6 +36,8 @@ const MEMBERS_PAGE: usize = 200;
 const MAX_CALLS_IN_FLIGHT: usize = 128;
 /// Sustained messages per second per channel.
 const CHANNEL_RATE_PER_SECOND: f64 = 1.0;
+/// How often refilled channel buckets are dropped (see `SlackWebApi::forget_idle_channels`).
+const FORGET_CHANNELS_EVERY: Duration = Duration::from_secs(10);
 
 type Client = SlackClient<SlackClientHyperConnector<HttpsConnector<HttpConnector>>>;
 
@@ -123,6 +125,9 @@ pub struct SlackWebApi {
     token: SlackApiToken,
     metrics: Metrics,
     channels: Arc<DashMap<String, Arc<tokio::sync::Mutex<ChannelPace>>>>,
+    /// Seconds since `epoch` of the last sweep of `channels`.
+    channels_pruned_at: Arc<AtomicU64>,
+    epoch: Instant,
     in_flight: Arc<tokio::sync::Semaphore>,
     retry: RetryPolicy,
     outbox: Arc<Outbox>,
@@ -152,6 +157,8 @@ impl SlackWebApi {
             token: SlackApiToken::new(SlackApiTokenValue::new(bot_token.expose_secret().to_string())),
             metrics,
             channels: Arc::new(DashMap::new()),
+            channels_pruned_at: Arc::default(),
+            epoch: Instant::now(),
             in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_CALLS_IN_FLIGHT)),
             retry: RetryPolicy::default(),
             outbox: Arc::default(),
@@ -593,6 +600,7 @@ impl SlackWebApi {
                 }))
             })
             .clone();
+        self.forget_idle_channels();
         self.metrics.slack_outbox_waiting.inc();
         let mut pace = bucket.lock().await;
         let now = Instant::now();
@@ -608,6 +616,30 @@ impl SlackWebApi {
         pace.tokens -= 1.0;
         drop(pace);
         self.metrics.slack_outbox_waiting.dec();
+    }
+
+    /// Drops the buckets of channels that have refilled (a full bucket is what a new channel
+    /// gets), at most every [`FORGET_CHANNELS_EVERY`]: one entry per channel ever answered would
+    /// otherwise stay for the life of the process (a burst over 200,000 channels: BENCHMARKS.md).
+    fn forget_idle_channels(&self) {
+        let now_secs = self.epoch.elapsed().as_secs();
+        let last = self.channels_pruned_at.load(Ordering::Relaxed);
+        if now_secs < last + FORGET_CHANNELS_EVERY.as_secs()
+            || self
+                .channels_pruned_at
+                .compare_exchange(last, now_secs, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let full_after = Duration::from_secs_f64(CHANNEL_BURST / CHANNEL_RATE_PER_SECOND);
+        self.channels.retain(|_, bucket| {
+            // In use (a call holds it or waits for it), or not refilled yet: kept.
+            Arc::strong_count(bucket) > 1
+                || bucket
+                    .try_lock()
+                    .map_or(true, |pace| pace.refilled_at.elapsed() < full_after)
+        });
     }
 
     /// Runs one Web API call with the retry policy, counting outcomes per method: a 429 waits

@@ -14,6 +14,8 @@
 //!   scheduled run (as its owner)
 //! - `progress`: the "working on it" message of a slow turn
 //! - `completion_spans`: a span per chat completion of the LLM interpreter
+//! - `queue`: the line of turns waiting for one of a fixed number of permits, first come first
+//!   served across threads
 mod ask;
 mod audience;
 mod cancel;
@@ -22,12 +24,14 @@ mod completion_spans;
 mod execute;
 mod files;
 mod progress;
+mod queue;
 mod run;
 mod schedules;
 mod services;
 
 pub use cancel::{CancelReason, CancelSignal};
 pub use completion_spans::CompletionSpans;
+pub use queue::{TurnPermit, TurnQueue};
 pub use run::{intent_of, Ending, TurnContext, TurnOutcome, TurnRequest, MAX_QUESTION_CHARS};
 pub use schedules::{local_time, schedule_phrase, ScheduledAnswer, ScheduledFailure};
 pub use services::{Replier, ThreadServices, TurnLimits};

@@ -72,11 +72,11 @@ pub struct ThreadServices {
     pub timezone: chrono_tz::Tz,
     /// Whether to mark questions with 👀 / ✅ / ⚠️.
     pub reactions: bool,
-    /// Turns running at once, all threads together. Under a burst every new thread's turn would
-    /// otherwise start at once and hold its state, rendered replies and pending Slack call in
-    /// memory (about 25 KB each: 17 GB for 685,000 queued events; BENCHMARKS.md); beyond the
-    /// cap a turn waits as its message, and the actor's mailbox stays open meanwhile.
-    pub turn_permits: Arc<tokio::sync::Semaphore>,
+    /// Turns running at once, all threads together, in the order they came. Under a burst every
+    /// new thread's turn would otherwise start at once and hold its state, rendered replies and
+    /// pending Slack call in memory; beyond the cap a turn waits as its message (a new thread's
+    /// actor is not even started: see `ThreadRegistry`).
+    pub turn_permits: Arc<super::TurnQueue>,
     /// Slack user ids who see and change everyone's schedules (`THREADQL_ADMINS`).
     pub admins: Vec<String>,
     /// This replica among several (`THREADQL_ADVERTISE_URL`); `None`: the only one.

@@ -139,7 +139,7 @@ impl Harness {
             },
             timezone: chrono_tz::UTC,
             reactions: false,
-            turn_permits: Arc::new(tokio::sync::Semaphore::new(4)),
+            turn_permits: crate::turn::TurnQueue::new(4),
             admins: Vec::new(),
             access: Arc::new(crate::access::AccessControl::unrestricted(Dialect::Sqlite)),
         };

@@ -361,7 +361,7 @@ async fn a_burst_of_new_threads_runs_at_most_the_cap_of_turns_at_once_and_answer
     let backends = Backends::build(&config).await.unwrap();
     let replier = Arc::new(SlowReplier::default());
     let mut services = backends.thread_services(&config, replier.clone());
-    Arc::get_mut(&mut services).unwrap().turn_permits = Arc::new(tokio::sync::Semaphore::new(2));
+    Arc::get_mut(&mut services).unwrap().turn_permits = threadql::turn::TurnQueue::new(2);
     let registry = ThreadRegistry::start(services, 2, 0);
 
     // Act: twenty new threads at once.

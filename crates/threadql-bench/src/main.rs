@@ -63,6 +63,9 @@ const HELP_MARKER: &[u8] = b"export csv";
 /// Rate limit given to the server: high enough that no benchmark event is refused.
 const BENCH_RATE_LIMIT: &str = "1000000";
 const BENCH_MAX_BACKLOG: &str = "100000000";
+/// `THREADQL_IDLE_SECS` of the ingress runs: after the drain, the run waits for idle actors to
+/// passivate and reads the resident memory again.
+const BENCH_IDLE_SECS: u64 = 5;
 /// Clock ticks per second of /proc CPU times (USER_HZ, 100 on Linux).
 const TICKS_PER_SECOND: f64 = 100.0;
 
@@ -445,6 +448,7 @@ fn bench_config(slack_api_url: &str, database_url: &str, extra: &[(&str, String)
         // Lifted like the rate limit: the closed loop measures how far the server goes, and with
         // the default (200,000) most of a 10 s burst would be refused for Slack to redeliver.
         ("THREADQL_MAX_BACKLOG", BENCH_MAX_BACKLOG.to_string()),
+        ("THREADQL_IDLE_SECS", BENCH_IDLE_SECS.to_string()),
     ];
     overrides.extend(extra.iter().cloned());
     try_config_with(slack_api_url, database_url, &overrides)
@@ -1537,6 +1541,19 @@ struct IngressResult {
     cpu_burst: Vec<(String, f64)>,
     cpu_drain: Vec<(String, f64)>,
     rss_mib: f64,
+    /// Resident memory when the burst ended, with `backlog_burst_end` turns not over yet.
+    #[serde(default)]
+    rss_burst_end_mib: f64,
+    #[serde(default)]
+    backlog_burst_end: usize,
+    /// The process's peak resident memory (VmHWM).
+    #[serde(default)]
+    rss_peak_mib: f64,
+    /// Once every answer was posted, and once idle actors passivated as well.
+    #[serde(default)]
+    rss_drained_mib: f64,
+    #[serde(default)]
+    rss_idle_mib: f64,
     /// Cores other processes used just before the run.
     background_cores: f64,
 }
@@ -1694,6 +1711,11 @@ fn print_ingress_table(results: &[IngressResult]) {
                     "n/a (no file descriptor left to read /proc)".into()
                 }
             );
+            println!(
+                "  resident memory: {:.0} MiB when the burst ended ({} turns not over), peak {:.0} MiB, \
+                 {:.0} MiB once drained, {:.0} MiB once idle actors passivated",
+                r.rss_burst_end_mib, r.backlog_burst_end, r.rss_peak_mib, r.rss_drained_mib, r.rss_idle_mib
+            );
         }
         if let Some(keys) = r.redis_message_keys {
             println!("  message dedupe keys found in Redis: {keys}");
@@ -1828,6 +1850,11 @@ async fn ingress_run(args: &IngressRunArgs) -> anyhow::Result<IngressResult> {
                 cpu_burst,
                 cpu_drain: Vec::new(),
                 rss_mib: status_kib("VmRSS") as f64 / 1024.0,
+                rss_burst_end_mib: 0.0,
+                backlog_burst_end: 0,
+                rss_peak_mib: status_kib("VmHWM") as f64 / 1024.0,
+                rss_drained_mib: 0.0,
+                rss_idle_mib: 0.0,
                 background_cores: 0.0,
             })
         }
@@ -1901,6 +1928,8 @@ async fn threadql_ingress(
         }
     };
     let burst_end = started.elapsed().as_secs_f64();
+    let rss_burst_end_mib = status_kib("VmRSS") as f64 / 1024.0;
+    let backlog_burst_end = app.backlog();
     let fake_burst = fake.cpu_ticks().saturating_sub(fake_ticks);
     let cpu_burst = cpu.finish(&[("loadgen", load.cpu_ticks), ("fake-slack(process)", fake_burst)]);
     let posts_during_burst = fake.stats().await?.answered;
@@ -1947,9 +1976,19 @@ async fn threadql_ingress(
             app.outbox()
         );
     }
+    let rss_drained_mib = status_kib("VmRSS") as f64 / 1024.0;
+    // Idle actors passivate after the bench's THREADQL_IDLE_SECS.
+    let idle_deadline = Instant::now() + Duration::from_secs(BENCH_IDLE_SECS * 4);
+    while app.live_threads() > 0 && Instant::now() < idle_deadline {
+        tick.tick().await;
+        if samples.len().is_multiple_of(20) {
+            metrics_reader.scrape().await?;
+        }
+    }
+    let rss_idle_mib = status_kib("VmRSS") as f64 / 1024.0;
     let metrics = metrics_reader.scrape().await?;
     let mut turns = BTreeMap::new();
-    for (key, value) in &metrics {
+    for (key, value) in metrics.iter().filter(|(_, value)| **value > 0.0) {
         if let Some(labels) = key.strip_prefix("threadql_turns_total{") {
             turns.insert(labels.trim_end_matches('}').to_string(), *value as u64);
         }
@@ -2011,6 +2050,11 @@ async fn threadql_ingress(
         cpu_burst,
         cpu_drain,
         rss_mib,
+        rss_burst_end_mib,
+        backlog_burst_end,
+        rss_peak_mib: status_kib("VmHWM") as f64 / 1024.0,
+        rss_drained_mib,
+        rss_idle_mib,
         background_cores: 0.0,
     })
 }
