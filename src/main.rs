@@ -6,6 +6,18 @@ use clap::{Parser, Subcommand};
 use threadql::audit_command::{AuditQuery, Since, DEFAULT_LIMIT};
 use threadql::config::Config;
 
+/// jemalloc rather than glibc's malloc: under a burst of new threads malloc was a quarter of the
+/// answer path's CPU, and glibc kept the freed heap resident once the burst drained
+/// (BENCHMARKS.md, "Bursts and memory").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options (read at its start): its background thread gives freed pages back to the
+/// system after about a second unused (the default waits ten, then keeps them "muzzy"), so a
+/// server whose burst is over shrinks without waiting for its next allocation.
+#[export_name = "_rjem_malloc_conf"]
+static ALLOCATOR_OPTIONS: &u8 = &b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0"[0];
+
 const ENVIRONMENT_HELP: &str = "\
 Configuration (environment, or a .env file):
   THREADQL_LISTEN                 HTTP listen address [127.0.0.1:3000]

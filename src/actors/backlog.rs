@@ -13,6 +13,14 @@ use crate::activity::{Activity, ActivityGuard};
 /// handles and a message that finds this goes to a new actor (see `ThreadActor::stopping`).
 pub const CLOSED: usize = usize::MAX;
 
+/// Closes a mailbox whose depth is 0, in one step (see [`CLOSED`]); false while a message is
+/// counted in, which the actor is then still to handle.
+pub fn close_mailbox(depth: &AtomicUsize) -> bool {
+    depth
+        .compare_exchange(0, CLOSED, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+}
+
 /// Messages dispatched whose turn is not over (queued, waiting for a turn permit or running).
 #[derive(Debug)]
 pub struct Backlog {
@@ -65,7 +73,7 @@ impl BacklogTicket {
     /// ticket back when the actor has closed its mailbox (it is stopping: see [`CLOSED`]).
     pub fn in_mailbox(mut self, depth: Arc<AtomicUsize>) -> Result<Self, Self> {
         let entered = depth
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n != CLOSED).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n != CLOSED).then(|| n + 1))
             .is_ok();
         if !entered {
             return Err(self);
@@ -114,5 +122,34 @@ mod tests {
         drop(second);
         assert_eq!(backlog.get(), 0);
         assert!(activity.is_idle());
+    }
+
+    #[test]
+    fn a_mailbox_closes_only_when_empty_and_then_refuses_messages() {
+        let gauge = IntGauge::new("backlog_close_test", "test").unwrap();
+        let backlog = Arc::new(Backlog::new(gauge, Activity::new()));
+        let depth = Arc::new(AtomicUsize::new(0));
+
+        // A message counted in before the actor stops keeps it running until handled.
+        let counted = BacklogTicket::new(backlog.clone()).in_mailbox(depth.clone()).unwrap();
+        assert!(!close_mailbox(&depth), "not closed with a message counted in");
+        drop(counted);
+        assert!(close_mailbox(&depth), "closed once that message is done");
+
+        // A message that finds it closed is given back, still counted in the backlog, for a
+        // new actor; the closed depth stays closed.
+        let refused = BacklogTicket::new(backlog.clone())
+            .in_mailbox(depth.clone())
+            .unwrap_err();
+        assert_eq!(depth.load(Ordering::Acquire), CLOSED);
+        assert_eq!(backlog.get(), 1);
+        let moved = refused.in_mailbox(Arc::new(AtomicUsize::new(0))).unwrap();
+        drop(moved);
+        assert_eq!(backlog.get(), 0);
+        assert_eq!(
+            depth.load(Ordering::Acquire),
+            CLOSED,
+            "dropping it elsewhere leaves the closed one alone"
+        );
     }
 }

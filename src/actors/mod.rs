@@ -6,6 +6,7 @@ use actix::Addr;
 use dashmap::DashMap;
 
 use crate::domain::ThreadKey;
+use crate::turn::KEEP_SLOTS_AFTER_A_BURST;
 
 mod backlog;
 pub mod registry;
@@ -16,6 +17,14 @@ pub use thread::{ThreadActor, UserMessage};
 
 /// Live thread actors by thread: the registry adds them, each removes itself when it stops.
 pub type ThreadMap = DashMap<ThreadKey, LiveThread>;
+
+/// Gives the map's spare room back once most actors of a burst have passivated.
+fn shrink_after_a_burst(threads: &ThreadMap) {
+    let slots = threads.capacity();
+    if slots > KEEP_SLOTS_AFTER_A_BURST && threads.len() * 4 < slots {
+        threads.shrink_to_fit();
+    }
+}
 
 /// A live thread actor, its mailbox depth and whether it owns the thread.
 #[derive(Clone)]

@@ -13,7 +13,7 @@ use super::thread::{ThreadActor, UserMessage};
 use super::{LiveThread, ThreadMap};
 use crate::activity::Activity;
 use crate::domain::{Origin, ThreadKey};
-use crate::turn::{ThreadServices, TurnPermit};
+use crate::turn::{ThreadServices, TurnPermit, KEEP_SLOTS_AFTER_A_BURST};
 
 /// Routes messages to thread actors, which run on a pool of arbiters (one per core).
 pub struct ThreadRegistry {
@@ -140,6 +140,9 @@ impl ThreadRegistry {
         let Some(mut messages) = room.remove(&thread) else {
             return Some(permit);
         };
+        if room.is_empty() && room.capacity() > KEEP_SLOTS_AFTER_A_BURST {
+            *room = HashMap::new();
+        }
         if let Some(first) = messages.first_mut() {
             first.permit = Some(permit);
         }

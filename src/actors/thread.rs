@@ -10,7 +10,7 @@ use actix::prelude::*;
 use futures::FutureExt;
 use tracing::Instrument;
 
-use super::backlog::{Backlog, BacklogTicket, CLOSED};
+use super::backlog::{close_mailbox, Backlog, BacklogTicket};
 use super::ThreadMap;
 use crate::cluster::ForwardedMessage;
 use crate::domain::{Command, ErrorCode, MessageTs, Origin, Reply, ThreadKey, ThreadState, UserId};
@@ -719,6 +719,7 @@ impl ThreadActor {
             let me = ctx.address();
             if threads.remove_if(&self.key, |_, live| live.address == me).is_some() {
                 self.services.metrics.live_threads.dec();
+                super::shrink_after_a_burst(&threads);
             }
         }
     }
@@ -792,13 +793,7 @@ impl Actor for ThreadActor {
     /// handled first, and one that finds it closed goes to a new actor.
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
         match &self.counted {
-            Some((_, depth))
-                if depth
-                    .compare_exchange(0, CLOSED, Ordering::AcqRel, Ordering::Acquire)
-                    .is_err() =>
-            {
-                Running::Continue
-            }
+            Some((_, depth)) if !close_mailbox(depth) => Running::Continue,
             _ => Running::Stop,
         }
     }

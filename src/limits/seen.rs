@@ -3,10 +3,12 @@
 //! second answer. With Redis, the [`super::IngressGate`] claims keys there as well, so replicas
 //! and restarts are covered; this memory answers while Redis does not, and saves a round trip
 //! for a key seen here already.
+use std::hash::Hasher as _;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
+use siphasher::sip128::{Hasher128 as _, SipHasher13};
 
 /// How long a key is remembered: longer than Slack's retry schedule (about 6 minutes).
 pub const REMEMBER_FOR: Duration = Duration::from_secs(60 * 60);
@@ -17,19 +19,43 @@ const PRUNE_ABOVE: usize = 100_000;
 /// busy: scanning it every second cost ingress a tenth of its throughput (BENCHMARKS.md).
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
-/// Keys handled within [`REMEMBER_FOR`], in process.
-#[derive(Default)]
+/// Keys handled within [`REMEMBER_FOR`], in process. What is kept is a key's keyed 128-bit
+/// digest, not the key: an hour of a busy workspace's messages is hundreds of thousands of keys,
+/// and a digest takes a third of a key's memory (BENCHMARKS.md, "Bursts and memory"). Two keys
+/// sharing a digest by chance is as likely as guessing a random 128-bit number.
 pub(super) struct SeenKeys {
-    seen: DashMap<String, Instant>,
+    seen: DashMap<Digest, Instant>,
+    /// Random per process, so nobody can craft two keys with one digest.
+    digest_keys: (u64, u64),
     last_prune: Mutex<Option<Instant>>,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct Digest(u64, u64);
+
+impl Default for SeenKeys {
+    fn default() -> Self {
+        Self {
+            seen: DashMap::new(),
+            digest_keys: uuid::Uuid::new_v4().as_u64_pair(),
+            last_prune: Mutex::default(),
+        }
+    }
+}
+
 impl SeenKeys {
+    fn digest(&self, key: &str) -> Digest {
+        let mut hasher = SipHasher13::new_with_keys(self.digest_keys.0, self.digest_keys.1);
+        hasher.write(key.as_bytes());
+        let digest = hasher.finish128();
+        Digest(digest.h1, digest.h2)
+    }
+
     /// Returns true the first time a key is seen (within [`REMEMBER_FOR`]), and remembers it.
     pub(super) fn first_time(&self, key: &str) -> bool {
         let now = Instant::now();
         self.prune(now);
-        match self.seen.entry(key.to_string()) {
+        match self.seen.entry(self.digest(key)) {
             dashmap::Entry::Occupied(mut entry) => {
                 if now.duration_since(*entry.get()) < REMEMBER_FOR {
                     false
@@ -46,13 +72,15 @@ impl SeenKeys {
     }
 
     pub(super) fn seen_recently(&self, key: &str) -> bool {
-        self.seen.get(key).is_some_and(|at| at.elapsed() < REMEMBER_FOR)
+        self.seen
+            .get(&self.digest(key))
+            .is_some_and(|at| at.elapsed() < REMEMBER_FOR)
     }
 
     pub(super) fn remember(&self, key: &str) {
         let now = Instant::now();
         self.prune(now);
-        self.seen.entry(key.to_string()).or_insert(now);
+        self.seen.entry(self.digest(key)).or_insert(now);
     }
 
     fn prune(&self, now: Instant) {
@@ -69,6 +97,9 @@ impl SeenKeys {
             return;
         }
         self.seen.retain(|_, at| now.duration_since(*at) < REMEMBER_FOR);
+        if self.seen.len() * 4 < self.seen.capacity() {
+            self.seen.shrink_to_fit();
+        }
     }
 }
 

@@ -1,4 +1,6 @@
 //! Posts a thread's replies to Slack: Block Kit messages in the thread, files via upload-v2.
+use std::sync::{Arc, Mutex, PoisonError};
+
 use async_trait::async_trait;
 
 use super::blocks::{self, AnswerContext, SlackMessage};
@@ -10,11 +12,31 @@ use crate::turn::Replier;
 pub struct SlackReplier {
     api: SlackWebApi,
     max_rows: usize,
+    /// The last text reply rendered, kept for the next identical one: a burst of `help` posts
+    /// one text thousands of times, and rendering it was a tenth of each answer's CPU
+    /// (BENCHMARKS.md, "Bursts and memory").
+    last_text: Mutex<Option<(String, Arc<SlackMessage>)>>,
 }
 
 impl SlackReplier {
     pub fn new(api: SlackWebApi, max_rows: usize) -> Self {
-        Self { api, max_rows }
+        Self {
+            api,
+            max_rows,
+            last_text: Mutex::default(),
+        }
+    }
+
+    fn text_kit(&self, text: &str) -> Arc<SlackMessage> {
+        let last = || self.last_text.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((rendered, message)) = last().as_ref() {
+            if rendered == text {
+                return message.clone();
+            }
+        }
+        let message = Arc::new(blocks::text(text));
+        *last() = Some((text.to_string(), message.clone()));
+        message
     }
 }
 
@@ -76,7 +98,7 @@ impl SlackReplier {
         channel: &str,
         thread_ts: Option<&str>,
         reply: Reply,
-        message: Option<SlackMessage>,
+        message: Option<Arc<SlackMessage>>,
     ) -> anyhow::Result<()> {
         match (reply, message) {
             (
@@ -106,7 +128,7 @@ impl SlackReplier {
         if !ephemeral {
             match api.open_direct_message(user).await {
                 Ok(direct) => {
-                    let message = private_kit(&reply, self.max_rows);
+                    let message = Arc::new(private_kit(&reply, self.max_rows));
                     return Self::post_or_upload(&api, &direct, None, reply, Some(message)).await;
                 }
                 Err(error) => {
@@ -132,7 +154,10 @@ impl Replier for SlackReplier {
         if let Reply::Privately { user, reply, ephemeral } = reply {
             return self.privately(thread, user.as_str(), *reply, ephemeral).await;
         }
-        let message = block_kit(thread, &reply, self.max_rows);
+        let message = match &reply {
+            Reply::Text(text) => Some(self.text_kit(text)),
+            _ => block_kit(thread, &reply, self.max_rows).map(Arc::new),
+        };
         let api = self.api.for_team(thread.team()).await?;
         Self::post_or_upload(&api, channel, Some(thread_ts), reply, message).await
     }
@@ -183,6 +208,28 @@ mod tests {
 
     fn thread() -> ThreadKey {
         ThreadKey::parse("T1", "C1", "1700000000.000100").unwrap()
+    }
+
+    #[test]
+    fn a_repeated_text_is_rendered_once_and_a_new_one_afresh() {
+        let url = url::Url::parse("http://127.0.0.1:9/api/").unwrap();
+        let api = SlackWebApi::new(
+            &url,
+            &secrecy::SecretString::from("xoxb-test"),
+            crate::metrics::Metrics::new().unwrap(),
+        )
+        .unwrap();
+        let replier = SlackReplier::new(api, 10);
+
+        let help = replier.text_kit("*help* <here>");
+        assert!(Arc::ptr_eq(&help, &replier.text_kit("*help* <here>")), "rendered once");
+        assert_eq!(*help, blocks::text("*help* <here>"));
+        let other = replier.text_kit("something else");
+        assert_eq!(*other, blocks::text("something else"));
+        assert!(
+            !Arc::ptr_eq(&help, &replier.text_kit("*help* <here>")),
+            "the cache keeps one text"
+        );
     }
 
     fn kit(reply: Reply) -> serde_json::Value {

@@ -8,7 +8,7 @@
 //! a 4xx) ends it. Lookups (`auth.test`, `apps.connections.open`) and reactions, whose callers
 //! can do without, give up after a few attempts instead.
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,8 +36,11 @@ const MEMBERS_PAGE: usize = 200;
 const MAX_CALLS_IN_FLIGHT: usize = 128;
 /// Sustained messages per second per channel.
 const CHANNEL_RATE_PER_SECOND: f64 = 1.0;
-/// How often refilled channel buckets are dropped (see `SlackWebApi::forget_idle_channels`).
+/// How often refilled channel buckets are dropped (see [`forget_idle_channels`]).
 const FORGET_CHANNELS_EVERY: Duration = Duration::from_secs(10);
+/// By when a channel quiet since its last post has no pacing state left: its bucket refills in
+/// `CHANNEL_BURST / CHANNEL_RATE_PER_SECOND` seconds, then the next sweep drops it.
+pub const QUIET_CHANNELS_FORGOTTEN_WITHIN: Duration = Duration::from_secs(3 + 10);
 
 type Client = SlackClient<SlackClientHyperConnector<HttpsConnector<HttpConnector>>>;
 
@@ -90,6 +93,59 @@ struct ChannelPace {
     refilled_at: Instant,
 }
 
+type ChannelBuckets = DashMap<String, Arc<tokio::sync::Mutex<ChannelPace>>>;
+
+/// The body of `chat.postMessage`.
+#[derive(serde::Serialize)]
+struct PostMessage<'a> {
+    channel: &'a str,
+    text: &'a str,
+    blocks: &'a [serde_json::Value],
+    unfurl_links: bool,
+    unfurl_media: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thread_ts: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<&'a serde_json::Value>,
+}
+
+/// What threadql reads of `chat.postMessage`'s answer (Slack echoes the whole message too).
+#[derive(serde::Deserialize)]
+struct Posted {
+    #[serde(default)]
+    ts: String,
+}
+
+/// Every [`FORGET_CHANNELS_EVERY`], drops the buckets of channels that have refilled (a full
+/// bucket is what a new channel gets); ends with the client. One entry per channel ever answered
+/// would otherwise stay for the life of the process (a burst over 400,000 channels:
+/// BENCHMARKS.md, "Bursts and memory").
+async fn forget_idle_channels(channels: std::sync::Weak<ChannelBuckets>) {
+    let mut every = tokio::time::interval(FORGET_CHANNELS_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let Some(channels) = channels.upgrade() else { return };
+        forget_refilled(&channels, Instant::now());
+        // The slots of a burst's channels go back too (a sweep every few seconds at most).
+        if channels.len() * 4 < channels.capacity() {
+            channels.shrink_to_fit();
+        }
+    }
+}
+
+/// Drops the buckets that are full again at `now` and that no call holds or waits for: a
+/// channel's next message finds a full bucket either way.
+fn forget_refilled(channels: &ChannelBuckets, now: Instant) {
+    let full_after = Duration::from_secs_f64(CHANNEL_BURST / CHANNEL_RATE_PER_SECOND);
+    channels.retain(|_, bucket| {
+        Arc::strong_count(bucket) > 1
+            || bucket.try_lock().map_or(true, |pace| {
+                now.saturating_duration_since(pace.refilled_at) < full_after
+            })
+    });
+}
+
 /// What users are to see and has not reached Slack yet: messages, updates, reactions and
 /// uploads queued (pacing, waiting for a connection, backing off) or in flight. The count is the
 /// client's own state; the `slack_outbox_waiting` gauge only shows the waits, for scrapes.
@@ -124,10 +180,9 @@ pub struct SlackWebApi {
     client: Arc<Client>,
     token: SlackApiToken,
     metrics: Metrics,
-    channels: Arc<DashMap<String, Arc<tokio::sync::Mutex<ChannelPace>>>>,
-    /// Seconds since `epoch` of the last sweep of `channels`.
-    channels_pruned_at: Arc<AtomicU64>,
-    epoch: Instant,
+    channels: Arc<ChannelBuckets>,
+    /// Whether `channels` has its sweeper (see [`forget_idle_channels`]).
+    sweeping: Arc<AtomicBool>,
     in_flight: Arc<tokio::sync::Semaphore>,
     retry: RetryPolicy,
     outbox: Arc<Outbox>,
@@ -157,8 +212,7 @@ impl SlackWebApi {
             token: SlackApiToken::new(SlackApiTokenValue::new(bot_token.expose_secret().to_string())),
             metrics,
             channels: Arc::new(DashMap::new()),
-            channels_pruned_at: Arc::default(),
-            epoch: Instant::now(),
+            sweeping: Arc::default(),
             in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_CALLS_IN_FLIGHT)),
             retry: RetryPolicy::default(),
             outbox: Arc::default(),
@@ -326,7 +380,7 @@ impl SlackWebApi {
 
     /// The direct-message channel with `user` (`conversations.open`; scope `im:write`).
     pub async fn open_direct_message(&self, user: &str) -> Result<String, SlackApiError> {
-        let response = self
+        let response: serde_json::Value = self
             .post_json(
                 "conversations.open",
                 Persistence::GiveUp,
@@ -378,28 +432,22 @@ impl SlackWebApi {
         metadata: Option<&serde_json::Value>,
     ) -> Result<String, SlackApiError> {
         let _queued = self.outbox_ticket();
-        let mut body = serde_json::json!({
-            "channel": channel,
-            "text": message.text,
-            "blocks": message.blocks,
-            "unfurl_links": false,
-            "unfurl_media": false,
-        });
-        if let Some(ts) = thread_ts {
-            body["thread_ts"] = serde_json::Value::String(ts.to_string());
-        }
-        if let Some(metadata) = metadata {
-            body["metadata"] = metadata.clone();
-        }
+        // Borrowed, not built into a `serde_json::Value`: an answer's blocks are serialized
+        // straight from the message instead of copied first (BENCHMARKS.md, "Bursts and memory").
+        let body = PostMessage {
+            channel,
+            text: &message.text,
+            blocks: &message.blocks,
+            unfurl_links: false,
+            unfurl_media: false,
+            thread_ts,
+            metadata,
+        };
         self.pace(channel).await;
-        let response = self
+        let posted: Posted = self
             .post_json("chat.postMessage", Persistence::UntilDelivered, &body)
             .await?;
-        Ok(response
-            .get("ts")
-            .and_then(|ts| ts.as_str())
-            .unwrap_or_default()
-            .to_string())
+        Ok(posted.ts)
     }
 
     /// The newest messages of a thread (`conversations.replies`) or, without `thread_ts`, of a
@@ -429,7 +477,8 @@ impl SlackWebApi {
     /// Opens a dialog (`views.open`) for the click that gave `trigger_id`.
     pub async fn open_view(&self, trigger_id: &str, view: &serde_json::Value) -> Result<(), SlackApiError> {
         let body = serde_json::json!({ "trigger_id": trigger_id, "view": view });
-        self.post_json("views.open", Persistence::GiveUp, &body).await?;
+        self.post_json::<_, serde::de::IgnoredAny>("views.open", Persistence::GiveUp, &body)
+            .await?;
         Ok(())
     }
 
@@ -456,7 +505,7 @@ impl SlackWebApi {
     pub async fn update_message(&self, channel: &str, ts: &str, message: &SlackMessage) -> Result<(), SlackApiError> {
         let _queued = self.outbox_ticket();
         let body = serde_json::json!({ "channel": channel, "ts": ts, "text": message.text, "blocks": message.blocks });
-        self.post_json("chat.update", Persistence::UntilDelivered, &body)
+        self.post_json::<_, serde::de::IgnoredAny>("chat.update", Persistence::UntilDelivered, &body)
             .await?;
         Ok(())
     }
@@ -465,7 +514,9 @@ impl SlackWebApi {
     pub async fn add_reaction(&self, channel: &str, ts: &str, name: &str) -> Result<(), SlackApiError> {
         let _queued = self.outbox_ticket();
         let body = serde_json::json!({ "channel": channel, "timestamp": ts, "name": name });
-        let added = self.post_json("reactions.add", Persistence::GiveUp, &body).await;
+        let added = self
+            .post_json::<_, serde::de::IgnoredAny>("reactions.add", Persistence::GiveUp, &body)
+            .await;
         match added {
             Err(SlackApiError::Refused { code, .. }) if code == "already_reacted" => Ok(()),
             other => other.map(|_| ()),
@@ -491,7 +542,7 @@ impl SlackWebApi {
             body["thread_ts"] = serde_json::Value::String(ts.to_string());
         }
         self.pace(channel).await;
-        self.post_json("chat.postEphemeral", Persistence::UntilDelivered, &body)
+        self.post_json::<_, serde::de::IgnoredAny>("chat.postEphemeral", Persistence::UntilDelivered, &body)
             .await?;
         Ok(())
     }
@@ -569,12 +620,16 @@ impl SlackWebApi {
     }
 
     /// POSTs a JSON body to a Web API method through [`Self::call`] and returns Slack's reply.
-    async fn post_json(
+    async fn post_json<Body, Response>(
         &self,
         method: &'static str,
         persistence: Persistence,
-        body: &serde_json::Value,
-    ) -> Result<serde_json::Value, SlackApiError> {
+        body: &Body,
+    ) -> Result<Response, SlackApiError>
+    where
+        Body: serde::Serialize + Send + Sync,
+        Response: serde::de::DeserializeOwned + Send,
+    {
         self.call(method, persistence, || async {
             self.client
                 .open_session(&self.token)
@@ -600,7 +655,9 @@ impl SlackWebApi {
                 }))
             })
             .clone();
-        self.forget_idle_channels();
+        if !self.sweeping.swap(true, Ordering::Relaxed) {
+            tokio::spawn(forget_idle_channels(Arc::downgrade(&self.channels)));
+        }
         self.metrics.slack_outbox_waiting.inc();
         let mut pace = bucket.lock().await;
         let now = Instant::now();
@@ -616,30 +673,6 @@ impl SlackWebApi {
         pace.tokens -= 1.0;
         drop(pace);
         self.metrics.slack_outbox_waiting.dec();
-    }
-
-    /// Drops the buckets of channels that have refilled (a full bucket is what a new channel
-    /// gets), at most every [`FORGET_CHANNELS_EVERY`]: one entry per channel ever answered would
-    /// otherwise stay for the life of the process (a burst over 200,000 channels: BENCHMARKS.md).
-    fn forget_idle_channels(&self) {
-        let now_secs = self.epoch.elapsed().as_secs();
-        let last = self.channels_pruned_at.load(Ordering::Relaxed);
-        if now_secs < last + FORGET_CHANNELS_EVERY.as_secs()
-            || self
-                .channels_pruned_at
-                .compare_exchange(last, now_secs, Ordering::AcqRel, Ordering::Relaxed)
-                .is_err()
-        {
-            return;
-        }
-        let full_after = Duration::from_secs_f64(CHANNEL_BURST / CHANNEL_RATE_PER_SECOND);
-        self.channels.retain(|_, bucket| {
-            // In use (a call holds it or waits for it), or not refilled yet: kept.
-            Arc::strong_count(bucket) > 1
-                || bucket
-                    .try_lock()
-                    .map_or(true, |pace| pace.refilled_at.elapsed() < full_after)
-        });
     }
 
     /// Runs one Web API call with the retry policy, counting outcomes per method: a 429 waits
@@ -737,6 +770,36 @@ mod tests {
             first_backoff: Duration::from_millis(5),
             max_backoff: Duration::from_millis(20),
         }
+    }
+
+    #[test]
+    fn forgets_only_refilled_channel_buckets_nobody_holds() {
+        let now = Instant::now();
+        let earlier = |secs| now.checked_sub(Duration::from_secs(secs)).unwrap();
+        let bucket = |refilled_at| {
+            Arc::new(tokio::sync::Mutex::new(ChannelPace {
+                tokens: 0.0,
+                refilled_at,
+            }))
+        };
+        let channels = ChannelBuckets::new();
+        channels.insert("T/refilled".into(), bucket(earlier(60)));
+        channels.insert("T/still-draining".into(), bucket(earlier(1)));
+        let held = bucket(earlier(60));
+        channels.insert("T/held-by-a-call".into(), held.clone());
+
+        forget_refilled(&channels, now);
+
+        let mut kept: Vec<String> = channels.iter().map(|entry| entry.key().clone()).collect();
+        kept.sort();
+        assert_eq!(kept, ["T/held-by-a-call", "T/still-draining"]);
+        drop(held);
+        forget_refilled(&channels, now);
+        assert_eq!(channels.len(), 1);
+        assert_eq!(
+            QUIET_CHANNELS_FORGOTTEN_WITHIN,
+            Duration::from_secs_f64(CHANNEL_BURST / CHANNEL_RATE_PER_SECOND) + FORGET_CHANNELS_EVERY
+        );
     }
 
     async fn api_for(server: &MockServer) -> SlackWebApi {

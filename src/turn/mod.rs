@@ -31,7 +31,7 @@ mod services;
 
 pub use cancel::{CancelReason, CancelSignal};
 pub use completion_spans::CompletionSpans;
-pub use queue::{TurnPermit, TurnQueue};
+pub use queue::{TurnPermit, TurnQueue, KEEP_SLOTS_AFTER_A_BURST};
 pub use run::{intent_of, Ending, TurnContext, TurnOutcome, TurnRequest, MAX_QUESTION_CHARS};
 pub use schedules::{local_time, schedule_phrase, ScheduledAnswer, ScheduledFailure};
 pub use services::{Replier, ThreadServices, TurnLimits};

@@ -8,6 +8,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::oneshot;
 
+/// Collections that a burst grows (this line, the registry's waiting room and map of live
+/// actors) keep at most this many slots once it is over: a table sized for 400,000 waiting
+/// threads is tens of megabytes, held for good otherwise (BENCHMARKS.md, "Bursts and memory").
+pub const KEEP_SLOTS_AFTER_A_BURST: usize = 4096;
+
 /// Handed a permit when its turn comes; gives it back when it has no use for it any more (its
 /// thread went away meanwhile), and the permit passes to the next in line.
 pub type Admission = Box<dyn FnOnce(TurnPermit) -> Option<TurnPermit> + Send>;
@@ -121,7 +126,13 @@ impl TurnQueue {
             let next = {
                 let mut line = self.line();
                 match line.waiting.pop_front() {
-                    Some(waiter) => waiter,
+                    Some(waiter) => {
+                        // The line of a burst, over: its slots go back (one per thread that waited).
+                        if line.waiting.is_empty() && line.waiting.capacity() > KEEP_SLOTS_AFTER_A_BURST {
+                            line.waiting = VecDeque::new();
+                        }
+                        waiter
+                    }
                     None => {
                         line.free += 1;
                         return;

@@ -381,6 +381,84 @@ async fn a_burst_of_new_threads_runs_at_most_the_cap_of_turns_at_once_and_answer
     assert_eq!(replier.most_at_once.load(SeqCst), 2, "turns ran two at a time, no more");
 }
 
+/// Holds every reply until the test lets it through (`gate.add_permits`), then keeps the order
+/// of the threads replied to. `entered` fires when a reply reaches the gate.
+struct GatedReplier {
+    gate: tokio::sync::Semaphore,
+    entered: tokio::sync::Notify,
+    order: Mutex<Vec<ThreadKey>>,
+}
+
+impl GatedReplier {
+    fn closed() -> Arc<Self> {
+        Arc::new(Self {
+            gate: tokio::sync::Semaphore::new(0),
+            entered: tokio::sync::Notify::new(),
+            order: Mutex::default(),
+        })
+    }
+}
+
+#[async_trait]
+impl Replier for GatedReplier {
+    async fn reply(&self, thread: &ThreadKey, _reply: Reply) -> anyhow::Result<()> {
+        self.entered.notify_one();
+        self.gate.acquire().await?.forget();
+        self.order.lock().unwrap().push(thread.clone());
+        Ok(())
+    }
+}
+
+#[actix_rt::test]
+async fn new_threads_wait_without_an_actor_and_are_answered_first_come_first_served() {
+    // Arrange: one turn at a time; the first reply holds its turn until the gate opens.
+    let database = TestDatabase::create().await;
+    let config = config_with("http://127.0.0.1:9/api", database.url(), &[]);
+    let backends = Backends::build(&config).await.unwrap();
+    let replier = GatedReplier::closed();
+    let mut services = backends.thread_services(&config, replier.clone());
+    Arc::get_mut(&mut services).unwrap().turn_permits = threadql::turn::TurnQueue::new(1);
+    let registry = ThreadRegistry::start(services, 2, 0);
+    let threads: Vec<ThreadKey> = (0..8)
+        .map(|_| ThreadKey::parse(TEAM, &new_channel(), &new_ts()).unwrap())
+        .collect();
+    let mut finished = Vec::new();
+    let mut ask = |thread: &ThreadKey| {
+        let (done, over) = tokio::sync::oneshot::channel();
+        registry.dispatch(
+            thread.clone(),
+            UserMessage::new("U0ALICE01", "help", &new_ts(), Origin::Mention).with_done(done),
+        );
+        finished.push(over);
+    };
+
+    // Act: eight new threads, then a second message in the fourth while it waits.
+    for thread in &threads {
+        ask(thread);
+    }
+    replier.entered.notified().await;
+    ask(&threads[3]);
+
+    // Assert: only the first thread has an actor; the others wait in line, messages kept.
+    assert_eq!(registry.live_threads(), 1);
+    assert_eq!(registry.waiting_threads(), 7);
+    assert_eq!(registry.backlog(), 9);
+    assert!(registry.is_live(&threads[5]), "a waiting thread counts as live");
+    replier.gate.add_permits(100);
+    for over in finished {
+        tokio::time::timeout(Duration::from_secs(30), over)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    // The fourth thread's second message came after every first message: it is answered last.
+    let mut expected = threads.clone();
+    expected.push(threads[3].clone());
+    assert_eq!(*replier.order.lock().unwrap(), expected, "answered in the order asked");
+    assert_eq!(registry.waiting_threads(), 0);
+    assert_eq!(registry.backlog(), 0);
+}
+
 // ---------------------------------------------------------------------------------------------
 // 3. Passivation and stale snapshots
 // ---------------------------------------------------------------------------------------------
@@ -429,30 +507,13 @@ async fn a_passivated_thread_is_reactivated_with_its_refinement_history() {
     assert_eq!(metric(&metrics, "threadql_thread_activation_seconds_count"), Some(2.0));
 }
 
-/// Holds every reply until the test lets it through.
-struct GatedReplier {
-    gate: tokio::sync::Semaphore,
-}
-
-#[async_trait]
-impl Replier for GatedReplier {
-    async fn reply(&self, _thread: &ThreadKey, _reply: Reply) -> anyhow::Result<()> {
-        if let Ok(permit) = self.gate.acquire().await {
-            permit.forget();
-        }
-        Ok(())
-    }
-}
-
 #[actix_rt::test]
 async fn mailbox_depth_is_sampled_per_thread_at_each_scrape() {
     // Arrange: replies wait at a gate, so turns stay under way.
     let database = TestDatabase::create().await;
     let config = config_with("http://127.0.0.1:9/api", database.url(), &[]);
     let backends = Backends::build(&config).await.unwrap();
-    let replier = Arc::new(GatedReplier {
-        gate: tokio::sync::Semaphore::new(0),
-    });
+    let replier = GatedReplier::closed();
     let registry = ThreadRegistry::start(backends.thread_services(&config, replier.clone()), 2, 0);
     let (busy, quiet) = (
         ThreadKey::parse(TEAM, &new_channel(), &new_ts()).unwrap(),

@@ -43,6 +43,14 @@ mod replicas;
 
 use threadql::actors::{ThreadRegistry, UserMessage};
 use threadql::config::Config;
+
+/// The server binary's allocator and options, so the figures are the product's (see src/main.rs).
+#[cfg(not(feature = "system-allocator"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+#[cfg(not(feature = "system-allocator"))]
+#[export_name = "_rjem_malloc_conf"]
+static ALLOCATOR_OPTIONS: &u8 = &b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0"[0];
 use threadql::domain::Origin;
 use threadql::domain::Reply;
 use threadql::domain::ThreadKey;
@@ -184,6 +192,10 @@ struct IngressRunArgs {
     /// Where to write the result (JSON); printed only when absent.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Exits at once after the idle memory reading, freeing nothing: under heaptrack (built with
+    /// `--features system-allocator`), its "leaked" list is then what the idle server holds.
+    #[arg(long)]
+    exit_when_idle: bool,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -778,6 +790,33 @@ fn micros(duration: Duration) -> u32 {
     u32::try_from(duration.as_micros()).unwrap_or(u32::MAX)
 }
 
+/// Microseconds since the Unix epoch: comparable between the load generator and the fake Slack,
+/// which runs in a process of its own.
+fn wall_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_micros() as u64)
+}
+
+/// First come, first answered: for each answered event, how much later its first post came than
+/// the earliest first post of an event acked after it (0 when none overtook it). `acked` and
+/// `answered` are (event number, wall-clock microseconds).
+fn answered_after_newer(acked: &[(u64, u64)], answered: &[(u64, u64)]) -> Vec<u32> {
+    let answered_at: HashMap<u64, u64> = answered.iter().copied().collect();
+    let mut by_ack: Vec<(u64, u64)> = acked
+        .iter()
+        .filter_map(|(event, acked_at)| answered_at.get(event).map(|answer| (*acked_at, *answer)))
+        .collect();
+    by_ack.sort_unstable();
+    let mut earliest_newer_answer = u64::MAX;
+    let mut late_us = Vec::with_capacity(by_ack.len());
+    for &(_, answer) in by_ack.iter().rev() {
+        late_us.push(u32::try_from(answer.saturating_sub(earliest_newer_answer)).unwrap_or(u32::MAX));
+        earliest_newer_answer = earliest_newer_answer.min(answer);
+    }
+    late_us
+}
+
 // ---------------------------------------------------------------------------------------------
 // HTTP/1.1 on raw sockets (load generator and fake Slack): the least work per request, so the
 // figures are the server's, not a client library's.
@@ -999,6 +1038,8 @@ struct LoadOutcome {
     errors: u64,
     first_error: Option<String>,
     latencies_us: Vec<u32>,
+    /// (event number, wall-clock microseconds) of every 200, for the fairness figures.
+    acked: Vec<(u64, u64)>,
     elapsed: Duration,
     /// CPU ticks of the load generator's threads (read before they exit).
     cpu_ticks: u64,
@@ -1013,6 +1054,7 @@ impl LoadOutcome {
             self.first_error = other.first_error;
         }
         self.latencies_us.extend(other.latencies_us);
+        self.acked.extend(other.acked);
     }
 }
 
@@ -1129,6 +1171,7 @@ async fn connection_loop(
                 outcome.latencies_us.push(micros(sent.elapsed()));
                 if status == 200 {
                     outcome.ok += 1;
+                    outcome.acked.push((seq, wall_micros()));
                 } else {
                     outcome.other_status += 1;
                     outcome.first_error.get_or_insert_with(|| format!("HTTP {status}"));
@@ -1156,6 +1199,8 @@ struct FakeSlackState {
     answered_channels: Mutex<std::collections::HashSet<Vec<u8>>>,
     answered: AtomicU64,
     answered_with_help: AtomicU64,
+    /// (event number, wall-clock microseconds) of each channel's first post.
+    first_posts: Mutex<Vec<(u64, u64)>>,
     /// Error replies: the snapshot could not be read ("can't reach my state store") or saved.
     load_errors: AtomicU64,
     save_errors: AtomicU64,
@@ -1313,7 +1358,16 @@ impl FakeSlackProcess {
     }
 
     async fn stats(&mut self) -> anyhow::Result<FakeStats> {
-        let request = b"GET /_stats HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n";
+        self.get("/_stats").await
+    }
+
+    /// (event number, wall-clock microseconds) of each channel's first post.
+    async fn first_posts(&mut self) -> anyhow::Result<Vec<(u64, u64)>> {
+        self.get("/_first_posts").await
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(&mut self, path: &str) -> anyhow::Result<T> {
+        let request = format!("GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n");
         if self.stats_connection.is_none() {
             let stream = TcpStream::connect(self.addr).await?;
             stream.set_nodelay(true)?;
@@ -1324,7 +1378,7 @@ impl FakeSlackProcess {
             bail!("no connection to the fake Slack");
         };
         let answer = async {
-            stream.write_all(request).await?;
+            stream.write_all(request.as_bytes()).await?;
             read_message(stream, &mut self.buf).await
         }
         .await;
@@ -1409,6 +1463,15 @@ async fn serve_fake_slack(mut stream: TcpStream, state: Arc<FakeSlackState>) {
                     .insert(channel.to_vec());
                 if first {
                     state.answered.fetch_add(1, Ordering::Relaxed);
+                    // A benchmark channel ends with its event's number (`EventFactory::channel`).
+                    let digits = &channel[channel.len().saturating_sub(8)..];
+                    if let Some(event) = std::str::from_utf8(digits).ok().and_then(|d| d.parse().ok()) {
+                        state
+                            .first_posts
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push((event, wall_micros()));
+                    }
                     if help {
                         state.answered_with_help.fetch_add(1, Ordering::Relaxed);
                     }
@@ -1424,6 +1487,9 @@ async fn serve_fake_slack(mut stream: TcpStream, state: Arc<FakeSlackState>) {
             state.auth_body.as_slice().into()
         } else if path == "/_stats" {
             serde_json::to_vec(&state.stats()).unwrap_or_default().into()
+        } else if path == "/_first_posts" {
+            let first_posts = state.first_posts.lock().unwrap_or_else(|e| e.into_inner());
+            serde_json::to_vec(&*first_posts).unwrap_or_default().into()
         } else {
             state.other_calls.fetch_add(1, Ordering::Relaxed);
             br#"{"ok":true}"#.as_slice().into()
@@ -1554,6 +1620,12 @@ struct IngressResult {
     rss_drained_mib: f64,
     #[serde(default)]
     rss_idle_mib: f64,
+    /// How much later than a newer thread each thread got its answer (ms), and how many by more
+    /// than a second (the pacing of a channel).
+    #[serde(default)]
+    answered_after_newer: Percentiles,
+    #[serde(default)]
+    answered_after_newer_over_1s: usize,
     /// Cores other processes used just before the run.
     background_cores: f64,
 }
@@ -1716,6 +1788,12 @@ fn print_ingress_table(results: &[IngressResult]) {
                  {:.0} MiB once drained, {:.0} MiB once idle actors passivated",
                 r.rss_burst_end_mib, r.backlog_burst_end, r.rss_peak_mib, r.rss_drained_mib, r.rss_idle_mib
             );
+            let late = &r.answered_after_newer;
+            println!(
+                "  first come, first answered: a thread answered after a newer one by p50 {:.1} ms, p99 {:.1} ms, \
+                 max {:.1} ms; {} of {} threads by more than 1 s",
+                late.p50, late.p99, late.max, r.answered_after_newer_over_1s, late.count
+            );
         }
         if let Some(keys) = r.redis_message_keys {
             println!("  message dedupe keys found in Redis: {keys}");
@@ -1855,6 +1933,8 @@ async fn ingress_run(args: &IngressRunArgs) -> anyhow::Result<IngressResult> {
                 rss_peak_mib: status_kib("VmHWM") as f64 / 1024.0,
                 rss_drained_mib: 0.0,
                 rss_idle_mib: 0.0,
+                answered_after_newer: Percentiles::default(),
+                answered_after_newer_over_1s: 0,
                 background_cores: 0.0,
             })
         }
@@ -1977,15 +2057,29 @@ async fn threadql_ingress(
         );
     }
     let rss_drained_mib = status_kib("VmRSS") as f64 / 1024.0;
-    // Idle actors passivate after the bench's THREADQL_IDLE_SECS.
-    let idle_deadline = Instant::now() + Duration::from_secs(BENCH_IDLE_SECS * 4);
-    while app.live_threads() > 0 && Instant::now() < idle_deadline {
+    // Idle actors passivate after the bench's THREADQL_IDLE_SECS, and the Slack client forgets
+    // the pacing of channels quiet since the drain.
+    let drained_at = Instant::now();
+    let idle_deadline = drained_at + Duration::from_secs(BENCH_IDLE_SECS * 4);
+    while (app.live_threads() > 0 && Instant::now() < idle_deadline)
+        || drained_at.elapsed() < threadql::slack::web_api::QUIET_CHANNELS_FORGOTTEN_WITHIN
+    {
         tick.tick().await;
         if samples.len().is_multiple_of(20) {
             metrics_reader.scrape().await?;
         }
     }
     let rss_idle_mib = status_kib("VmRSS") as f64 / 1024.0;
+    if args.exit_when_idle {
+        println!(
+            "  idle: {rss_idle_mib:.0} MiB resident ({} MiB anonymous, {} MiB files), {} live threads; exiting \
+             without freeing",
+            status_kib("RssAnon") / 1024,
+            status_kib("RssFile") / 1024,
+            app.live_threads()
+        );
+        std::process::exit(0);
+    }
     let metrics = metrics_reader.scrape().await?;
     let mut turns = BTreeMap::new();
     for (key, value) in metrics.iter().filter(|(_, value)| **value > 0.0) {
@@ -1998,6 +2092,8 @@ async fn threadql_ingress(
     }
     let stats = fake.stats().await?;
     let posts_total = stats.answered;
+    let late_us = answered_after_newer(&load.acked, &fake.first_posts().await?);
+    let answered_after_newer_over_1s = late_us.iter().filter(|&&us| us > 1_000_000).count();
     let last_post_at = samples
         .iter()
         .find(|(_, p)| *p >= posts_total)
@@ -2055,6 +2151,8 @@ async fn threadql_ingress(
         rss_peak_mib: status_kib("VmHWM") as f64 / 1024.0,
         rss_drained_mib,
         rss_idle_mib,
+        answered_after_newer: Percentiles::of(late_us),
+        answered_after_newer_over_1s,
         background_cores: 0.0,
     })
 }
@@ -2699,4 +2797,19 @@ fn perf_summary(args: &PerfSummaryArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lateness_counts_only_threads_a_newer_one_overtook() {
+        // Acked in the order 1, 2, 3, 4; answered 2 first, then 1 (5 ms after 2), 4, 3 (1 ms after 4).
+        let acked = [(1, 100), (2, 200), (3, 300), (4, 400)];
+        let answered = [(2, 1_000), (1, 6_000), (4, 7_000), (3, 8_000), (9, 50)];
+        let mut late = answered_after_newer(&acked, &answered);
+        late.sort_unstable();
+        assert_eq!(late, vec![0, 0, 1_000, 5_000]);
+    }
 }
