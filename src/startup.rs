@@ -171,11 +171,12 @@ const WATCHDOG_SLACK: std::time::Duration = std::time::Duration::from_secs(1);
 /// Turns running at once across all threads (see `ThreadServices::turn_permits`). Well above the
 /// warehouse's query cap, so cheap turns (help, show sql, undo) are not stuck behind queries.
 const MAX_TURNS_IN_FLIGHT: usize = 1024;
-/// Scheduling priority of the thread-actor arbiters (see `ThreadRegistry::start`): acks first.
-/// Since new threads wait in the registry's waiting room rather than as actors, what the arbiters
-/// get under a burst goes to answers: at nice 19, 2,573 answers/s during a closed-loop burst with
-/// acks at 0.58x the bare handler; at nice 10, 2,308/s with acks at 0.45x (BENCHMARKS.md).
-const ACTOR_NICE: i32 = 19;
+/// Scheduling priority of the thread-actor arbiters (see `ThreadRegistry::start`): acks first,
+/// answers still flowing. Measured over a closed-loop burst (three runs each, BENCHMARKS.md,
+/// "Bursts and memory"): at nice 19 answers during the burst swung between 1,550/s and 3,745/s
+/// with acks at 0.59-0.73x the bare handler; at 17, 3,128-4,562/s with acks at 0.56-0.66x; at
+/// 12, 4,364-5,201/s with acks at 0.54-0.57x.
+const ACTOR_NICE: i32 = 17;
 /// HTTP workers per core (actix's default is one). An ack waits on Redis and a worker is one
 /// thread, so with one per core the cores sat idle while acks waited; two per core measured
 /// 46,500 -> 60,200 acks/s in process and 15,700 -> 22,000 with Redis (BENCHMARKS.md).
