@@ -293,7 +293,11 @@ impl SlackIngress {
         };
         let view = blocks::schedule_edit_view(&metadata, value.phrase.as_deref().unwrap_or_default());
         let slack = self.slack.clone();
+        // Counted from now, like a slash command's root post: the server is not idle until the
+        // dialog's call is over (a test waiting for idleness would otherwise miss it).
+        let queued = slack.outbox_ticket();
         actix_rt::spawn(async move {
+            let _queued = queued;
             if let Err(error) = slack.open_view(&trigger, &view).await {
                 tracing::warn!(%error, report, "Failed to open a schedule's Edit dialog");
             }

@@ -194,6 +194,15 @@ impl Replier for RecordingReplier {
 }
 
 /// Sends a message to a thread and waits (bounded) until its turn is over.
+/// The server's backends over a database of the test's own, with no Slack to reach: replies go
+/// to the replier the test gives its registry.
+async fn local_backends() -> (TestDatabase, threadql::config::Config, Backends) {
+    let database = TestDatabase::create().await;
+    let config = config_with("http://127.0.0.1:9/api", database.url(), &[]);
+    let backends = Backends::build(&config).await.unwrap();
+    (database, config, backends)
+}
+
 async fn turn(registry: &ThreadRegistry, thread: &ThreadKey, origin: Origin, text: &str) {
     let (done, finished) = tokio::sync::oneshot::channel();
     registry.dispatch(
@@ -227,9 +236,7 @@ fn answered(reply: &Reply) -> (usize, Vec<String>) {
 async fn a_panicking_turn_gets_an_apology_and_the_thread_goes_on_with_its_context() {
     // Arrange: the real services over Postgres and the demo data, with an interpreter that
     // panics on the magic words, and replies recorded instead of posted.
-    let database = TestDatabase::create().await;
-    let config = config_with("http://127.0.0.1:9/api", database.url(), &[]);
-    let mut backends = Backends::build(&config).await.unwrap();
+    let (_database, config, mut backends) = local_backends().await;
     backends.interpreter = Arc::new(PanicsOnMagicWords {
         inner: backends.interpreter.clone(),
     });
@@ -290,9 +297,7 @@ impl Replier for AnswersNeverArrive {
 #[actix_rt::test]
 async fn an_answer_saved_but_not_yet_posted_when_the_process_stops_is_reported_after_the_restart() {
     // Arrange: a server whose answers cannot be posted.
-    let database = TestDatabase::create().await;
-    let config = config_with("http://127.0.0.1:9/api", database.url(), &[]);
-    let backends = Backends::build(&config).await.unwrap();
+    let (_database, config, backends) = local_backends().await;
     let store = backends.store.clone();
     let registry = ThreadRegistry::start(backends.thread_services(&config, Arc::new(AnswersNeverArrive)), 2, 0);
     let thread = ThreadKey::parse(TEAM, &new_channel(), &new_ts()).unwrap();
@@ -356,9 +361,7 @@ impl Replier for SlowReplier {
 #[actix_rt::test]
 async fn a_burst_of_new_threads_runs_at_most_the_cap_of_turns_at_once_and_answers_them_all() {
     // Arrange: two turns at a time across all threads.
-    let database = TestDatabase::create().await;
-    let config = config_with("http://127.0.0.1:9/api", database.url(), &[]);
-    let backends = Backends::build(&config).await.unwrap();
+    let (_database, config, backends) = local_backends().await;
     let replier = Arc::new(SlowReplier::default());
     let mut services = backends.thread_services(&config, replier.clone());
     Arc::get_mut(&mut services).unwrap().turn_permits = threadql::turn::TurnQueue::new(2);
@@ -412,9 +415,7 @@ impl Replier for GatedReplier {
 #[actix_rt::test]
 async fn new_threads_wait_without_an_actor_and_are_answered_first_come_first_served() {
     // Arrange: one turn at a time; the first reply holds its turn until the gate opens.
-    let database = TestDatabase::create().await;
-    let config = config_with("http://127.0.0.1:9/api", database.url(), &[]);
-    let backends = Backends::build(&config).await.unwrap();
+    let (_database, config, backends) = local_backends().await;
     let replier = GatedReplier::closed();
     let mut services = backends.thread_services(&config, replier.clone());
     Arc::get_mut(&mut services).unwrap().turn_permits = threadql::turn::TurnQueue::new(1);
@@ -510,9 +511,7 @@ async fn a_passivated_thread_is_reactivated_with_its_refinement_history() {
 #[actix_rt::test]
 async fn mailbox_depth_is_sampled_per_thread_at_each_scrape() {
     // Arrange: replies wait at a gate, so turns stay under way.
-    let database = TestDatabase::create().await;
-    let config = config_with("http://127.0.0.1:9/api", database.url(), &[]);
-    let backends = Backends::build(&config).await.unwrap();
+    let (_database, config, backends) = local_backends().await;
     let replier = GatedReplier::closed();
     let registry = ThreadRegistry::start(backends.thread_services(&config, replier.clone()), 2, 0);
     let (busy, quiet) = (
