@@ -40,7 +40,8 @@ const CHANNEL_RATE_PER_SECOND: f64 = 1.0;
 const FORGET_CHANNELS_EVERY: Duration = Duration::from_secs(10);
 /// By when a channel quiet since its last post has no pacing state left: its bucket refills in
 /// `CHANNEL_BURST / CHANNEL_RATE_PER_SECOND` seconds, then the next sweep drops it.
-pub const QUIET_CHANNELS_FORGOTTEN_WITHIN: Duration = Duration::from_secs(3 + 10);
+pub const QUIET_CHANNELS_FORGOTTEN_WITHIN: Duration =
+    Duration::from_secs((CHANNEL_BURST / CHANNEL_RATE_PER_SECOND) as u64).saturating_add(FORGET_CHANNELS_EVERY);
 
 type Client = SlackClient<SlackClientHyperConnector<HttpsConnector<HttpConnector>>>;
 
@@ -655,7 +656,8 @@ impl SlackWebApi {
                 }))
             })
             .clone();
-        if !self.sweeping.swap(true, Ordering::Relaxed) {
+        // A load first: every post passes here, and only the first needs the write.
+        if !self.sweeping.load(Ordering::Relaxed) && !self.sweeping.swap(true, Ordering::Relaxed) {
             tokio::spawn(forget_idle_channels(Arc::downgrade(&self.channels)));
         }
         self.metrics.slack_outbox_waiting.inc();

@@ -203,6 +203,25 @@ async fn local_backends() -> (TestDatabase, threadql::config::Config, Backends) 
     (database, config, backends)
 }
 
+/// A registry whose turns run `permits` at a time across all threads, replying through `replier`.
+fn registry_with_permits(
+    config: &threadql::config::Config,
+    backends: &Backends,
+    replier: Arc<dyn Replier>,
+    permits: usize,
+) -> Arc<ThreadRegistry> {
+    let mut services = backends.thread_services(config, replier);
+    Arc::get_mut(&mut services).unwrap().turn_permits = threadql::turn::TurnQueue::new(permits);
+    ThreadRegistry::start(services, 2, 0)
+}
+
+/// `count` new threads, each in a channel of its own.
+fn new_threads(count: usize) -> Vec<ThreadKey> {
+    (0..count)
+        .map(|_| ThreadKey::parse(TEAM, &new_channel(), &new_ts()).unwrap())
+        .collect()
+}
+
 async fn turn(registry: &ThreadRegistry, thread: &ThreadKey, origin: Origin, text: &str) {
     let (done, finished) = tokio::sync::oneshot::channel();
     registry.dispatch(
@@ -363,14 +382,10 @@ async fn a_burst_of_new_threads_runs_at_most_the_cap_of_turns_at_once_and_answer
     // Arrange: two turns at a time across all threads.
     let (_database, config, backends) = local_backends().await;
     let replier = Arc::new(SlowReplier::default());
-    let mut services = backends.thread_services(&config, replier.clone());
-    Arc::get_mut(&mut services).unwrap().turn_permits = threadql::turn::TurnQueue::new(2);
-    let registry = ThreadRegistry::start(services, 2, 0);
+    let registry = registry_with_permits(&config, &backends, replier.clone(), 2);
 
     // Act: twenty new threads at once.
-    let threads: Vec<ThreadKey> = (0..20)
-        .map(|_| ThreadKey::parse(TEAM, &new_channel(), &new_ts()).unwrap())
-        .collect();
+    let threads = new_threads(20);
     futures::future::join_all(
         threads
             .iter()
@@ -417,12 +432,8 @@ async fn new_threads_wait_without_an_actor_and_are_answered_first_come_first_ser
     // Arrange: one turn at a time; the first reply holds its turn until the gate opens.
     let (_database, config, backends) = local_backends().await;
     let replier = GatedReplier::closed();
-    let mut services = backends.thread_services(&config, replier.clone());
-    Arc::get_mut(&mut services).unwrap().turn_permits = threadql::turn::TurnQueue::new(1);
-    let registry = ThreadRegistry::start(services, 2, 0);
-    let threads: Vec<ThreadKey> = (0..8)
-        .map(|_| ThreadKey::parse(TEAM, &new_channel(), &new_ts()).unwrap())
-        .collect();
+    let registry = registry_with_permits(&config, &backends, replier.clone(), 1);
+    let threads = new_threads(8);
     let mut finished = Vec::new();
     let mut ask = |thread: &ThreadKey| {
         let (done, over) = tokio::sync::oneshot::channel();
