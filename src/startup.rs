@@ -3,6 +3,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::dev::{Server, Service};
+use actix_web::middleware::Condition;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use futures::FutureExt;
@@ -12,7 +13,7 @@ use tracing_actix_web::TracingLogger;
 
 use crate::access::{AccessControl, NoGroups};
 use crate::activity::Activity;
-use crate::actors::ThreadRegistry;
+use crate::actors::{ThreadRegistry, Yielding};
 use crate::cluster::Cluster;
 use crate::config::{Config, WarehouseSource, SLACK_APP_TOKEN, SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET};
 use crate::http::install::InstallEndpoint;
@@ -171,12 +172,19 @@ const WATCHDOG_SLACK: std::time::Duration = std::time::Duration::from_secs(1);
 /// Turns running at once across all threads (see `ThreadServices::turn_permits`). Well above the
 /// warehouse's query cap, so cheap turns (help, show sql, undo) are not stuck behind queries.
 const MAX_TURNS_IN_FLIGHT: usize = 1024;
-/// Scheduling priority of the thread-actor arbiters (see `ThreadRegistry::start`): acks first,
-/// answers still flowing. Measured over a closed-loop burst (three runs each, BENCHMARKS.md,
-/// "Bursts and memory"): at nice 19 answers during the burst swung between 1,550/s and 3,745/s
-/// with acks at 0.59-0.73x the bare handler; at 17, 3,128-4,562/s with acks at 0.56-0.66x; at
-/// 12, 4,364-5,201/s with acks at 0.54-0.57x.
-const ACTOR_NICE: i32 = 17;
+/// Scheduling priority of the thread-actor arbiters (see `ThreadRegistry::start`): acks first.
+/// Priority alone left the answers whatever the acks did not use, which swung by half from run
+/// to run (nice 17: 1,947-4,939 answers/s during a closed-loop burst); so the arbiters run only a
+/// little below the HTTP workers, high enough to take their share, and `ACTOR_BURST_SHARE` caps
+/// it (BENCHMARKS.md, "Bursts and memory").
+const ACTOR_NICE: i32 = 5;
+/// During a burst, the share of a core each thread-actor arbiter may use (`actors::burst`).
+/// Measured, three runs each (arbiters' CPU / answers during the burst / acks against the bare
+/// handler): nice 12 with 0.15, 0.19-0.22 cores / 2,518-2,746/s / 0.69-0.75x; nice 8 with 0.19
+/// (not reached), 0.26 / 2,526-3,116/s / 0.60-0.65x; nice 0 with 0.15, 0.27 / 2,965-3,647/s /
+/// 0.59-0.66x and cores left idle in the pauses; nice 5 with 0.17, 0.29 / 3,649-3,699/s /
+/// 0.63-0.69x.
+const ACTOR_BURST_SHARE: f64 = 0.17;
 /// HTTP workers per core (actix's default is one). An ack waits on Redis and a worker is one
 /// thread, so with one per core the cores sat idle while acks waited; two per core measured
 /// 46,500 -> 60,200 acks/s in process and 15,700 -> 22,000 with Redis (BENCHMARKS.md).
@@ -398,7 +406,15 @@ impl Application {
         let replier: Arc<dyn Replier> = Arc::new(SlackReplier::new(api.clone(), config.max_rows));
         let services = backends.thread_services(&config, replier);
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let registry = ThreadRegistry::start_counting_in(services.clone(), cores, ACTOR_NICE, activity.clone());
+        let registry = ThreadRegistry::start_counting_in(
+            services.clone(),
+            cores,
+            Yielding {
+                nice: ACTOR_NICE,
+                burst_share: Some(ACTOR_BURST_SHARE),
+            },
+            activity.clone(),
+        );
         let reports = Arc::new(ReportRunner::new(
             services,
             Arc::new(SlackReportPoster::new(api.clone(), config.max_rows)),
@@ -490,7 +506,11 @@ impl Application {
         let metrics_alone = metrics.clone();
         let server = HttpServer::new(move || {
             App::new()
-                .wrap(TracingLogger::<RequestSpan>::new())
+                // A request's span is the root of its trace; without traces it is not made.
+                .wrap(Condition::new(
+                    crate::telemetry::exports_traces(),
+                    TracingLogger::<RequestSpan>::new(),
+                ))
                 .wrap_fn({
                     let metrics = http_metrics.clone();
                     move |request, service| {

@@ -1,6 +1,7 @@
 //! Logging through tracing: `RUST_LOG` filters, `THREADQL_LOG_FORMAT=json` gives JSON lines.
 //! With `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) set, spans also
 //! go out as OpenTelemetry traces over OTLP/HTTP (protobuf), and JSON lines carry `trace_id`.
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -33,6 +34,16 @@ const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the exit waits for the last spans to leave.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Whether the installed subscriber exports traces (set once by [`init_with`]).
+static EXPORTING_TRACES: AtomicBool = AtomicBool::new(false);
+
+/// Whether spans leave this process as OpenTelemetry traces. HTTP requests get a span of their
+/// own only then: in log lines its method, path and request id added nothing a line's target does
+/// not say, and making it was an eighth of the HTTP workers' time under a burst (BENCHMARKS.md).
+pub fn exports_traces() -> bool {
+    EXPORTING_TRACES.load(Ordering::Relaxed)
+}
+
 /// What [`init`] set up that needs an orderly end: the trace exporter's last batch.
 #[derive(Default)]
 pub struct Telemetry {
@@ -40,11 +51,6 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    /// Whether spans are exported.
-    pub fn exports_traces(&self) -> bool {
-        self.provider.is_some()
-    }
-
     /// Sends the spans still queued and stops the exporter (blocks up to a few seconds; call it
     /// once serving is over).
     pub fn shutdown(self) {
@@ -105,6 +111,7 @@ pub fn init_with(format: LogFormat, default_filter: &str, lookup: impl Fn(&str) 
     };
     if installed.is_ok() {
         let _ = dispatch.set(tracing::dispatcher::get_default(tracing::Dispatch::downgrade));
+        EXPORTING_TRACES.store(provider.is_some(), Ordering::Relaxed);
     }
     Telemetry { provider }
 }

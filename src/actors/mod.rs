@@ -9,14 +9,16 @@ use crate::domain::ThreadKey;
 use crate::turn::KEEP_SLOTS_AFTER_A_BURST;
 
 mod backlog;
+pub mod burst;
 pub mod registry;
 pub mod thread;
 
+pub use burst::Yielding;
 pub use registry::{Dispatched, ThreadRegistry};
 pub use thread::{ThreadActor, UserMessage};
 
 /// Live thread actors by thread: the registry adds them, each removes itself when it stops.
-pub type ThreadMap = DashMap<ThreadKey, LiveThread>;
+pub type ThreadMap = DashMap<ThreadKey, LiveThread, foldhash::fast::RandomState>;
 
 /// Gives the map's spare room back once most actors of a burst have passivated.
 fn shrink_after_a_burst(threads: &ThreadMap) {

@@ -9,6 +9,7 @@ use actix::prelude::*;
 use dashmap::DashMap;
 
 use super::backlog::{Backlog, BacklogTicket};
+use super::burst::{self, Arrivals, Yielding};
 use super::thread::{ThreadActor, UserMessage};
 use super::{LiveThread, ThreadMap};
 use crate::activity::Activity;
@@ -20,13 +21,15 @@ pub struct ThreadRegistry {
     threads: Arc<ThreadMap>,
     /// Messages dispatched whose turn is not over (see [`BacklogTicket`]).
     backlog: Arc<Backlog>,
+    /// Messages dispatched so far (the arbiters' share of the cores depends on their rate).
+    arrivals: Arc<Arrivals>,
     arbiters: Vec<ArbiterHandle>,
     services: Arc<ThreadServices>,
     /// Keeps the arbiters' threads alive as long as the registry.
     _owned_arbiters: Vec<Arbiter>,
     /// Messages of threads with no live actor, waiting for a turn permit (see
     /// [`ThreadRegistry::dispatch`]); the thread's place in line is in the [`crate::turn::TurnQueue`].
-    waiting_room: Mutex<HashMap<ThreadKey, Vec<UserMessage>>>,
+    waiting_room: Mutex<WaitingRoom>,
     /// This registry, for the admissions the [`crate::turn::TurnQueue`] calls back.
     me: Weak<ThreadRegistry>,
     /// Several replicas: where messages are kept in the inbox before their ack. An arbiter of
@@ -35,35 +38,46 @@ pub struct ThreadRegistry {
     inbox: Option<Arbiter>,
 }
 
+/// Messages of threads with no live actor, by thread.
+type WaitingRoom = HashMap<ThreadKey, Vec<UserMessage>, foldhash::fast::RandomState>;
+
 impl ThreadRegistry {
     /// Starts `arbiter_count` arbiters for thread actors, their threads at scheduling priority
     /// `nice` (0 = like the rest; see [`lower_this_threads_priority`]). Must run inside an
     /// actix `System`.
     pub fn start(services: Arc<ThreadServices>, arbiter_count: usize, nice: i32) -> Arc<Self> {
-        Self::start_counting_in(services, arbiter_count, nice, Activity::new())
+        let yielding = Yielding { nice, ..Yielding::NONE };
+        Self::start_counting_in(services, arbiter_count, yielding, Activity::new())
     }
 
     /// [`ThreadRegistry::start`], counting each dispatched message in `activity` until its turn
-    /// is over (the server shares it with its Slack outbox; see [`Activity`]).
+    /// is over (the server shares it with its Slack outbox; see [`Activity`]); the arbiters
+    /// yield the cores to the acks as `yielding` says (see [`burst`]).
     pub fn start_counting_in(
         services: Arc<ThreadServices>,
         arbiter_count: usize,
-        nice: i32,
+        yielding: Yielding,
         activity: Arc<Activity>,
     ) -> Arc<Self> {
         let owned: Vec<Arbiter> = (0..arbiter_count.max(1)).map(|_| Arbiter::new()).collect();
-        if nice > 0 {
-            for arbiter in &owned {
+        let arrivals = Arc::new(Arrivals::default());
+        for arbiter in &owned {
+            let nice = yielding.nice;
+            if nice > 0 {
                 arbiter.spawn_fn(move || lower_this_threads_priority(nice));
+            }
+            if let Some(share) = yielding.burst_share {
+                arbiter.spawn(burst::govern(arrivals.clone(), share));
             }
         }
         let arbiters = owned.iter().map(Arbiter::handle).collect();
-        let threads: Arc<ThreadMap> = Arc::new(DashMap::new());
+        let threads: Arc<ThreadMap> = Arc::new(DashMap::default());
         sample_mailboxes_on_scrape(&services, Arc::downgrade(&threads));
         let shared = services.cluster.is_some();
         let registry = Arc::new_cyclic(|me| Self {
             threads,
             backlog: Arc::new(Backlog::new(services.metrics.backlog.clone(), activity)),
+            arrivals,
             arbiters,
             services,
             _owned_arbiters: owned,
@@ -84,6 +98,7 @@ impl ThreadRegistry {
     /// every other turn. A burst of new threads thus costs a queued message each, not an actor
     /// and a turn's future each, and the turns running are those that came first.
     pub fn dispatch(&self, thread: ThreadKey, mut message: UserMessage) {
+        self.arrivals.count();
         message.ticket = Some(BacklogTicket::new(self.backlog.clone()));
         // Two tries: an actor found stopping (passivated between lookup and send) is replaced once.
         for _ in 0..2 {
@@ -141,7 +156,7 @@ impl ThreadRegistry {
             return Some(permit);
         };
         if room.is_empty() && room.capacity() > KEEP_SLOTS_AFTER_A_BURST {
-            *room = HashMap::new();
+            *room = WaitingRoom::default();
         }
         if let Some(first) = messages.first_mut() {
             first.permit = Some(permit);
@@ -198,7 +213,7 @@ impl ThreadRegistry {
         Err(message)
     }
 
-    fn room(&self) -> std::sync::MutexGuard<'_, HashMap<ThreadKey, Vec<UserMessage>>> {
+    fn room(&self) -> std::sync::MutexGuard<'_, WaitingRoom> {
         self.waiting_room
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

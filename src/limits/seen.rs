@@ -24,7 +24,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// and a digest takes a third of a key's memory (BENCHMARKS.md, "Bursts and memory"). Two keys
 /// sharing a digest by chance is as likely as guessing a random 128-bit number.
 pub(super) struct SeenKeys {
-    seen: DashMap<Digest, Instant>,
+    seen: DashMap<Digest, Instant, foldhash::fast::RandomState>,
     /// Random per process, so nobody can craft two keys with one digest.
     digest_keys: (u64, u64),
     last_prune: Mutex<Option<Instant>>,
@@ -36,7 +36,7 @@ struct Digest(u64, u64);
 impl Default for SeenKeys {
     fn default() -> Self {
         Self {
-            seen: DashMap::new(),
+            seen: DashMap::default(),
             digest_keys: uuid::Uuid::new_v4().as_u64_pair(),
             last_prune: Mutex::default(),
         }

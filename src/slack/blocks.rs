@@ -33,6 +33,27 @@ pub struct SlackMessage {
     pub blocks: Vec<serde_json::Value>,
 }
 
+/// A message whose blocks are serialized once, to be posted many times: a burst of `help`
+/// posts one text thousands of times, and serializing its blocks was a twentieth of each
+/// answer's CPU (BENCHMARKS.md, "Bursts and memory").
+#[derive(Debug)]
+pub struct SerializedMessage {
+    pub text: String,
+    pub blocks: Box<serde_json::value::RawValue>,
+}
+
+impl SerializedMessage {
+    pub fn of(message: &SlackMessage) -> Self {
+        // A slice of JSON values always serializes.
+        let blocks = serde_json::value::to_raw_value(&message.blocks)
+            .unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned());
+        Self {
+            text: message.text.clone(),
+            blocks,
+        }
+    }
+}
+
 /// Facts about an answer shown under its table.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AnswerContext<'a> {

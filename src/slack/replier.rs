@@ -3,7 +3,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 
-use super::blocks::{self, AnswerContext, SlackMessage};
+use super::blocks::{self, AnswerContext, SerializedMessage, SlackMessage};
 use super::web_api::SlackWebApi;
 use crate::domain::ThreadKey;
 use crate::domain::{Answer, Reply};
@@ -12,10 +12,10 @@ use crate::turn::Replier;
 pub struct SlackReplier {
     api: SlackWebApi,
     max_rows: usize,
-    /// The last text reply rendered, kept for the next identical one: a burst of `help` posts
-    /// one text thousands of times, and rendering it was a tenth of each answer's CPU
-    /// (BENCHMARKS.md, "Bursts and memory").
-    last_text: Mutex<Option<(String, Arc<SlackMessage>)>>,
+    /// The last text reply rendered and serialized, kept for the next identical one: a burst of
+    /// `help` posts one text thousands of times, and rendering it was a tenth of each answer's
+    /// CPU (BENCHMARKS.md, "Bursts and memory").
+    last_text: Mutex<Option<(String, Arc<SerializedMessage>)>>,
 }
 
 impl SlackReplier {
@@ -27,14 +27,14 @@ impl SlackReplier {
         }
     }
 
-    fn text_kit(&self, text: &str) -> Arc<SlackMessage> {
+    fn text_kit(&self, text: &str) -> Arc<SerializedMessage> {
         let last = || self.last_text.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((rendered, message)) = last().as_ref() {
             if rendered == text {
                 return message.clone();
             }
         }
-        let message = Arc::new(blocks::text(text));
+        let message = Arc::new(SerializedMessage::of(&blocks::text(text)));
         *last() = Some((text.to_string(), message.clone()));
         message
     }
@@ -91,6 +91,12 @@ fn private_kit(reply: &Reply, max_rows: usize) -> SlackMessage {
     }
 }
 
+/// A reply's message, ready to post.
+enum Kit {
+    Built(SlackMessage),
+    Serialized(Arc<SerializedMessage>),
+}
+
 impl SlackReplier {
     /// Uploads `reply` when it is a file, else posts `message` (in a thread when `thread_ts`).
     async fn post_or_upload(
@@ -98,7 +104,7 @@ impl SlackReplier {
         channel: &str,
         thread_ts: Option<&str>,
         reply: Reply,
-        message: Option<Arc<SlackMessage>>,
+        message: Option<Kit>,
     ) -> anyhow::Result<()> {
         match (reply, message) {
             (
@@ -113,8 +119,11 @@ impl SlackReplier {
                 api.upload_file(channel, thread_ts, &filename, &content_type, bytes, &title)
                     .await?
             }
-            (_, Some(message)) => {
+            (_, Some(Kit::Built(message))) => {
                 api.post_message(channel, thread_ts, &message).await?;
+            }
+            (_, Some(Kit::Serialized(message))) => {
+                api.post_serialized(channel, thread_ts, &message).await?;
             }
             (_, None) => {}
         }
@@ -128,7 +137,7 @@ impl SlackReplier {
         if !ephemeral {
             match api.open_direct_message(user).await {
                 Ok(direct) => {
-                    let message = Arc::new(private_kit(&reply, self.max_rows));
+                    let message = Kit::Built(private_kit(&reply, self.max_rows));
                     return Self::post_or_upload(&api, &direct, None, reply, Some(message)).await;
                 }
                 Err(error) => {
@@ -155,8 +164,8 @@ impl Replier for SlackReplier {
             return self.privately(thread, user.as_str(), *reply, ephemeral).await;
         }
         let message = match &reply {
-            Reply::Text(text) => Some(self.text_kit(text)),
-            _ => block_kit(thread, &reply, self.max_rows).map(Arc::new),
+            Reply::Text(text) => Some(Kit::Serialized(self.text_kit(text))),
+            _ => block_kit(thread, &reply, self.max_rows).map(Kit::Built),
         };
         let api = self.api.for_team(thread.team()).await?;
         Self::post_or_upload(&api, channel, Some(thread_ts), reply, message).await
@@ -223,9 +232,14 @@ mod tests {
 
         let help = replier.text_kit("*help* <here>");
         assert!(Arc::ptr_eq(&help, &replier.text_kit("*help* <here>")), "rendered once");
-        assert_eq!(*help, blocks::text("*help* <here>"));
+        let serialized = |message: &SerializedMessage| (message.text.clone(), message.blocks.get().to_string());
+        let expected = |text: &str| {
+            let message = blocks::text(text);
+            (message.text, serde_json::to_string(&message.blocks).unwrap())
+        };
+        assert_eq!(serialized(&help), expected("*help* <here>"));
         let other = replier.text_kit("something else");
-        assert_eq!(*other, blocks::text("something else"));
+        assert_eq!(serialized(&other), expected("something else"));
         assert!(
             !Arc::ptr_eq(&help, &replier.text_kit("*help* <here>")),
             "the cache keeps one text"

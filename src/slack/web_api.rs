@@ -20,7 +20,7 @@ use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
 use tracing::Instrument;
 
-use super::blocks::SlackMessage;
+use super::blocks::{SerializedMessage, SlackMessage};
 use crate::access::Channel;
 use crate::activity::{Activity, ActivityGuard};
 use crate::metrics::Metrics;
@@ -101,13 +101,21 @@ type ChannelBuckets = DashMap<String, Arc<tokio::sync::Mutex<ChannelPace>>>;
 struct PostMessage<'a> {
     channel: &'a str,
     text: &'a str,
-    blocks: &'a [serde_json::Value],
+    blocks: Blocks<'a>,
     unfurl_links: bool,
     unfurl_media: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     thread_ts: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     metadata: Option<&'a serde_json::Value>,
+}
+
+/// A message's blocks, as built or as serialized before.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum Blocks<'a> {
+    Built(&'a [serde_json::Value]),
+    Serialized(&'a serde_json::value::RawValue),
 }
 
 /// What threadql reads of `chat.postMessage`'s answer (Slack echoes the whole message too).
@@ -432,13 +440,48 @@ impl SlackWebApi {
         message: &SlackMessage,
         metadata: Option<&serde_json::Value>,
     ) -> Result<String, SlackApiError> {
+        self.post(
+            channel,
+            thread_ts,
+            &message.text,
+            Blocks::Built(&message.blocks),
+            metadata,
+        )
+        .await
+    }
+
+    /// [`Self::post_message`] of a message serialized before.
+    pub async fn post_serialized(
+        &self,
+        channel: &str,
+        thread_ts: Option<&str>,
+        message: &SerializedMessage,
+    ) -> Result<String, SlackApiError> {
+        self.post(
+            channel,
+            thread_ts,
+            &message.text,
+            Blocks::Serialized(&message.blocks),
+            None,
+        )
+        .await
+    }
+
+    async fn post(
+        &self,
+        channel: &str,
+        thread_ts: Option<&str>,
+        text: &str,
+        blocks: Blocks<'_>,
+        metadata: Option<&serde_json::Value>,
+    ) -> Result<String, SlackApiError> {
         let _queued = self.outbox_ticket();
         // Borrowed, not built into a `serde_json::Value`: an answer's blocks are serialized
         // straight from the message instead of copied first (BENCHMARKS.md, "Bursts and memory").
         let body = PostMessage {
             channel,
-            text: &message.text,
-            blocks: &message.blocks,
+            text,
+            blocks,
             unfurl_links: false,
             unfurl_media: false,
             thread_ts,

@@ -207,9 +207,8 @@ impl TurnContext {
             .turn_seconds
             .with_label_values(&[intent])
             .observe(started.elapsed().as_secs_f64());
+        // The thread and the intent are the `turn` span's fields: a line carries them once.
         tracing::info!(
-            thread = %self.key,
-            intent,
             outcome = outcome.ending.outcome(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "Turn handled"
