@@ -277,28 +277,6 @@ impl SealingKeys {
         Ok(Self { current, previous })
     }
 
-    /// The keys from `lookup` (the environment, or a test's map): `None` when
-    /// `THREADQL_ENCRYPTION_KEY` is unset (single-workspace mode needs no key), an error when
-    /// only the previous key is set, since nothing could seal.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, ConfigError> {
-        let secret = |name: &str| {
-            lookup(name)
-                .filter(|value| !value.trim().is_empty())
-                .map(SecretString::from)
-        };
-        match (
-            secret(THREADQL_ENCRYPTION_KEY),
-            secret(THREADQL_ENCRYPTION_KEY_PREVIOUS),
-        ) {
-            (None, None) => Ok(None),
-            (None, Some(_)) => Err(ConfigError {
-                variable: THREADQL_ENCRYPTION_KEY,
-                message: format!("must be set when {THREADQL_ENCRYPTION_KEY_PREVIOUS} is"),
-            }),
-            (Some(current), previous) => Self::new(&current, previous.as_ref()).map(Some),
-        }
-    }
-
     /// The id of the key that seals.
     pub fn current_key_id(&self) -> &str {
         &self.current.id
@@ -554,27 +532,13 @@ mod tests {
 
     #[test]
     fn a_bad_previous_key_is_reported_as_the_previous_key() {
-        let lookup = |name: &str| match name {
-            THREADQL_ENCRYPTION_KEY => Some(KEY_HEX.to_string()),
-            THREADQL_ENCRYPTION_KEY_PREVIOUS => Some("hunter2".to_string()),
-            _ => None,
-        };
+        let current = SecretString::from(KEY_HEX.to_string());
+        let previous = SecretString::from("hunter2".to_string());
 
-        let error = SealingKeys::from_lookup(lookup).unwrap_err();
+        let error = SealingKeys::new(&current, Some(&previous)).unwrap_err();
 
         assert_eq!(error.variable, THREADQL_ENCRYPTION_KEY_PREVIOUS);
         assert!(!error.to_string().contains("hunter2"));
-    }
-
-    #[test]
-    fn no_key_is_single_workspace_mode_and_a_previous_key_alone_is_refused() {
-        assert!(SealingKeys::from_lookup(|_| None).unwrap().is_none());
-
-        let only_previous = |name: &str| (name == THREADQL_ENCRYPTION_KEY_PREVIOUS).then(|| KEY_HEX.to_string());
-        let error = SealingKeys::from_lookup(only_previous).unwrap_err();
-
-        assert_eq!(error.variable, THREADQL_ENCRYPTION_KEY);
-        assert!(!error.to_string().contains(KEY_HEX));
     }
 
     #[test]
