@@ -40,10 +40,10 @@ impl Yielding {
 
 /// Messages dispatched so far: the arbiters' governors read the arrival rate from it.
 #[derive(Debug, Default)]
-pub struct Arrivals(AtomicU64);
+pub(super) struct Arrivals(AtomicU64);
 
 impl Arrivals {
-    pub fn count(&self) {
+    pub(super) fn count(&self) {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -55,7 +55,7 @@ impl Arrivals {
 /// How long an arbiter pauses after a window of `elapsed` in which it used `used` of CPU and
 /// `arrived` messages were dispatched: long enough that its use over the window and the pause
 /// comes down to `share`, when the arrivals were at burst rate; else not at all.
-pub fn pause_after(used: Duration, elapsed: Duration, arrived: u64, share: f64) -> Option<Duration> {
+fn pause_after(used: Duration, elapsed: Duration, arrived: u64, share: f64) -> Option<Duration> {
     let burst = arrived as f64 >= BURST_ARRIVALS_PER_SEC * elapsed.as_secs_f64();
     if !burst || share <= 0.0 || share >= 1.0 {
         return None;
@@ -68,7 +68,7 @@ pub fn pause_after(used: Duration, elapsed: Duration, arrived: u64, share: f64) 
 /// Runs on an arbiter for as long as it lives: every [`WINDOW`], pauses the arbiter's thread
 /// (every actor on it) as [`pause_after`] says. A blocking sleep on purpose: the point is that
 /// this thread leaves the core.
-pub async fn govern(arrivals: Arc<Arrivals>, share: f64) {
+pub(super) async fn govern(arrivals: Arc<Arrivals>, share: f64) {
     let Some(mut cpu) = thread_cpu_time() else {
         return tracing::warn!("No per-thread CPU clock here: answers are not capped during bursts");
     };
