@@ -605,15 +605,12 @@ fn run_jobs(shared: Arc<Shared>, mut jobs: mpsc::UnboundedReceiver<Job>) -> BoxF
                     tokio::spawn(run_statement(shared.clone(), handle, sql, timeout_secs));
                 }
                 Job::Cancel { handle } => {
-                    let pid = shared.statements.lock().unwrap().get(&handle).and_then(|s| s.pid);
                     shared.update(&handle, |s| {
                         if s.outcome.is_none() {
                             s.outcome = Some(Outcome::Cancelled);
                         }
                     });
-                    if let Some(pid) = pid {
-                        cancel_backend(&shared.database_url, pid).await;
-                    }
+                    tokio::spawn(cancel_until_ended(shared.clone(), handle));
                 }
             }
         }
@@ -660,6 +657,29 @@ fn begin(conn: &mut PgConnection, timeout_ms: u64) -> BoxFuture<'_, i32> {
             .await
             .unwrap();
         pid
+    })
+}
+
+/// Cancels the statement in Postgres until it has ended: the process is known a moment before
+/// the statement reaches it, and a `pg_cancel_backend` in that moment finds nothing to stop (the
+/// statement then ran its full length: 1 in a few CI runs).
+fn cancel_until_ended(shared: Arc<Shared>, handle: String) -> BoxFuture<'static, ()> {
+    Box::pin(async move {
+        let mut changes = shared.changed.subscribe();
+        loop {
+            let (pid, ended) = match shared.statements.lock().unwrap().get(&handle) {
+                Some(statement) => (statement.pid, statement.ended.is_some()),
+                None => return,
+            };
+            if ended {
+                return;
+            }
+            if let Some(pid) = pid {
+                cancel_backend(&shared.database_url, pid).await;
+            }
+            // Again on the next change, or after a short while if nothing changes.
+            let _ = tokio::time::timeout(Duration::from_millis(50), changes.changed()).await;
+        }
     })
 }
 
